@@ -1,0 +1,3 @@
+from unica.cli.main import main
+
+main()

@@ -1,0 +1,153 @@
+"""The typed exceptions unica raises.
+
+Every failure the library reports is a subclass of :class:`UnicaError`. The library
+never prints; the CLI turns each of these into one line on stderr and a non-zero exit.
+The message of each exception is written to stand alone on that line: it names the
+thing that is wrong (the file, the key, the profile) and the problem.
+"""
+
+from __future__ import annotations
+
+
+class UnicaError(Exception):
+    """Base of every error unica raises on purpose."""
+
+    #: process exit status the CLI uses for this kind of error
+    exit_code = 1
+
+
+# --- configuration and input -------------------------------------------------------
+
+
+class ConfigurationError(UnicaError):
+    """A setting, environment variable or configuration file is missing or invalid."""
+
+    exit_code = 2
+
+
+class InputError(UnicaError):
+    """Input from outside (a file, a request, an argument) is malformed."""
+
+    exit_code = 2
+
+
+class MalformedInput(InputError):
+    """Bytes that should be PEM/DER of some structure are not."""
+
+
+class URIError(InputError):
+    """A key URI (``pkcs11:`` or ``file:``) is malformed or names an unknown scheme."""
+
+
+# --- keys and tokens ----------------------------------------------------------------
+
+
+class KeyBackendError(UnicaError):
+    """Base for key backend failures (software key files and PKCS#11 tokens)."""
+
+
+class KeyNotFound(KeyBackendError):
+    """No key matches the URI (on the token or on disk)."""
+
+
+class KeyExists(KeyBackendError):
+    """A key with that label / id / path already exists."""
+
+
+class UnsupportedKeyType(KeyBackendError):
+    """The key type or size is not supported here (by unica, or by this token)."""
+
+
+class TokenError(KeyBackendError):
+    """A PKCS#11 call failed for a reason not covered by a narrower class."""
+
+
+class TokenNotFound(TokenError):
+    """No token with that label / serial is present (unplugged, or wrong label)."""
+
+
+class ModuleNotFound(TokenError):
+    """The PKCS#11 module (shared library) cannot be loaded."""
+
+
+class PinIncorrect(TokenError):
+    """The token refused the PIN. The token's retry counter has been decremented."""
+
+
+class PinLocked(TokenError):
+    """The PIN is locked on the token; only the security officer can unblock it."""
+
+
+class PinRequired(TokenError):
+    """A PIN or passphrase is needed but none was given and no prompt is possible."""
+
+
+class PassphraseIncorrect(KeyBackendError):
+    """The passphrase does not decrypt the key file."""
+
+
+class CorruptKeyFile(KeyBackendError):
+    """The key file is not an encrypted PKCS#8 PEM private key."""
+
+
+# --- policy and issuance ------------------------------------------------------------
+
+
+class ProfileError(UnicaError):
+    """A profile file is invalid (the message names the file, the key and the problem)."""
+
+    exit_code = 2
+
+
+class ProfileNotFound(ProfileError):
+    """No profile has that name."""
+
+
+class PolicyViolation(UnicaError):
+    """The request is well-formed but the profile or CA forbids it."""
+
+    exit_code = 3
+
+
+class LintFailure(PolicyViolation):
+    """pkilint found problems at WARNING or above in the certificate to be signed."""
+
+    def __init__(self, message: str, findings: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.findings = tuple(findings)
+
+
+class CANotFound(UnicaError):
+    """No CA has that name."""
+
+
+class CAExists(UnicaError):
+    """A CA with that name already exists."""
+
+
+class CAUnusable(PolicyViolation):
+    """The CA cannot issue now: expired, not yet valid, revoked, or awaiting its certificate."""
+
+
+class CertificateNotFound(UnicaError):
+    """No certificate with that serial (for that CA)."""
+
+
+class RevocationError(UnicaError):
+    """A revocation request cannot be applied (already revoked, not on hold, ...)."""
+
+
+class StoreError(UnicaError):
+    """The database cannot be reached, or is not initialised or migrated."""
+
+
+# --- verification ------------------------------------------------------------------
+
+
+class VerificationError(UnicaError):
+    """The input to verification cannot be processed at all (not: it failed to verify --
+    that is a report with indication TOTAL-FAILED, not an exception)."""
+
+
+class FetchError(UnicaError):
+    """Fetching revocation data over the network failed or exceeded its limits."""
