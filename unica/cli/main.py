@@ -20,6 +20,7 @@ from unica.errors import UnicaError
 #: modules under unica.cli that contribute commands, in help order
 COMMAND_MODULES = [
     "key",
+    "token",
 ]
 
 #: exit status for a bug (an exception that is not a UnicaError)

@@ -1,0 +1,132 @@
+"""Key backends: software keys in encrypted files and keys on PKCS#11 tokens.
+
+A key is named by a URI (see :mod:`unica.hsm.uri`). Whatever the backend, a loaded key is
+a ``cryptography`` private-key object: pass it to ``CertificateBuilder.sign``,
+``CertificateRevocationListBuilder.sign`` or ``OCSPResponseBuilder.sign`` as it is, or call
+:func:`sign_raw` for a bare signature (CMS, pyHanko).
+
+Secrets: ``pin`` / ``passphrase`` arguments, else ``pin-source`` in the URI, else the
+``UNICA_PIN`` / ``UNICA_PASSPHRASE`` environment variables; otherwise
+:class:`~unica.errors.PinRequired` (the CLI then prompts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from unica.errors import UnsupportedKeyType
+from unica.hsm.keytypes import KeyType, default_hash_for, key_type_of, spki_der, spki_sha256
+from unica.hsm.secrets import PASSPHRASE, USER_PIN, resolve_secret
+from unica.hsm.uri import FileURI, KeyURI, Pkcs11URI, parse_key_uri
+
+__all__ = [
+    "KeyType", "KeyInfo", "parse_key_uri", "load_key", "generate_key", "list_keys",
+    "key_info", "sign_raw", "signature_params", "key_type_of", "spki_sha256",
+]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What ``unica key show`` prints about a key."""
+
+    uri: str
+    key_type: str
+    public_key: object
+    spki_sha256: str
+    label: str | None = None
+    id: bytes | None = None
+
+    def public_pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def to_dict(self) -> dict:
+        return {
+            "uri": self.uri, "type": self.key_type, "spki_sha256": self.spki_sha256,
+            "label": self.label, "id": self.id.hex() if self.id else None,
+            "public_key_pem": self.public_pem(),
+        }
+
+
+def _as_uri(uri: str | KeyURI) -> KeyURI:
+    return parse_key_uri(uri) if isinstance(uri, str) else uri
+
+
+def _pin_for(uri: Pkcs11URI, pin: str | None) -> str:
+    return resolve_secret(USER_PIN, value=pin, file=uri.pin_source, what="token PIN")
+
+
+def load_key(uri: str | KeyURI, *, pin: str | None = None, passphrase: str | None = None):
+    """Load the private key ``uri`` names (a cryptography private-key object)."""
+    u = _as_uri(uri)
+    if isinstance(u, FileURI):
+        from unica.hsm.software import load_file_key
+
+        return load_file_key(u.path, resolve_secret(PASSPHRASE, value=passphrase, what="key passphrase"))
+    from unica.hsm.pkcs11 import load_token_key
+
+    return load_token_key(u, _pin_for(u, pin))
+
+
+def generate_key(uri: str | KeyURI, key_type: str | KeyType, *, pin: str | None = None,
+                 passphrase: str | None = None):
+    """Generate a new key where ``uri`` says (on the token, or an encrypted file) and return it."""
+    u = _as_uri(uri)
+    kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
+    if isinstance(u, FileURI):
+        from unica.hsm.software import generate_file_key
+
+        return generate_file_key(u.path, kt, resolve_secret(PASSPHRASE, value=passphrase, what="key passphrase"))
+    from unica.hsm.pkcs11 import generate_token_key
+
+    return generate_token_key(u, kt, _pin_for(u, pin))
+
+
+def key_info(key, uri: str | KeyURI | None = None) -> KeyInfo:
+    pub = key.public_key()
+    kuri = getattr(key, "uri", None) or uri
+    return KeyInfo(
+        uri=str(kuri) if kuri is not None else "",
+        key_type=key_type_of(pub),
+        public_key=pub,
+        spki_sha256=spki_sha256(pub),
+        label=getattr(getattr(key, "uri", None), "object", None),
+        id=getattr(getattr(key, "uri", None), "id", None),
+    )
+
+
+def list_keys(token: str, *, module_path: str | None = None, pin: str | None = None) -> list[KeyInfo]:
+    """The key pairs on the token labelled ``token``."""
+    from unica.hsm.pkcs11 import list_token_keys
+
+    u = Pkcs11URI(token=token, module_path=module_path)
+    out = []
+    for info in list_token_keys(u, _pin_for(u, pin)):
+        pub = info.public_key
+        out.append(KeyInfo(uri=info.uri, key_type=info.key_type, public_key=pub,
+                           spki_sha256=spki_sha256(pub) if pub is not None else "",
+                           label=info.label, id=info.id))
+    return out
+
+
+def signature_params(key, hash_alg: hashes.HashAlgorithm | None = None, *, pss: bool = False):
+    """The ``(padding, algorithm)`` / ``algorithm`` cryptography's ``sign`` wants for ``key``."""
+    h = hash_alg or default_hash_for(key)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return (ec.ECDSA(h),)
+    if isinstance(key, rsa.RSAPrivateKey):
+        pad = padding.PSS(padding.MGF1(h), padding.PSS.DIGEST_LENGTH) if pss else padding.PKCS1v15()
+        return (pad, h)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return ()
+    raise UnsupportedKeyType(f"unsupported key type {type(key).__name__}")
+
+
+def sign_raw(key, data: bytes, hash_alg: hashes.HashAlgorithm | None = None, *, pss: bool = False) -> bytes:
+    """A bare signature over ``data``: DER ECDSA, PKCS#1 v1.5 / PSS RSA, or Ed25519."""
+    return key.sign(data, *signature_params(key, hash_alg, pss=pss))

@@ -1,0 +1,92 @@
+"""Key types unica generates and recognises, and facts about public keys."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from unica.errors import UnsupportedKeyType
+
+
+class KeyType(str, enum.Enum):
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+    ED25519 = "ed25519"
+
+    @classmethod
+    def parse(cls, text: str) -> "KeyType":
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            names = ", ".join(k.value for k in cls)
+            raise UnsupportedKeyType(f"unknown key type {text!r} (one of: {names})") from None
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("rsa-")
+
+    @property
+    def is_ec(self) -> bool:
+        return self.value.startswith("ec-")
+
+    @property
+    def rsa_bits(self) -> int:
+        return int(self.value.split("-")[1])
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return {"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}[self.value]
+
+
+def key_type_of(public_key) -> str:
+    """A short name for a public (or private) key: ``ec-p256``, ``rsa-3072``, ``ed25519``..."""
+    if hasattr(public_key, "public_key") and not isinstance(public_key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        public_key = public_key.public_key()
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}.get(
+            public_key.curve.name, f"ec-{public_key.curve.name}")
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"rsa-{public_key.key_size}"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return "ed448"
+    raise UnsupportedKeyType(f"unsupported public key type {type(public_key).__name__}")
+
+
+def spki_der(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def spki_sha256(public_key) -> str:
+    """Hex SHA-256 of the DER SubjectPublicKeyInfo (as ``openssl pkey -pubin -outform DER | sha256sum``)."""
+    return hashlib.sha256(spki_der(public_key)).hexdigest()
+
+
+def key_identifier(public_key) -> bytes:
+    """RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value.
+
+    unica uses it as the CKA_ID of token keys, so a certificate's subject key identifier
+    equals the id of its key on the token.
+    """
+    from cryptography import x509
+
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+
+
+def default_hash_for(public_key) -> hashes.HashAlgorithm | None:
+    """The signature hash unica pairs with a key: SHA-384 for P-384, none for EdDSA, else SHA-256."""
+    if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
+                               ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    if isinstance(public_key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        return hashes.SHA384() if public_key.curve.key_size >= 384 else hashes.SHA256()
+    if isinstance(public_key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
+        return hashes.SHA256()
+    raise UnsupportedKeyType(f"unsupported key type {type(public_key).__name__}")
