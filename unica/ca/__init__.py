@@ -1,0 +1,1 @@
+"""Certification authority: issuance and revocation lists."""
