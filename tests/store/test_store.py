@@ -1,0 +1,138 @@
+"""The store on SQLite and PostgreSQL: migrations, transactions, constraints, the audit chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from unica.errors import StoreError
+from unica.store import GENESIS_HASH, audit_entry_hash, models as m, open_store
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/unica.db"
+    else:
+        url = request.getfixturevalue("pg_url")
+        # a fresh schema per test: drop everything the previous test made
+        from sqlalchemy import create_engine, text
+
+        eng = create_engine(url)
+        with eng.begin() as c:
+            c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        eng.dispose()
+    s = open_store(url, create=True)
+    yield s
+    s.dispose()
+
+
+def _ca(name="root") -> m.CA:
+    return m.CA(name=name, key_uri="file:/k.pem", subject_der=b"0", subject_text=f"CN={name}")
+
+
+def _cert(ca_id: int, serial: int) -> m.Certificate:
+    now = m.utcnow()
+    return m.Certificate(ca_id=ca_id, serial=m.serial_hex(serial), not_before=now,
+                         not_after=now + dt.timedelta(days=1), profile="tls-server")
+
+
+def test_open_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="unica init"):
+        open_store(f"sqlite:///{tmp_path}/absent.db")
+
+
+def test_bad_url_and_unreachable_server_are_store_or_config_errors(tmp_path):
+    from unica.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        open_store("mysql://x@127.0.0.1/none")
+    with pytest.raises(StoreError):
+        open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_datetimes_round_trip_timezone_aware(store):
+    with store.write() as s:
+        ca = _ca()
+        s.add(ca)
+        s.flush()
+        s.add(_cert(ca.id, 0xABC))
+    with store.read() as s:
+        c = s.scalars(select(m.Certificate)).one()
+        assert c.not_before.tzinfo is not None
+        assert c.not_after - c.not_before == dt.timedelta(days=1)
+        assert c.serial == "abc" and c.serial_number == 0xABC
+
+
+def test_naive_datetimes_are_refused(store):
+    with pytest.raises(Exception, match="naive"):
+        with store.write() as s:
+            ca = _ca()
+            s.add(ca)
+            s.flush()
+            c = _cert(ca.id, 1)
+            c.not_before = dt.datetime(2026, 1, 1)
+            s.add(c)
+    with store.read() as s:
+        assert s.scalar(select(func.count()).select_from(m.CA)) == 0
+
+
+def test_serial_is_unique_per_issuer_and_transaction_rolls_back(store):
+    with store.write() as s:
+        a, b = _ca("a"), _ca("b")
+        s.add_all([a, b])
+        s.flush()
+        s.add_all([_cert(a.id, 7), _cert(b.id, 7)])  # same serial, different issuers: fine
+    with pytest.raises(IntegrityError):
+        with store.write() as s:
+            store.audit(s, "certificate.issued", ca="a", target="7")
+            s.add(_cert(1, 7))
+    with store.read() as s:
+        assert s.scalar(select(func.count()).select_from(m.Certificate)) == 2
+        assert s.scalar(select(func.count()).select_from(m.AuditEntry)) == 0  # rolled back with it
+
+
+def test_audit_chain_links_and_hashes(store):
+    for i in range(5):
+        with store.write() as s:
+            store.audit(s, "test.event", ca="root", target=str(i), details={"n": i})
+    with store.read() as s:
+        entries = s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id)).all()
+    assert [e.id for e in entries] == [1, 2, 3, 4, 5]
+    prev = GENESIS_HASH
+    for e in entries:
+        assert e.prev_hash == prev
+        assert e.hash == audit_entry_hash(prev, e.id, e.at, e.event, e.actor, e.ca_name, e.target, e.details)
+        prev = e.hash
+
+
+def test_audit_refuses_secret_fields(store):
+    with pytest.raises(ValueError, match="secrets"):
+        with store.write() as s:
+            store.audit(s, "token.login", details={"user_pin": "1234"})
+
+
+def test_concurrent_audit_appends_never_fork_the_chain(store):
+    errors = []
+
+    def work():
+        try:
+            for i in range(10):
+                with store.write() as s:
+                    store.audit(s, "concurrent", details={"i": i})
+        except Exception as e:  # pragma: no cover - the assertion below reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    with store.read() as s:
+        entries = s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id)).all()
+    assert len(entries) == 40
+    for prev, cur in zip(entries, entries[1:]):
+        assert cur.prev_hash == prev.hash

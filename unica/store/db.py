@@ -1,0 +1,254 @@
+"""Opening the database and running transactions.
+
+SQLite (the embedded default, ``$UNICA_HOME/unica.db``) runs in WAL mode with a busy
+timeout, and write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue
+instead of failing on a lock upgrade. PostgreSQL runs READ COMMITTED; code that needs a
+counter (CRL numbers) or the audit chain head takes a row lock (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from unica.errors import ConfigurationError, StoreError
+from unica.store import models as m
+
+GENESIS_HASH = "0" * 64
+
+
+def unica_home() -> Path:
+    return Path(os.environ.get("UNICA_HOME") or "unica-data")
+
+
+def default_db_url() -> str:
+    """``$UNICA_DB``, else SQLite in ``$UNICA_HOME`` (default ``./unica-data``)."""
+    url = os.environ.get("UNICA_DB")
+    if url:
+        return url
+    return f"sqlite:///{(unica_home() / 'unica.db').resolve()}"
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(f"bad database URL {_redact(url)!r}") from None
+    if u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() == "sqlite":
+        engine = create_engine(u, connect_args={"timeout": 60}, poolclass=None)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql(conn.get_execution_options().get("unica_begin", "BEGIN"))
+
+        return engine
+    if u.get_backend_name() == "postgresql":
+        return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    raise ConfigurationError(f"unsupported database {u.get_backend_name()!r} (use sqlite or postgresql)")
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable>"
+
+
+class Store:
+    """The database: transactions and the audit log."""
+
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = url
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        writer = engine.execution_options(unica_begin="BEGIN IMMEDIATE") if engine.dialect.name == "sqlite" else engine
+        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"<Store {_redact(self.url)}>"
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """One read-write transaction: committed on success, rolled back on any exception."""
+        session = self._write_sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as e:
+            session.rollback()
+            raise StoreError(f"database error: {_first_line(e)}") from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read transaction (nothing is committed)."""
+        session = self._sessions()
+        try:
+            yield session
+        except OperationalError as e:
+            raise StoreError(f"database error: {_first_line(e)}") from None
+        finally:
+            session.close()  # ends the transaction; loaded objects stay readable, detached
+
+    # --- audit ----------------------------------------------------------------------
+
+    def audit(self, session: Session, event: str, *, ca: str | None = None, target: str | None = None,
+              details: dict | None = None, actor: str | None = None) -> m.AuditEntry:
+        """Append a hash-chained entry to the audit log inside ``session``'s transaction."""
+        return append_audit(session, event, ca=ca, target=target, details=details, actor=actor)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(e: Exception) -> str:
+    text_ = str(getattr(e, "orig", e) or e)
+    return text_.strip().splitlines()[0] if text_.strip() else type(e).__name__
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{os.uname().nodename}:{os.getpid()}" if hasattr(os, "uname") else user
+
+
+def audit_entry_hash(prev_hash: str, entry_id: int, at, event: str, actor: str, ca_name: str | None,
+                     target: str | None, details: dict) -> str:
+    """SHA-256 over the previous hash and a canonical JSON form of the entry (its id included,
+    so a deleted, inserted or reordered entry breaks the chain)."""
+    body = json.dumps(
+        {"id": entry_id, "at": at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+         "event": event, "actor": actor, "ca": ca_name, "target": target, "details": details},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+    )
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body.encode("utf-8")).hexdigest()
+
+
+_SECRET_WORDS = ("pin", "passphrase", "password", "secret")
+
+
+def _check_no_secrets(details: dict) -> None:
+    for k in details:
+        if any(w in str(k).lower() for w in _SECRET_WORDS):
+            raise ValueError(f"audit details must not carry secrets (key {k!r})")
+
+
+def append_audit(session: Session, event: str, *, ca: str | None = None, target: str | None = None,
+                 details: dict | None = None, actor: str | None = None) -> m.AuditEntry:
+    details = dict(details or {})
+    _check_no_secrets(details)
+    head = session.get(m.AuditHead, 1, with_for_update=True)
+    if head is None:
+        head = m.AuditHead(id=1, last_id=0, last_hash=GENESIS_HASH)
+        session.add(head)
+        session.flush()
+    entry_id = head.last_id + 1
+    at = m.utcnow()
+    who = actor or default_actor()
+    digest = audit_entry_hash(head.last_hash, entry_id, at, event, who, ca, target, details)
+    entry = m.AuditEntry(id=entry_id, at=at, event=event, actor=who, ca_name=ca, target=target,
+                         details=details, prev_hash=head.last_hash, hash=digest)
+    session.add(entry)
+    head.last_id = entry_id
+    head.last_hash = digest
+    session.flush()
+    return entry
+
+
+# --- opening and migrating ---------------------------------------------------------------
+
+
+def _alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    here = Path(__file__).parent / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(here))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(store: Store) -> None:
+    """Run the Alembic migrations up to head."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(store.engine), "head")
+
+
+def schema_revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(Path(__file__).parent / "migrations")).get_current_head()
+
+
+def open_store(url: str | None = None, *, create: bool = False) -> Store:
+    """Open the database at ``url`` (default :func:`default_db_url`).
+
+    With ``create``, make the SQLite file's directory and migrate the schema to head;
+    without it, refuse a database that is missing or not at the current schema.
+    """
+    url = url or default_db_url()
+    engine = _make_engine(url)
+    store = Store(engine, url)
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        if path and path != ":memory:":
+            p = Path(path)
+            if create:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            elif not p.exists():
+                raise StoreError(f"no unica database at {p} (run 'unica init', or set UNICA_HOME / UNICA_DB)")
+    try:
+        if create:
+            upgrade(store)
+        else:
+            rev = schema_revision(store)
+            if rev is None:
+                raise StoreError(f"database {_redact(url)} is not initialised (run 'unica init')")
+            if rev != head_revision():
+                raise StoreError(f"database {_redact(url)} is at schema {rev}; run 'unica init' to migrate")
+    except OperationalError as e:
+        raise StoreError(f"cannot reach the database {_redact(url)}: {_first_line(e)}") from None
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error on {_redact(url)}: {_first_line(e)}") from None
+    return store

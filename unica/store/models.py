@@ -1,0 +1,215 @@
+"""The database schema: CAs, certificates, CRLs, pre-signed OCSP responses, the audit log.
+
+All datetimes are timezone-aware UTC (:class:`UTCDateTime` stores them naive-UTC in SQLite
+and as ``timestamptz`` in PostgreSQL, and always returns aware values). Serial numbers are
+stored as lowercase hex strings: 128-bit serials do not fit an SQL BIGINT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def serial_hex(serial: int) -> str:
+    """The stored form of a serial number: lowercase hex, no leading zeros."""
+    if serial <= 0:
+        raise ValueError("serial numbers are positive")
+    return format(serial, "x")
+
+
+def serial_int(text: str) -> int:
+    """A serial number from hex (``0x`` prefix, colons and case tolerated)."""
+    t = text.strip().lower().replace(":", "")
+    if t.startswith("0x"):
+        t = t[2:]
+    return int(t, 16)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware datetime column; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime}
+
+
+class CA(Base):
+    __tablename__ = "cas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cas.id"), nullable=True)
+    key_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    subject_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    subject_text: Mapped[str] = mapped_column(Text, nullable=False)
+    cert_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: active | pending (awaiting its certificate from an external parent) | revoked | retired
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    not_before: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    not_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ski: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: SHA-1 of the CA's subjectPublicKey bits (OCSP issuerKeyHash of what it issues)
+    key_hash: Mapped[bytes | None] = mapped_column(LargeBinary(20), nullable=True, index=True)
+    #: SHA-1 of the CA's subject name DER (OCSP issuerNameHash)
+    name_hash: Mapped[bytes | None] = mapped_column(LargeBinary(20), nullable=True)
+    crl_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delta_crl_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    crl_shards: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    ocsp_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ca_issuers_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: presigned | live
+    ocsp_mode: Mapped[str] = mapped_column(String(16), nullable=False, default="presigned")
+    ocsp_signer_key_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ocsp_signer_cert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificates.id", use_alter=True, name="fk_cas_ocsp_signer_cert"), nullable=True)
+    #: the last CRL number issued (bumped under a row lock)
+    crl_number: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    profiles: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    settings: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+    parent: Mapped["CA | None"] = relationship(remote_side=[id])
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("ca_id", "serial", name="uq_certificates_ca_serial"),
+        Index("ix_certificates_ca_status", "ca_id", "status"),
+        Index("ix_certificates_not_after", "not_after"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), nullable=False)
+    serial: Mapped[str] = mapped_column(String(42), nullable=False)
+    #: pending (intent recorded, not signed) | valid | revoked | hold | failed (intent abandoned)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    subject_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    subject_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, default=b"")
+    sans: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    not_before: Mapped[dt.datetime] = mapped_column(nullable=False)
+    not_after: Mapped[dt.datetime] = mapped_column(nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    is_ca: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    tbs_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    spki_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    requester: Mapped[str | None] = mapped_column(Text, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    invalidity_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)
+
+    ca: Mapped[CA] = relationship(foreign_keys=[ca_id])
+
+    @property
+    def serial_number(self) -> int:
+        return int(self.serial, 16)
+
+
+class CRL(Base):
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("ca_id", "number", "shard", name="uq_crls_ca_number_shard"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), nullable=False, index=True)
+    number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    is_delta: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    base_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    shard: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    this_update: Mapped[dt.datetime] = mapped_column(nullable=False)
+    next_update: Mapped[dt.datetime] = mapped_column(nullable=False)
+    entries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+
+class OCSPResponse(Base):
+    __tablename__ = "ocsp_responses"
+
+    cert_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    this_update: Mapped[dt.datetime] = mapped_column(nullable=False)
+    next_update: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    produced_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    event: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    ca_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditHead(Base):
+    """One row: the last audit entry's id and hash. Appends lock it, so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditSeal(Base):
+    """A signature over the audit chain up to an entry (made by an audit key)."""
+
+    __tablename__ = "audit_seals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upto_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    upto_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    key_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    signature: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
