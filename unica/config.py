@@ -1,0 +1,86 @@
+"""Where unica keeps its things, and the home's small configuration file.
+
+``$UNICA_HOME`` (default ``./unica-data``) holds ``config.toml``, the SQLite database
+``unica.db`` (unless ``UNICA_DB`` / ``--db`` / ``config.toml``'s ``db`` names another),
+operator profiles in ``profiles/`` and software CA keys in ``keys/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from unica.errors import ConfigurationError
+
+CONFIG_FILE = "config.toml"
+_KEYS = {"db": str, "profiles_dir": str, "keys_dir": str}
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    db: str | None = None
+    profiles_dir: Path | None = None
+    keys_dir: Path | None = None
+
+
+def home() -> Path:
+    return Path(os.environ.get("UNICA_HOME") or "unica-data")
+
+
+def load_config(h: Path | None = None) -> Config:
+    """The home's ``config.toml`` (absent file = defaults). Unknown keys are refused."""
+    h = h or home()
+    path = h / CONFIG_FILE
+    if not path.exists():
+        return Config(home=h)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigurationError(f"config {path}: cannot read: {e}") from None
+    for k, v in data.items():
+        if k not in _KEYS:
+            raise ConfigurationError(f"config {path}: {k}: unknown key (known: {', '.join(sorted(_KEYS))})")
+        if not isinstance(v, _KEYS[k]):
+            raise ConfigurationError(f"config {path}: {k}: must be a string")
+
+    def rel(v):
+        return None if v is None else (Path(v) if Path(v).is_absolute() else h / v)
+
+    return Config(home=h, db=data.get("db"), profiles_dir=rel(data.get("profiles_dir")),
+                  keys_dir=rel(data.get("keys_dir")))
+
+
+def profiles_dir() -> Path:
+    cfg = load_config()
+    return cfg.profiles_dir or cfg.home / "profiles"
+
+
+def keys_dir() -> Path:
+    cfg = load_config()
+    return cfg.keys_dir or cfg.home / "keys"
+
+
+def db_url(explicit: str | None = None) -> str | None:
+    """``--db``, else ``$UNICA_DB``, else config ``db``; None means the store's SQLite default."""
+    return explicit or os.environ.get("UNICA_DB") or load_config().db
+
+
+def write_default_config(h: Path) -> Path:
+    """Create ``config.toml`` (if missing) and the profiles/keys directories."""
+    h.mkdir(parents=True, exist_ok=True)
+    (h / "profiles").mkdir(exist_ok=True)
+    keys = h / "keys"
+    keys.mkdir(exist_ok=True)
+    os.chmod(keys, 0o700)
+    path = h / CONFIG_FILE
+    if not path.exists():
+        path.write_text(
+            "# unica home configuration\n"
+            "# db = \"postgresql+psycopg://unica@db.example/unica\"   # default: SQLite unica.db here\n"
+            "# profiles_dir = \"profiles\"                            # operator profiles (NAME.toml)\n"
+            "# keys_dir = \"keys\"                                    # software CA keys\n",
+            encoding="utf-8")
+    return path
