@@ -1,0 +1,19 @@
+"""OCSP responder (RFC 6960 / RFC 5019): request parsing, DER-level response signing,
+pre-signed and live modes, a raw ASGI front and a uvicorn runner.
+
+Layers, each usable alone: :mod:`.request` (parse) -> :mod:`.responder` (decide, sign or
+look up) -> :mod:`.http` (ASGI) -> :mod:`.server` (uvicorn). The database enters only
+through :class:`.source.StatusSource` and :class:`.source.PresignedStore`.
+"""
+
+from unica.ocsp.request import CertID, MalformedRequest, OCSPRequestInfo, RequestLimits, parse_request
+from unica.ocsp.response import GOOD, UNKNOWN, CertStatus, ResponseSigner, ResponseStatus, SignedResponse
+from unica.ocsp.responder import Answer, IssuerIndex, Presigner, Responder, ServedCA
+from unica.ocsp.source import InMemoryPresignedStore, InMemoryStatusSource, PresignedStore, StatusSource
+
+__all__ = [
+    "CertID", "MalformedRequest", "OCSPRequestInfo", "RequestLimits", "parse_request",
+    "GOOD", "UNKNOWN", "CertStatus", "ResponseSigner", "ResponseStatus", "SignedResponse",
+    "Answer", "IssuerIndex", "Presigner", "Responder", "ServedCA",
+    "InMemoryPresignedStore", "InMemoryStatusSource", "PresignedStore", "StatusSource",
+]

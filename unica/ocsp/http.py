@@ -1,0 +1,128 @@
+"""The HTTP front of the responder: a raw ASGI application (no framework).
+
+- ``GET <prefix><url-encoded base64 of the DER request>`` and ``POST <prefix>`` with an
+  ``application/ocsp-request`` body; answers ``application/ocsp-response``.
+- Bad OCSP input gets HTTP 200 with ``malformedRequest`` (RFC 6960 leaves the status to
+  the OCSP layer); an oversized body 413 (read no further); other methods 405; paths
+  outside the prefix 404. Never a 5xx for bad input.
+- GET answers that may be cached carry RFC 5019 headers: Last-Modified (producedAt),
+  Expires (nextUpdate), ETag, Cache-Control ``max-age=<seconds to nextUpdate>, public,
+  no-transform, must-revalidate``. Nonce answers and POST answers are ``no-store``.
+- ``GET /healthz``: 200 ``ok`` when the responder can answer, else 503.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from email.utils import format_datetime
+
+from unica.errors import MalformedInput
+from unica.ocsp.request import decode_get_path
+from unica.ocsp.responder import INTERNAL_ERROR, MALFORMED, Answer, Responder
+
+__all__ = ["OCSPApp"]
+
+log = logging.getLogger("unica.ocsp.http")
+
+_CT = (b"content-type", b"application/ocsp-response")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _plain(status: int, text: bytes, extra=()) -> tuple[int, list, bytes]:
+    return status, [(b"content-type", b"text/plain; charset=utf-8"), *extra], text
+
+
+def _http_date(t: _dt.datetime) -> bytes:
+    return format_datetime(t, usegmt=True).encode()
+
+
+class OCSPApp:
+    """ASGI app over a :class:`Responder`. ``prefix`` is the URL path the responder is
+    published at (the AIA OCSP URL's path), ending in ``/``."""
+
+    def __init__(self, responder: Responder, prefix: str = "/", health_path: str = "/healthz"):
+        if not prefix.startswith("/") or not prefix.endswith("/"):
+            raise ValueError(f"OCSP URL prefix {prefix!r} must start and end with '/'")
+        self.responder = responder
+        self.prefix = prefix.encode()
+        self.health_path = health_path
+        self.max_body = responder.limits.max_body
+        # a base64 GET path is 4/3 of the DER, URL-encoding at most triples '+', '/', '='
+        self.max_path = len(self.prefix) + 4 * self.max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            status, headers, body = await self._http(scope, receive)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+        elif kind == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _http(self, scope, receive):
+        method = scope["method"]
+        path = scope.get("raw_path") or scope["path"].encode()
+        if method == "GET" or method == "HEAD":
+            if scope["path"] == self.health_path:
+                ok = self.responder.healthy()
+                return _plain(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+            if not path.startswith(self.prefix):
+                return _plain(404, b"not found\n")
+            if len(path) > self.max_path:
+                return _plain(414, b"request path too long\n")
+            try:
+                der = decode_get_path(path, self.prefix)
+            except MalformedInput:
+                return 200, [_CT, _NO_STORE], MALFORMED.body
+            answer = self._respond(der)
+            return 200, self._cache_headers(answer), answer.body
+        if method == "POST":
+            if not scope["path"].encode().startswith(self.prefix) and scope["path"] + "/" != self.prefix.decode():
+                return _plain(404, b"not found\n")
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    try:
+                        if int(value) > self.max_body:
+                            return _plain(413, b"request body too large\n", [(b"connection", b"close")])
+                    except ValueError:
+                        return _plain(400, b"bad content-length\n")
+            body = b""
+            more = True
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return _plain(400, b"client went away\n")
+                body += msg.get("body", b"")
+                if len(body) > self.max_body:
+                    return _plain(413, b"request body too large\n", [(b"connection", b"close")])
+                more = msg.get("more_body", False)
+            return 200, [_CT, _NO_STORE], self._respond(body).body
+        return _plain(405, b"method not allowed\n", [(b"allow", b"GET, POST")])
+
+    def _respond(self, der: bytes) -> Answer:
+        try:
+            return self.responder.respond(der)
+        except Exception:  # a bug or a failing source: an OCSP internalError, never a 5xx page
+            log.exception("OCSP responder failed")
+            return INTERNAL_ERROR
+
+    @staticmethod
+    def _cache_headers(answer: Answer) -> list:
+        r = answer.cacheable
+        if r is None:
+            return [_CT, _NO_STORE]
+        now = _dt.datetime.now(_dt.timezone.utc)
+        max_age = max(0, int((r.next_update - now).total_seconds()))
+        return [_CT,
+                (b"last-modified", _http_date(r.produced_at)),
+                (b"expires", _http_date(r.next_update)),
+                (b"etag", r.etag.encode()),
+                (b"cache-control", b"max-age=%d, public, no-transform, must-revalidate" % max_age)]

@@ -1,0 +1,88 @@
+"""Running the responder under uvicorn (httptools + uvloop).
+
+:func:`serve` binds the socket once and, for ``workers > 1``, forks that many processes
+that all accept on it (each with its own copy of the app: in-memory sources are per
+process; a database-backed source is shared through the database). Several hosts or
+processes behind a load balancer on one database are the scaling story.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+__all__ = ["serve", "make_server"]
+
+
+def _config(app, *, log_level: str = "warning", access_log: bool = False):
+    import uvicorn
+
+    return uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level=log_level,
+                          access_log=access_log, timeout_keep_alive=30, server_header=False,
+                          date_header=True, backlog=2048, h11_max_incomplete_event_size=16384)
+
+
+def make_server(app, **kw):
+    """A ``uvicorn.Server`` for ``app`` (start it with ``server.run(sockets=[sock])``)."""
+    import uvicorn
+
+    return uvicorn.Server(_config(app, **kw))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
+          log_level: str = "warning", sock: socket.socket | None = None) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM. ``workers`` processes share one listening socket."""
+    if workers < 1:
+        raise ValueError(f"worker count {workers} must be at least 1")
+    sock = sock or bind(host, port)
+    if workers == 1:
+        make_server(app, log_level=log_level).run(sockets=[sock])
+        return
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                make_server(app, log_level=log_level).run(sockets=[sock])
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def stop(signum, frame):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    for pid in children:
+        while True:
+            try:
+                _, st = os.waitpid(pid, 0)
+                status |= os.waitstatus_to_exitcode(st) != 0
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+    sock.close()
+    if status:
+        sys.exit(1)
