@@ -2,7 +2,7 @@
 
 Every test run gets its own ``SOFTHSM2_CONF`` and token directory (made before any test
 loads the PKCS#11 module, because SoftHSM2 reads its configuration when it is
-initialised). Two tokens are ready: ``unica-test`` and ``unica-test-2``, with the user
+initialised). Two tokens are ready: ``unica-test`` and ``unica-aux``, with the user
 PIN in ``UNICA_PIN`` and the SO PIN in ``UNICA_SO_PIN``.
 """
 
@@ -22,7 +22,7 @@ import pytest
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 TEST_PIN = "4826-user"
 TEST_SO_PIN = "9173-so-officer"
-TOKENS = ("unica-test", "unica-test-2")
+TOKENS = ("unica-test", "unica-aux")  # neither a prefix of the other: OpenSC matches --token-label by prefix
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="unica-test-"))
