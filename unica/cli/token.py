@@ -1,19 +1,60 @@
-"""``unica token``: the tokens (smart cards, USB keys, HSM partitions) a PKCS#11 module shows."""
+"""``unica token``: the tokens (smart cards, USB keys, HSM partitions) a PKCS#11 module shows.
+
+Life cycle (init, change-pin, unblock, info, objects) and enrollment from the token
+(keygen, csr, import-cert, renew, enroll).
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
-from unica.cli.common import emit_json, json_option, table
+from unica.cli.common import emit_json, json_option, pin_file_option, secret, so_pin, table, user_pin
+from unica.hsm.keytypes import KeyType
+
+NEW_PIN_ENV = "UNICA_NEW_PIN"
+KEY_TYPES = [k.value for k in KeyType if k.is_ec or k.is_rsa]
+
+
+def _module_option(f):
+    return click.option("--module", "module_path", default=None,
+                        help="PKCS#11 module (else UNICA_PKCS11_MODULE, else SoftHSM2).")(f)
+
+
+def _token_option(f):
+    return click.option("--token", "token", required=True, help="Token label.")(f)
+
+
+def _so_pin_file_option(f):
+    return click.option("--so-pin-file", type=click.Path(dir_okay=False), default=None,
+                        help="Read the SO PIN from this file (else UNICA_SO_PIN, else a prompt).")(f)
+
+
+def _new_pin_file_option(f):
+    return click.option("--new-pin-file", type=click.Path(dir_okay=False), default=None,
+                        help=f"Read the new user PIN from this file (else {NEW_PIN_ENV}, else a prompt).")(f)
+
+
+def _new_pin(new_pin_file) -> str:
+    return secret(NEW_PIN_ENV, new_pin_file, "new token user PIN", confirm=True)
+
+
+def _write_out(data: bytes, out: str | None) -> None:
+    if out is None or out == "-":
+        click.echo(data.decode() if data.startswith(b"-----") else data, nl=False)
+        return
+    Path(out).write_bytes(data)
 
 
 @click.group("token")
 def token_group() -> None:
-    """PKCS#11 tokens: list them (and manage their life cycle)."""
+    """PKCS#11 tokens: list, initialise, PINs, objects, and enrollment (keygen, csr, import-cert)."""
 
 
 @token_group.command("list")
-@click.option("--module", "module_path", default=None, help="PKCS#11 module (else UNICA_PKCS11_MODULE, else SoftHSM2).")
+@_module_option
 @json_option
 def token_list(module_path, as_json: bool) -> None:
     """List slots with a token: label, serial, model, flags."""
@@ -25,6 +66,250 @@ def token_list(module_path, as_json: bool) -> None:
         return
     table([[str(t.slot_id), t.label, t.serial, t.manufacturer, t.model, ",".join(t.flags)] for t in tokens],
           ["SLOT", "LABEL", "SERIAL", "MANUFACTURER", "MODEL", "FLAGS"])
+
+
+@token_group.command("info")
+@_token_option
+@_module_option
+@json_option
+def token_info_cmd(token: str, module_path, as_json: bool) -> None:
+    """Slot, serial, model, flags and PIN state (as far as the token reports counters)."""
+    from unica.hsm.tokens import token_info
+
+    info = token_info(token, module_path)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    for k, v in [("Label", info.label), ("Slot", f"{info.slot_id} ({info.slot_description})"),
+                 ("Serial", info.serial), ("Manufacturer", info.manufacturer), ("Model", info.model),
+                 ("Hardware", info.hardware_version), ("Firmware", info.firmware_version),
+                 ("Flags", ",".join(info.flags)), ("User PIN", info.user_pin_status),
+                 ("SO PIN", info.so_pin_status)]:
+        click.echo(f"{k + ':':14}{v}")
+
+
+@token_group.command("init")
+@click.option("--slot", "slot_id", type=int, default=None, help="Slot id of the token to initialise.")
+@click.option("--free", is_flag=True, help="Use the first slot with an uninitialised token.")
+@click.option("--label", required=True, help="New token label (at most 32 bytes of UTF-8).")
+@click.option("--force", is_flag=True, help="Re-initialise a token that is initialised (ERASES all its objects).")
+@_so_pin_file_option
+@pin_file_option
+@_module_option
+@json_option
+def token_init(slot_id, free, label, force, so_pin_file, pin_file, module_path, as_json) -> None:
+    """Initialise a token: label, SO PIN, and the user PIN."""
+    from unica.hsm.tokens import init_token
+
+    so = secret("UNICA_SO_PIN", so_pin_file, "new token SO PIN", confirm=True)
+    pin = secret("UNICA_PIN", pin_file, "new token user PIN", confirm=True)
+    info = init_token(label=label, so_pin=so, user_pin=pin, slot_id=slot_id, free=free, force=force,
+                      path=module_path)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    click.echo(f"initialised token {info.label!r} in slot {info.slot_id} (serial {info.serial})")
+
+
+def _change_pin(token, pin_file, new_pin_file, module_path) -> None:
+    from unica.hsm.tokens import change_pin
+
+    old = user_pin(pin_file)
+    change_pin(token, old, _new_pin(new_pin_file), module_path)
+    click.echo(f"changed the user PIN of token {token!r}")
+
+
+@token_group.command("change-pin")
+@_token_option
+@pin_file_option
+@_new_pin_file_option
+@_module_option
+def token_change_pin(token, pin_file, new_pin_file, module_path) -> None:
+    """The user changes their PIN: the current one (UNICA_PIN/--pin-file), and the new one."""
+    _change_pin(token, pin_file, new_pin_file, module_path)
+
+
+@token_group.command("set-pin")
+@_token_option
+@pin_file_option
+@_new_pin_file_option
+@_module_option
+def token_set_pin(token, pin_file, new_pin_file, module_path) -> None:
+    """Same as change-pin."""
+    _change_pin(token, pin_file, new_pin_file, module_path)
+
+
+@token_group.command("unblock")
+@_token_option
+@_so_pin_file_option
+@_new_pin_file_option
+@_module_option
+def token_unblock(token, so_pin_file, new_pin_file, module_path) -> None:
+    """The security officer sets a new user PIN (unblocks a locked one)."""
+    from unica.hsm.tokens import unblock_pin
+
+    unblock_pin(token, so_pin(so_pin_file), _new_pin(new_pin_file), module_path)
+    click.echo(f"set a new user PIN on token {token!r}")
+
+
+@token_group.command("objects")
+@_token_option
+@click.option("--public-only", is_flag=True, help="Do not log in: list only public objects.")
+@pin_file_option
+@_module_option
+@json_option
+def token_objects(token, public_only, pin_file, module_path, as_json) -> None:
+    """Keys and certificates on a token: labels, ids, types, sensitivity, certificate subjects."""
+    from unica.hsm.objects import list_objects
+
+    objs = list_objects(token, None if public_only else user_pin(pin_file), module_path)
+    if as_json:
+        emit_json([o.to_dict() for o in objs])
+        return
+    rows = []
+    for o in objs:
+        if o.kind == "certificate":
+            detail = f"subject={o.subject} not-after={o.not_after}"
+        elif o.kind in ("private-key", "secret-key"):
+            detail = (f"sensitive={_yn(o.sensitive)} extractable={_yn(o.extractable)} "
+                      f"never-extractable={_yn(o.never_extractable)} local={_yn(o.local)}")
+        else:
+            detail = f"local={_yn(o.local)}"
+        rows.append([o.kind, o.label or "", o.id.hex() if o.id else "", o.key_type or "", detail])
+    table(rows, ["CLASS", "LABEL", "ID", "TYPE", "DETAILS"])
+
+
+def _yn(v) -> str:
+    return "?" if v is None else ("yes" if v else "no")
+
+
+@token_group.command("keygen")
+@_token_option
+@click.option("--label", required=True, help="Label of the new key pair.")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
+@click.option("--id", "key_id", default=None, help="CKA_ID in hex (default: the key identifier, SHA-1 of the key).")
+@pin_file_option
+@_module_option
+@json_option
+def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json) -> None:
+    """Generate a key pair on the token (sensitive, never extractable, with a CKA_ID)."""
+    from unica.errors import InputError
+    from unica.hsm import key_info
+    from unica.hsm.enroll import keygen
+
+    kid = None
+    if key_id:
+        try:
+            kid = bytes.fromhex(key_id)
+        except ValueError:
+            raise InputError(f"--id {key_id!r} is not hex") from None
+    key = keygen(token, label, key_type, user_pin(pin_file), key_id=kid, module_path=module_path)
+    info = key_info(key)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    click.echo(f"URI:          {info.uri}")
+    click.echo(f"Type:         {info.key_type}")
+    click.echo(f"ID:           {info.id.hex() if info.id else ''}")
+    click.echo(f"SPKI SHA-256: {info.spki_sha256}")
+
+
+@token_group.command("csr")
+@click.option("--key", "key_uri", required=True, help="Key URI (pkcs11:token=...;object=...).")
+@click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
+@click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
+@click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
+@pin_file_option
+def token_csr(key_uri, subject, uscc, out, pin_file) -> None:
+    """A PKCS#10 request signed with the key on the token (proof of possession)."""
+    from unica.cli.common import key_secrets
+    from unica.hsm import load_key
+    from unica.hsm.enroll import csr_pem, make_csr
+
+    key = load_key(key_uri, **key_secrets(key_uri, pin_file, None))
+    _write_out(csr_pem(make_csr(key, subject, uscc=uscc)), out)
+
+
+@token_group.command("import-cert")
+@_token_option
+@click.argument("cert_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--chain", "chain_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM file of CA certificates to write onto the token too.")
+@click.option("--remove-old", is_flag=True, help="Remove other certificates with the same subject (after renewal).")
+@pin_file_option
+@_module_option
+@json_option
+def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module_path, as_json) -> None:
+    """Write a certificate onto the token, with the CKA_ID and label of its key."""
+    from unica.hsm.objects import import_certificate, load_certificate_bytes
+
+    certs = load_certificate_bytes(Path(cert_file).read_bytes(), f"certificate file {cert_file}")
+    chain = load_certificate_bytes(Path(chain_file).read_bytes(), f"chain file {chain_file}") if chain_file else []
+    res = import_certificate(token, certs, user_pin(pin_file), chain=chain, remove_old=remove_old,
+                             path=module_path)
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    click.echo(f"wrote certificate {res.subject!r} for key {res.label!r} (id {res.id.hex()}) "
+               f"and {res.chain_written} CA certificate(s); removed {res.removed} old certificate(s)")
+
+
+@token_group.command("renew")
+@click.option("--key", "key_uri", required=True, help="URI of the key whose certificate is renewed.")
+@click.option("--rekey", is_flag=True, help="Generate a new key on the token (re-key) instead of reusing it.")
+@click.option("--new-label", default=None, help="Label of the new key with --rekey (default: LABEL-<utc time>).")
+@click.option("--subject", default=None, help="Subject DN (default: the current certificate's subject).")
+@click.option("--uscc", default=None, help="Unified Social Credit Code (organizationIdentifier).")
+@click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
+@click.option("--ca", "ca_name", default=None, help="Issue the request with this local CA and import the result.")
+@click.option("--profile", default=None, help="Certificate profile for --ca.")
+@click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
+@pin_file_option
+def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file) -> None:
+    """A new request with the same key (renewal) or a new key (--rekey); optionally issue and import it."""
+    from unica.cli.common import key_secrets
+    from unica.errors import InputError
+    from unica.hsm.enroll import csr_pem, renew
+
+    if remove_old and not ca_name:
+        raise InputError("--remove-old needs --ca; without it, pass --remove-old to 'unica token import-cert'")
+    pin = key_secrets(key_uri, pin_file, None)["pin"]
+    r = renew(key_uri, pin, rekey=rekey, new_label=new_label, subject=subject, uscc=uscc)
+    pem = csr_pem(r.csr)
+    if ca_name is None:
+        _write_out(pem, out)
+        if r.rekeyed:
+            click.echo(f"new key: {r.key_uri}", err=True)
+        return
+    if out:
+        Path(out).write_bytes(pem)
+    _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path)
+    click.echo(f"renewed: key {r.key_uri}")
+
+
+def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path) -> None:
+    """Issue ``csr_pem_bytes`` with the local CA (``unica issue``) and write the result onto the token."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from unica.errors import UnicaError
+    from unica.hsm.objects import import_certificate, load_certificate_bytes
+
+    with tempfile.TemporaryDirectory(prefix="unica-enroll-") as tmp:
+        csr_path = Path(tmp) / "req.pem"
+        cert_path = Path(tmp) / "cert.pem"
+        csr_path.write_bytes(csr_pem_bytes)
+        args = [sys.executable, "-m", "unica", "issue", "--ca", ca_name, "--csr", str(csr_path),
+                "--out", str(cert_path)]
+        if profile:
+            args += ["--profile", profile]
+        proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ))
+        if proc.returncode != 0 or not cert_path.exists():
+            msg = (proc.stderr.strip().splitlines() or ["no certificate written"])[-1]
+            raise UnicaError(f"issuing with CA {ca_name!r} failed: {msg.removeprefix('unica: error: ')}")
+        certs = load_certificate_bytes(cert_path.read_bytes(), "issued certificate")
+    import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
 
 
 COMMANDS = [token_group]

@@ -1,0 +1,100 @@
+"""Enrollment from a token: a key generated on it, a PKCS#10 request signed on it, renewal.
+
+The request is built by ``cryptography``'s ``CertificateSigningRequestBuilder`` and signed
+with the token key object (a ``cryptography`` private-key subclass), so the signature --
+the proof of possession -- is made on the token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from unica.errors import InputError, KeyNotFound
+from unica.hsm import generate_key, load_key
+from unica.hsm.keytypes import KeyType, default_hash_for
+from unica.hsm.uri import Pkcs11URI, parse_key_uri
+from unica.x509util import parse_dn, with_uscc
+
+
+def subject_name(subject: str | x509.Name, uscc: str | None = None) -> x509.Name:
+    """The subject DN (RFC 4514 text or a Name), with the USCC as organizationIdentifier."""
+    name = parse_dn(subject) if isinstance(subject, str) else subject
+    return with_uscc(name, uscc) if uscc else name
+
+
+def make_csr(key, subject: str | x509.Name, *, uscc: str | None = None) -> x509.CertificateSigningRequest:
+    """A PKCS#10 request for ``key``'s public key, signed by ``key`` (on the token, for token keys)."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject, uscc))
+    return builder.sign(key, default_hash_for(key))
+
+
+def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def keygen(token: str, label: str, key_type: str | KeyType, pin: str, *, key_id: bytes | None = None,
+           module_path: str | None = None):
+    """Generate a key pair on ``token``: sensitive, never extractable, CKA_ID = key identifier."""
+    if not label:
+        raise InputError("a token key needs a label")
+    uri = Pkcs11URI(token=token, object=label, id=key_id, module_path=module_path)
+    return generate_key(uri, key_type, pin=pin)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What ``unica token renew`` made: the key (old or new) and its request."""
+
+    key: object
+    csr: x509.CertificateSigningRequest
+    rekeyed: bool
+    old_key_uri: str
+
+    @property
+    def key_uri(self) -> str:
+        return str(self.key.uri)
+
+
+def renew(key_uri: str, pin: str, *, rekey: bool = False, new_label: str | None = None,
+          subject: str | None = None, uscc: str | None = None, key_type: str | None = None) -> Renewal:
+    """A new request for the key's certificate: same key (renewal) or a new one (re-key).
+
+    The subject is the one of the key's current certificate on the token unless given.
+    A re-key generates the new key on the same token, with ``new_label`` (default: the
+    old label and today's date) and the old key's type unless ``key_type`` is given.
+    """
+    from unica.hsm.keytypes import key_type_of
+    from unica.hsm.objects import certificate_for_key
+
+    u = parse_key_uri(key_uri)
+    if not isinstance(u, Pkcs11URI):
+        raise InputError(f"renew works on token keys (pkcs11:...), not {key_uri!r}")
+    old = load_key(u, pin=pin)
+    if subject is None:
+        try:
+            cert, _ = certificate_for_key(old)
+        except KeyNotFound:
+            raise KeyNotFound(f"the key {old.uri} has no certificate on the token; give --subject") from None
+        name = cert.subject
+        if uscc:
+            name = with_uscc(_drop_org_id(name), uscc)
+    else:
+        name = subject_name(subject, uscc)
+    key = old
+    if rekey:
+        label = new_label or f"{u.object or 'key'}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        key = generate_key(Pkcs11URI(token=old.uri.token, object=label, module_path=u.module_path,
+                                     pin_source=u.pin_source),
+                           key_type or key_type_of(old.public_key()), pin=pin)
+    return Renewal(key=key, csr=make_csr(key, name), rekeyed=rekey, old_key_uri=str(old.uri))
+
+
+def _drop_org_id(name: x509.Name) -> x509.Name:
+    from cryptography.x509.oid import NameOID
+
+    rdns = [r for r in name.rdns if not any(a.oid == NameOID.ORGANIZATION_IDENTIFIER for a in r)]
+    return x509.Name(rdns)
