@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what unica and its tests need on a fresh Debian/Ubuntu machine (run as root or with sudo):
+# SoftHSM2 (the token), OpenSC (pkcs11-tool), poppler-utils (pdfsig), PostgreSQL 15 binaries
+# (the tests start a throwaway cluster themselves), and unica itself with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+packages="softhsm2 opensc poppler-utils libnss3-tools"
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then packages="$packages postgresql-15"; fi
+missing=""
+for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+python3 -m pip install -q -e '.[test]'
