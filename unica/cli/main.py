@@ -21,6 +21,7 @@ from unica.errors import UnicaError
 COMMAND_MODULES = [
     "key",
     "token",
+    "sign",
 ]
 
 #: exit status for a bug (an exception that is not a UnicaError)

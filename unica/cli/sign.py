@@ -1,0 +1,88 @@
+"""``unica sign``: CMS/CAdES and PDF/PAdES signatures with a key on a token (or in a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unica.cli.common import passphrase_file_option, pin_file_option
+
+
+def _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss=False):
+    from unica.cli.common import key_secrets
+    from unica.hsm.objects import load_certificate_bytes
+    from unica.sign import load_signer
+
+    cert = chain = None
+    if cert_file:
+        cert = load_certificate_bytes(Path(cert_file).read_bytes(), f"certificate file {cert_file}")[0]
+    if chain_file:
+        chain = load_certificate_bytes(Path(chain_file).read_bytes(), f"chain file {chain_file}")
+    return load_signer(key_uri, cert=cert, chain=chain, pss=pss,
+                       **key_secrets(key_uri, pin_file, passphrase_file))
+
+
+def _key_options(f):
+    f = passphrase_file_option(f)
+    f = pin_file_option(f)
+    f = click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping service URL (CAdES-T / PAdES B-T).")(f)
+    f = click.option("--chain", "chain_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="PEM CA certificates to embed (default: the CA certificates on the token).")(f)
+    f = click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Signer certificate (default: the key's certificate on the token).")(f)
+    f = click.option("--key", "key_uri", required=True, help="Key URI (pkcs11:token=...;object=... or file:PATH).")(f)
+    return f
+
+
+@click.group("sign")
+def sign_group() -> None:
+    """Sign files: CMS / CAdES (.p7s) and PDF / PAdES."""
+
+
+@sign_group.command("cms")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_key_options
+@click.option("--detached/--attached", default=True, help="Detached signature (default) or content inside.")
+@click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
+@click.option("--out", default=None, help="Output file (default: FILE.p7s).")
+@click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
+def sign_cms_cmd(file, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, detached, pss, out,
+                 as_pem) -> None:
+    """CMS / CAdES-BES signature of FILE (CAdES-T with --tsa), certificate chain embedded."""
+    from unica.sign import sign_cms
+
+    ident = _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss)
+    with open(file, "rb") as f:
+        der = sign_cms(f, ident, detached=detached, tsa_url=tsa_url)
+    if as_pem:
+        import base64
+        import textwrap
+
+        der = (b"-----BEGIN CMS-----\n" + "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64)).encode()
+               + b"\n-----END CMS-----\n")
+    Path(out or f"{file}.p7s").write_bytes(der)
+    click.echo(f"wrote {out or f'{file}.p7s'}")
+
+
+@sign_group.command("pdf")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@_key_options
+@click.option("--field", default="Signature1", show_default=True, help="Signature field (created if missing).")
+@click.option("--reason", default=None, help="Reason recorded in the signature.")
+@click.option("--location", default=None, help="Location recorded in the signature.")
+def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, field, reason,
+                 location) -> None:
+    """PAdES baseline signature of the PDF SRC, written to DST (B-T with --tsa)."""
+    from unica.errors import InputError
+    from unica.sign import sign_pdf
+
+    if Path(src).resolve() == Path(dst).resolve():
+        raise InputError("SRC and DST must be different files")
+    ident = _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file)
+    sign_pdf(src, dst, ident, field=field, reason=reason, location=location, tsa_url=tsa_url)
+    click.echo(f"wrote {dst}")
+
+
+COMMANDS = [sign_group]
