@@ -172,9 +172,7 @@ def append_audit(session: Session, event: str, *, ca: str | None = None, target:
     _check_no_secrets(details)
     head = session.get(m.AuditHead, 1, with_for_update=True)
     if head is None:
-        head = m.AuditHead(id=1, last_id=0, last_hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
+        raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
     entry_id = head.last_id + 1
     at = m.utcnow()
     who = actor or default_actor()

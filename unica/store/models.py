@@ -139,6 +139,8 @@ class Certificate(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     invalidity_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    #: when a hold was last released (a delta CRL lists it as removeFromCRL)
+    released_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)
 
