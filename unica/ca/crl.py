@@ -171,9 +171,10 @@ def _entry_ext_table() -> dict:
 
 
 _REASON_EXT = _entry_ext_table()
+#: the same, wrapped in the entry's Extensions SEQUENCE (b"" when there is none)
+_REASON_EXT_WRAPPED = {k: (seq(v) if v else b"") for k, v in _REASON_EXT.items()}
 
 
-_L1 = [bytes((i,)) for i in range(256)]
 #: "HHMMSSZ" for every second of a day
 _HMS = [b"%02d%02d%02dZ" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)]
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -182,13 +183,13 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 def _encode_entries(entries: Iterable, out: bytearray, delta: bool) -> int:
     """Append DER of each revokedCertificates entry to ``out``; return the count.
 
-    Hot loop (1M entries in about a second): the time is built from a per-day prefix
-    cache and a table of the 86,400 ``HHMMSSZ`` suffixes; lengths come from tables.
+    Hot loop (about 1 us per entry): the time is a per-day prefix (cached) plus one of the
+    86,400 precomputed ``HHMMSSZ`` suffixes, the entry extensions for a reason without an
+    invalidity date are precomputed, and each entry is one bytes %-format.
     """
-    reason_ext = _REASON_EXT
-    utc = _dt.timezone.utc
+    reason_ext = _REASON_EXT_WRAPPED
     remove = x509.ReasonFlags.remove_from_crl
-    L1, HMS = _L1, _HMS
+    HMS = _HMS
     days: dict[int, bytes] = {}
     count = 0
     append = out.extend
@@ -204,28 +205,23 @@ def _encode_entries(entries: Iterable, out: bytearray, delta: bool) -> int:
             d = _EPOCH + _dt.timedelta(days=day)
             prefix = days[day] = (b"\x17\x0d%02d%02d%02d" % (d.year % 100, d.month, d.day)
                                   if 1950 <= d.year <= 2049 else b"\x18\x0f%04d%02d%02d" % (d.year, d.month, d.day))
-        t = prefix + HMS[sec]
-        if reason is None and invalidity is None:
-            n = 2 + len(s) + 15
-            append(b"\x30" + L1[n] + b"\x02" + L1[len(s)] + s + t if n < 0x80 else
-                   b"\x30" + enc_len(n) + b"\x02" + L1[len(s)] + s + t)
-            count += 1
-            continue
-        try:
-            ext = reason_ext[reason]
-        except KeyError:
-            raise ValueError(f"revocation reason {reason!r} of serial {serial:x} is not an x509.ReasonFlags") from None
+        if invalidity is None:
+            ext = reason_ext.get(reason)
+            if ext is None:
+                raise ValueError(f"revocation reason {reason!r} of serial {serial:x} is not an x509.ReasonFlags")
+        else:
+            ext = _REASON_EXT.get(reason)
+            if ext is None:
+                raise ValueError(f"revocation reason {reason!r} of serial {serial:x} is not an x509.ReasonFlags")
+            ext += extension(_OID_INVALIDITY, der.generalized_time(invalidity))
+            ext = b"\x30" + enc_len(len(ext)) + ext
         if reason is remove and not delta:
             raise ValueError(f"serial {serial:x}: removeFromCRL is only allowed in delta CRLs")
-        if invalidity is not None:
-            ext += extension(_OID_INVALIDITY, der.generalized_time(invalidity))
-        if ext:
-            ext = b"\x30" + enc_len(len(ext)) + ext
-        body_len = 2 + len(s) + len(t) + len(ext)
-        if body_len < 0x80:
-            append(b"\x30" + L1[body_len] + b"\x02" + L1[len(s)] + s + t + ext)
+        n = 2 + len(s) + len(prefix) + 7 + len(ext)
+        if n < 0x80 and len(s) < 0x80:
+            append(b"0%c\x02%c%b%b%b%b" % (n, len(s), s, prefix, HMS[sec], ext))
         else:
-            append(b"\x30" + enc_len(body_len) + b"\x02" + L1[len(s)] + s + t + ext)
+            append(b"\x30" + enc_len(n) + der.integer(serial) + prefix + HMS[sec] + ext)
         count += 1
     return count
 
