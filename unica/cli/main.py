@@ -21,6 +21,8 @@ from unica.errors import UnicaError
 COMMAND_MODULES = [
     "key",
     "token",
+    "ca",
+    "revoke",
     "sign",
 ]
 

@@ -1,0 +1,399 @@
+"""CA lifecycle with the database: create a root or a subordinate CA, export, change settings.
+
+A CA certificate goes through the same engine as any other (profile, lint, record intent,
+sign once). Its row in ``certificates`` belongs to its issuer (for a root: to itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from unica.ca import engine
+from unica.ca.names import name_text, parse_dn
+from unica.ca.records import get_ca_row, issuer_from_row, name_hash, pem
+from unica.ca.request import CSRRequest
+from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, UnicaError
+from unica.hsm.keytypes import key_identifier, key_type_of
+from unica.policies import Profile, get_profile, parse_duration
+
+_CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Where a new CA's key comes from: an existing URI, or a new key of ``key_type``
+    (on token ``token``, else an encrypted file under ``$UNICA_HOME/keys``)."""
+
+    uri: str | None = None
+    key_type: str | None = None
+    token: str | None = None
+    pin: str | None = None
+    passphrase: str | None = None
+
+    def __post_init__(self):
+        if (self.uri is None) == (self.key_type is None):
+            raise InputError("give exactly one of --key URI or --key-type TYPE")
+        if self.token and self.uri:
+            raise InputError("--token goes with --key-type (a --key URI already names its token)")
+
+    def target_uri(self, ca_name: str) -> str:
+        if self.uri:
+            return self.uri
+        if self.token:
+            from unica.hsm.uri import Pkcs11URI
+
+            return str(Pkcs11URI(token=self.token, object=f"ca-{ca_name}"))
+        from unica.config import keys_dir
+
+        d = keys_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        return f"file:{(d / f'{ca_name}.pem').resolve()}"
+
+    def obtain(self, ca_name: str):
+        from unica.hsm import generate_key, load_key
+
+        uri = self.target_uri(ca_name)
+        if self.uri:
+            return uri, load_key(uri, pin=self.pin, passphrase=self.passphrase)
+        return uri, generate_key(uri, self.key_type, pin=self.pin, passphrase=self.passphrase)
+
+
+@dataclass(frozen=True)
+class CASettings:
+    """The operator-set parts of a CA (None: leave unchanged)."""
+
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+    ca_issuers_url: str | None = None
+    crl_shards: int | None = None
+    profiles: tuple[str, ...] | None = None
+
+    def check(self) -> None:
+        for field in ("crl_url", "ocsp_url", "ca_issuers_url"):
+            v = getattr(self, field)
+            if v is None or v == "":
+                continue
+            u = urlparse(v.replace("{shard}", "0"))
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise InputError(f"--{field.replace('_', '-')} {v!r} is not an http(s) URL")
+        if self.crl_shards is not None and not 1 <= self.crl_shards <= 65536:
+            raise InputError(f"--crl-shards {self.crl_shards} must be from 1 to 65536")
+        for p in self.profiles or ():
+            get_profile(p)
+
+    def apply(self, row) -> dict:
+        changed = {}
+        for field in ("crl_url", "ocsp_url", "ca_issuers_url", "crl_shards"):
+            v = getattr(self, field)
+            if v is not None:
+                v = v or None if isinstance(v, str) else v
+                setattr(row, field, v)
+                changed[field] = v
+        if self.profiles is not None:
+            row.profiles = list(self.profiles)
+            changed["profiles"] = list(self.profiles)
+        shards = row.crl_shards or 1
+        if shards > 1 and (not row.crl_url or "{shard}" not in row.crl_url):
+            raise InputError(f"CA {row.name!r}: with --crl-shards {shards} the CRL URL must contain {{shard}}")
+        if shards == 1 and row.crl_url and "{shard}" in row.crl_url:
+            raise InputError(f"CA {row.name!r}: the CRL URL has {{shard}} but --crl-shards is 1")
+        return changed
+
+
+def _check_name(name: str) -> None:
+    if not _CA_NAME.match(name):
+        raise InputError(f"bad CA name {name!r} (letters, digits, '.', '_', '-'; at most 64)")
+
+
+def _ensure_new(store, name: str) -> None:
+    from sqlalchemy import select
+
+    from unica.store import models as m
+
+    _check_name(name)
+    with store.read() as s:
+        if s.execute(select(m.CA.id).where(m.CA.name == name)).first():
+            raise CAExists(f"a CA named {name!r} already exists")
+
+
+def _with_validity(profile: Profile, validity: str | None) -> Profile:
+    if not validity:
+        return profile
+    try:
+        return dataclasses.replace(profile, validity=parse_duration(validity))
+    except ValueError as e:
+        raise InputError(f"--validity: {e}") from None
+
+
+def _fill_ca_row(row, cert_der: bytes) -> None:
+    cert = x509.load_der_x509_certificate(cert_der)
+    row.cert_der = cert_der
+    row.subject_der = cert.subject.public_bytes()
+    row.subject_text = name_text(cert.subject)
+    row.not_before = cert.not_valid_before_utc
+    row.not_after = cert.not_valid_after_utc
+    row.ski = key_identifier(cert.public_key())
+    row.key_hash = row.ski  # SHA-1 of subjectPublicKey: RFC 5280 method 1 = OCSP issuerKeyHash
+    row.name_hash = name_hash(cert.subject)
+    row.status = "active"
+
+
+def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str | None = None,
+                profile: str = "root-ca", settings: CASettings = CASettings(),
+                now: dt.datetime | None = None) -> dict:
+    """Create a self-signed root CA; return :func:`ca_info` of it."""
+    from unica.store import models as m
+
+    _ensure_new(store, name)
+    settings.check()
+    prof = _with_validity(get_profile(profile), validity)
+    if prof.kind != "root-ca":
+        raise PolicyViolation(f"profile {prof.name!r} is a {prof.kind} profile, not a root-ca profile")
+    dn = parse_dn(subject)
+    if key.key_type:
+        engine.check_key(prof, _key_type_hint(key), f"CA {name}")
+    uri, k = key.obtain(name)
+    pub = k.public_key()
+    req = CSRRequest(pub, key_type_of(pub), dn, (), (), b"")
+    issuer = engine.Issuer(name=name, subject=dn, public_key=pub, ski=key_identifier(pub), is_root=True)
+    prepared = engine.prepare(issuer, prof, req, now=now, where=f"CA {name}")
+    with store.write() as s:
+        row = m.CA(name=name, key_uri=uri, subject_der=prepared.subject.public_bytes(),
+                   subject_text=name_text(prepared.subject), status="pending", crl_shards=1, profiles=[],
+                   settings={})
+        settings.apply(row)
+        s.add(row)
+        s.flush()
+        cert_row = _intent_row(m, row.id, prepared, requester="unica ca create-root")
+        s.add(cert_row)
+        s.flush()
+        ids = (row.id, cert_row.id)
+    cert_der = _sign_or_fail(store, ids[1], prepared, k, pub, name)
+    with store.write() as s:
+        row = s.get(m.CA, ids[0])
+        _fill_ca_row(row, cert_der)
+        _finish_cert_row(s.get(m.Certificate, ids[1]), cert_der)
+        store.audit(s, "ca.created", ca=name, target=m.serial_hex(prepared.serial), details={
+            "kind": "root", "key_uri": uri, "subject": row.subject_text, "profile": prof.name,
+            "fingerprint_sha256": engine.fingerprint(cert_der), "not_after": row.not_after.isoformat()})
+    return ca_info(store, name)
+
+
+def _key_type_hint(key: KeySpec) -> str:
+    from unica.hsm import KeyType
+
+    return KeyType.parse(key.key_type).value
+
+
+def _intent_row(m, ca_id: int, prepared, requester: str | None):
+    return m.Certificate(
+        ca_id=ca_id, serial=m.serial_hex(prepared.serial), status="pending",
+        subject_text=name_text(prepared.subject), subject_der=prepared.subject.public_bytes(),
+        sans=list(prepared.sans), not_before=prepared.not_before, not_after=prepared.not_after,
+        profile=prepared.profile, is_ca=prepared.is_ca, tbs_der=prepared.tbs_der,
+        spki_sha256=prepared.spki_sha256, requester=requester)
+
+
+def _finish_cert_row(cert_row, cert_der: bytes) -> None:
+    cert_row.der = cert_der
+    cert_row.fingerprint_sha256 = engine.fingerprint(cert_der)
+    cert_row.status = "valid"
+
+
+def _sign_or_fail(store, cert_id: int, prepared, key, issuer_pub, ca_name: str) -> bytes:
+    from unica.store import models as m
+
+    try:
+        return engine.sign_prepared(prepared, key, issuer_pub)
+    except BaseException as e:
+        with store.write() as s:
+            row = s.get(m.Certificate, cert_id)
+            row.status = "failed"
+            store.audit(s, "certificate.signing_failed", ca=ca_name, target=row.serial,
+                        details={"error": type(e).__name__, "reason": " ".join(str(e).split())})
+        raise
+
+
+def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, parent_key=None,
+               validity: str | None = None, profile: str = "sub-ca", settings: CASettings = CASettings(),
+               now: dt.datetime | None = None) -> dict:
+    """Create a subordinate CA signed by the CA ``parent`` of this store."""
+    from unica.ca.issuance import IssuingCA
+    from unica.store import models as m
+
+    _ensure_new(store, name)
+    settings.check()
+    prof = _with_validity(get_profile(profile), validity)
+    if prof.kind != "sub-ca":
+        raise PolicyViolation(f"profile {prof.name!r} is a {prof.kind} profile, not a sub-ca profile")
+    dn = parse_dn(subject)
+    parent_ca = IssuingCA(store, parent, key=parent_key)
+    issuer = parent_ca.issuer  # CAUnusable (expired, pending) before any key is made
+    if key.key_type:
+        engine.check_key(prof, _key_type_hint(key), f"CA {name}")
+    uri, k = key.obtain(name)
+    pub = k.public_key()
+    req = CSRRequest(pub, key_type_of(pub), dn, (), (), b"")
+    issued = parent_ca.issue(req, prof, requester="unica ca create-sub", source=f"CA {name}", now=now)
+    with store.write() as s:
+        row = m.CA(name=name, parent_id=parent_ca.ca_id, key_uri=uri, subject_der=b"", subject_text="",
+                   status="pending", crl_shards=1, profiles=[], settings={})
+        settings.apply(row)
+        _fill_ca_row(row, issued.der)
+        s.add(row)
+        s.flush()
+        store.audit(s, "ca.created", ca=name, target=issued.serial_hex, details={
+            "kind": "subordinate", "parent": issuer.name, "key_uri": uri, "subject": row.subject_text,
+            "profile": prof.name, "fingerprint_sha256": issued.fingerprint_sha256})
+    return ca_info(store, name)
+
+
+def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: Path, *,
+                        settings: CASettings = CASettings()) -> dict:
+    """A subordinate CA whose parent is outside unica: write its CSR, wait for ``import_cert``."""
+    from cryptography.hazmat.primitives import serialization
+
+    from unica.hsm.keytypes import default_hash_for
+    from unica.store import models as m
+
+    _ensure_new(store, name)
+    settings.check()
+    dn = parse_dn(subject)
+    uri, k = key.obtain(name)
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(dn)
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .sign(k, default_hash_for(k.public_key())))
+    pem_bytes = csr.public_bytes(serialization.Encoding.PEM)
+    with store.write() as s:
+        row = m.CA(name=name, key_uri=uri, subject_der=dn.public_bytes(), subject_text=name_text(dn),
+                   status="pending", crl_shards=1, profiles=[], settings={},
+                   ski=key_identifier(k.public_key()), key_hash=key_identifier(k.public_key()),
+                   name_hash=name_hash(dn))
+        settings.apply(row)
+        s.add(row)
+        store.audit(s, "ca.csr_created", ca=name, details={"key_uri": uri, "subject": row.subject_text,
+                                                           "csr_out": str(csr_out)})
+    Path(csr_out).write_bytes(pem_bytes)
+    return ca_info(store, name)
+
+
+def _load_certs(data: bytes, source: str) -> list[x509.Certificate]:
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise MalformedInput(f"{source}: not a PEM or DER certificate") from None
+    return certs
+
+
+def import_cert(store, name: str, data: bytes, source: str = "certificate") -> dict:
+    """Install the certificate an external parent issued for the pending CA ``name``
+    (PEM may carry the parent chain after it: it is kept for ``export --chain``)."""
+    from unica.store import models as m
+
+    certs = _load_certs(data, source)
+    cert = certs[0]
+    with store.write() as s:
+        row = get_ca_row(s, name)
+        if row.status != "pending" or row.cert_der is not None:
+            raise CAUnusable(f"CA {name!r} is not waiting for a certificate (status {row.status})")
+        if key_identifier(cert.public_key()) != row.key_hash:
+            raise PolicyViolation(f"{source}: its public key is not CA {name!r}'s key")
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound as e:
+            raise PolicyViolation(f"{source}: not a CA certificate (no {e.oid._name})") from None
+        if not bc.ca or not ku.key_cert_sign:
+            raise PolicyViolation(f"{source}: not a CA certificate (cA false or no keyCertSign)")
+        if len(certs) > 1:
+            try:
+                cert.verify_directly_issued_by(certs[1])
+            except (ValueError, TypeError, Exception):
+                raise PolicyViolation(f"{source}: the certificate is not signed by the next one in the file") from None
+        _fill_ca_row(row, cert.public_bytes(Encoding.DER))
+        if cert.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
+            raise CAUnusable(f"{source}: the certificate expired at {cert.not_valid_after_utc.isoformat()}")
+        row.settings = {**(row.settings or {}),
+                        "external_chain_pem": [c.public_bytes(Encoding.PEM).decode() for c in certs[1:]]}
+        store.audit(s, "ca.certificate_imported", ca=name, details={
+            "subject": row.subject_text, "issuer": name_text(cert.issuer),
+            "fingerprint_sha256": engine.fingerprint(row.cert_der)})
+    return ca_info(store, name)
+
+
+def set_ca(store, name: str, settings: CASettings) -> dict:
+    settings.check()
+    with store.write() as s:
+        row = get_ca_row(s, name)
+        changed = settings.apply(row)
+        if changed:
+            store.audit(s, "ca.settings_changed", ca=name, details=changed)
+    return ca_info(store, name)
+
+
+def _row_info(row, parent_name: str | None) -> dict:
+    return {
+        "name": row.name, "status": row.status, "parent": parent_name, "subject": row.subject_text,
+        "key_uri": row.key_uri,
+        "not_before": row.not_before.isoformat() if row.not_before else None,
+        "not_after": row.not_after.isoformat() if row.not_after else None,
+        "ski": row.ski.hex() if row.ski else None,
+        "fingerprint_sha256": engine.fingerprint(row.cert_der) if row.cert_der else None,
+        "crl_url": row.crl_url, "crl_shards": row.crl_shards, "ocsp_url": row.ocsp_url,
+        "ca_issuers_url": row.ca_issuers_url, "profiles": list(row.profiles or []),
+        "expired": bool(row.not_after and row.not_after <= dt.datetime.now(dt.timezone.utc)),
+    }
+
+
+def ca_info(store, name: str) -> dict:
+    with store.read() as s:
+        row = get_ca_row(s, name)
+        return _row_info(row, row.parent.name if row.parent_id and row.parent else None)
+
+
+def list_cas(store) -> list[dict]:
+    from sqlalchemy import select
+
+    from unica.store import models as m
+
+    with store.read() as s:
+        rows = s.execute(select(m.CA).order_by(m.CA.id)).scalars().all()
+        names = {r.id: r.name for r in rows}
+        return [_row_info(r, names.get(r.parent_id)) for r in rows]
+
+
+def export_ca(store, name: str, chain: bool = False) -> str:
+    """The CA certificate as PEM; with ``chain``, followed by its parents up to the root."""
+    with store.read() as s:
+        row = get_ca_row(s, name)
+        if row.cert_der is None:
+            raise CAUnusable(f"CA {name!r} has no certificate yet (awaiting 'unica ca import-cert')")
+        out = [pem(row.cert_der)]
+        if chain:
+            seen = {row.id}
+            cur = row
+            while cur.parent_id and cur.parent_id not in seen and cur.parent is not None:
+                cur = cur.parent
+                seen.add(cur.id)
+                out.append(pem(cur.cert_der))
+            out.extend((cur.settings or {}).get("external_chain_pem", []))
+        return "".join(out)
+
+
+def chain_pems(store, ca_name: str) -> str:
+    return export_ca(store, ca_name, chain=True)
+
+
+__all__ = ["KeySpec", "CASettings", "create_root", "create_sub", "create_external_sub", "import_cert",
+           "set_ca", "ca_info", "list_cas", "export_ca", "chain_pems", "issuer_from_row", "UnicaError"]

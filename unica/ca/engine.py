@@ -1,0 +1,348 @@
+"""The pure issuance engine: request + profile + issuer -> linted, signable contents.
+
+Two steps, as in Boulder's ``issuance`` package:
+
+* :func:`prepare` checks the request against the profile, decides every extension, builds
+  the certificate, signs a copy with a throwaway key of the CA's key type, lints that copy
+  with pkilint and returns a :class:`Prepared` holding the exact TBSCertificate.
+* :func:`sign_prepared` signs exactly that TBSCertificate once with the CA's real key and
+  assembles the certificate at the DER level (no second build, so what was linted and
+  recorded is what is signed), then checks the signature with the CA's public key.
+
+Nothing here touches the database; :mod:`unica.ca.authority` records the intent between
+the two steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ObjectIdentifier
+
+from unica.ca import der
+from unica.ca.lint import require_clean
+from unica.ca.names import apply_subject_rules
+from unica.ca.request import CSRRequest
+from unica.errors import CAUnusable, PolicyViolation, UnsupportedKeyType
+from unica.hsm import signature_params
+from unica.hsm.keytypes import KeyType, default_hash_for, key_identifier, key_type_of, spki_sha256
+from unica.policies.model import KEY_USAGES, NameConstraintsSpec, Profile
+
+#: certificates are backdated this much, for relying parties with slow clocks
+BACKDATE = dt.timedelta(minutes=1)
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """What the engine knows about the issuing CA (never its key)."""
+
+    name: str
+    subject: x509.Name
+    public_key: object
+    ski: bytes
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    crl_url: str | None = None
+    crl_shards: int = 1
+    ocsp_url: str | None = None
+    ca_issuers_url: str | None = None
+    path_length: int | None = None  # the CA's own pathLenConstraint (None: unlimited)
+    is_root: bool = False
+
+    @property
+    def key_type(self) -> str:
+        return key_type_of(self.public_key)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A certificate ready to be signed: the exact TBSCertificate and what it says."""
+
+    issuer: str
+    profile: str
+    serial: int
+    tbs_der: bytes
+    signature_algorithm_der: bytes
+    hash_name: str | None
+    subject: x509.Name
+    sans: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    is_ca: bool
+    spki_sha256: str
+    linted: bool
+    ignored_extensions: tuple[str, ...] = ()
+
+
+def new_serial() -> int:
+    """A positive 128-bit serial from ``secrets`` (never zero)."""
+    while True:
+        n = secrets.randbits(128)
+        if n:
+            return n
+
+
+@functools.lru_cache(maxsize=None)
+def throwaway_key(key_type: str):
+    """A process-wide throwaway key of ``key_type`` for signing the lint copy."""
+    from unica.hsm.software import new_private_key
+
+    return new_private_key(KeyType.parse(key_type))
+
+
+# --- checking the request ----------------------------------------------------------
+
+
+def check_key(profile: Profile, key_type: str, where: str) -> None:
+    if key_type not in profile.key_types:
+        raise PolicyViolation(f"{where}: key type {key_type} is not allowed by profile {profile.name!r} "
+                              f"(allowed: {', '.join(profile.key_types)})")
+
+
+def _check_dns(name: str, where: str) -> str:
+    n = name.lower()
+    labels = n[2:].split(".") if n.startswith("*.") else n.split(".")
+    if len(n) > 253 or len(labels) < 2 or not all(_DNS_LABEL.match(lbl) for lbl in labels):
+        raise PolicyViolation(f"{where}: {name!r} is not a valid DNS name")
+    return n
+
+
+def _check_email(addr: str, where: str) -> str:
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not addr.isascii() or any(c.isspace() for c in addr):
+        raise PolicyViolation(f"{where}: {addr!r} is not a valid e-mail address")
+    _check_dns(domain, where)
+    return addr
+
+
+def apply_san_rules(profile: Profile, requested: tuple, where: str) -> list[x509.GeneralName]:
+    """The SANs the CA will write: the requested ones the profile honours and allows."""
+    if "subjectAltName" not in profile.honour_extensions:
+        requested = ()
+    out: list[x509.GeneralName] = []
+    seen = set()
+    for gn in requested:
+        if isinstance(gn, x509.DNSName):
+            kind, val = "dns", x509.DNSName(_check_dns(gn.value, where))
+        elif isinstance(gn, x509.IPAddress):
+            if isinstance(gn.value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+                raise PolicyViolation(f"{where}: an IP network is not a subject alternative name")
+            kind, val = "ip", gn
+        elif isinstance(gn, x509.RFC822Name):
+            kind, val = "email", x509.RFC822Name(_check_email(gn.value, where))
+        elif isinstance(gn, x509.UniformResourceIdentifier):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:\S+$", gn.value, re.I):
+                raise PolicyViolation(f"{where}: {gn.value!r} is not a URI")
+            kind, val = "uri", gn
+        else:
+            raise PolicyViolation(f"{where}: subject alternative name of type {type(gn).__name__} is not supported")
+        if kind not in profile.san.allowed:
+            raise PolicyViolation(f"{where}: subject alternative name type {kind} ({gn.value}) is not allowed by "
+                                  f"profile {profile.name!r} (allowed: {', '.join(profile.san.allowed) or 'none'})")
+        if val in seen:
+            continue
+        seen.add(val)
+        out.append(val)
+    if len(out) > profile.san.max:
+        raise PolicyViolation(f"{where}: {len(out)} subject alternative names; profile {profile.name!r} allows "
+                              f"at most {profile.san.max}")
+    if profile.san.required and not out:
+        raise PolicyViolation(f"{where}: profile {profile.name!r} requires a subject alternative name "
+                              f"({', '.join(profile.san.allowed)}) and the request has none")
+    return out
+
+
+def san_text(gn: x509.GeneralName) -> str:
+    prefix = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
+              x509.UniformResourceIdentifier: "uri"}[type(gn)]
+    return f"{prefix}:{gn.value}"
+
+
+# --- extensions the CA decides ------------------------------------------------------
+
+
+def _name_constraints(nc: NameConstraintsSpec) -> x509.NameConstraints:
+    def subtrees(dns, email, ip):
+        out = [x509.DNSName(d) for d in dns] + [x509.RFC822Name(e) for e in email]
+        out += [x509.IPAddress(ipaddress.ip_network(i)) for i in ip]
+        return out or None
+
+    return x509.NameConstraints(
+        permitted_subtrees=subtrees(nc.permitted_dns, nc.permitted_email, nc.permitted_ip),
+        excluded_subtrees=subtrees(nc.excluded_dns, nc.excluded_email, nc.excluded_ip))
+
+
+def crl_url_for(issuer: Issuer, serial: int) -> str | None:
+    if not issuer.crl_url:
+        return None
+    if issuer.crl_shards > 1:
+        from unica.ca.crl import ShardScheme
+
+        return ShardScheme(issuer.crl_shards, issuer.crl_url).url_for_serial(serial)
+    return issuer.crl_url
+
+
+def extensions_for(profile: Profile, issuer: Issuer, public_key, subject: x509.Name,
+                   sans: list[x509.GeneralName], serial: int) -> list[tuple[x509.ExtensionType, bool]]:
+    """Every extension of the certificate, in order, as ``(value, critical)``."""
+    exts: list[tuple[x509.ExtensionType, bool]] = []
+    exts.append((x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length if profile.is_ca else None),
+                 True))
+    ku = {arg: False for arg in KEY_USAGES.values()}
+    for u in profile.key_usage:
+        ku[KEY_USAGES[u]] = True
+    exts.append((x509.KeyUsage(**ku), profile.key_usage_critical))
+    if profile.extended_key_usage:
+        exts.append((x509.ExtendedKeyUsage([ObjectIdentifier(o) for o in profile.extended_key_usage]),
+                     profile.extended_key_usage_critical))
+    exts.append((x509.SubjectKeyIdentifier(key_identifier(public_key)), False))
+    exts.append((x509.AuthorityKeyIdentifier(issuer.ski, None, None), False))
+    if sans:
+        exts.append((x509.SubjectAlternativeName(sans), len(subject) == 0))
+    if profile.policies:
+        exts.append((x509.CertificatePolicies([
+            x509.PolicyInformation(ObjectIdentifier(p.oid), (
+                ([p.cps_uri] if p.cps_uri else []) +
+                ([x509.UserNotice(None, p.user_notice)] if p.user_notice else [])) or None)
+            for p in profile.policies]), False))
+    if profile.name_constraints is not None:
+        exts.append((_name_constraints(profile.name_constraints), True))
+    if not issuer.is_root or profile.kind != "root-ca":
+        url = crl_url_for(issuer, serial) if profile.crl_distribution_points else None
+        if url:
+            exts.append((x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(url)], None, None, None)]), False))
+        aia = []
+        if profile.ocsp and issuer.ocsp_url:
+            aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
+                                              x509.UniformResourceIdentifier(issuer.ocsp_url)))
+        if profile.ca_issuers and issuer.ca_issuers_url:
+            aia.append(x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                              x509.UniformResourceIdentifier(issuer.ca_issuers_url)))
+        if aia:
+            exts.append((x509.AuthorityInformationAccess(aia), False))
+    if profile.ocsp_nocheck:
+        exts.append((x509.OCSPNoCheck(), False))
+    return exts
+
+
+# --- prepare and sign ---------------------------------------------------------------
+
+
+def check_issuer(issuer: Issuer, profile: Profile, now: dt.datetime) -> None:
+    if issuer.is_root and profile.kind == "root-ca":
+        return
+    if issuer.not_after is not None and now >= issuer.not_after:
+        raise CAUnusable(f"CA {issuer.name!r} expired at {issuer.not_after.isoformat()}; it cannot issue")
+    if issuer.not_before is not None and now < issuer.not_before:
+        raise CAUnusable(f"CA {issuer.name!r} is not valid before {issuer.not_before.isoformat()}")
+    if profile.kind == "root-ca":
+        raise PolicyViolation(f"profile {profile.name!r} is for self-signed roots; CA {issuer.name!r} cannot use it")
+    if profile.kind == "sub-ca" and issuer.path_length is not None:
+        if issuer.path_length == 0:
+            raise PolicyViolation(f"CA {issuer.name!r} has path length 0: it cannot issue CA certificates")
+        if profile.path_length is None or profile.path_length >= issuer.path_length:
+            raise PolicyViolation(f"profile {profile.name!r} path length {profile.path_length} does not fit under "
+                                  f"CA {issuer.name!r} (path length {issuer.path_length})")
+
+
+def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.datetime | None = None,
+            serial: int | None = None, lint: bool = True, where: str = "request") -> Prepared:
+    """Check ``request`` under ``profile``, decide the contents, lint a throwaway-signed copy."""
+    now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    check_issuer(issuer, profile, now)
+    check_key(profile, request.key_type, where)
+    subject = apply_subject_rules(profile, request.subject, where)
+    sans = apply_san_rules(profile, request.requested_sans, where)
+    if issuer.is_root and profile.kind == "root-ca":
+        subject_for_issuer = subject
+    else:
+        subject_for_issuer = issuer.subject
+    serial = serial or new_serial()
+    not_before = now - BACKDATE
+    not_after = not_before + profile.validity
+    if issuer.not_after is not None and not_after > issuer.not_after and not issuer.is_root:
+        not_after = issuer.not_after  # never outlive the issuer
+    if issuer.is_root and profile.kind == "root-ca":
+        issuer = Issuer(**{**vars(issuer), "ski": key_identifier(request.public_key)})
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject_for_issuer)
+         .public_key(request.public_key).serial_number(serial)
+         .not_valid_before(not_before).not_valid_after(not_after))
+    for value, critical in extensions_for(profile, issuer, request.public_key, subject, sans, serial):
+        b = b.add_extension(value, critical)
+    hash_alg = default_hash_for(issuer.public_key)
+    tkey = throwaway_key(issuer.key_type)
+    copy = b.sign(tkey, hash_alg)
+    copy_der = _der_of(copy)
+    tbs_der, sigalg_der = _split(copy_der)
+    if lint:
+        require_clean(copy_der, f"the certificate for {where} under profile {profile.name!r}")
+    honoured = {"2.5.29.17"} if "subjectAltName" in profile.honour_extensions else set()
+    return Prepared(
+        issuer=issuer.name, profile=profile.name, serial=serial, tbs_der=tbs_der,
+        signature_algorithm_der=sigalg_der, hash_name=hash_alg.name if hash_alg else None,
+        subject=subject, sans=tuple(san_text(g) for g in sans), not_before=not_before, not_after=not_after,
+        is_ca=profile.is_ca, spki_sha256=spki_sha256(request.public_key), linted=lint,
+        ignored_extensions=tuple(o for o in request.requested_extensions if o not in honoured))
+
+
+def _der_of(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+def _split(cert_der: bytes) -> tuple[bytes, bytes]:
+    """``(tbsCertificate TLV, signatureAlgorithm TLV)`` of a certificate."""
+    s, e = der.expect(cert_der, 0, der.SEQUENCE, what="Certificate")
+    parts = list(der.children(cert_der, s, e, limit=3))
+    if len(parts) != 3:
+        raise ValueError("certificate does not have three parts")
+    (_, _, tbs_end, tbs_start), (_, _, alg_end, alg_start) = parts[0], parts[1]
+    return cert_der[tbs_start:tbs_end], cert_der[alg_start:alg_end]
+
+
+_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
+def sign_prepared(prepared: Prepared, key, issuer_public_key) -> bytes:
+    """Sign ``prepared.tbs_der`` once with ``key``; return the certificate DER (signature checked)."""
+    if key_type_of(key.public_key()) != key_type_of(issuer_public_key):
+        raise UnsupportedKeyType("the CA key does not match the CA's public key type")
+    hash_alg = _HASHES[prepared.hash_name]() if prepared.hash_name else None
+    signature = key.sign(prepared.tbs_der, *signature_params(key, hash_alg))
+    cert_der = der.seq(prepared.tbs_der, prepared.signature_algorithm_der, der.bit_string(signature))
+    cert = x509.load_der_x509_certificate(cert_der)
+    try:
+        _verify(cert, issuer_public_key, hash_alg)
+    except Exception:
+        raise UnsupportedKeyType("the CA key's signature does not verify with the CA certificate's public key "
+                                 "(wrong key for this CA?)") from None
+    return cert_der
+
+
+def _verify(cert: x509.Certificate, public_key, hash_alg) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    sig, tbs = cert.signature, cert.tbs_certificate_bytes
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(sig, tbs, ec.ECDSA(hash_alg))
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(sig, tbs, padding.PKCS1v15(), hash_alg)
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        public_key.verify(sig, tbs)
+    else:
+        raise UnsupportedKeyType(type(public_key).__name__)
+
+
+def fingerprint(cert_der: bytes) -> str:
+    return hashlib.sha256(cert_der).hexdigest()

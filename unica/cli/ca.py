@@ -1,0 +1,432 @@
+"""``unica init``, ``unica ca``, ``unica issue``, ``unica cert``, ``unica profile``: thin
+commands over :mod:`unica.ca` and :mod:`unica.policies` (no crypto here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option, table
+
+KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+
+
+def db_option(f):
+    return click.option("--db", default=None, metavar="URL",
+                        help="Database URL (else UNICA_DB, else config.toml, else SQLite in UNICA_HOME).")(f)
+
+
+def _store(db: str | None, create: bool = False):
+    from unica.config import db_url
+    from unica.store import open_store
+
+    return open_store(db_url(db), create=create)
+
+
+def _settings_options(f):
+    f = click.option("--crl-url", default=None, help="CRL distribution point URL ({shard} with --crl-shards > 1).")(f)
+    f = click.option("--ocsp-url", default=None, help="OCSP responder URL for AIA.")(f)
+    f = click.option("--ca-issuers-url", default=None, help="URL of this CA's certificate for AIA caIssuers.")(f)
+    f = click.option("--crl-shards", type=int, default=None, help="Number of CRL partitions (default 1).")(f)
+    f = click.option("--profiles", "profile_set", default=None, metavar="P1,P2",
+                     help="Profiles this CA may issue under (comma-separated; empty = any).")(f)
+    return f
+
+
+def _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set):
+    from unica.ca.authority import CASettings
+
+    profiles = None
+    if profile_set is not None:
+        profiles = tuple(p.strip() for p in profile_set.split(",") if p.strip())
+    return CASettings(crl_url=crl_url, ocsp_url=ocsp_url, ca_issuers_url=ca_issuers_url, crl_shards=crl_shards,
+                      profiles=profiles)
+
+
+def _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file):
+    from unica.ca.authority import KeySpec
+
+    spec = KeySpec(uri=key_uri, key_type=key_type, token=token)
+    uri = spec.target_uri(name)
+    return KeySpec(uri=key_uri, key_type=key_type, token=token,
+                   **key_secrets(uri, pin_file, passphrase_file, new=key_uri is None))
+
+
+def _show_ca(info: dict, as_json: bool) -> None:
+    if as_json:
+        emit_json(info)
+        return
+    width = max(len(k) for k in info) + 1
+    for k, v in info.items():
+        if isinstance(v, list):
+            v = ", ".join(v) or "(any)" if k == "profiles" else ", ".join(v)
+        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'' if v is None else v}")
+
+
+# --- unica init ----------------------------------------------------------------------
+
+
+@click.command("init")
+@db_option
+def init_cmd(db) -> None:
+    """Create UNICA_HOME (config.toml, profiles/, keys/) and the database, or migrate it."""
+    from unica.config import home, write_default_config
+
+    h = home()
+    cfg = write_default_config(h)
+    store = _store(db, create=True)
+    with store.write() as s:
+        store.audit(s, "home.initialised", details={"home": str(h.resolve()), "db": repr(store)})
+    click.echo(f"unica home {h.resolve()}: config {cfg.name}, profiles/, keys/; database {store!r} ready")
+
+
+# --- unica ca ------------------------------------------------------------------------
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Certification authorities: create roots and subordinates, list, show, export, configure."""
+
+
+def _key_options(f):
+    f = click.option("--key", "key_uri", default=None, metavar="URI", help="Use this existing key (pkcs11:... or file:...).")(f)
+    f = click.option("--key-type", type=click.Choice(KEY_TYPES), default=None, help="Generate a new key of this type.")(f)
+    f = click.option("--token", default=None, metavar="LABEL",
+                     help="With --key-type: generate on this PKCS#11 token (else an encrypted file in UNICA_HOME/keys).")(f)
+    return f
+
+
+@ca_group.command("create-root")
+@click.argument("name")
+@click.option("--subject", required=True, metavar="DN", help="Subject DN, e.g. 'C=CN,O=示例,CN=Root CA'.")
+@_key_options
+@click.option("--validity", default=None, metavar="DURATION", help="e.g. 20y (default: the profile's).")
+@click.option("--profile", default="root-ca", show_default=True)
+@_settings_options
+@pin_file_option
+@passphrase_file_option
+@db_option
+@json_option
+def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, crl_url, ocsp_url, ca_issuers_url,
+                   crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
+    """Create a self-signed root CA NAME."""
+    from unica.ca.authority import create_root
+
+    store = _store(db)
+    info = create_root(store, name, subject, _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+                       validity=validity, profile=profile,
+                       settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set))
+    _show_ca(info, as_json)
+
+
+@ca_group.command("create-sub")
+@click.argument("name")
+@click.option("--parent", default=None, metavar="NAME", help="The issuing CA in this store.")
+@click.option("--csr-out", type=click.Path(dir_okay=False), default=None,
+              help="External parent: write the CSR here; then 'unica ca import-cert NAME FILE'.")
+@click.option("--subject", required=True, metavar="DN")
+@_key_options
+@click.option("--validity", default=None, metavar="DURATION")
+@click.option("--profile", default="sub-ca", show_default=True)
+@_settings_options
+@click.option("--parent-pin-file", type=click.Path(dir_okay=False), default=None,
+              help="PIN of the parent's token, if it differs from --pin-file / UNICA_PIN.")
+@pin_file_option
+@passphrase_file_option
+@db_option
+@json_option
+def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, validity, profile, crl_url, ocsp_url,
+                  ca_issuers_url, crl_shards, profile_set, parent_pin_file, pin_file, passphrase_file, db,
+                  as_json) -> None:
+    """Create a subordinate CA NAME, signed by --parent (or by an external CA via --csr-out)."""
+    from unica.ca.authority import create_external_sub, create_sub, ca_info
+    from unica.errors import InputError
+
+    if (parent is None) == (csr_out is None):
+        raise InputError("give exactly one of --parent NAME or --csr-out FILE")
+    store = _store(db)
+    settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set)
+    if csr_out:
+        info = create_external_sub(store, name, subject,
+                                   _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+                                   Path(csr_out), settings=settings)
+        _show_ca(info, as_json)
+        if not as_json:
+            click.echo(f"CSR written to {csr_out}; after the parent signs it: unica ca import-cert {name} CERT")
+        return
+    from unica.hsm import load_key
+
+    parent_uri = ca_info(store, parent)["key_uri"]
+    parent_key = load_key(parent_uri, **key_secrets(parent_uri, parent_pin_file or pin_file, passphrase_file))
+    info = create_sub(store, name, parent, subject,
+                      _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+                      parent_key=parent_key, validity=validity, profile=profile, settings=settings)
+    _show_ca(info, as_json)
+
+
+@ca_group.command("import-cert")
+@click.argument("name")
+@click.argument("cert_file", type=click.Path(exists=True, dir_okay=False))
+@db_option
+@json_option
+def ca_import_cert(name, cert_file, db, as_json) -> None:
+    """Install the certificate an external parent issued for pending CA NAME (PEM may include the chain)."""
+    from unica.ca.authority import import_cert
+
+    _show_ca(import_cert(_store(db), name, Path(cert_file).read_bytes(), cert_file), as_json)
+
+
+@ca_group.command("set")
+@click.argument("name")
+@_settings_options
+@db_option
+@json_option
+def ca_set(name, crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, db, as_json) -> None:
+    """Change CA NAME's settings (an empty string clears a URL)."""
+    from unica.ca.authority import set_ca
+
+    _show_ca(set_ca(_store(db), name, _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set)),
+             as_json)
+
+
+@ca_group.command("list")
+@db_option
+@json_option
+def ca_list(db, as_json) -> None:
+    """List the CAs."""
+    from unica.ca.authority import list_cas
+
+    cas = list_cas(_store(db))
+    if as_json:
+        emit_json(cas)
+        return
+    table([[c["name"], c["status"] + (" (expired)" if c["expired"] else ""), c["parent"] or "-",
+            (c["not_after"] or "")[:10], c["subject"]] for c in cas],
+          ["NAME", "STATUS", "PARENT", "NOT-AFTER", "SUBJECT"])
+
+
+@ca_group.command("show")
+@click.argument("name")
+@db_option
+@json_option
+def ca_show(name, db, as_json) -> None:
+    """Show CA NAME: subject, key, validity, URLs, profile set."""
+    from unica.ca.authority import ca_info
+
+    _show_ca(ca_info(_store(db), name), as_json)
+
+
+@ca_group.command("export")
+@click.argument("name")
+@click.option("--chain", is_flag=True, help="Append the parents up to the root.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@db_option
+def ca_export(name, chain, out, db) -> None:
+    """Print CA NAME's certificate (PEM)."""
+    from unica.ca.authority import export_ca
+
+    _write(export_ca(_store(db), name, chain=chain), out)
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+# --- unica issue ---------------------------------------------------------------------
+
+
+@click.command("issue")
+@click.option("--ca", "ca_name", required=True, metavar="NAME", help="The issuing CA.")
+@click.option("--profile", required=True, metavar="NAME", help="Certificate profile (see 'unica profile list').")
+@click.option("--csr", "csr_file", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="PKCS#10 request, PEM or DER ('-' for stdin).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the certificate here (PEM).")
+@click.option("--chain", is_flag=True, help="Append the CA chain to the output.")
+@click.option("--requester", default=None, metavar="ID", help="Who asked (recorded with the certificate).")
+@click.option("--no-lint", is_flag=True,
+              help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
+@pin_file_option
+@passphrase_file_option
+@db_option
+@json_option
+def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_file, passphrase_file, db,
+              as_json) -> None:
+    """Issue a certificate from a CSR: check it against the profile, lint, record, sign, store."""
+    from unica.ca.issuance import IssuingCA
+    from unica.errors import InputError
+    from unica.hsm import load_key
+
+    try:
+        data = click.open_file(csr_file, "rb").read()
+    except OSError as e:
+        raise InputError(f"--csr {csr_file}: cannot read: {e.strerror or e}") from None
+    store = _store(db)
+    ca = IssuingCA(store, ca_name)
+    ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
+    issued = ca.issue(data, profile, requester=requester, lint=not no_lint, source=f"CSR {csr_file}")
+    from unica.ca.records import pem
+
+    text = pem(issued.der)
+    if chain:
+        from unica.ca.authority import export_ca
+
+        text += export_ca(store, ca_name, chain=True)
+    if as_json:
+        emit_json({"serial": issued.serial_hex, "ca": issued.ca, "profile": issued.profile,
+                   "fingerprint_sha256": issued.fingerprint_sha256, "linted": issued.linted,
+                   "out": out, "pem": None if out else text})
+        if out:
+            Path(out).write_text(text)
+        return
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"issued serial {issued.serial_hex} by CA {issued.ca} under profile {issued.profile} "
+                   f"-> {out}" + ("" if issued.linted else " (NOT linted: --no-lint)"))
+    else:
+        click.echo(text, nl=False)
+
+
+# --- unica cert ----------------------------------------------------------------------
+
+
+@click.group("cert")
+def cert_group() -> None:
+    """The certificate store: list, show, export."""
+
+
+@cert_group.command("list")
+@click.option("--ca", "ca_name", default=None, metavar="NAME", help="Only this CA's certificates.")
+@click.option("--issued-by", "issued_by", default=None, metavar="NAME", help="Same as --ca.")
+@click.option("--profile", default=None)
+@click.option("--status", default=None, help="pending, valid, revoked, hold, failed, expired.")
+@click.option("--expiring", default=None, metavar="DURATION", help="Valid ones expiring within, e.g. 30d.")
+@click.option("--requester", default=None)
+@click.option("--limit", type=int, default=None)
+@db_option
+@json_option
+def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, db, as_json) -> None:
+    """List certificates."""
+    from unica.ca.certs import CertFilter, list_certs
+    from unica.errors import InputError
+    from unica.policies import parse_duration
+
+    if ca_name and issued_by and ca_name != issued_by:
+        raise InputError("--ca and --issued-by name different CAs")
+    within = None
+    if expiring:
+        try:
+            within = parse_duration(expiring)
+        except ValueError as e:
+            raise InputError(f"--expiring: {e}") from None
+    rows = list_certs(_store(db), CertFilter(ca=ca_name or issued_by, profile=profile, status=status,
+                                             expiring_within=within, requester=requester, limit=limit))
+    if as_json:
+        emit_json(rows)
+        return
+    table([[r["serial"], r["ca"], r["status"], r["profile"], r["not_after"][:10], r["subject"]] for r in rows],
+          ["SERIAL", "CA", "STATUS", "PROFILE", "NOT-AFTER", "SUBJECT"])
+
+
+@cert_group.command("show")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None, metavar="NAME")
+@db_option
+@json_option
+def cert_show(serial, ca_name, db, as_json) -> None:
+    """Show the certificate with SERIAL (hex)."""
+    from unica.ca.certs import show_cert
+
+    info = show_cert(_store(db), serial, ca_name)
+    if as_json:
+        emit_json(info)
+        return
+    pem_text = info.pop("pem")
+    width = max(len(k) for k in info) + 1
+    for k, v in info.items():
+        if isinstance(v, list):
+            v = ", ".join(v)
+        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'' if v is None else v}")
+    if pem_text:
+        click.echo(pem_text, nl=False)
+
+
+@cert_group.command("export")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None, metavar="NAME")
+@click.option("--chain", is_flag=True, help="Append the CA chain.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None)
+@db_option
+def cert_export(serial, ca_name, chain, out, db) -> None:
+    """Print the certificate with SERIAL (PEM)."""
+    from unica.ca.certs import export_cert
+
+    _write(export_cert(_store(db), serial, ca_name, chain=chain), out)
+
+
+# --- unica profile -------------------------------------------------------------------
+
+
+@click.group("profile")
+def profile_group() -> None:
+    """Certificate profiles: built-in and operator (UNICA_HOME/profiles/NAME.toml)."""
+
+
+@profile_group.command("list")
+@json_option
+def profile_list(as_json) -> None:
+    """List the profiles."""
+    from unica.policies import list_profiles
+
+    profiles = list_profiles()
+    if as_json:
+        emit_json([p.to_dict() for p in profiles])
+        return
+    from unica.policies import BUILTIN_DIR
+
+    table([[p.name, p.kind, "built-in" if Path(p.source).parent == BUILTIN_DIR else "operator",
+            p.to_dict()["validity"], p.description] for p in profiles],
+          ["NAME", "KIND", "ORIGIN", "VALIDITY", "DESCRIPTION"])
+
+
+@profile_group.command("show")
+@click.argument("name")
+@json_option
+def profile_show(name, as_json) -> None:
+    """Show profile NAME in full."""
+    from unica.policies import get_profile
+
+    _emit_profile(get_profile(name).to_dict(), as_json)
+
+
+@profile_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+def profile_check(file, as_json) -> None:
+    """Check a profile FILE strictly (unknown keys, types, impossible combinations)."""
+    from unica.policies import load_profile_file
+
+    p = load_profile_file(file)
+    if as_json:
+        emit_json(p.to_dict())
+    else:
+        click.echo(f"profile {file}: OK ({p.name}, {p.kind})")
+
+
+def _emit_profile(d: dict, as_json: bool) -> None:
+    if as_json:
+        emit_json(d)
+        return
+    for k, v in d.items():
+        if isinstance(v, dict):
+            click.echo(f"{k}:")
+            for k2, v2 in v.items():
+                click.echo(f"  {k2}: {v2}")
+        else:
+            click.echo(f"{k}: {v}")
+
+
+COMMANDS = [init_cmd, ca_group, issue_cmd, cert_group, profile_group]
