@@ -55,7 +55,7 @@ class UnicaSigner(Signer):
 
     def __init__(self, identity: SigningIdentity):
         self.identity = identity
-        store = SimpleCertificateStore.from_certs([_asn1(c) for c in (identity.cert, *identity.chain)])
+        store = SimpleCertificateStore.from_certs([_asn1(c) for c in identity.chain])
         super().__init__(signing_cert=_asn1(identity.cert), cert_registry=store, prefer_pss=identity.pss)
 
     def _placeholder_size(self) -> int:
