@@ -41,11 +41,40 @@ def _new_pin(new_pin_file) -> str:
     return secret(NEW_PIN_ENV, new_pin_file, "new token user PIN", confirm=True)
 
 
+def _subject_name(subject: str | None, uscc: str | None):
+    """The CA core's DN parser (RFC 4514 or /A=v/...), plus the checked USCC in organizationIdentifier."""
+    from unica.ca.names import parse_dn
+    from unica.errors import InputError
+    from unica.policies.uscc import USCCError, validate_uscc
+
+    name = parse_dn(subject) if subject is not None else None
+    if uscc is None:
+        return name, None
+    try:
+        code = validate_uscc(uscc.strip().upper())
+    except USCCError as e:
+        raise InputError(f"bad --uscc {uscc!r}: {e}") from None
+    if name is not None:
+        from unica.hsm.enroll import with_org_identifier
+
+        name = with_org_identifier(name, code)
+    return name, code
+
+
 def _write_out(data: bytes, out: str | None) -> None:
     if out is None or out == "-":
         click.echo(data.decode() if data.startswith(b"-----") else data, nl=False)
         return
     Path(out).write_bytes(data)
+
+
+def _ca_secret_options(f):
+    f = click.option("--db", default=None, help="CA database URL for --ca (else UNICA_DB / UNICA_HOME).")(f)
+    f = click.option("--ca-passphrase-file", type=click.Path(dir_okay=False), default=None,
+                     help="Passphrase file of the CA's key file (else UNICA_PASSPHRASE).")(f)
+    f = click.option("--ca-pin-file", type=click.Path(dir_okay=False), default=None,
+                     help="PIN file for the CA's token (else UNICA_PIN).")(f)
+    return f
 
 
 @click.group("token")
@@ -226,8 +255,9 @@ def token_csr(key_uri, subject, uscc, out, pin_file) -> None:
     from unica.hsm import load_key
     from unica.hsm.enroll import csr_pem, make_csr
 
+    name, _ = _subject_name(subject, uscc)
     key = load_key(key_uri, **key_secrets(key_uri, pin_file, None))
-    _write_out(csr_pem(make_csr(key, subject, uscc=uscc)), out)
+    _write_out(csr_pem(make_csr(key, name)), out)
 
 
 @token_group.command("import-cert")
@@ -265,7 +295,9 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 @click.option("--profile", default=None, help="Certificate profile for --ca.")
 @click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
 @pin_file_option
-def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file) -> None:
+@_ca_secret_options
+def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file,
+                ca_pin_file, ca_passphrase_file, db) -> None:
     """A new request with the same key (renewal) or a new key (--rekey); optionally issue and import it."""
     from unica.cli.common import key_secrets
     from unica.errors import InputError
@@ -273,8 +305,11 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
 
     if remove_old and not ca_name:
         raise InputError("--remove-old needs --ca; without it, pass --remove-old to 'unica token import-cert'")
+    if bool(ca_name) != bool(profile):
+        raise InputError("--ca and --profile go together")
+    name, code = _subject_name(subject, uscc)
     pin = key_secrets(key_uri, pin_file, None)["pin"]
-    r = renew(key_uri, pin, rekey=rekey, new_label=new_label, subject=subject, uscc=uscc)
+    r = renew(key_uri, pin, rekey=rekey, new_label=new_label, subject=name, org_identifier=code)
     pem = csr_pem(r.csr)
     if ca_name is None:
         _write_out(pem, out)
@@ -283,11 +318,46 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
         return
     if out:
         Path(out).write_bytes(pem)
-    _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path)
-    click.echo(f"renewed: key {r.key_uri}")
+    res = _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path,
+                            ca_pin_file, ca_passphrase_file, db)
+    click.echo(f"renewed: {res.subject!r} on key {r.key_uri} (removed {res.removed} old certificate(s))")
 
 
-def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path) -> None:
+@token_group.command("enroll")
+@_token_option
+@click.option("--label", required=True, help="Label of the new key pair.")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
+@click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
+@click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
+@click.option("--ca", "ca_name", required=True, help="Local CA that issues the certificate.")
+@click.option("--profile", required=True, help="Certificate profile (see 'unica profile list').")
+@click.option("--csr-out", default=None, help="Also keep the request here.")
+@pin_file_option
+@_ca_secret_options
+@_module_option
+@json_option
+def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_out, pin_file, ca_pin_file,
+                 ca_passphrase_file, db, module_path, as_json) -> None:
+    """In one step: keygen on the token -> CSR signed on it -> 'unica issue' by a local CA -> import-cert."""
+    from unica.hsm.enroll import csr_pem, keygen, make_csr
+
+    name, _ = _subject_name(subject, uscc)  # before touching the token: bad input changes nothing
+    pin = user_pin(pin_file)
+    key = keygen(token, label, key_type, pin, module_path=module_path)
+    pem = csr_pem(make_csr(key, name))
+    if csr_out:
+        Path(csr_out).write_bytes(pem)
+    res = _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
+                            ca_passphrase_file, db)
+    if as_json:
+        emit_json({"key_uri": str(key.uri), **res.to_dict()})
+        return
+    click.echo(f"enrolled {res.subject!r}: key {key.uri} with its certificate and "
+               f"{res.chain_written} CA certificate(s) on token {token!r}")
+
+
+def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path,
+                      ca_pin_file=None, ca_passphrase_file=None, db=None):
     """Issue ``csr_pem_bytes`` with the local CA (``unica issue``) and write the result onto the token."""
     import subprocess
     import sys
@@ -300,16 +370,19 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
         csr_path = Path(tmp) / "req.pem"
         cert_path = Path(tmp) / "cert.pem"
         csr_path.write_bytes(csr_pem_bytes)
-        args = [sys.executable, "-m", "unica", "issue", "--ca", ca_name, "--csr", str(csr_path),
-                "--out", str(cert_path)]
-        if profile:
-            args += ["--profile", profile]
-        proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ))
+        args = [sys.executable, "-m", "unica", "issue", "--ca", ca_name, "--profile", profile,
+                "--csr", str(csr_path), "--out", str(cert_path), "--chain"]
+        for opt, val in (("--pin-file", ca_pin_file), ("--passphrase-file", ca_passphrase_file), ("--db", db)):
+            if val:
+                args += [opt, val]
+        # the CA's secrets come from env or the --ca-*-file options: the child cannot prompt
+        proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ), stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not cert_path.exists():
             msg = (proc.stderr.strip().splitlines() or ["no certificate written"])[-1]
-            raise UnicaError(f"issuing with CA {ca_name!r} failed: {msg.removeprefix('unica: error: ')}")
+            raise UnicaError(f"issuing with CA {ca_name!r} failed: {msg.removeprefix('unica: error: ')} "
+                             "(the key stays on the token without a certificate)")
         certs = load_certificate_bytes(cert_path.read_bytes(), "issued certificate")
-    import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
+    return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
 
 
 COMMANDS = [token_group]

@@ -13,23 +13,32 @@ from datetime import datetime, timezone
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from cryptography.x509.oid import NameOID
+
 from unica.errors import InputError, KeyNotFound
 from unica.hsm import generate_key, load_key
 from unica.hsm.keytypes import KeyType, default_hash_for
 from unica.hsm.uri import Pkcs11URI, parse_key_uri
-from unica.x509util import parse_dn, with_uscc
 
 
-def subject_name(subject: str | x509.Name, uscc: str | None = None) -> x509.Name:
-    """The subject DN (RFC 4514 text or a Name), with the USCC as organizationIdentifier."""
-    name = parse_dn(subject) if isinstance(subject, str) else subject
-    return with_uscc(name, uscc) if uscc else name
+def with_org_identifier(name: x509.Name, value: str) -> x509.Name:
+    """``name`` with organizationIdentifier (2.5.4.97) = ``value`` (e.g. a checked USCC),
+    replacing any there, placed after C/ST/L/O (the CA re-orders names by profile anyway)."""
+    rdns = [r for r in name.rdns if not any(a.oid == NameOID.ORGANIZATION_IDENTIFIER for a in r)]
+    pos = 0
+    for i, rdn in enumerate(rdns):
+        if any(a.oid in (NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
+                         NameOID.ORGANIZATION_NAME) for a in rdn):
+            pos = i + 1
+    rdns.insert(pos, x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, value)]))
+    return x509.Name(rdns)
 
 
-def make_csr(key, subject: str | x509.Name, *, uscc: str | None = None) -> x509.CertificateSigningRequest:
+def make_csr(key, subject: x509.Name) -> x509.CertificateSigningRequest:
     """A PKCS#10 request for ``key``'s public key, signed by ``key`` (on the token, for token keys)."""
-    builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject, uscc))
-    return builder.sign(key, default_hash_for(key))
+    if not isinstance(subject, x509.Name):
+        raise TypeError("subject must be an x509.Name (parse text with unica.ca.names.parse_dn)")
+    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, default_hash_for(key))
 
 
 def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
@@ -60,7 +69,8 @@ class Renewal:
 
 
 def renew(key_uri: str, pin: str, *, rekey: bool = False, new_label: str | None = None,
-          subject: str | None = None, uscc: str | None = None, key_type: str | None = None) -> Renewal:
+          subject: x509.Name | None = None, org_identifier: str | None = None,
+          key_type: str | None = None) -> Renewal:
     """A new request for the key's certificate: same key (renewal) or a new one (re-key).
 
     The subject is the one of the key's current certificate on the token unless given.
@@ -80,10 +90,10 @@ def renew(key_uri: str, pin: str, *, rekey: bool = False, new_label: str | None 
         except KeyNotFound:
             raise KeyNotFound(f"the key {old.uri} has no certificate on the token; give --subject") from None
         name = cert.subject
-        if uscc:
-            name = with_uscc(_drop_org_id(name), uscc)
     else:
-        name = subject_name(subject, uscc)
+        name = subject
+    if org_identifier:
+        name = with_org_identifier(name, org_identifier)
     key = old
     if rekey:
         label = new_label or f"{u.object or 'key'}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
@@ -92,9 +102,3 @@ def renew(key_uri: str, pin: str, *, rekey: bool = False, new_label: str | None 
                            key_type or key_type_of(old.public_key()), pin=pin)
     return Renewal(key=key, csr=make_csr(key, name), rekeyed=rekey, old_key_uri=str(old.uri))
 
-
-def _drop_org_id(name: x509.Name) -> x509.Name:
-    from cryptography.x509.oid import NameOID
-
-    rdns = [r for r in name.rdns if not any(a.oid == NameOID.ORGANIZATION_IDENTIFIER for a in r)]
-    return x509.Name(rdns)

@@ -83,6 +83,12 @@ def load_certificate_bytes(data: bytes, what: str = "certificate file") -> list[
     return certs
 
 
+def dn_text(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
+    return name.rfc4514_string({NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier"})
+
+
 def _cert_object(obj) -> x509.Certificate | None:
     try:
         return x509.load_der_x509_certificate(bytes(obj[Attribute.VALUE]))
@@ -105,8 +111,8 @@ def list_objects(token: str, pin: str | None, path: str | None = None) -> list[T
                 cert = _cert_object(obj)
                 out.append(TokenObject(
                     kind=kind, label=label, id=oid, private=_attr(obj, Attribute.PRIVATE),
-                    subject=cert.subject.rfc4514_string() if cert else None,
-                    issuer=cert.issuer.rfc4514_string() if cert else None,
+                    subject=dn_text(cert.subject) if cert else None,
+                    issuer=dn_text(cert.issuer) if cert else None,
                     serial=format(cert.serial_number, "x") if cert else None,
                     not_after=cert.not_valid_after_utc.isoformat() if cert else None,
                     sha256=hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() if cert else None,
@@ -271,7 +277,7 @@ def import_certificate(token: str, certs: list[x509.Certificate], pin: str, *,
         written, removed = ts.run(write)
     except p11e.PKCS11Error as e:
         raise TokenError(f"writing the certificate onto token {token!r} failed: {_p11_name(e)}") from None
-    return ImportResult(label, kid, ee.subject.rfc4514_string(), written, removed)
+    return ImportResult(label, kid, dn_text(ee.subject), written, removed)
 
 
 def certificate_for_key(key) -> tuple[x509.Certificate, list[x509.Certificate]]:
