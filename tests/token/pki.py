@@ -35,6 +35,17 @@ def softhsm_init_token(label: str, pin: str | None = None, so_pin: str | None = 
     )
 
 
+def init_token_in_process(label: str) -> None:
+    """A fresh token via C_InitToken in this process: visible here at once and to new processes.
+
+    (SoftHSM2 does not rescan its token directory: a token softhsm2-util makes after this
+    process loaded the module stays invisible to this process.)
+    """
+    from unica.hsm.tokens import init_token
+
+    init_token(label=label, so_pin=os.environ["UNICA_SO_PIN"], user_pin=os.environ["UNICA_PIN"], free=True)
+
+
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -194,7 +205,7 @@ def enroll_with_cli(unica, ca: SoftCA, directory: Path, *, key_type: str = "ec-p
     directory.mkdir(parents=True, exist_ok=True)
     if token is None:
         token = new_token_label("enr")
-        softhsm_init_token(token)
+        init_token_in_process(token)
     p = unica("token", "keygen", "--token", token, "--label", label, "--type", key_type)
     assert p.returncode == 0, p.stderr
     key_uri = f"pkcs11:token={token};object={label}"
