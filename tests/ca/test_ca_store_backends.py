@@ -1,0 +1,99 @@
+"""Issuance, listing and the per-issuer unique serial on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.ca.conftest import PASSPHRASE, count_rows, openssl_csr, openssl_verify
+from tests.conftest import assert_one_line_error, run_unica
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """(db url, env) for a fresh database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'b.db'}"
+    else:
+        base = request.getfixturevalue("pg_url")
+        # one schema per test: a fresh database in the throwaway cluster
+        from sqlalchemy import create_engine, text
+
+        dbname = "unica_" + uuid.uuid4().hex[:10]
+        eng = create_engine(base, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(text(f"CREATE DATABASE {dbname}"))
+        eng.dispose()
+        url = base.rsplit("/", 1)[0] + "/" + dbname
+    env = {"UNICA_HOME": str(tmp_path / "home"), "UNICA_DB": url, "UNICA_PASSPHRASE": PASSPHRASE}
+    return url, env
+
+
+def _ok(env, *args):
+    p = run_unica(*args, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+def test_issue_and_list(backend, tmp_path):
+    url, env = backend
+    _ok(env, "init")
+    _ok(env, "ca", "create-root", "r", "--subject", "C=CN,O=存储测试,CN=Store Root", "--key-type", "ec-p256")
+    _ok(env, "ca", "create-sub", "s", "--parent", "r", "--subject", "C=CN,O=存储测试,CN=Store Sub",
+        "--key-type", "ec-p256", "--crl-url", "http://crl.example.cn/s.crl")
+    csr = openssl_csr(tmp_path, "/C=CN/O=存储公司/organizationIdentifier=9144030071526726XG/CN=赵六")
+    out = tmp_path / "c.pem"
+    _ok(env, "issue", "--ca", "s", "--profile", "enterprise-auth", "--csr", str(csr), "--out", str(out))
+    (tmp_path / "r.pem").write_text(_ok(env, "ca", "export", "r").stdout)
+    (tmp_path / "s.pem").write_text(_ok(env, "ca", "export", "s").stdout)
+    assert openssl_verify(tmp_path / "r.pem", tmp_path / "s.pem", out).returncode == 0
+    rows = json.loads(_ok(env, "cert", "list", "--ca", "s", "--json").stdout)
+    assert len(rows) == 1 and rows[0]["subject"].startswith("CN=赵六") and rows[0]["status"] == "valid"
+    assert len(json.loads(_ok(env, "cert", "list", "--json").stdout)) == 3  # root, sub, leaf
+    before = count_rows(url, "certificates")
+    bad = openssl_csr(tmp_path, "/C=CN/O=存储公司/organizationIdentifier=9144030071526726XA/CN=赵六")
+    assert_one_line_error(run_unica("issue", "--ca", "s", "--profile", "enterprise-auth", "--csr", str(bad), env=env),
+                          "wrong check character")
+    assert count_rows(url, "certificates") == before
+
+
+def test_serial_unique_per_issuer_and_retried(backend, monkeypatch):
+    url, env = backend
+    monkeypatch.setenv("UNICA_HOME", env["UNICA_HOME"])
+    monkeypatch.setenv("UNICA_PASSPHRASE", PASSPHRASE)
+    from sqlalchemy.exc import IntegrityError
+
+    from unica.ca import engine
+    from unica.ca.authority import KeySpec, create_root
+    from unica.ca.issuance import IssuingCA
+    from unica.ca.request import CSRRequest
+    from unica.ca.names import parse_dn
+    from unica.store import models as m
+    from unica.store import open_store
+
+    store = open_store(url, create=True)
+    create_root(store, "r", "C=CN,O=Serial,CN=Serial Root", KeySpec(key_type="ec-p256"))
+    ca = IssuingCA(store, "r")
+    from unica.policies import get_profile
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    req = CSRRequest(k.public_key(), "ec-p256", parse_dn("CN=a.example.cn"), (x509.DNSName("a.example.cn"),), (), b"")
+    fixed = [0x1234567890ABCDEF1234567890ABCDEF, 0x1234567890ABCDEF1234567890ABCDEF, 0x7777]
+    monkeypatch.setattr(engine, "new_serial", lambda: fixed.pop(0))
+    first = ca.issue(req, get_profile("tls-server"))
+    second = ca.issue(req, get_profile("tls-server"))  # collides once, retried with the next serial
+    assert first.serial == 0x1234567890ABCDEF1234567890ABCDEF and second.serial == 0x7777
+    assert x509.load_der_x509_certificate(second.der).serial_number == 0x7777
+    # the database itself refuses a duplicate (ca, serial)
+    with pytest.raises(IntegrityError):
+        with store.write() as s:
+            s.add(m.Certificate(ca_id=ca.ca_id, serial=first.serial_hex, status="pending", not_before=m.utcnow(),
+                                not_after=m.utcnow(), profile="tls-server"))
+    with store.read() as s:
+        assert s.query(m.Certificate).filter_by(ca_id=ca.ca_id, serial=first.serial_hex).count() == 1
+        assert s.query(m.Certificate).filter_by(status="pending").count() == 0
+    store.dispose()
