@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "token",
     "ca",
     "revoke",
+    "audit",
     "sign",
 ]
 
@@ -50,7 +51,8 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and exit with) its status."""
     try:
-        cli.main(args=argv, prog_name="unica", standalone_mode=False)
+        # without standalone mode, click returns a command's ctx.exit(N) status instead of raising
+        rv = cli.main(args=argv, prog_name="unica", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("unica: aborted", err=True)
         code = 130
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         code = EXIT_INTERNAL
     else:
-        code = 0
+        code = rv if isinstance(rv, int) else 0
     if argv is None:
         sys.exit(code)
     return code

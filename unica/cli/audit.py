@@ -1,0 +1,114 @@
+"""``unica audit``: read, verify and seal the tamper-evident audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from unica.cli.ca import _store, db_option
+from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+
+#: exit status of ``audit verify`` when the log was tampered with
+EXIT_TAMPERED = 4
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit log: every security-relevant event, hash-chained and sealed."""
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    from unica.errors import InputError
+    from unica.policies.duration import parse_duration
+
+    try:
+        return dt.datetime.now(dt.timezone.utc) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"bad --since {text!r} (a duration such as 7d, or an ISO 8601 time)") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+@audit_group.command("show")
+@click.option("--since", default=None, help="Only entries newer than this (7d, 12h, or an ISO 8601 time).")
+@click.option("--event", default=None, help="Only this event (e.g. certificate.revoked; * matches any text).")
+@click.option("--ca", "ca_name", default=None, help="Only entries about this CA.")
+@click.option("--limit", type=int, default=None)
+@db_option
+@json_option
+def audit_show(since, event, ca_name, limit, db, as_json) -> None:
+    """List audit entries, oldest first."""
+    from unica.store.audit import audit_entries
+
+    entries = audit_entries(_store(db), since=_since(since), event=event, ca=ca_name, limit=limit)
+    if as_json:
+        emit_json([{"id": e.id, "at": e.at.isoformat(), "event": e.event, "actor": e.actor, "ca": e.ca_name,
+                    "target": e.target, "details": e.details, "hash": e.hash} for e in entries])
+        return
+    for e in entries:
+        details = " ".join(f"{k}={v}" for k, v in (e.details or {}).items() if v is not None)
+        click.echo(f"{e.id:>6} {e.at:%Y-%m-%dT%H:%M:%SZ} {e.event:<24} {e.ca_name or '-':<12} {e.target or '-'}"
+                   f"  {details}  [{e.actor}]")
+
+
+@audit_group.command("verify")
+@click.option("--public-key", "public_key_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM public key the seals must be made with (pins the audit key).")
+@db_option
+@json_option
+def audit_verify(public_key_file, db, as_json) -> None:
+    """Check the hash chain and the seals; name every changed, inserted, deleted or reordered entry.
+
+    Exit status 0 when the log is intact, 4 when it was tampered with."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from unica.errors import InputError
+    from unica.store.audit import verify_audit
+
+    pub = None
+    if public_key_file:
+        try:
+            pub = load_pem_public_key(open(public_key_file, "rb").read())
+        except ValueError:
+            raise InputError(f"{public_key_file} is not a PEM public key") from None
+    report = verify_audit(_store(db), public_key=pub)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            click.echo(f"TAMPERED entry {p.entry_id if p.entry_id is not None else '-'}: {p.kind}: {p.message}")
+        state = "intact" if report.ok else f"{len(report.problems)} problem(s)"
+        sealed = f", sealed up to entry {report.last_sealed_id}" if report.last_sealed_id else ", not sealed yet"
+        click.echo(f"audit log {state}: {report.entries} entries, {report.seals} seals{sealed}")
+    if not report.ok:
+        raise click.exceptions.Exit(EXIT_TAMPERED)
+
+
+@audit_group.command("seal")
+@click.option("--key", "key_uri", required=True, help="The audit key (pkcs11:... or file:...).")
+@db_option
+@pin_file_option
+@passphrase_file_option
+@json_option
+def audit_seal(key_uri, db, pin_file, passphrase_file, as_json) -> None:
+    """Sign the chain up to its newest entry with the audit key (run it periodically, e.g. from cron)."""
+    from unica.hsm import load_key, sign_raw
+    from unica.store.audit import seal_audit
+
+    key = load_key(key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
+    seal = seal_audit(_store(db), lambda msg: sign_raw(key, msg), key.public_key(), key_uri)
+    if as_json:
+        emit_json(None if seal is None else {"seal": seal.id, "upto": seal.upto_id, "hash": seal.upto_hash})
+    elif seal is None:
+        click.echo("nothing new to seal")
+    else:
+        click.echo(f"sealed the audit log up to entry {seal.upto_id} (seal {seal.id})")
+
+
+COMMANDS = [audit_group]
