@@ -152,3 +152,27 @@ def test_unknown_token_and_key(unica, enrolled, tmp_path):
     assert_one_line_error(p, "no-such-token")
     p = unica("sign", "cms", str(doc), "--key", f"pkcs11:token={enrolled.token};object=missing")
     assert_one_line_error(p, "no private key", "missing")
+
+
+@pytest.mark.parametrize("detached", [True, False])
+def test_pyhanko_validates_unica_cms(enrolled, soft_ca, detached):
+    """The DER-level encoder's output is what pyHanko's CMS validator accepts (and re-encodes identically)."""
+    import asyncio
+
+    from asn1crypto import x509 as ax509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, async_validate_detached_cms
+    from pyhanko_certvalidator import ValidationContext
+
+    from unica.sign import load_signer, sign_cms
+
+    der = sign_cms(CONTENT, load_signer(enrolled.key_uri), detached=detached)
+    ci = cms.ContentInfo.load(der)
+    assert ci.dump(force=True) == der  # strict DER (sorted SETs): asn1crypto re-encodes to the same bytes
+    root = ax509.Certificate.load(soft_ca.root.public_bytes(serialization.Encoding.DER))
+    vc = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
+    if detached:
+        status = asyncio.run(async_validate_detached_cms(CONTENT, ci["content"], signer_validation_context=vc))
+    else:
+        status = asyncio.run(async_validate_cms_signature(ci["content"], validation_context=vc))
+    assert status.intact and status.valid and status.trusted, status.pretty_print_details()

@@ -1,13 +1,198 @@
-"""CMS / CAdES-BES signatures (and CAdES-T with a TSA) over arbitrary data."""
+"""CMS / CAdES-BES signatures (and CAdES-T with a TSA) over arbitrary data.
+
+The SignedData is written at the DER level from parts computed once per signer (the
+certificates, the issuer-and-serial, the algorithm identifiers, the ESS
+signing-certificate-v2 attribute): per signature only the message digest, the signing
+time and the signature itself are new. Declarations are signed in bulk, and building the
+same structure through asn1crypto objects each time costs ~10 ms, far more than the token
+signature. The output is the structure pyHanko would build (RFC 5652, CAdES-BES: signed
+content-type, message-digest, signing-time, signing-certificate-v2), checked in the tests
+with ``openssl cms -verify`` and asn1crypto. For CAdES-T the signature-time-stamp comes
+from pyHanko's RFC 3161 client.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property, lru_cache
 from typing import IO
 
-from unica.errors import FetchError, UnicaError
+from asn1crypto import algos, core, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from unica.errors import FetchError, InputError, UnsupportedKeyType
+from unica.hsm import sign_raw
 from unica.sign.signer import SigningIdentity
+
+_CHUNK = 1 << 20
+
+
+def _oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
+
+
+OID_DATA = _oid("1.2.840.113549.1.7.1")
+OID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+OID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
+OID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
+OID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")
+OID_SIGNING_CERT_V2 = _oid("1.2.840.113549.1.9.16.2.47")
+OID_TIMESTAMP_TOKEN = _oid("1.2.840.113549.1.9.16.2.14")
+
+_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return bytes([tag]) + _len(len(body)) + body
+
+
+def _set_of(items: list[bytes], tag: int = 0x31) -> bytes:
+    return tlv(tag, *sorted(items))  # DER: SET OF elements in ascending order of their encodings
+
+
+def _attribute(oid: bytes, value: bytes) -> bytes:
+    return tlv(0x30, oid, tlv(0x31, value))
+
+
+def _time(t: datetime) -> bytes:
+    t = t.astimezone(timezone.utc)
+    if 1950 <= t.year < 2050:
+        return tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+    return tlv(0x18, t.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+@dataclass(frozen=True)
+class _Template:
+    """The DER parts of a SignedData that do not change from one signature to the next."""
+
+    digest_name: str
+    digest_alg: bytes
+    sig_alg: bytes
+    certificates: bytes
+    sid: bytes
+    content_type_attr: bytes
+    signing_cert_attr: bytes
+
+
+@lru_cache(maxsize=64)
+def _template(identity: SigningIdentity, digest_name: str) -> _Template:
+    cert = identity.cert
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
+    a_cert = asn1_x509.Certificate.load(cert_der)
+    sid = tlv(0x30, a_cert["tbs_certificate"]["issuer"].dump(), core.Integer(cert.serial_number).dump())
+    ess = tsp.SigningCertificateV2({"certs": [{
+        "hash_algorithm": {"algorithm": "sha256"},
+        "cert_hash": hashlib.sha256(cert_der).digest(),
+        "issuer_serial": {"issuer": [asn1_x509.GeneralName(name="directory_name", value=a_cert.issuer)],
+                          "serial_number": cert.serial_number},
+    }]}).dump()
+    certs: list[bytes] = []
+    for der in (cert_der, *chain_der):
+        if der not in certs:
+            certs.append(der)
+    return _Template(
+        digest_name=digest_name,
+        digest_alg=algos.DigestAlgorithm({"algorithm": digest_name}).dump(),
+        sig_alg=_signature_algorithm(identity, digest_name),
+        certificates=_set_of(certs, tag=0xA0),
+        sid=sid,
+        content_type_attr=_attribute(OID_CONTENT_TYPE, OID_DATA),
+        signing_cert_attr=_attribute(OID_SIGNING_CERT_V2, ess),
+    )
+
+
+def _signature_algorithm(identity: SigningIdentity, digest_name: str) -> bytes:
+    key = identity.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return algos.SignedDigestAlgorithm({"algorithm": f"{digest_name}_ecdsa"}).dump()
+    if isinstance(key, rsa.RSAPrivateKey):
+        if identity.pss:
+            size = _HASHES[digest_name].digest_size
+            return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": {
+                "hash_algorithm": {"algorithm": digest_name},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": digest_name}},
+                "salt_length": size, "trailer_field": "trailer_field_bc"}}).dump()
+        return algos.SignedDigestAlgorithm({"algorithm": f"{digest_name}_rsa"}).dump()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return algos.SignedDigestAlgorithm({"algorithm": "ed25519"}).dump()
+    raise UnsupportedKeyType(f"cannot sign CMS with a {type(key).__name__}")
+
+
+class CMSSigner:
+    """Signs many documents with one identity; the constant DER is computed once."""
+
+    def __init__(self, identity: SigningIdentity, digest_algorithm: str | None = None):
+        name = digest_algorithm or identity.digest_algorithm
+        if name not in _HASHES:
+            raise InputError(f"unsupported digest algorithm {name!r} (sha256, sha384, sha512)")
+        self.identity = identity
+        self.digest_name = name
+
+    @cached_property
+    def _t(self) -> _Template:
+        return _template(self.identity, self.digest_name)
+
+    def _raw_signature(self, data: bytes) -> bytes:
+        key = self.identity.key
+        h = _HASHES[self.digest_name]()
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return sign_raw(key, data)
+        if isinstance(key, rsa.RSAPrivateKey) and self.identity.pss:
+            return key.sign(data, padding.PSS(padding.MGF1(h), h.digest_size), h)
+        return sign_raw(key, data, h)
+
+    def sign(self, data: bytes | IO[bytes], *, detached: bool = True, tsa_url: str | None = None,
+             signing_time: datetime | None = None) -> bytes:
+        """A DER ContentInfo(SignedData) over ``data`` (bytes or a binary file object)."""
+        t = self._t
+        content, digest = self._digest(data, keep=not detached)
+        signed_attrs = [
+            t.content_type_attr,
+            _attribute(OID_MESSAGE_DIGEST, tlv(0x04, digest)),
+            _attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(timezone.utc))),
+            t.signing_cert_attr,
+        ]
+        to_sign = _set_of(signed_attrs)
+        signature = self._raw_signature(to_sign)
+        unsigned = b""
+        if tsa_url:
+            token = _timestamp_token(tsa_url, signature, self.digest_name)
+            unsigned = _set_of([_attribute(OID_TIMESTAMP_TOKEN, token)], tag=0xA1)
+        signer_info = tlv(0x30, b"\x02\x01\x01", t.sid, t.digest_alg, b"\xa0" + to_sign[1:], t.sig_alg,
+                          tlv(0x04, signature), unsigned)
+        encap = tlv(0x30, OID_DATA, tlv(0xA0, tlv(0x04, content)) if content is not None else b"")
+        signed_data = tlv(0x30, b"\x02\x01\x01", tlv(0x31, t.digest_alg), encap, t.certificates,
+                          tlv(0x31, signer_info))
+        return tlv(0x30, OID_SIGNED_DATA, tlv(0xA0, signed_data))
+
+    def _digest(self, data, keep: bool) -> tuple[bytes | None, bytes]:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data)
+            return (data if keep else None), hashlib.new(self.digest_name, data).digest()
+        h = hashlib.new(self.digest_name)
+        kept = [] if keep else None
+        while True:
+            chunk = data.read(_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            if kept is not None:
+                kept.append(chunk)
+        return (b"".join(kept) if kept is not None else None), h.digest()
 
 
 def timestamper(tsa_url: str | None, timeout: float = 10):
@@ -15,12 +200,25 @@ def timestamper(tsa_url: str | None, timeout: float = 10):
     if not tsa_url:
         return None
     if not tsa_url.startswith(("http://", "https://")):
-        from unica.errors import InputError
-
         raise InputError(f"TSA URL {tsa_url!r} must be http:// or https://")
     from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
 
     return RequestsHTTPTimeStamper(tsa_url, timeout=timeout)
+
+
+def _timestamp_token(tsa_url: str, signature: bytes, digest_name: str) -> bytes:
+    """The RFC 3161 token over the signature value (CAdES signature-time-stamp), DER."""
+    from pyhanko.sign.timestamps import TimestampRequestError
+
+    stamper = timestamper(tsa_url)
+    imprint = hashlib.new(digest_name, signature).digest()
+    try:
+        token = asyncio.run(stamper.async_timestamp(imprint, digest_name))
+    except TimestampRequestError as e:
+        raise FetchError(f"timestamp from {tsa_url} failed: {e}") from None
+    except OSError as e:
+        raise FetchError(f"timestamp from {tsa_url} failed: {e}") from None
+    return token.dump()
 
 
 def sign_cms(data: bytes | IO[bytes], identity: SigningIdentity, *, detached: bool = True,
@@ -30,24 +228,7 @@ def sign_cms(data: bytes | IO[bytes], identity: SigningIdentity, *, detached: bo
 
     Signed attributes: content-type, message-digest, signing-time, signing-certificate-v2.
     The signer's certificate and CA chain are embedded. ``detached=False`` encapsulates
-    the content.
+    the content. For many documents keep a :class:`CMSSigner` and call its ``sign``.
     """
-    from pyhanko.sign.general import SigningError
-    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
-    from pyhanko.sign.timestamps import TimestampRequestError
-
-    signer = identity.pyhanko_signer()
-    settings = PdfCMSSignedAttributes(signing_time=signing_time or datetime.now(timezone.utc))
-    coro = signer.async_sign_general_data(
-        data, digest_algorithm or identity.digest_algorithm, detached=detached, use_cades=True,
-        timestamper=timestamper(tsa_url), signed_attr_settings=settings)
-    try:
-        return asyncio.run(coro).dump()
-    except TimestampRequestError as e:
-        raise FetchError(f"timestamp from {tsa_url} failed: {e}") from None
-    except SigningError as e:
-        raise UnicaError(f"CMS signing failed: {e}") from None
-    except OSError as e:
-        if tsa_url:
-            raise FetchError(f"timestamp from {tsa_url} failed: {e}") from None
-        raise
+    return CMSSigner(identity, digest_algorithm).sign(data, detached=detached, tsa_url=tsa_url,
+                                                      signing_time=signing_time)
