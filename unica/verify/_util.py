@@ -1,0 +1,133 @@
+"""Small helpers of unica.verify: loading certificates, identities, times."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from typing import Iterable, Union
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from unica.errors import MalformedInput, VerificationError
+
+from .report import CertInfo, SignerIdentity
+
+CertLike = Union[x509.Certificate, bytes, str, "os.PathLike[str]"]
+
+OID_ORGANIZATION_IDENTIFIER = x509.ObjectIdentifier("2.5.4.97")
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def as_utc(t: _dt.datetime | None) -> _dt.datetime:
+    if t is None:
+        return utcnow()
+    if not isinstance(t, _dt.datetime):
+        raise TypeError("validation time must be a datetime")
+    if t.tzinfo is None:
+        raise ValueError("validation time must be timezone-aware")
+    return t.astimezone(_dt.timezone.utc)
+
+
+def parse_time(text: str) -> _dt.datetime:
+    """ISO-8601 time; a value without zone is taken as UTC."""
+    try:
+        t = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedInput(f"time {text!r} is not ISO-8601 (e.g. 2026-05-01T12:00:00Z)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t.astimezone(_dt.timezone.utc)
+
+
+def read_bytes(src: bytes | str | os.PathLike[str], what: str) -> tuple[bytes, str]:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src), what
+    try:
+        with open(src, "rb") as f:
+            return f.read(), str(src)
+    except OSError as e:
+        raise VerificationError(f"{what} {src}: cannot read: {e.strerror or e}") from None
+
+
+def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certificate") -> list[x509.Certificate]:
+    """Certificates from cryptography objects, PEM/DER bytes or file paths (a PEM may hold many)."""
+    if isinstance(src, x509.Certificate):
+        return [src]
+    if isinstance(src, (bytes, bytearray, memoryview, str, os.PathLike)):
+        data, name = read_bytes(src, what)
+        if b"-----BEGIN" in data:
+            blocks = _PEM_CERT.findall(data)
+            if not blocks:
+                raise MalformedInput(f"{what} {name}: no PEM CERTIFICATE block")
+            try:
+                return [x509.load_pem_x509_certificate(b) for b in blocks]
+            except ValueError as e:
+                raise MalformedInput(f"{what} {name}: bad PEM certificate: {e}") from None
+        try:
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError as e:
+            raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {e}") from None
+    out: list[x509.Certificate] = []
+    for item in src:
+        out.extend(load_certificates(item, what))
+    return out
+
+
+def fingerprint(cert: x509.Certificate) -> bytes:
+    return cert.fingerprint(hashes.SHA256())
+
+
+def cert_info(cert: x509.Certificate) -> CertInfo:
+    return CertInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "x"),
+        sha256=fingerprint(cert).hex(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    attrs = name.get_attributes_for_oid(oid)
+    if not attrs:
+        return None
+    v = attrs[0].value
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+_USCC = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}")
+
+
+def signer_identity(cert: x509.Certificate | None) -> SignerIdentity:
+    if cert is None:
+        return SignerIdentity(subject="")
+    name = cert.subject
+    uscc = src = None
+    org_id = _first(name, OID_ORGANIZATION_IDENTIFIER)
+    serial = _first(name, NameOID.SERIAL_NUMBER)
+    for value, source in ((org_id, "organizationIdentifier"), (serial, "serialNumber")):
+        if not value:
+            continue
+        m = _USCC.search(value.upper())
+        if m:
+            uscc, src = m.group(0), source
+            break
+        if source == "organizationIdentifier":
+            # a semantics prefix such as NTRCN- / VATCN-: keep what follows it
+            uscc, src = re.sub(r"^[A-Z]{3}[A-Z]{2}[-:]", "", value), source
+            break
+    return SignerIdentity(
+        subject=name.rfc4514_string(),
+        common_name=_first(name, NameOID.COMMON_NAME),
+        organization=_first(name, NameOID.ORGANIZATION_NAME),
+        uscc=uscc,
+        uscc_source=src,
+    )

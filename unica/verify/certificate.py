@@ -1,0 +1,530 @@
+"""RFC 5280 certificate path building and validation.
+
+The path is built and validated by cryptography's Rust verifier (``cryptography.x509.
+verification``: path building with backtracking over multiple candidate issuers, signatures,
+validity, basic constraints and path length, name constraints, critical extensions, key
+and signature algorithm constraints). unica adds, in Python: RFC 5280 structural rules the
+Rust verifier leaves out (AKI/SKI presence, criticality of name and policy constraints),
+certificate policy processing (RFC 5280 6.1.3-6.1.5), the key usage / EKU of the intended
+use, revocation (:mod:`unica.verify.revocation`), and a diagnosis that turns a failure into
+an ETSI EN 319 102-1 indication. Supplied intermediates are pruned to those that can lie on a
+path by name before path building, which bounds the work an attacker can cause.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from typing import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.x509 import verification as xv
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .policies import policy_problems
+from .report import (
+    CertInfo,
+    Indication,
+    RevocationEvidence,
+    SubIndication,
+    ValidationReport,
+    indication_for,
+)
+from .revocation import RevocationPolicy, RevocationSource
+from .usage import Usage
+from ._util import cert_info, signer_identity
+
+#: most intermediates considered for one path (after pruning by name)
+MAX_INTERMEDIATES = 64
+#: most steps of the diagnostic path search
+_MAX_SEARCH_STEPS = 2000
+
+
+class TrustStore:
+    """A set of trust anchors (immutable once built)."""
+
+    def __init__(self, anchors: Sequence[x509.Certificate]):
+        uniq: dict[bytes, x509.Certificate] = {}
+        for a in anchors:
+            uniq.setdefault(a.public_bytes(_DER), a)
+        if not uniq:
+            raise ValueError("no trust anchors given")
+        self.anchors: tuple[x509.Certificate, ...] = tuple(uniq.values())
+        self.store = xv.Store(list(self.anchors))
+        self.subjects = frozenset(a.subject for a in self.anchors)
+        self._der = frozenset(uniq)
+
+    def is_anchor(self, cert: x509.Certificate) -> bool:
+        return cert.public_bytes(_DER) in self._der
+
+
+from cryptography.hazmat.primitives.serialization import Encoding as _Enc  # noqa: E402
+
+_DER = _Enc.DER
+
+
+def _ee_extension_policy() -> xv.ExtensionPolicy:
+    """End-entity policy for signing certificates: no SAN requirement, EKU checked by unica."""
+    agn = xv.Criticality.AGNOSTIC
+    return (
+        xv.ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(x509.SubjectAlternativeName, agn, None)
+        .may_be_present(x509.ExtendedKeyUsage, agn, None)
+        .may_be_present(x509.BasicConstraints, agn, None)
+        .may_be_present(x509.KeyUsage, agn, None)
+    )
+
+
+def _ca_key_usage(policy, cert, ku) -> None:
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("CA certificate's key usage does not allow keyCertSign")
+
+
+def _ca_extension_policy() -> xv.ExtensionPolicy:
+    """CA policy: web PKI defaults, except that a CA's EKU does not have to contain clientAuth
+    and a CA certificate without a key usage extension is allowed (RFC 5280 4.2.1.3)."""
+    return (
+        xv.ExtensionPolicy.webpki_defaults_ca()
+        .may_be_present(x509.ExtendedKeyUsage, xv.Criticality.AGNOSTIC, None)
+        .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage)
+    )
+
+
+_EE_POLICY = None
+_CA_POLICY = None
+
+
+def _policies():
+    global _EE_POLICY, _CA_POLICY
+    if _EE_POLICY is None:
+        _EE_POLICY, _CA_POLICY = _ee_extension_policy(), _ca_extension_policy()
+    return _EE_POLICY, _CA_POLICY
+
+
+def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Certificate],
+                        trust: TrustStore) -> list[x509.Certificate]:
+    """Keep the intermediates that can chain, by issuer name, to a trust anchor."""
+    uniq: dict[bytes, x509.Certificate] = {}
+    for c in intermediates:
+        uniq.setdefault(c.public_bytes(_DER), c)
+    cands = [c for c in uniq.values() if not trust.is_anchor(c)]
+    good = set(trust.subjects)
+    kept: list[x509.Certificate] = []
+    changed = True
+    remaining = cands
+    while changed and remaining:
+        changed = False
+        rest = []
+        for c in remaining:
+            if c.issuer in good:
+                kept.append(c)
+                if c.subject not in good:
+                    good.add(c.subject)
+                    changed = True
+            else:
+                rest.append(c)
+        remaining = rest
+        changed = changed or False
+    if leaf.issuer not in good:
+        return []
+    return kept[:MAX_INTERMEDIATES]
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def find_candidate_path(leaf, intermediates, trust: TrustStore) -> list[x509.Certificate] | None:
+    """A path leaf..anchor by names and signatures only (for diagnosing a failure)."""
+    steps = 0
+
+    def dfs(path):
+        nonlocal steps
+        steps += 1
+        if steps > _MAX_SEARCH_STEPS:
+            return None
+        cur = path[-1]
+        for a in trust.anchors:
+            if _issued_by(cur, a):
+                return path + [a]
+        if len(path) > 12:
+            return None
+        for c in intermediates:
+            if any(c is p for p in path):
+                continue
+            if _issued_by(cur, c):
+                r = dfs(path + [c])
+                if r:
+                    return r
+        return None
+
+    if trust.is_anchor(leaf):
+        return [leaf]
+    return dfs([leaf])
+
+
+# --- Python checks added to the Rust verifier ---------------------------------------------
+
+
+def _ext(cert, cls):
+    try:
+        return cert.extensions.get_extension_for_class(cls)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) -> list[str]:
+    """RFC 5280 rules for how certificates are formed that path validation must enforce."""
+    out = []
+    anchor = chain[-1]
+    for i, c in enumerate(chain):
+        is_anchor = i == len(chain) - 1
+        name = c.subject.rfc4514_string() or "(empty subject)"
+        pc = _ext(c, x509.PolicyConstraints)
+        if pc is not None and not pc.critical:
+            out.append(f"{name}: policy constraints extension is not critical (RFC 5280 4.2.1.11)")
+        bc = _ext(c, x509.BasicConstraints)
+        if i > 0 and _ext(c, x509.SubjectKeyIdentifier) is None:
+            out.append(f"{name}: CA certificate has no subject key identifier (RFC 5280 4.2.1.2)")
+        if not is_anchor and i > 0:
+            aki = _ext(c, x509.AuthorityKeyIdentifier)
+            if aki is None or aki.value.key_identifier is None:
+                out.append(f"{name}: certificate has no authority key identifier (RFC 5280 4.2.1.1)")
+        if c.serial_number <= 0 and (not is_anchor or i == 0):
+            out.append(f"{name}: serial number is not positive (RFC 5280 4.1.2.2)")
+        del bc
+    aki = _ext(anchor, x509.AuthorityKeyIdentifier)
+    if aki is not None and len(chain) > 1:
+        v = aki.value
+        if v.authority_cert_issuer is not None or v.authority_cert_serial_number is not None:
+            out.append("trust anchor's authority key identifier names an issuer/serial")
+        ski = _ext(anchor, x509.SubjectKeyIdentifier)
+        if (anchor.issuer == anchor.subject and ski is not None and v.key_identifier is not None
+                and v.key_identifier != ski.value.digest):
+            out.append("self-signed trust anchor's authority key identifier differs from its subject key identifier")
+    return out
+
+
+def webpki_problems(chain: Sequence[x509.Certificate]) -> list[str]:
+    """CA/Browser Forum rules applied in the TLS server profile (usage server-auth + name)."""
+    out = []
+    leaf = chain[0]
+    # CN: a different spelling of a SAN entry, or a host name outside every SAN DNS entry's
+    # domain, is rejected (CABF BR 7.1.4.3 asks for a character-for-character copy)
+    san = _ext(leaf, x509.SubjectAlternativeName)
+    dns: list[str] = []
+    ips: list[str] = []
+    if san is not None:
+        for gn in san.value:
+            if isinstance(gn, x509.DNSName):
+                dns.append(gn.value)
+            elif isinstance(gn, x509.IPAddress):
+                ips.append(str(gn.value))
+    for attr in leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME):
+        cn = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        p = _cn_problem(cn, dns, ips)
+        if p:
+            out.append(p)
+    for i, c in enumerate(chain):
+        out.extend(_key_problems(c, leaf=i == 0))
+    return out
+
+
+def _cn_problem(cn: str, dns: list[str], ips: list[str]) -> str | None:
+    if cn in dns or cn in ips:
+        return None
+    ip = None
+    try:
+        ip = ipaddress.ip_address(cn)
+    except ValueError:
+        try:
+            if cn.lower().startswith("0x"):
+                ip = ipaddress.ip_address(int(cn, 16))
+            elif all(p.isdigit() for p in cn.split(".")) and cn.count(".") == 3:
+                ip = ipaddress.IPv4Address(".".join(str(int(p)) for p in cn.split(".")))
+        except ValueError:
+            ip = None
+    if ip is not None or ":" in cn:
+        return f"common name {cn!r} is not a character-for-character copy of a subjectAltName IP address"
+    try:
+        ace = cn.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        ace = None
+    if ace is None or ace != cn.lower() or any(d.lower() == cn.lower() for d in dns):
+        return f"common name {cn!r} is not a character-for-character copy of a subjectAltName DNS name"
+    if cn.startswith("xn--") or "." in cn and dns and not any(
+            d.lower().endswith("." + cn.lower()) for d in dns):
+        return f"common name {cn!r} is not among the subjectAltName DNS names"
+    return None
+
+
+def _key_problems(cert: x509.Certificate, leaf: bool) -> list[str]:
+    try:
+        key = cert.public_key()
+    except Exception as e:  # unsupported key algorithms
+        return [f"{cert.subject.rfc4514_string()}: unsupported public key ({e})"]
+    who = "leaf" if leaf else cert.subject.rfc4514_string()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            return [f"{who}: RSA key of {key.key_size} bits is too small"]
+        if key.key_size % 8:
+            return [f"{who}: RSA modulus of {key.key_size} bits is not a multiple of 8"]
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+            return [f"{who}: EC curve {key.curve.name} is not allowed"]
+    elif isinstance(key, dsa.DSAPublicKey):
+        return [f"{who}: DSA keys are not allowed"]
+    return []
+
+
+def _diagnose(leaf, intermediates, trust, at, time_is_proven, rust_error: str):
+    """Turn a failed path validation into (sub-indication, message, path)."""
+    path = find_candidate_path(leaf, intermediates, trust)
+    if path is None:
+        return (SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+                "no certification path from the certificate to a trust anchor "
+                f"(path builder: {rust_error})", [leaf])
+    for i, c in enumerate(path):
+        if trust.is_anchor(c) and i == len(path) - 1:
+            continue
+        nb, na = c.not_valid_before_utc, c.not_valid_after_utc
+        who = "certificate" if i == 0 else f"CA certificate {c.subject.rfc4514_string()}"
+        if at < nb:
+            sub = SubIndication.NOT_YET_VALID if i == 0 else SubIndication.OUT_OF_BOUNDS_NO_POE
+            return sub, f"{who} is not valid before {nb:%Y-%m-%dT%H:%M:%SZ} (validation time {at:%Y-%m-%dT%H:%M:%SZ})", path
+        if at > na:
+            sub = SubIndication.EXPIRED if (i == 0 and time_is_proven) else SubIndication.OUT_OF_BOUNDS_NO_POE
+            return sub, f"{who} expired {na:%Y-%m-%dT%H:%M:%SZ} (validation time {at:%Y-%m-%dT%H:%M:%SZ})", path
+    return SubIndication.CHAIN_CONSTRAINTS_FAILURE, f"path validation failed: {rust_error}", path
+
+
+#: Rust verifier refusals that are web-PKI policy, not RFC 5280: such paths are re-validated
+#: by pyhanko-certvalidator, a full RFC 5280 implementation (self-issued certificates do not
+#: count towards pathLenConstraint; a CA certificate may be the leaf; directoryName
+#: name constraints are supported)
+_FALLBACK_ERRORS = (
+    "basicConstraints.cA must not be asserted in an EE certificate",
+    "path length constraint violated",
+    "unsupported name constraint",
+    "signature does not match",
+)
+
+
+def _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name):
+    import asyncio
+
+    from asn1crypto import x509 as ax
+    from pyhanko_certvalidator import CertificateValidator, ValidationContext
+    from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
+
+    def a(c):
+        return ax.Certificate.load(c.public_bytes(_DER))
+
+    ctx = ValidationContext(trust_roots=[a(t) for t in trust.anchors], other_certs=[a(c) for c in inter],
+                            moment=at, revocation_mode="soft-fail", allow_fetching=False)
+    v = CertificateValidator(a(leaf), validation_context=ctx)
+    try:
+        path = asyncio.run(v.async_validate_path())
+    except (PathBuildingError, PathValidationError, ValidationError):
+        return None
+    except Exception:  # an engine bug must not turn a refusal into a pass
+        return None
+    ders = [c.dump() for c in path]  # anchor first
+    by_der = {t.public_bytes(_DER): t for t in (*trust.anchors, *inter, leaf)}
+    chain = [by_der.get(d) or x509.load_der_x509_certificate(d) for d in reversed(ders)]
+    if max_chain_depth is not None:
+        # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
+        if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > max_chain_depth:
+            return None
+    bc = _ext(leaf, x509.BasicConstraints)
+    if bc is not None and bc.value.ca:
+        # a CA certificate in leaf position: only a real CA certificate (keyCertSign)
+        ku = _ext(leaf, x509.KeyUsage)
+        if ku is None or not ku.value.key_cert_sign:
+            return None
+    if server_name is not None:
+        try:
+            _, ca = _policies()
+            b = xv.PolicyBuilder().store(xv.Store([chain[-1]])).time(at).extension_policies(
+                ca_policy=ca, ee_policy=_ee_extension_policy())
+            b.build_client_verifier()  # policy sanity only
+        except Exception:
+            return None
+        if not _name_matches(chain[0], server_name):
+            return None
+    return chain
+
+
+def _name_matches(leaf: x509.Certificate, server_name: str) -> bool:
+    san = _ext(leaf, x509.SubjectAlternativeName)
+    if san is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(server_name)
+        return ip in san.value.get_values_for_type(x509.IPAddress)
+    except ValueError:
+        pass
+    name = server_name.lower()
+    for d in san.value.get_values_for_type(x509.DNSName):
+        d = d.lower()
+        if d == name:
+            return True
+        if d.startswith("*.") and "." in name and name.split(".", 1)[1] == d[2:]:
+            return True
+    return False
+
+
+def wildcard_nc_problems(chain: Sequence[x509.Certificate]) -> list[str]:
+    """A wildcard SAN must lie wholly inside the permitted DNS subtrees and must not cover an
+    excluded one (the Rust verifier checks only the literal name; cf. CVE-2025-61727)."""
+    san = _ext(chain[0], x509.SubjectAlternativeName)
+    if san is None:
+        return []
+    wild = [d.lower()[2:] for d in san.value.get_values_for_type(x509.DNSName) if d.startswith("*.")]
+    if not wild:
+        return []
+    out = []
+    for ca in chain[1:]:
+        nc = _ext(ca, x509.NameConstraints)
+        if nc is None:
+            continue
+        permitted = [g.value.lower().lstrip(".") for g in nc.value.permitted_subtrees or () if isinstance(g, x509.DNSName)]
+        excluded = [g.value.lower().lstrip(".") for g in nc.value.excluded_subtrees or () if isinstance(g, x509.DNSName)]
+        for base in wild:
+            if permitted and not any(base == p or base.endswith("." + p) for p in permitted):
+                out.append(f"wildcard *.{base} is not wholly inside the permitted name constraints of "
+                           f"{ca.subject.rfc4514_string()}")
+            for e in excluded:
+                if e == base or e.endswith("." + base) or base.endswith("." + e):
+                    out.append(f"wildcard *.{base} may match the excluded name {e} of {ca.subject.rfc4514_string()}")
+    return out
+
+
+def _subject_for(server_name: str) -> xv.Subject:
+    try:
+        return xv.IPAddress(ipaddress.ip_address(server_name))
+    except ValueError:
+        return xv.DNSName(server_name)
+
+
+def validate_path(
+    leaf: x509.Certificate,
+    *,
+    trust: TrustStore,
+    intermediates: Sequence[x509.Certificate],
+    at: _dt.datetime,
+    now: _dt.datetime,
+    usage: Usage,
+    revocation: RevocationPolicy,
+    source: RevocationSource,
+    server_name: str | None = None,
+    max_chain_depth: int | None = None,
+    time_is_proven: bool = True,
+    claimed_time: _dt.datetime | None = None,
+    initial_policies: frozenset[str] | None = None,
+    require_explicit_policy: bool = False,
+) -> tuple[ValidationReport, _dt.datetime | None]:
+    """Validate; return the report and, when it passed, the time until which it may be reused."""
+    messages: list[str] = []
+    inter = prune_intermediates(leaf, intermediates, trust)
+    builder = xv.PolicyBuilder().store(trust.store).time(at)
+    if max_chain_depth is not None:
+        builder = builder.max_chain_depth(max_chain_depth)
+
+    def report(sub, path, evidence=(), msgs=None) -> ValidationReport:
+        return ValidationReport(
+            indication=indication_for(sub), sub_indication=sub, validation_time=at,
+            path=tuple(cert_info(c) for c in path), signer=signer_identity(leaf),
+            usage=usage.name, revocation=tuple(evidence), messages=tuple(msgs if msgs is not None else messages),
+        )
+
+    if trust.is_anchor(leaf) and not intermediates:
+        chain = [leaf]
+        if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):
+            sub, msg, _ = _diagnose(leaf, [], trust, at, time_is_proven, "trust anchor outside validity")
+            return report(sub, [leaf], msgs=[msg]), None
+    else:
+        if leaf.issuer not in trust.subjects and not inter:
+            return report(SubIndication.NO_CERTIFICATE_CHAIN_FOUND, [leaf], msgs=[
+                f"no trust anchor or supplied intermediate is named {leaf.issuer.rfc4514_string()!r} "
+                "(the certificate's issuer)"]), None
+        try:
+            if server_name is not None:
+                _, ca = _policies()
+                chain = builder.extension_policies(
+                    ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
+                ).build_server_verifier(_subject_for(server_name)).verify(leaf, inter)
+            else:
+                ee, ca = _policies()
+                chain = builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier().verify(
+                    leaf, inter).chain
+        except xv.VerificationError as e:
+            chain = None
+            if any(k in str(e) for k in _FALLBACK_ERRORS):
+                chain = _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name)
+            if chain is None:
+                sub, msg, path = _diagnose(leaf, inter, trust, at, time_is_proven, str(e))
+                return report(sub, path, msgs=[msg]), None
+            messages.append("path validated by the RFC 5280 fallback engine (pyhanko-certvalidator): "
+                            + str(e).split("(encountered")[0].strip())
+        except ValueError as e:  # e.g. a leaf the verifier cannot parse
+            return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
+
+    problems = structural_problems(chain, trust) + wildcard_nc_problems(chain)
+    if server_name is not None:
+        problems += webpki_problems(chain)
+    if problems:
+        return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain, msgs=problems), None
+    pol = policy_problems(chain, initial_policies, require_explicit_policy)
+    if pol:
+        return report(SubIndication.POLICY_PROCESSING_ERROR, chain, msgs=pol), None
+    uprob = usage.problems(leaf)
+    if uprob:
+        return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain,
+                      msgs=[f"certificate not allowed for {usage.name}: " + "; ".join(uprob)]), None
+
+    # revocation
+    evidence: list[RevocationEvidence] = []
+    fresh_until = min(c.not_valid_after_utc for c in chain)
+    good_before: _dt.datetime | None = None
+    if revocation.mode != "off":
+        last = len(chain) - 1 if revocation.check_ca else 1
+        for i in range(min(last, len(chain) - 1)):
+            cert, issuer = chain[i], chain[i + 1]
+            st = source.check(cert, issuer, at, revocation, now)
+            evidence.extend(st.evidence)
+            who = "certificate" if i == 0 else f"CA certificate {cert.subject.rfc4514_string()}"
+            if st.status == "revoked":
+                rt = st.revocation_time
+                when = f" on {rt:%Y-%m-%dT%H:%M:%SZ}" if rt else ""
+                if i > 0:
+                    sub = SubIndication.REVOKED_CA_NO_POE
+                elif claimed_time is not None and rt is not None and rt > claimed_time:
+                    sub = SubIndication.REVOKED_NO_POE
+                    messages.append("the claimed signing time is before the revocation, but nothing proves it")
+                else:
+                    sub = SubIndication.REVOKED
+                messages.insert(0, f"{who} was revoked{when}")
+                return report(sub, chain, evidence), None
+            if st.status == "unknown":
+                msg = f"no usable revocation data for the {who}"
+                if revocation.mode == "hard-fail":
+                    return report(SubIndication.TRY_LATER, chain, evidence, [msg + " (hard-fail policy)"]), None
+                messages.append(msg + " (soft-fail: accepted)")
+                fresh_until = min(fresh_until, now + _dt.timedelta(minutes=5))
+            else:
+                if st.fresh_until is not None:
+                    fresh_until = min(fresh_until, st.fresh_until)
+                if st.revocation_time is not None:
+                    good_before = st.revocation_time if good_before is None else min(good_before, st.revocation_time)
+                    if good_before is not None:
+                        fresh_until = min(fresh_until, good_before)
+    return report(None, chain, evidence), fresh_until

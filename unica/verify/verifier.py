@@ -1,0 +1,169 @@
+"""The :class:`Verifier`: trust anchors, revocation data and caches held across calls.
+
+A stream of signatures from the same CA costs little more than one signature check each:
+validated paths are cached per (leaf, intermediates, use, time bucket) for as long as every
+certificate of the path is within its validity and the revocation data relied on is fresh
+(its nextUpdate), revocation data itself is cached until its nextUpdate, and parsed
+certificates are memoised by their DER bytes. Every cache is bounded. Only passing results
+are cached.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as _dt
+import hashlib
+import threading
+from typing import Iterable, Sequence
+
+from cryptography import x509
+
+from .certificate import TrustStore, validate_path
+from .report import ValidationReport
+from .revocation import SOFT_FAIL, RevocationPolicy, RevocationSource
+from .usage import Usage, resolve_usage
+from ._util import as_utc, load_certificates, utcnow
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._d: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            if len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def pop(self, key) -> None:
+        with self._lock:
+            self._d.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+class Verifier:
+    """Holds trust and caches; thread-safe. All ``verify_*`` functions take one of these.
+
+    ``trust``: trust anchors (certificates, PEM/DER bytes or paths).
+    ``intermediates``: extra CA certificates available for path building.
+    ``revocation``: a :class:`RevocationPolicy` (default soft-fail with HTTP fetching).
+    ``crls`` / ``ocsp_responses``: revocation data supplied offline.
+    ``time_bucket``: seconds; a cached path is reused only within the same bucket.
+    """
+
+    def __init__(self, trust, *, intermediates=(), revocation: RevocationPolicy = SOFT_FAIL,
+                 crls: Iterable = (), ocsp_responses: Iterable = (), fetcher=None,
+                 usage: str | Usage = "document-signing", max_chain_depth: int | None = None,
+                 cache_size: int = 4096, time_bucket: int = 300, revocation_source: RevocationSource | None = None):
+        if not isinstance(revocation, RevocationPolicy):
+            raise TypeError("revocation must be a RevocationPolicy")
+        anchors = load_certificates(trust, "trust anchor")
+        self.trust = TrustStore(anchors)
+        self.intermediates: tuple[x509.Certificate, ...] = tuple(load_certificates(intermediates, "intermediate"))
+        self.revocation = revocation
+        self.source = revocation_source or RevocationSource(crls, ocsp_responses, fetcher=fetcher)
+        self.usage = resolve_usage(usage)
+        self.max_chain_depth = max_chain_depth
+        self.time_bucket = max(1, int(time_bucket))
+        self._paths = _LRU(cache_size)
+        self._certs = _LRU(cache_size)
+
+    # -- parsed-certificate memo ------------------------------------------------------------
+
+    def certificate_from_der(self, der: bytes) -> x509.Certificate:
+        key = hashlib.sha256(der).digest()
+        c = self._certs.get(key)
+        if c is None:
+            c = x509.load_der_x509_certificate(der)
+            self._certs.put(key, c)
+        return c
+
+    # -- certificate validation -------------------------------------------------------------
+
+    def validate_certificate(self, cert, *, intermediates: Sequence = (), at: _dt.datetime | None = None,
+                             usage: str | Usage | None = None, server_name: str | None = None,
+                             time_is_proven: bool | None = None, claimed_time: _dt.datetime | None = None,
+                             policies: Iterable[str] | None = None, require_explicit_policy: bool = False,
+                             revocation: RevocationPolicy | None = None) -> ValidationReport:
+        leaf = cert if isinstance(cert, x509.Certificate) else load_certificates(cert, "certificate")[0]
+        extra = [c if isinstance(c, x509.Certificate) else None for c in intermediates]
+        if any(c is None for c in extra):
+            extra = load_certificates(intermediates, "intermediate")
+        u = resolve_usage(usage) if usage is not None else self.usage
+        pol = revocation or self.revocation
+        now = utcnow()
+        when = as_utc(at) if at is not None else now
+        proven = (at is not None) if time_is_proven is None else time_is_proven
+        init = frozenset(policies) if policies else None
+        key = (
+            leaf.fingerprint(_SHA256),
+            tuple(sorted(c.fingerprint(_SHA256) for c in extra)),
+            u, server_name, int(when.timestamp()) // self.time_bucket, proven,
+            claimed_time, init, require_explicit_policy, pol,
+        )
+        hit = self._paths.get(key)
+        if hit is not None:
+            rep, not_before, valid_until = hit
+            if not_before <= when <= valid_until and now <= valid_until:
+                return dataclasses.replace(rep, validation_time=when, source="cache")
+            self._paths.pop(key)
+        rep, valid_until = validate_path(
+            leaf, trust=self.trust, intermediates=list(extra) + list(self.intermediates), at=when, now=now,
+            usage=u, revocation=pol, source=self.source, server_name=server_name,
+            max_chain_depth=self.max_chain_depth, time_is_proven=proven, claimed_time=claimed_time,
+            initial_policies=init, require_explicit_policy=require_explicit_policy,
+        )
+        if rep.passed and valid_until is not None:
+            not_before = max(c.not_before for c in rep.path)
+            self._paths.put(key, (rep, not_before, valid_until))
+        return rep
+
+    # -- signatures (see cms.py / pdf.py) -----------------------------------------------------
+
+    def verify_cms(self, signature, data=None, **kw):
+        from .cms import verify_cms_with
+
+        return verify_cms_with(self, signature, data, **kw)
+
+    def verify_pdf(self, pdf, **kw):
+        from .pdf import verify_pdf_with
+
+        return verify_pdf_with(self, pdf, **kw)
+
+
+from cryptography.hazmat.primitives import hashes as _hashes  # noqa: E402
+
+_SHA256 = _hashes.SHA256()
+
+
+def validate_certificate(cert, *, trust, intermediates: Sequence = (), at: _dt.datetime | None = None,
+                         usage: str | Usage = "document-signing", revocation: RevocationPolicy = SOFT_FAIL,
+                         crls: Iterable = (), ocsp_responses: Iterable = (), server_name: str | None = None,
+                         max_chain_depth: int | None = None, policies: Iterable[str] | None = None,
+                         require_explicit_policy: bool = False, fetcher=None) -> ValidationReport:
+    """Validate one certificate (RFC 5280 path + intended use + revocation) at ``at`` (default now).
+
+    ``trust`` may also be a :class:`Verifier` (then its caches and revocation data are used).
+    """
+    if isinstance(trust, Verifier):
+        return trust.validate_certificate(cert, intermediates=intermediates, at=at, usage=usage,
+                                          server_name=server_name, policies=policies,
+                                          require_explicit_policy=require_explicit_policy,
+                                          revocation=revocation)
+    v = Verifier(trust, revocation=revocation, crls=crls, ocsp_responses=ocsp_responses, usage=usage,
+                 max_chain_depth=max_chain_depth, fetcher=fetcher, cache_size=16)
+    return v.validate_certificate(cert, intermediates=intermediates, at=at, server_name=server_name,
+                                  policies=policies, require_explicit_policy=require_explicit_policy)
