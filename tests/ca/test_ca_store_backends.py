@@ -81,7 +81,7 @@ def test_serial_unique_per_issuer_and_retried(backend, monkeypatch):
     from unica.policies import get_profile
 
     k = ec.generate_private_key(ec.SECP256R1())
-    req = CSRRequest(k.public_key(), "ec-p256", parse_dn("CN=a.example.cn"), (x509.DNSName("a.example.cn"),), (), b"")
+    req = CSRRequest(k.public_key(), "ec-p256", parse_dn("CN=a.example.cn"), (x509.DNSName("a.example.cn"),), ())
     fixed = [0x1234567890ABCDEF1234567890ABCDEF, 0x1234567890ABCDEF1234567890ABCDEF, 0x7777]
     monkeypatch.setattr(engine, "new_serial", lambda: fixed.pop(0))
     first = ca.issue(req, get_profile("tls-server"))
@@ -96,4 +96,34 @@ def test_serial_unique_per_issuer_and_retried(backend, monkeypatch):
     with store.read() as s:
         assert s.query(m.Certificate).filter_by(ca_id=ca.ca_id, serial=first.serial_hex).count() == 1
         assert s.query(m.Certificate).filter_by(status="pending").count() == 0
+    store.dispose()
+
+
+def test_issue_many_records_then_signs_and_audits_the_batch(backend, monkeypatch, tmp_path):
+    url, env = backend
+    monkeypatch.setenv("UNICA_HOME", env["UNICA_HOME"])
+    monkeypatch.setenv("UNICA_PASSPHRASE", PASSPHRASE)
+    from unica.ca.authority import KeySpec, create_root
+    from unica.ca.issuance import Issued, IssuingCA
+    from unica.errors import PolicyViolation
+    from unica.store import models as m
+    from unica.store import open_store
+
+    store = open_store(url, create=True)
+    create_root(store, "r", "C=CN,O=Batch,CN=Batch Root", KeySpec(key_type="ec-p256"))
+    ca = IssuingCA(store, "r")
+    csrs = [openssl_csr(tmp_path, f"/CN=h{i}.example.cn", san=f"DNS:h{i}.example.cn").read_bytes() for i in range(4)]
+    csrs.insert(2, openssl_csr(tmp_path, "/CN=small.example.cn", key="rsa:1024", san="DNS:s.example.cn").read_bytes())
+    before = count_rows(url, "certificates")
+    out = ca.issue_many(csrs, "tls-server", requester="bulk", lint=False)
+    assert [type(r) for r in out] == [Issued, Issued, PolicyViolation, Issued, Issued]
+    assert count_rows(url, "certificates") == before + 4
+    with store.read() as s:
+        rows = s.query(m.Certificate).filter_by(requester="bulk").all()
+        assert {r.status for r in rows} == {"valid"}
+        for r in rows:
+            assert x509.load_der_x509_certificate(r.der).tbs_certificate_bytes == r.tbs_der
+        entry = s.query(m.AuditEntry).filter_by(event="certificate.issued_batch").one()
+        assert entry.details["count"] == 4 and "--no-lint" in entry.details["lint"]
+        assert sorted(c[0] for c in entry.details["certificates"]) == sorted(r.serial for r in rows)
     store.dispose()

@@ -162,7 +162,7 @@ def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str |
         engine.check_key(prof, _key_type_hint(key), f"CA {name}")
     uri, k = key.obtain(name)
     pub = k.public_key()
-    req = CSRRequest(pub, key_type_of(pub), dn, (), (), b"")
+    req = CSRRequest(pub, key_type_of(pub), dn, (), ())
     issuer = engine.Issuer(name=name, subject=dn, public_key=pub, ski=key_identifier(pub), is_root=True)
     prepared = engine.prepare(issuer, prof, req, now=now, where=f"CA {name}")
     with store.write() as s:
@@ -241,7 +241,7 @@ def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, par
         engine.check_key(prof, _key_type_hint(key), f"CA {name}")
     uri, k = key.obtain(name)
     pub = k.public_key()
-    req = CSRRequest(pub, key_type_of(pub), dn, (), (), b"")
+    req = CSRRequest(pub, key_type_of(pub), dn, (), ())
     issued = parent_ca.issue(req, prof, requester="unica ca create-sub", source=f"CA {name}", now=now)
     with store.write() as s:
         row = m.CA(name=name, parent_id=parent_ca.ca_id, key_uri=uri, subject_der=b"", subject_text="",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from unica.errors import MalformedInput, PolicyViolation
 from unica.hsm.keytypes import key_type_of
@@ -27,7 +26,7 @@ class CSRRequest:
     subject: x509.Name
     requested_sans: tuple[x509.GeneralName, ...]
     requested_extensions: tuple[str, ...]  # dotted OIDs of the extensionRequest
-    der: bytes
+    csr: x509.CertificateSigningRequest | None = None
 
 
 def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
@@ -65,10 +64,8 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
         if isinstance(ext.value, x509.SubjectAlternativeName):
             sans = tuple(ext.value)
     try:
-        der = csr.public_bytes(serialization.Encoding.DER)
         subject = csr.subject
-        list(subject)  # force decoding
     except ValueError as e:
         raise MalformedInput(f"{source}: malformed subject: {e}") from None
     return CSRRequest(public_key=public_key, key_type=kt, subject=subject, requested_sans=sans,
-                      requested_extensions=tuple(e.oid.dotted_string for e in exts), der=der)
+                      requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr)
