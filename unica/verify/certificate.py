@@ -92,15 +92,22 @@ def _ca_extension_policy() -> xv.ExtensionPolicy:
     )
 
 
-_EE_POLICY = None
-_CA_POLICY = None
+def _server_ca_extension_policy() -> xv.ExtensionPolicy:
+    """TLS server profile: web PKI defaults (a CA's EKU must allow serverAuth), except that a CA
+    certificate without a key usage extension is allowed (RFC 5280 4.2.1.3)."""
+    return xv.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage)
 
 
-def _policies():
-    global _EE_POLICY, _CA_POLICY
-    if _EE_POLICY is None:
-        _EE_POLICY, _CA_POLICY = _ee_extension_policy(), _ca_extension_policy()
-    return _EE_POLICY, _CA_POLICY
+_POLICIES: tuple | None = None
+
+
+def _policies(server: bool = False):
+    global _POLICIES
+    if _POLICIES is None:
+        _POLICIES = (_ee_extension_policy(), _ca_extension_policy(), _server_ca_extension_policy())
+    ee, ca, sca = _POLICIES
+    return ee, (sca if server else ca)
 
 
 def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Certificate],
@@ -239,6 +246,9 @@ def webpki_problems(chain: Sequence[x509.Certificate]) -> list[str]:
 
 
 def _cn_problem(cn: str, dns: list[str], ips: list[str]) -> str | None:
+    """A CN that names the same host as a SAN entry must spell it the same way; an IDN CN
+    (A-label or U-label) must be a SAN entry. Other CNs are not judged (BetterTLS and
+    RFC 5280 leave the CN alone; CABF 7.1.4.3 is only partly enforced)."""
     if cn in dns or cn in ips:
         return None
     ip = None
@@ -248,21 +258,24 @@ def _cn_problem(cn: str, dns: list[str], ips: list[str]) -> str | None:
         try:
             if cn.lower().startswith("0x"):
                 ip = ipaddress.ip_address(int(cn, 16))
-            elif all(p.isdigit() for p in cn.split(".")) and cn.count(".") == 3:
+            elif cn.count(".") == 3 and all(p.isdigit() for p in cn.split(".")):
                 ip = ipaddress.IPv4Address(".".join(str(int(p)) for p in cn.split(".")))
         except ValueError:
             ip = None
-    if ip is not None or ":" in cn:
-        return f"common name {cn!r} is not a character-for-character copy of a subjectAltName IP address"
+    if ip is not None:
+        for s in ips:
+            if ipaddress.ip_address(s) == ip:
+                return f"common name {cn!r} is not a character-for-character copy of the subjectAltName IP address {s}"
+        return None
+    if any(d.lower() == cn.lower() for d in dns):
+        return f"common name {cn!r} differs in case from its subjectAltName DNS name"
     try:
         ace = cn.encode("idna").decode("ascii").lower()
     except UnicodeError:
         ace = None
-    if ace is None or ace != cn.lower() or any(d.lower() == cn.lower() for d in dns):
-        return f"common name {cn!r} is not a character-for-character copy of a subjectAltName DNS name"
-    if cn.startswith("xn--") or "." in cn and dns and not any(
-            d.lower().endswith("." + cn.lower()) for d in dns):
-        return f"common name {cn!r} is not among the subjectAltName DNS names"
+    is_idn = ace is not None and (ace != cn.lower() or any(lbl.startswith("xn--") for lbl in ace.split(".")))
+    if is_idn:
+        return f"internationalised common name {cn!r} is not a copy of a subjectAltName DNS name"
     return None
 
 
@@ -346,7 +359,8 @@ def _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name):
             return None
     bc = _ext(leaf, x509.BasicConstraints)
     if bc is not None and bc.value.ca:
-        # a CA certificate in leaf position: only a real CA certificate (keyCertSign)
+        # a CA certificate in leaf position: never a TLS server certificate (CABF 7.1.2.7.8);
+        # elsewhere only a real CA certificate (keyCertSign), as RFC 5280 allows
         ku = _ext(leaf, x509.KeyUsage)
         if ku is None or not ku.value.key_cert_sign:
             return None
@@ -458,7 +472,7 @@ def validate_path(
                 "(the certificate's issuer)"]), None
         try:
             if server_name is not None:
-                _, ca = _policies()
+                _, ca = _policies(server=True)
                 chain = builder.extension_policies(
                     ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
                 ).build_server_verifier(_subject_for(server_name)).verify(leaf, inter)
@@ -487,6 +501,13 @@ def validate_path(
     if pol:
         return report(SubIndication.POLICY_PROCESSING_ERROR, chain, msgs=pol), None
     uprob = usage.problems(leaf)
+    if usage.eku:
+        for ca in chain[1:-1]:
+            ceku = _ext(ca, x509.ExtendedKeyUsage)
+            if ceku is not None and not (set(ceku.value) & usage.eku) and \
+                    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in ceku.value:
+                uprob.append(f"CA certificate {ca.subject.rfc4514_string()} restricts extended key usage "
+                             "to other purposes")
     if uprob:
         return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain,
                       msgs=[f"certificate not allowed for {usage.name}: " + "; ".join(uprob)]), None

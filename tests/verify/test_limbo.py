@@ -1,0 +1,22 @@
+"""x509-limbo: every case not skipped for a listed feature must give the expected result."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import limbo_harness as lh
+
+
+@pytest.mark.skipif(not lh.LIMBO.exists(), reason="x509-limbo data not present")
+def test_limbo_all_cases_zero_failures():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = lh.load_cases()
+        counts, failures = lh.run(cases)
+    passed = sum(v for (ns, k), v in counts.items() if k == "pass")
+    skipped = sum(v for (ns, k), v in counts.items() if k == "skip")
+    assert not failures, "\n".join(" | ".join(f) for f in failures[:40])
+    assert passed + skipped == len(cases) == 9780
+    assert skipped <= 11  # only the listed features / conflicting cases
