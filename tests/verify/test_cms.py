@@ -1,0 +1,218 @@
+"""CMS / CAdES verification against signatures made by openssl and pyHanko (real crypto)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from unica.errors import MalformedInput
+from unica.verify import (
+    HARD_FAIL,
+    OFF,
+    OFFLINE_HARD_FAIL,
+    Indication,
+    SubIndication,
+    Verifier,
+    validate_certificate,
+    verify_cms,
+)
+
+from pki import DAY, NOW, PKI, USCC, make_cert, make_crl, make_ocsp, openssl_cms_sign, pyhanko_sign, _name
+
+DATA = "报关单 declaration 2026-0001".encode()
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return PKI()
+
+
+def _v(pki, **kw):
+    kw.setdefault("revocation", OFFLINE_HARD_FAIL)
+    kw.setdefault("crls", [make_crl(pki.inter), make_crl(pki.root)])
+    return Verifier([pki.root.cert], **kw)
+
+
+@pytest.mark.parametrize("detached", [True, False])
+@pytest.mark.parametrize("cades", [False, True])
+def test_openssl_cms_verifies(tmp_path, pki, detached, cades):
+    sig = openssl_cms_sign(tmp_path, pki, pki.signer, DATA, detached=detached, cades=cades)
+    rep = _v(pki).verify_cms(sig, DATA if detached else None)
+    assert rep.indication is Indication.TOTAL_PASSED, rep.messages
+    assert rep.checks["message-digest"] == "ok" and rep.checks["signature"] == "ok"
+    assert rep.format == ("CAdES-B-B" if cades else "CMS")
+    assert rep.signer.uscc == USCC and rep.signer.organization == "Zhang San Trading"
+    assert [p.subject for p in rep.certificate.path][1:] == [
+        pki.inter.cert.subject.rfc4514_string(), pki.root.cert.subject.rfc4514_string()]
+    assert rep.certificate.revocation and rep.certificate.revocation[0].status == "good"
+    rep.to_json()
+
+
+def test_pyhanko_cades_bt_verifies(pki):
+    sig = pyhanko_sign(pki, pki.signer, DATA, detached=True)
+    rep = _v(pki).verify_cms(sig, DATA)
+    assert rep.passed, rep.messages
+    assert rep.format == "CAdES-B-T"
+    assert rep.signing_time_source == "timestamp"
+    assert rep.checks["signature-timestamp"] == "ok" and rep.checks["signing-certificate"] == "ok (v2)"
+    assert rep.timestamp is not None and rep.timestamp.passed
+    assert rep.timestamp.certificate.usage == "timestamping"
+
+
+def test_pyhanko_attached_verifies(pki):
+    sig = pyhanko_sign(pki, pki.signer, DATA, detached=False, tsa=False)
+    assert _v(pki).verify_cms(sig).passed
+
+
+def test_tampered_content_is_hash_failure(tmp_path, pki):
+    sig = openssl_cms_sign(tmp_path, pki, pki.signer, DATA, detached=True)
+    rep = _v(pki).verify_cms(sig, DATA + b" ")
+    assert (rep.indication, rep.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE)
+    sig2 = pyhanko_sign(pki, pki.signer, DATA)
+    rep = _v(pki).verify_cms(sig2, DATA.replace(b"0001", b"0002"))
+    assert rep.sub_indication is SubIndication.HASH_FAILURE
+
+
+def test_tampered_signature_value_is_sig_crypto_failure(pki):
+    from asn1crypto import cms
+
+    ci = cms.ContentInfo.load(pyhanko_sign(pki, pki.signer, DATA, tsa=False))
+    si = ci["content"]["signer_infos"][0]
+    raw = bytearray(si["signature"].native)
+    raw[-3] ^= 1
+    si["signature"] = bytes(raw)
+    rep = _v(pki).verify_cms(ci.dump(force=True), DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE)
+
+
+def test_detached_without_data(pki):
+    rep = _v(pki).verify_cms(pyhanko_sign(pki, pki.signer, DATA, tsa=False))
+    assert rep.sub_indication is SubIndication.SIGNED_DATA_NOT_FOUND
+
+
+def test_wrong_trust_root(pki):
+    other = PKI()
+    rep = Verifier([other.root.cert], revocation=OFF).verify_cms(pyhanko_sign(pki, pki.signer, DATA), DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND)
+
+
+def test_revoked_before_signing(pki):
+    victim = pki.leaf("Revoked Early Ltd", ku=dict(digital_signature=True))
+    crl = make_crl(pki.inter, [(victim.cert.serial_number, NOW - 3 * DAY, x509.ReasonFlags.key_compromise)])
+    sig = pyhanko_sign(pki, victim, DATA)  # timestamp: now, after the revocation
+    rep = _v(pki, crls=[crl, make_crl(pki.root)]).verify_cms(sig, DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.REVOKED)
+    ev = [e for e in rep.certificate.revocation if e.status == "revoked"]
+    assert ev and ev[0].revocation_reason == "key_compromise"
+
+
+def test_revoked_after_timestamped_signing_passes(pki):
+    victim = pki.leaf("Revoked Later Ltd", ku=dict(digital_signature=True))
+    crl = make_crl(pki.inter, [(victim.cert.serial_number, NOW - 1 * DAY)])
+    sig = pyhanko_sign(pki, victim, DATA, timestamp_at=NOW - 2 * DAY)
+    rep = _v(pki, crls=[crl, make_crl(pki.root)]).verify_cms(sig, DATA)
+    assert rep.passed, rep.messages
+    assert rep.signing_time == NOW - 2 * DAY and rep.signing_time_source == "timestamp"
+    # without the time-stamp the same revoked signer does not pass
+    sig_bb = pyhanko_sign(pki, victim, DATA, tsa=False)
+    rep = _v(pki, crls=[crl, make_crl(pki.root)]).verify_cms(sig_bb, DATA)
+    assert rep.indication is not Indication.TOTAL_PASSED
+    assert rep.sub_indication in (SubIndication.REVOKED, SubIndication.REVOKED_NO_POE)
+
+
+def test_expired_signer(pki):
+    old = pki.leaf("Expired Ltd", ku=dict(digital_signature=True), not_before=NOW - 400 * DAY,
+                   not_after=NOW - 10 * DAY)
+    rep = _v(pki).verify_cms(pyhanko_sign(pki, old, DATA, tsa=False), DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.INDETERMINATE, SubIndication.OUT_OF_BOUNDS_NO_POE)
+    # a time-stamp after expiry proves the signature was made too late
+    rep = _v(pki).verify_cms(pyhanko_sign(pki, old, DATA), DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.EXPIRED)
+    # a time-stamp within validity: passes
+    rep = _v(pki).verify_cms(pyhanko_sign(pki, old, DATA, timestamp_at=NOW - 20 * DAY), DATA)
+    assert rep.passed, rep.messages
+
+
+def test_wrong_key_usage(pki):
+    enc = pki.leaf("Encrypt Only Ltd", ku=dict(key_encipherment=True))
+    rep = _v(pki).verify_cms(pyhanko_sign(pki, enc, DATA, tsa=False), DATA)
+    assert rep.indication is Indication.INDETERMINATE
+    assert rep.sub_indication is SubIndication.CHAIN_CONSTRAINTS_FAILURE
+    assert "document-signing" in " ".join(rep.messages)
+
+
+def test_hard_fail_without_revocation_data_is_try_later(pki):
+    rep = Verifier([pki.root.cert], revocation=OFFLINE_HARD_FAIL).verify_cms(pyhanko_sign(pki, pki.signer, DATA, tsa=False), DATA)
+    assert (rep.indication, rep.sub_indication) == (Indication.INDETERMINATE, SubIndication.TRY_LATER)
+
+
+def test_unparsable_signature_raises(pki):
+    with pytest.raises(MalformedInput):
+        _v(pki).verify_cms(b"not a signature", DATA)
+
+
+def test_cache_reuses_validated_path(pki):
+    v = _v(pki)
+    sig = pyhanko_sign(pki, pki.signer, DATA, tsa=False)
+    first = v.verify_cms(sig, DATA)
+    second = v.verify_cms(sig, DATA)
+    assert first.certificate.source == "validated" and second.certificate.source == "cache"
+    assert second.passed
+    # tampering is still caught with a warm cache
+    assert v.verify_cms(sig, DATA + b"x").sub_indication is SubIndication.HASH_FAILURE
+
+
+# --- certificate validation: revocation sources, delegated OCSP, delta CRLs ---------------
+
+
+def test_ocsp_direct_and_delegated(pki):
+    leaf = pki.leaf("Ocsp Ltd", ku=dict(digital_signature=True))
+    for responder in (None, pki.responder):
+        good = make_ocsp(leaf.cert, pki.inter, responder)
+        rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert],
+                                   revocation=OFFLINE_HARD_FAIL, ocsp_responses=[good], crls=[make_crl(pki.root)])
+        assert rep.passed, rep.messages
+        assert rep.revocation[0].source == "OCSP"
+    bad = make_ocsp(leaf.cert, pki.inter, pki.responder, status="revoked", revoked_at=NOW - DAY)
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert],
+                               revocation=OFFLINE_HARD_FAIL, ocsp_responses=[bad], crls=[make_crl(pki.root)])
+    assert rep.sub_indication is SubIndication.REVOKED
+    # a responder without the OCSPSigning EKU is not trusted
+    rogue = make_cert(_name("Rogue"), pki.inter, ku=dict(digital_signature=True))
+    forged = make_ocsp(leaf.cert, pki.inter, rogue)
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert],
+                               revocation=OFFLINE_HARD_FAIL, ocsp_responses=[forged], crls=[make_crl(pki.root)])
+    assert rep.sub_indication is SubIndication.TRY_LATER
+    assert any("OCSPSigning" in (e.message or "") for e in rep.revocation)
+
+
+def test_delta_crl(pki):
+    leaf = pki.leaf("Delta Ltd", ku=dict(digital_signature=True))
+    base = make_crl(pki.inter, number=10)
+    delta = make_crl(pki.inter, [(leaf.cert.serial_number, NOW - DAY)], number=11, delta_of=10)
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert],
+                               revocation=OFFLINE_HARD_FAIL, crls=[base, delta, make_crl(pki.root)])
+    assert rep.sub_indication is SubIndication.REVOKED
+    assert any(e.source == "delta-CRL" for e in rep.revocation)
+
+
+def test_point_in_time_and_validity(pki):
+    leaf = pki.leaf("Future Ltd", ku=dict(digital_signature=True), not_before=NOW + 10 * DAY)
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert], revocation=OFF)
+    assert rep.sub_indication is SubIndication.NOT_YET_VALID and rep.indication is Indication.TOTAL_FAILED
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[pki.inter.cert], revocation=OFF,
+                               at=NOW + 20 * DAY)
+    assert rep.passed
+
+
+def test_usage_presets(pki):
+    tls = pki.leaf("Tls Ltd", ku=dict(digital_signature=True), eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    kw = dict(trust=[pki.root.cert], intermediates=[pki.inter.cert], revocation=OFF)
+    assert validate_certificate(tls.cert, usage="document-signing", **kw).passed
+    assert not validate_certificate(tls.cert, usage="client-auth", **kw).passed
+    assert validate_certificate(tls.cert, usage="ku:digitalSignature;eku:serverAuth", **kw).passed
+    assert validate_certificate(pki.tsa.cert, usage="timestamping", **kw).passed
+    assert not validate_certificate(pki.signer.cert, usage="timestamping", **kw).passed
