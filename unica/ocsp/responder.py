@@ -109,16 +109,24 @@ TRY_LATER = _ERR[ResponseStatus.tryLater]
 
 
 class Responder:
-    """``respond(der_request) -> Answer``; never raises for bad input."""
+    """``respond(der_request) -> Answer``; never raises for bad input.
+
+    Statuses and stored responses are read on every request (never cached here), so a
+    revocation is visible at once; only the parse of a request is memoised.
+    """
 
     def __init__(self, cas: Iterable[ServedCA], source: StatusSource | None = None,
                  store: PresignedStore | None = None, *, limits: RequestLimits = RequestLimits(),
-                 clock: Callable[[], _dt.datetime] = _now):
+                 clock: Callable[[], _dt.datetime] = _now, parse_cache: int = 32768):
         self.index = IssuerIndex(cas)
+        #: how many parsed requests (without nonce) to keep by their exact bytes, so a
+        #: repeated request skips parsing and issuer matching (0: none)
+        self.parse_cache = parse_cache
         self.source = source
         self.store = store
         self.limits = limits
         self.clock = clock
+        self._parsed: dict[bytes, tuple[OCSPRequestInfo, ServedCA]] = {}
         for ca in self.index.by_name.values():
             if ca.mode == "presigned" and store is None:
                 raise ConfigurationError(f"CA {ca.name} is in pre-signed OCSP mode but no response store is given")
@@ -126,13 +134,21 @@ class Responder:
                 raise ConfigurationError(f"CA {ca.name} can sign live OCSP responses but no status source is given")
 
     def respond(self, body: bytes) -> Answer:
-        try:
-            req = parse_request(body, self.limits)
-        except MalformedRequest:
-            return MALFORMED
-        ca = self.index.find(req)
-        if ca is None:
-            return UNAUTHORIZED
+        hit = self._parsed.get(body)
+        if hit is None:
+            try:
+                req = parse_request(body, self.limits)
+            except MalformedRequest:
+                return MALFORMED
+            ca = self.index.find(req)
+            if ca is None:
+                return UNAUTHORIZED
+            if req.nonce is None and self.parse_cache:
+                if len(self._parsed) >= self.parse_cache:
+                    self._parsed.clear()
+                self._parsed[body] = (req, ca)
+        else:
+            req, ca = hit
         now = self.clock()
         serial = req.cert_id.serial
         if ca.mode == "presigned" and not (req.nonce is not None and ca.live_nonce):

@@ -19,7 +19,7 @@ __all__ = ["serve", "make_server"]
 def _config(app, *, log_level: str = "warning", access_log: bool = False):
     import uvicorn
 
-    return uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level=log_level,
+    return uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="auto", log_level=log_level,
                           access_log=access_log, timeout_keep_alive=30, server_header=False,
                           date_header=True, backlog=2048, h11_max_incomplete_event_size=16384)
 
