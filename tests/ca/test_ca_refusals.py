@@ -142,3 +142,20 @@ def test_refusals_are_audited(pki, tmp_path):
 ])
 def test_cli_errors_are_one_line(pki, args, needles):
     assert_one_line_error(pki.run(*args), *needles)
+
+
+def test_ca_profile_set_and_no_key_made_for_a_refused_ca(pki, tmp_path):
+    name = "only-tls-" + tmp_path.name[-6:].replace("_", "")
+    pki.ok("ca", "create-sub", name, "--parent", pki.root, "--subject", "C=CN,O=统一测试,CN=Only TLS",
+           "--key-type", "ec-p256", "--profiles", "tls-server")
+    csr = openssl_csr(tmp_path, "/C=CN/O=T/CN=TSA")
+    _refused(pki, ["issue", "--ca", name, "--profile", "timestamping", "--csr", str(csr)],
+             "does not issue under profile 'timestamping'")
+    keys_before = sorted((pki.home / "keys").iterdir())
+    before = pki.cert_rows()
+    assert_one_line_error(pki.run("ca", "create-root", "nokey", "--subject", "CN=No Country", "--key-type", "ec-p256"),
+                          "lacks countryName")
+    assert_one_line_error(pki.run("ca", "create-sub", "nokey", "--parent", pki.root, "--subject", "C=CN,O=X,CN=Y",
+                                  "--key-type", "ec-p256", "--crl-url", "http://c.example.cn/{shard}.crl"),
+                          "--crl-shards is 1")
+    assert sorted((pki.home / "keys").iterdir()) == keys_before and pki.cert_rows() == before

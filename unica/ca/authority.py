@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica.ca import engine
-from unica.ca.names import name_text, parse_dn
+from unica.ca.names import apply_subject_rules, name_text, parse_dn
 from unica.ca.records import get_ca_row, issuer_from_row, name_hash, pem
 from unica.ca.request import CSRRequest
 from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, UnicaError
@@ -89,6 +89,16 @@ class CASettings:
         for p in self.profiles or ():
             get_profile(p)
 
+    def check_new(self) -> None:
+        """:meth:`check`, and the CRL URL / shard count agree for a CA created with these."""
+        self.check()
+        shards = self.crl_shards or 1
+        has = bool(self.crl_url) and "{shard}" in self.crl_url
+        if shards > 1 and not has:
+            raise InputError(f"with --crl-shards {shards} the --crl-url must contain {{shard}}")
+        if shards == 1 and has:
+            raise InputError("the --crl-url has {shard} but --crl-shards is 1")
+
     def apply(self, row) -> dict:
         changed = {}
         for field in ("crl_url", "ocsp_url", "ca_issuers_url", "crl_shards"):
@@ -153,11 +163,12 @@ def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str |
     from unica.store import models as m
 
     _ensure_new(store, name)
-    settings.check()
+    settings.check_new()
     prof = _with_validity(get_profile(profile), validity)
     if prof.kind != "root-ca":
         raise PolicyViolation(f"profile {prof.name!r} is a {prof.kind} profile, not a root-ca profile")
     dn = parse_dn(subject)
+    apply_subject_rules(prof, dn, f"CA {name}")  # refuse before a key is made
     if key.key_type:
         engine.check_key(prof, _key_type_hint(key), f"CA {name}")
     uri, k = key.obtain(name)
@@ -230,11 +241,12 @@ def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, par
     from unica.store import models as m
 
     _ensure_new(store, name)
-    settings.check()
+    settings.check_new()
     prof = _with_validity(get_profile(profile), validity)
     if prof.kind != "sub-ca":
         raise PolicyViolation(f"profile {prof.name!r} is a {prof.kind} profile, not a sub-ca profile")
     dn = parse_dn(subject)
+    apply_subject_rules(prof, dn, f"CA {name}")  # refuse before a key is made
     parent_ca = IssuingCA(store, parent, key=parent_key)
     issuer = parent_ca.issuer  # CAUnusable (expired, pending) before any key is made
     if key.key_type:
@@ -265,7 +277,7 @@ def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: P
     from unica.store import models as m
 
     _ensure_new(store, name)
-    settings.check()
+    settings.check_new()
     dn = parse_dn(subject)
     uri, k = key.obtain(name)
     csr = (x509.CertificateSigningRequestBuilder().subject_name(dn)

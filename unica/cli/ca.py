@@ -424,6 +424,8 @@ def _emit_profile(d: dict, as_json: bool) -> None:
         if isinstance(v, dict):
             click.echo(f"{k}:")
             for k2, v2 in v.items():
+                if isinstance(v2, (list, tuple)):
+                    v2 = ", ".join(map(str, v2)) or "-"
                 click.echo(f"  {k2}: {v2}")
         else:
             click.echo(f"{k}: {v}")
