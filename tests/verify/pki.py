@@ -182,3 +182,43 @@ def pyhanko_sign(pki: PKI, ident: Ident, data: bytes, *, detached=True, timestam
     ci = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=detached, use_cades=True,
                                                     timestamper=ts))
     return ci.dump()
+
+
+def blank_pdf() -> bytes:
+    import io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+
+    w = PdfFileWriter()
+    page = generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(x) for x in (0, 0, 595, 842)]),
+        generic.NameObject("/Resources"): generic.DictionaryObject(),
+    })
+    w.insert_page(page)
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
+def pyhanko_sign_pdf(pki: PKI, ident: Ident, pdf: bytes, *, field="Signature1", tsa=True, timestamp_at=None) -> bytes:
+    import io
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+    from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    signer = signers.SimpleSigner(
+        signing_cert=ident.asn1_cert, signing_key=ident.asn1_key,
+        cert_registry=SimpleCertificateStore.from_certs([pki.inter.asn1_cert]))
+    ts = DummyTimeStamper(tsa_cert=pki.tsa.asn1_cert, tsa_key=pki.tsa.asn1_key,
+                          certs_to_embed=SimpleCertificateStore.from_certs([pki.inter.asn1_cert]),
+                          fixed_dt=timestamp_at) if tsa else None
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    from pyhanko.sign.fields import SigSeedSubFilter
+
+    meta = signers.PdfSignatureMetadata(field_name=field, subfilter=SigSeedSubFilter.PADES)
+    out = signers.sign_pdf(w, meta, signer=signer, timestamper=ts)
+    return out.getvalue()

@@ -1,0 +1,67 @@
+"""PAdES verification of PDFs signed by pyHanko."""
+
+from __future__ import annotations
+
+import pytest
+
+from unica.errors import MalformedInput
+from unica.verify import OFFLINE_HARD_FAIL, Indication, SubIndication, Verifier, verify_pdf
+
+from pki import PKI, blank_pdf, make_crl, pyhanko_sign_pdf
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return PKI()
+
+
+@pytest.fixture(scope="module")
+def signed(pki):
+    return pyhanko_sign_pdf(pki, pki.signer, blank_pdf())
+
+
+def _v(pki):
+    return Verifier([pki.root.cert], revocation=OFFLINE_HARD_FAIL, crls=[make_crl(pki.inter), make_crl(pki.root)])
+
+
+def test_signed_pdf_verifies(pki, signed, tmp_path):
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+    rep = verify_pdf(path, trust=_v(pki))
+    assert rep.indication is Indication.TOTAL_PASSED, rep.to_dict()
+    (sig,) = rep.signatures
+    assert sig.field_name == "Signature1" and sig.coverage == "ENTIRE_FILE"
+    assert sig.format == "PAdES-B-T" and sig.signing_time_source == "timestamp"
+    assert sig.signer.organization == "Zhang San Trading"
+    assert '"TOTAL-PASSED"' in rep.to_json()
+
+
+def test_two_signatures(pki, signed):
+    second = pyhanko_sign_pdf(pki, pki.signer, signed, field="Signature2", tsa=False)
+    rep = _v(pki).verify_pdf(second)
+    assert [s.field_name for s in rep.signatures] == ["Signature1", "Signature2"]
+    assert rep.passed, [s.messages for s in rep.signatures]
+    assert rep.signatures[0].coverage == "ENTIRE_REVISION"
+
+
+def test_tampered_pdf_is_hash_failure(pki, signed):
+    i = signed.index(b"/MediaBox")
+    tampered = signed[:i] + b"/MediaBoX" + signed[i + 9:]
+    rep = _v(pki).verify_pdf(tampered)
+    assert rep.indication is Indication.TOTAL_FAILED
+    assert rep.signatures[0].sub_indication is SubIndication.HASH_FAILURE
+
+
+def test_wrong_trust_pdf(pki, signed):
+    rep = Verifier([PKI().root.cert]).verify_pdf(signed)
+    assert rep.sub_indication is SubIndication.NO_CERTIFICATE_CHAIN_FOUND
+
+
+def test_not_a_pdf(pki):
+    with pytest.raises(MalformedInput):
+        _v(pki).verify_pdf(b"hello")
+
+
+def test_unsigned_pdf(pki):
+    rep = _v(pki).verify_pdf(blank_pdf())
+    assert rep.indication is Indication.INDETERMINATE and not rep.signatures
