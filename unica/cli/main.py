@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "revoke",
     "audit",
     "sign",
+    "verify",
 ]
 
 #: exit status for a bug (an exception that is not a UnicaError)
