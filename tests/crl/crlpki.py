@@ -16,7 +16,7 @@ NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
 @dataclass(frozen=True)
-class TestCA:
+class PkiCA:
     name: str
     key: object
     cert: x509.Certificate
@@ -39,7 +39,7 @@ def sig_hash(kind: str):
     return None if kind == "ed25519" else hashes.SHA384() if kind == "p384" else hashes.SHA256()
 
 
-def make_ca(tmp: Path, cn: str, kind: str = "p256") -> TestCA:
+def make_ca(tmp: Path, cn: str, kind: str = "p256") -> PkiCA:
     key = make_key(kind)
     name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "unica test"),
@@ -55,10 +55,10 @@ def make_ca(tmp: Path, cn: str, kind: str = "p256") -> TestCA:
             .sign(key, sig_hash(kind)))
     path = tmp / f"{cn.replace(' ', '_')}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return TestCA(cn, key, cert, path)
+    return PkiCA(cn, key, cert, path)
 
 
-def openssl_crl_verify(crl_path: Path, ca: TestCA) -> subprocess.CompletedProcess:
+def openssl_crl_verify(crl_path: Path, ca: PkiCA) -> subprocess.CompletedProcess:
     return subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(crl_path), "-CAfile", str(ca.pem_path),
                            "-noout", "-verify"], capture_output=True, text=True)
 
