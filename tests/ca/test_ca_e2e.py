@@ -177,3 +177,56 @@ def test_external_parent_and_shards(pki, tmp_path):
     leaf1 = tmp_path / "leaf1.pem"
     leaf1.write_bytes(certs[0].public_bytes(serialization.Encoding.PEM))
     assert lint_cert(leaf1).stdout.strip() == ""
+
+
+CONSTRAINED = '''description = "Issuing CA limited to example.cn, with a certificate policy"
+kind = "sub-ca"
+validity = "5y"
+[key_usage]
+usages = ["digitalSignature", "keyCertSign", "cRLSign"]
+[basic_constraints]
+path_length = 0
+[[certificate_policies]]
+oid = "1.3.6.1.4.1.55555.1.2"
+cps_uri = "https://pki.example.cn/cps"
+user_notice = "仅限内部使用"
+[keys]
+allowed = ["ec-p256"]
+[subject]
+required = ["countryName", "organizationName", "commonName"]
+[name_constraints]
+permitted_dns = ["example.cn"]
+excluded_ip = ["10.0.0.0/8"]
+'''
+
+
+def test_operator_ca_profile_with_policies_and_name_constraints(pki, tmp_path):
+    from tests.conftest import assert_one_line_error
+
+    prof = pki.home / "profiles" / "constrained-sub.toml"
+    prof.write_text(CONSTRAINED, encoding="utf-8")
+    name = "constrained-" + tmp_path.name[-6:].replace("_", "")
+    try:
+        assert "OK" in pki.ok("profile", "check", str(prof)).stdout
+        pki.ok("ca", "create-sub", name, "--parent", pki.root, "--profile", "constrained-sub",
+               "--subject", "C=CN,O=统一测试,CN=Constrained CA", "--key-type", "ec-p256")
+        sub = tmp_path / "sub.pem"
+        pki.ok("ca", "export", name, "--out", str(sub))
+        assert lint_cert(sub).stdout.strip() == "" and lint_chain(pki.root_pem, sub).stdout.strip() == ""
+        cert = x509.load_pem_x509_certificate(sub.read_bytes())
+        pol = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value[0]
+        assert pol.policy_identifier.dotted_string == "1.3.6.1.4.1.55555.1.2"
+        assert cert.extensions.get_extension_for_class(x509.NameConstraints).critical
+        ok_csr = openssl_csr(tmp_path, "/CN=www.example.cn", san="DNS:www.example.cn")
+        leaf = tmp_path / "leaf.pem"
+        pki.ok("issue", "--ca", name, "--profile", "tls-server", "--csr", str(ok_csr), "--out", str(leaf))
+        assert openssl_verify(pki.root_pem, sub, leaf).returncode == 0
+        assert lint_chain(sub, leaf).stdout.strip() == ""
+        before = pki.cert_rows()
+        for san, needle in (("DNS:www.example.com", "outside"), ("DNS:a.example.cn,IP:10.1.2.3", "excluded")):
+            bad = openssl_csr(tmp_path, "/CN=x.example.cn", san=san)
+            assert_one_line_error(pki.run("issue", "--ca", name, "--profile", "tls-server", "--csr", str(bad)),
+                                  needle, "name constraints" if needle == "excluded" else "permitted names")
+        assert pki.cert_rows() == before
+    finally:
+        prof.unlink()

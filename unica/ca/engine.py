@@ -57,6 +57,7 @@ class Issuer:
     ca_issuers_url: str | None = None
     path_length: int | None = None  # the CA's own pathLenConstraint (None: unlimited)
     is_root: bool = False
+    name_constraints: x509.NameConstraints | None = None  # the CA certificate's own, if any
 
     @property
     def key_type(self) -> str:
@@ -161,6 +162,43 @@ def apply_san_rules(profile: Profile, requested: tuple, where: str) -> list[x509
     return out
 
 
+def _dns_within(name: str, base: str) -> bool:
+    name, base = name.lower().rstrip("."), base.lower().rstrip(".")
+    if base.startswith("."):
+        return name.endswith(base)
+    return name == base or name.endswith("." + base)
+
+
+def _email_within(addr: str, base: str) -> bool:
+    if "@" in base:
+        return addr.lower() == base.lower()
+    host = addr.rpartition("@")[2].lower()
+    return host.endswith(base.lower()) if base.startswith(".") else host == base.lower()
+
+
+def _within(gn: x509.GeneralName, tree: x509.GeneralName) -> bool | None:
+    """Whether ``gn`` is inside the subtree ``tree`` (None: the subtree is of another type)."""
+    if isinstance(gn, x509.DNSName) and isinstance(tree, x509.DNSName):
+        return _dns_within(gn.value, tree.value)
+    if isinstance(gn, x509.RFC822Name) and isinstance(tree, x509.RFC822Name):
+        return _email_within(gn.value, tree.value)
+    if isinstance(gn, x509.IPAddress) and isinstance(tree, x509.IPAddress):
+        return gn.value.version == tree.value.version and gn.value in tree.value
+    return None
+
+
+def check_name_constraints(issuer: Issuer, sans: list, where: str) -> None:
+    """Refuse SANs the issuing CA's own name constraints exclude or do not permit."""
+    nc = issuer.name_constraints
+    for gn in sans:
+        for tree in nc.excluded_subtrees or ():
+            if _within(gn, tree):
+                raise PolicyViolation(f"{where}: {san_text(gn)} is excluded by CA {issuer.name!r}'s name constraints")
+        permitted = [t for t in nc.permitted_subtrees or () if _within(gn, t) is not None]
+        if permitted and not any(_within(gn, t) for t in permitted):
+            raise PolicyViolation(f"{where}: {san_text(gn)} is outside CA {issuer.name!r}'s permitted names")
+
+
 def san_text(gn: x509.GeneralName) -> str:
     prefix = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
               x509.UniformResourceIdentifier: "uri"}[type(gn)]
@@ -261,8 +299,13 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     check_issuer(issuer, profile, now)
     check_key(profile, request.key_type, where)
+    if not (issuer.is_root and profile.kind == "root-ca") and \
+            spki_sha256(request.public_key) == spki_sha256(issuer.public_key):
+        raise PolicyViolation(f"{where}: the request's public key is the key of CA {issuer.name!r}")
     subject = apply_subject_rules(profile, request.subject, where)
     sans = apply_san_rules(profile, request.requested_sans, where)
+    if issuer.name_constraints is not None:
+        check_name_constraints(issuer, sans, where)
     if issuer.is_root and profile.kind == "root-ca":
         subject_for_issuer = subject
     else:
@@ -270,7 +313,8 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
     serial = serial or new_serial()
     not_before = now - BACKDATE
     not_after = not_before + profile.validity
-    if issuer.not_after is not None and not_after > issuer.not_after and not issuer.is_root:
+    self_signed = issuer.is_root and profile.kind == "root-ca"
+    if issuer.not_after is not None and not_after > issuer.not_after and not self_signed:
         not_after = issuer.not_after  # never outlive the issuer
     if issuer.is_root and profile.kind == "root-ca":
         issuer = Issuer(**{**vars(issuer), "ski": key_identifier(request.public_key)})

@@ -35,12 +35,16 @@ def issuer_from_row(row) -> Issuer:
         path_length = bc.path_length
     except x509.ExtensionNotFound:
         path_length = None
+    try:
+        nc = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        nc = None
     return Issuer(
         name=row.name, subject=cert.subject, public_key=cert.public_key(), ski=row.ski,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         crl_url=row.crl_url, crl_shards=row.crl_shards or 1, ocsp_url=row.ocsp_url,
         ca_issuers_url=row.ca_issuers_url, path_length=path_length,
-        is_root=cert.issuer == cert.subject and row.parent_id in (None, row.id),
+        is_root=cert.issuer == cert.subject and row.parent_id in (None, row.id), name_constraints=nc,
     )
 
 
