@@ -134,3 +134,24 @@ def test_cert_status_values():
     with pytest.raises(ValueError):
         CertStatus("expired")
     assert GOOD.der() == b"\x80\x00"
+
+
+def test_presigned_with_live_nonce_signs_nonce_requests_live(world):
+    pre = world.cas["pre"]
+    served = ServedCA("pre", pre.cert, "presigned",
+                      ResponseSigner(pre.cert, world.signers["pre"].cert, world.signers["pre"].key), live_nonce=True)
+    responder = Responder([served], world.source, world.store)
+    stored = world.store.get("pre", world.leaves["pre-good"].cert.serial_number).der
+    assert responder.respond(req_der(world, "pre", "pre-good")).body == stored
+    answer = responder.respond(req_der(world, "pre", "pre-good", nonce=b"z" * 16))
+    r = ocsp.load_der_ocsp_response(answer.body)
+    assert answer.body != stored and answer.cacheable is None
+    assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"z" * 16
+    assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_unspecified_reason_is_omitted_and_remove_from_crl_refused():
+    from unica.ocsp.response import CertStatus as CS
+    assert CS.revoked(NOW, x509.ReasonFlags.unspecified).der() == CS.revoked(NOW).der()
+    with pytest.raises(ValueError, match="usable in OCSP"):
+        CS.revoked(NOW, x509.ReasonFlags.remove_from_crl)

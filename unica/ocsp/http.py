@@ -85,7 +85,8 @@ class OCSPApp:
             answer = self._respond(der)
             return 200, self._cache_headers(answer), answer.body
         if method == "POST":
-            if not scope["path"].encode().startswith(self.prefix) and scope["path"] + "/" != self.prefix.decode():
+            p = scope["path"].encode()
+            if not (p.startswith(self.prefix) or p + b"/" == self.prefix):
                 return _plain(404, b"not found\n")
             for name, value in scope["headers"]:
                 if name == b"content-length":

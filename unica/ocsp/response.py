@@ -55,8 +55,9 @@ class CertStatus:
             raise ValueError("a revoked status needs a revocation time, and only it")
         if self.reason is not None and self.kind != "revoked":
             raise ValueError("only a revoked status has a reason")
-        if self.reason is not None and self.reason not in REASON_CODES:
-            raise ValueError(f"revocation reason {self.reason!r} is not an x509.ReasonFlags")
+        if self.reason is not None and (self.reason not in REASON_CODES
+                                        or self.reason is x509.ReasonFlags.remove_from_crl):
+            raise ValueError(f"revocation reason {self.reason!r} is not an x509.ReasonFlags usable in OCSP")
 
     @classmethod
     def revoked(cls, at: _dt.datetime, reason: x509.ReasonFlags | None = None) -> "CertStatus":
