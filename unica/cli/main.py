@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "token",
     "ca",
     "revoke",
+    "ocsp",
     "audit",
     "sign",
     "verify",

@@ -117,6 +117,7 @@ class Certificate(Base):
         UniqueConstraint("ca_id", "serial", name="uq_certificates_ca_serial"),
         Index("ix_certificates_ca_status", "ca_id", "status"),
         Index("ix_certificates_not_after", "not_after"),
+        Index("ix_certificates_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

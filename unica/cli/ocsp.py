@@ -1,0 +1,176 @@
+"""``unica ocsp``: delegated signers, modes, pre-signing, and the responder service."""
+
+from __future__ import annotations
+
+import click
+
+from unica.cli.ca import _store, db_option
+from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+
+
+@click.group("ocsp")
+def ocsp_group() -> None:
+    """OCSP (RFC 6960 / RFC 5019): signers, pre-signed responses, the responder."""
+
+
+def _ca_key(store, ca_name, pin_file, passphrase_file):
+    from unica.ca.records import get_ca_row
+    from unica.hsm import load_key
+
+    with store.read() as s:
+        uri = get_ca_row(s, ca_name).key_uri
+    return load_key(uri, **key_secrets(uri, pin_file, passphrase_file))
+
+
+def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
+    """PIN / passphrase for the OCSP signer keys of these CAs (asked once per kind)."""
+    from unica.ca.ocspsigner import current_signer
+    from unica.ca.records import get_ca_row
+    from unica.cli.common import passphrase, user_pin
+    from sqlalchemy import select
+    from unica.store import models as m
+
+    with store.read() as s:
+        rows = [get_ca_row(s, n) for n in names] if names else s.scalars(select(m.CA)).all()
+        uris = [r.ocsp_signer_key_uri for r in rows if r.ocsp_signer_key_uri]
+    out = {}
+    if any(u.startswith("pkcs11:") for u in uris):
+        out["pin"] = user_pin(pin_file)
+    if any(u.startswith("file:") for u in uris):
+        out["passphrase"] = passphrase(passphrase_file)
+    return out
+
+
+@ocsp_group.command("signer")
+@click.option("--ca", "ca_name", required=True, help="The CA whose responses the signer signs.")
+@click.option("--key", "key_uri", default=None, help="Use this existing key (else a new one is generated).")
+@click.option("--key-type", default="ec-p256", show_default=True, help="Type of a new signer key.")
+@click.option("--token", default=None, help="Generate the new signer key on this token (else a file in UNICA_HOME/keys).")
+@click.option("--renew-if-due", is_flag=True, help="Only act if there is no signer or less than 1/3 of its life is left.")
+@db_option
+@pin_file_option
+@passphrase_file_option
+@json_option
+def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, passphrase_file, as_json) -> None:
+    """Issue (or renew) the CA's delegated OCSP signer certificate (ocsp-signer profile)."""
+    from unica.ca.ocspsigner import ensure_ocsp_signer, issue_ocsp_signer
+
+    store = _store(db)
+    kwargs = dict(key_uri=key_uri, key_type=key_type, token=token,
+                  ca_key=_ca_key(store, ca_name, pin_file, passphrase_file),
+                  **key_secrets(key_uri or (f"pkcs11:token={token}" if token else "file:x"), pin_file, passphrase_file))
+    info = ensure_ocsp_signer(store, ca_name, **kwargs) if renew_if_due else issue_ocsp_signer(store, ca_name, **kwargs)
+    if as_json:
+        emit_json(info.to_dict() if info else None)
+    elif info is None:
+        click.echo(f"CA {ca_name}: the OCSP signer is not due for renewal")
+    else:
+        click.echo(f"CA {ca_name}: OCSP signer {info.serial} valid until {info.not_after:%Y-%m-%dT%H:%M:%SZ}, "
+                   f"key {info.key_uri}")
+
+
+@ocsp_group.command("configure")
+@click.option("--ca", "ca_name", required=True)
+@click.option("--mode", type=click.Choice(["presigned", "live"]), default=None,
+              help="presigned: responses signed ahead and looked up; live: signed per request.")
+@click.option("--live-nonce/--no-live-nonce", default=None,
+              help="In pre-signed mode, answer requests carrying a nonce live (needs the signer key).")
+@click.option("--validity", default=None, help="Validity of pre-signed responses (e.g. 4d).")
+@db_option
+@json_option
+def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
+    """Choose the CA's OCSP mode and response validity."""
+    from unica.ca.records import get_ca_row
+    from unica.errors import InputError
+    from unica.policies.duration import parse_duration
+    from unica.store import models as m
+
+    store = _store(db)
+    with store.write() as s:
+        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
+        settings = dict(ca.settings or {})
+        changes = {}
+        if mode is not None:
+            ca.ocsp_mode = changes["mode"] = mode
+        if live_nonce is not None:
+            settings["ocsp_live_nonce"] = changes["live_nonce"] = live_nonce
+        if validity is not None:
+            try:
+                hours = parse_duration(validity).total_seconds() / 3600
+            except ValueError as e:
+                raise InputError(str(e)) from None
+            settings["ocsp_validity_hours"] = changes["validity_hours"] = hours
+        ca.settings = settings
+        store.audit(s, "ocsp.configured", ca=ca_name, details=changes)
+        result = {"ca": ca_name, "mode": ca.ocsp_mode, "live_nonce": settings.get("ocsp_live_nonce"),
+                  "validity_hours": settings.get("ocsp_validity_hours")}
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@ocsp_group.command("presign")
+@click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: every pre-signed CA).")
+@click.option("--all", "everything", is_flag=True, help="Re-sign every response, not just those due.")
+@db_option
+@pin_file_option
+@passphrase_file_option
+@json_option
+def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -> None:
+    """Sign the OCSP responses that are due (missing, or past half their validity)."""
+    from unica.ocsp.service import presign, served_cas
+
+    store = _store(db)
+    names = list(ca_names) or None
+    cas = served_cas(store, names, require_signers=bool(names),
+                     **_signer_secrets(store, names, pin_file, passphrase_file))
+    cas = [c for c in cas if c.mode == "presigned" and (names or c.signer is not None)]
+
+    def progress(ca, done, total):
+        if not as_json:
+            click.echo(f"\r{ca}: {done}/{total} responses signed", nl=done >= total, err=True)
+
+    results = presign(store, cas, everything=everything, progress=progress)
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        click.echo(f"{r.ca}: " + ("another refresher is at work; skipped" if r.skipped else f"{r.signed} responses signed"))
+
+
+@ocsp_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes sharing the socket.")
+@click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: every CA).")
+@click.option("--prefix", default="/", show_default=True, help="URL path the responder is published at.")
+@click.option("--poll-interval", type=float, default=0.25, show_default=True,
+              help="Seconds between checks for status changes (revocations reach every node within it).")
+@click.option("--refresh-interval", type=float, default=30.0, show_default=True,
+              help="Seconds between pre-sign refreshes (0: none; needs the signer keys).")
+@click.option("--no-signer-keys", is_flag=True, help="Load no signing key: a pure lookup node for pre-signed CAs.")
+@db_option
+@pin_file_option
+@passphrase_file_option
+def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_interval, no_signer_keys, db,
+               pin_file, passphrase_file) -> None:
+    """Run the OCSP responder (GET and POST, /healthz for load balancers) until stopped."""
+    from unica.config import db_url
+    from unica.ocsp.server import bind, serve
+    from unica.ocsp.service import DBResponderApp
+
+    names = list(ca_names) or None
+    secrets = {} if no_signer_keys else _signer_secrets(_store(db), names, pin_file, passphrase_file)
+    app = DBResponderApp(db_url(db), names, poll_interval=poll_interval,
+                         refresh_interval=0 if no_signer_keys else refresh_interval, prefix=prefix, **secrets)
+    app.build()  # a bad configuration fails here, before the socket opens
+    if workers > 1:
+        app.reset()
+    sock = bind(host, port)
+    click.echo(f"unica OCSP responder on http://{host}:{sock.getsockname()[1]}{prefix} "
+               f"({workers} worker{'s' if workers > 1 else ''}); health: /healthz", err=True)
+    serve(app, workers=workers, sock=sock)
+
+
+COMMANDS = [ocsp_group]

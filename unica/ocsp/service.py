@@ -1,0 +1,254 @@
+"""The OCSP service on the shared database: which CAs it serves, pre-signing, the HTTP app.
+
+A responder node is stateless over the database: any number of them can run behind a
+load balancer. Each node holds, per CA, only the delegated OCSP signer's key (and only in
+live mode, or to answer nonce requests and cache misses); never a CA key.
+
+Pre-signing takes a *lease* per CA (a short row-locked update of the CA's settings), so
+with several refreshers on several nodes each certificate's response is re-signed once
+per period: the lease holder signs what is due (missing, or past half its validity) in
+batches, each batch one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from unica.errors import ConfigurationError, PinRequired, UnicaError
+from unica.ocsp.dbsource import CachedPresignedStore, DBPresignedStore, DBStatusSource
+from unica.ocsp.response import ResponseSigner, cert_id_for
+from unica.ocsp.responder import Responder, ServedCA
+from unica.store import models as m
+
+log = logging.getLogger("unica.ocsp.service")
+
+DEFAULT_PRESIGNED_VALIDITY = dt.timedelta(days=4)
+DEFAULT_LIVE_VALIDITY = dt.timedelta(minutes=10)
+LEASE = dt.timedelta(minutes=5)
+
+
+def _settings_validity(settings: dict, key: str, default: dt.timedelta) -> dt.timedelta:
+    hours = settings.get(key)
+    return default if hours is None else dt.timedelta(hours=float(hours))
+
+
+def served_cas(store, names: list[str] | None = None, *, load_signers: bool = True, require_signers: bool = False,
+               pin: str | None = None, passphrase: str | None = None) -> list[ServedCA]:
+    """The CAs to answer for (all CAs with a certificate, or ``names``), with their signers."""
+    from sqlalchemy import select
+
+    from unica.ca.records import get_ca_row
+
+    with store.read() as s:
+        rows = [get_ca_row(s, n) for n in names] if names else \
+            s.scalars(select(m.CA).where(m.CA.cert_der.is_not(None)).order_by(m.CA.name)).all()
+        plans = []
+        for row in rows:
+            if row.cert_der is None:
+                raise ConfigurationError(f"CA {row.name!r} has no certificate yet; it cannot be served")
+            signer_der = None
+            if row.ocsp_signer_cert_id is not None:
+                cert_row = s.get(m.Certificate, row.ocsp_signer_cert_id)
+                signer_der = cert_row.der if cert_row is not None else None
+            plans.append((row.name, row.cert_der, row.ocsp_mode, row.ocsp_signer_key_uri, signer_der,
+                          dict(row.settings or {})))
+    out = []
+    for name, cert_der, mode, key_uri, signer_der, settings in plans:
+        issuer = x509.load_der_x509_certificate(cert_der)
+        signer = None
+        if load_signers and key_uri and signer_der:
+            signer = _load_signer(issuer, key_uri, signer_der, pin=pin, passphrase=passphrase,
+                                  required=require_signers or mode == "live")
+        if signer is None and (require_signers or mode == "live"):
+            raise ConfigurationError(f"CA {name!r} has no OCSP signer (run 'unica ocsp signer --ca {name}')")
+        out.append(ServedCA(
+            name=name, issuer=issuer, mode=mode, signer=signer,
+            live_nonce=bool(settings.get("ocsp_live_nonce", signer is not None)) and signer is not None,
+            live_validity=_settings_validity(settings, "ocsp_live_validity_hours", DEFAULT_LIVE_VALIDITY),
+            presigned_validity=_settings_validity(settings, "ocsp_validity_hours", DEFAULT_PRESIGNED_VALIDITY),
+        ))
+    return out
+
+
+def _load_signer(issuer, key_uri: str, signer_der: bytes, *, pin, passphrase, required: bool):
+    from unica.hsm import load_key
+
+    try:
+        key = load_key(key_uri, pin=pin, passphrase=passphrase)
+    except PinRequired:
+        if required:
+            raise
+        log.info("OCSP signer key %s not loaded (no PIN/passphrase): lookup-only node", key_uri)
+        return None
+    return ResponseSigner(issuer, x509.load_der_x509_certificate(signer_der), key)
+
+
+# --- pre-signing ----------------------------------------------------------------------
+
+
+def _take_lease(store, ca_name: str, holder: str, now: dt.datetime) -> bool:
+    from unica.ca.records import get_ca_row
+
+    with store.write() as s:
+        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
+        settings = dict(ca.settings or {})
+        lease = settings.get("ocsp_presign_lease") or {}
+        until = dt.datetime.fromisoformat(lease["until"]) if lease.get("until") else None
+        if lease.get("holder") not in (None, holder) and until is not None and until > now:
+            return False
+        settings["ocsp_presign_lease"] = {"holder": holder, "until": (now + LEASE).isoformat()}
+        ca.settings = settings
+        return True
+
+
+def _drop_lease(store, ca_name: str, holder: str) -> None:
+    from unica.ca.records import get_ca_row
+
+    with store.write() as s:
+        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
+        settings = dict(ca.settings or {})
+        if (settings.get("ocsp_presign_lease") or {}).get("holder") == holder:
+            settings.pop("ocsp_presign_lease", None)
+            ca.settings = settings
+
+
+def lease_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@dataclass(frozen=True)
+class PresignResult:
+    ca: str
+    signed: int
+    skipped: bool = False  # another refresher held the lease
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def presign(store, cas: list[ServedCA], *, everything: bool = False, serials: list[int] | None = None,
+            batch: int = 500, now: dt.datetime | None = None, progress=None) -> list[PresignResult]:
+    """Sign (and store) the responses that are due for each pre-signed CA.
+
+    Due: missing, or produced before half of the validity ago (``everything``: all).
+    ``serials``: just these (e.g. right after a revocation)."""
+    source = DBStatusSource(store)
+    dbstore = DBPresignedStore(store)
+    holder = lease_holder()
+    results = []
+    for ca in cas:
+        if ca.mode != "presigned":
+            continue
+        if ca.signer is None:
+            raise ConfigurationError(f"CA {ca.name!r}: no OCSP signer key loaded; cannot pre-sign")
+        t0 = now or m.utcnow().replace(microsecond=0)
+        if not _take_lease(store, ca.name, holder, t0):
+            results.append(PresignResult(ca.name, 0, skipped=True))
+            continue
+        try:
+            if serials is not None:
+                todo = list(serials)
+            elif everything:
+                todo = list(source.serials(ca.name))
+            else:
+                todo = dbstore.due(ca.name, t0 - ca.presigned_validity / 2)
+            done = 0
+            for i in range(0, len(todo), batch):
+                chunk = todo[i:i + batch]
+                signed = [(sn, ca.signer.sign(cert_id_for(ca.issuer, sn), source.status(ca.name, sn), t0,
+                                              t0 + ca.presigned_validity)) for sn in chunk]
+                done += dbstore.put_many(ca.name, signed)
+                if progress:
+                    progress(ca.name, done, len(todo))
+            with store.write() as s:
+                if done:
+                    store.audit(s, "ocsp.presigned", ca=ca.name, details={"responses": done,
+                                                                          "valid_until": (t0 + ca.presigned_validity).isoformat()})
+            results.append(PresignResult(ca.name, done))
+        finally:
+            _drop_lease(store, ca.name, holder)
+    return results
+
+
+# --- the HTTP service -------------------------------------------------------------------
+
+
+class DBResponderApp:
+    """An ASGI app that builds its responder in the process that serves (after any fork):
+    the database engine, the cache poller and the pre-sign refresher are per process."""
+
+    def __init__(self, db_url: str | None, names: list[str] | None, *, pin=None, passphrase=None,
+                 poll_interval: float = 0.25, refresh_interval: float = 30.0, prefix: str = "/"):
+        self.db_url = db_url
+        self.names = names
+        self._secrets = {"pin": pin, "passphrase": passphrase}
+        self.poll_interval = poll_interval
+        self.refresh_interval = refresh_interval
+        self.prefix = prefix
+        self._app = None
+        self._cache: CachedPresignedStore | None = None
+        self._stop = threading.Event()
+
+    def build(self):
+        """Build the responder now (raises on a bad configuration) and return the inner app."""
+        from unica.ocsp.http import OCSPApp
+        from unica.store import open_store
+
+        store = open_store(self.db_url)
+        cas = served_cas(store, self.names, **self._secrets)
+        if not cas:
+            raise ConfigurationError("no CA to serve (create one, or name it with --ca)")
+        self._cache = CachedPresignedStore(DBPresignedStore(store), poll_interval=self.poll_interval)
+        responder = Responder(cas, DBStatusSource(store), self._cache)
+        self._store, self._cas = store, cas
+        self._app = OCSPApp(responder, prefix=self.prefix)
+        return self._app
+
+    def reset(self) -> None:
+        """Forget what :meth:`build` made (before forking workers: each builds its own)."""
+        if self._app is not None:
+            self._store.dispose()
+        self._app = self._cache = None
+
+    def start_background(self) -> None:
+        self._cache.start()
+        presigners = [ca for ca in self._cas if ca.mode == "presigned" and ca.signer is not None]
+        if presigners and self.refresh_interval > 0:
+            def refresh():
+                while not self._stop.wait(self.refresh_interval):
+                    try:
+                        presign(self._store, presigners)
+                    except UnicaError as e:
+                        log.warning("OCSP pre-sign refresh failed: %s", e)
+                    except Exception:
+                        log.exception("OCSP pre-sign refresh failed")
+
+            threading.Thread(target=refresh, name="unica-ocsp-refresher", daemon=True).start()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    try:
+                        if self._app is None:
+                            self.build()
+                        self.start_background()
+                    except Exception as e:
+                        await send({"type": "lifespan.startup.failed", "message": str(e)})
+                        return
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    self._stop.set()
+                    if self._cache is not None:
+                        self._cache.stop()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await self._app(scope, receive, send)
