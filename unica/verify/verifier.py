@@ -23,7 +23,7 @@ from .certificate import TrustStore, validate_path
 from .report import ValidationReport
 from .revocation import SOFT_FAIL, RevocationPolicy, RevocationSource
 from .usage import Usage, resolve_usage
-from ._util import as_utc, load_certificates, utcnow
+from ._util import as_utc, load_certificates, signer_identity, utcnow
 
 
 class _LRU:
@@ -84,12 +84,22 @@ class Verifier:
     # -- parsed-certificate memo ------------------------------------------------------------
 
     def certificate_from_der(self, der: bytes) -> x509.Certificate:
+        return self.cert_entry(der)[0]
+
+    def cert_entry(self, der: bytes):
+        """(certificate, public key, signer identity, SHA-256 of the DER, issuer name DER) for
+        DER bytes, memoised."""
         key = hashlib.sha256(der).digest()
-        c = self._certs.get(key)
-        if c is None:
+        e = self._certs.get(key)
+        if e is None:
             c = x509.load_der_x509_certificate(der)
-            self._certs.put(key, c)
-        return c
+            try:
+                pub = c.public_key()
+            except (ValueError, TypeError):
+                pub = None
+            e = (c, pub, signer_identity(c), key, c.issuer.public_bytes())
+            self._certs.put(key, e)
+        return e
 
     # -- certificate validation -------------------------------------------------------------
 
@@ -97,7 +107,8 @@ class Verifier:
                              usage: str | Usage | None = None, server_name: str | None = None,
                              time_is_proven: bool | None = None, claimed_time: _dt.datetime | None = None,
                              policies: Iterable[str] | None = None, require_explicit_policy: bool = False,
-                             revocation: RevocationPolicy | None = None) -> ValidationReport:
+                             revocation: RevocationPolicy | None = None,
+                             _fingerprints: tuple | None = None) -> ValidationReport:
         leaf = cert if isinstance(cert, x509.Certificate) else load_certificates(cert, "certificate")[0]
         extra = [c if isinstance(c, x509.Certificate) else None for c in intermediates]
         if any(c is None for c in extra):
@@ -108,11 +119,12 @@ class Verifier:
         when = as_utc(at) if at is not None else now
         proven = (at is not None) if time_is_proven is None else time_is_proven
         init = frozenset(policies) if policies else None
+        if _fingerprints is None:
+            _fingerprints = (leaf.fingerprint(_SHA256), tuple(sorted(c.fingerprint(_SHA256) for c in extra)))
         key = (
-            leaf.fingerprint(_SHA256),
-            tuple(sorted(c.fingerprint(_SHA256) for c in extra)),
+            *_fingerprints,
             u, server_name, int(when.timestamp()) // self.time_bucket, proven,
-            claimed_time, init, require_explicit_policy, pol,
+            init, require_explicit_policy, pol,
         )
         hit = self._paths.get(key)
         if hit is not None:
@@ -126,6 +138,7 @@ class Verifier:
             max_chain_depth=self.max_chain_depth, time_is_proven=proven, claimed_time=claimed_time,
             initial_policies=init, require_explicit_policy=require_explicit_policy,
         )
+        # only passing results are cached: for those claimed_time played no part
         if rep.passed and valid_until is not None:
             not_before = max(c.not_before for c in rep.path)
             self._paths.put(key, (rep, not_before, valid_until))
