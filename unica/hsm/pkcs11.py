@@ -15,6 +15,7 @@ and ``CKM_SHA*_RSA_PKCS_PSS`` (or the raw mechanisms for pre-hashed input).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -444,11 +445,19 @@ class TokenKey:
         return f"<{type(self).__name__} {self.uri}>"
 
 
+# hashlib for the SHA-2 family: in a process that also has SoftHSM2's libcrypto loaded,
+# cryptography's hashes.Hash costs ~10 us per call (vs ~1 us) -- 15% of a token signature
+_HASHLIB = {"sha224": hashlib.sha224, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+
+
 def _hash_data(data: bytes, algorithm) -> tuple[bytes, hashes.HashAlgorithm]:
     if isinstance(algorithm, utils.Prehashed):
         if len(data) != algorithm.digest_size:
             raise ValueError("prehashed data has the wrong length for its hash algorithm")
         return data, algorithm._algorithm
+    fast = _HASHLIB.get(algorithm.name)
+    if fast is not None:
+        return fast(data).digest(), algorithm
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize(), algorithm
@@ -476,9 +485,21 @@ class Pkcs11ECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise UnsupportedKeyType("token EC keys sign with ECDSA only")
         digest, _ = _hash_data(bytes(data), signature_algorithm.algorithm)
-        raw = self._token_sign(digest, Mechanism.ECDSA)
-        n = len(raw) // 2
-        return utils.encode_dss_signature(int.from_bytes(raw[:n], "big"), int.from_bytes(raw[n:], "big"))
+        return _ecdsa_der(self._token_sign(digest, Mechanism.ECDSA))
+
+
+def _der_uint(b: bytes) -> bytes:
+    b = b.lstrip(b"\x00") or b"\x00"
+    if b[0] & 0x80:
+        b = b"\x00" + b
+    return b"\x02" + bytes([len(b)]) + b
+
+
+def _ecdsa_der(raw: bytes) -> bytes:
+    """DER Ecdsa-Sig-Value from the token's ``r || s`` (same bytes as encode_dss_signature, ~4 us faster)."""
+    n = len(raw) // 2
+    body = _der_uint(raw[:n]) + _der_uint(raw[n:])
+    return b"\x30" + (bytes([len(body)]) if len(body) < 0x80 else b"\x81" + bytes([len(body)])) + body
 
 
 _RSA_PKCS_MECH = {

@@ -23,10 +23,10 @@ from typing import IO
 from asn1crypto import algos, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from unica.errors import FetchError, InputError, UnsupportedKeyType
-from unica.hsm import sign_raw
+from unica.hsm import signature_params
 from unica.sign.signer import SigningIdentity
 
 _CHUNK = 1 << 20
@@ -68,10 +68,14 @@ def _attribute(oid: bytes, value: bytes) -> bytes:
 
 
 def _time(t: datetime) -> bytes:
+    """UTCTime (1950-2049) or GeneralizedTime, seconds precision (no strftime: it costs ~25 us)."""
+    if t.tzinfo is None:
+        raise InputError("signing time must be timezone-aware")
     t = t.astimezone(timezone.utc)
+    hms = f"{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}Z"
     if 1950 <= t.year < 2050:
-        return tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
-    return tlv(0x18, t.strftime("%Y%m%d%H%M%SZ").encode())
+        return b"\x17\x0d" + f"{t.year % 100:02d}{hms}".encode()
+    return b"\x18\x0f" + f"{t.year:04d}{hms}".encode()
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,12 @@ class _Template:
     sid: bytes
     content_type_attr: bytes
     signing_cert_attr: bytes
+    md_attr_prefix: bytes  # messageDigest attribute up to the digest bytes
+    si_head: bytes  # SignerInfo version, sid, digestAlgorithm
+    sd_head: bytes  # SignedData version, digestAlgorithms
+    detached_encap: bytes
 
 
-@lru_cache(maxsize=64)
 def _template(identity: SigningIdentity, digest_name: str) -> _Template:
     cert = identity.cert
     cert_der = cert.public_bytes(serialization.Encoding.DER)
@@ -104,14 +111,21 @@ def _template(identity: SigningIdentity, digest_name: str) -> _Template:
     for der in (cert_der, *chain_der):
         if der not in certs:
             certs.append(der)
+    digest_alg = algos.DigestAlgorithm({"algorithm": digest_name}).dump()
+    size = _HASHES[digest_name].digest_size
+    md_attr = _attribute(OID_MESSAGE_DIGEST, tlv(0x04, bytes(size)))
     return _Template(
         digest_name=digest_name,
-        digest_alg=algos.DigestAlgorithm({"algorithm": digest_name}).dump(),
+        digest_alg=digest_alg,
         sig_alg=_signature_algorithm(identity, digest_name),
         certificates=_set_of(certs, tag=0xA0),
         sid=sid,
         content_type_attr=_attribute(OID_CONTENT_TYPE, OID_DATA),
         signing_cert_attr=_attribute(OID_SIGNING_CERT_V2, ess),
+        md_attr_prefix=md_attr[:-size],
+        si_head=b"\x02\x01\x01" + sid + digest_alg,
+        sd_head=b"\x02\x01\x01" + tlv(0x31, digest_alg),
+        detached_encap=tlv(0x30, OID_DATA),
     )
 
 
@@ -141,19 +155,18 @@ class CMSSigner:
             raise InputError(f"unsupported digest algorithm {name!r} (sha256, sha384, sha512)")
         self.identity = identity
         self.digest_name = name
+        self._hashlib = getattr(hashlib, name)
+        key = identity.key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            self._sign_args: tuple = ()
+        else:
+            # unica.hsm.signature_params once, not per signature
+            self._sign_args = signature_params(key, _HASHES[name](), pss=identity.pss)
+        self._sign = key.sign
 
     @cached_property
     def _t(self) -> _Template:
         return _template(self.identity, self.digest_name)
-
-    def _raw_signature(self, data: bytes) -> bytes:
-        key = self.identity.key
-        h = _HASHES[self.digest_name]()
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return sign_raw(key, data)
-        if isinstance(key, rsa.RSAPrivateKey) and self.identity.pss:
-            return key.sign(data, padding.PSS(padding.MGF1(h), h.digest_size), h)
-        return sign_raw(key, data, h)
 
     def sign(self, data: bytes | IO[bytes], *, detached: bool = True, tsa_url: str | None = None,
              signing_time: datetime | None = None) -> bytes:
@@ -162,27 +175,25 @@ class CMSSigner:
         content, digest = self._digest(data, keep=not detached)
         signed_attrs = [
             t.content_type_attr,
-            _attribute(OID_MESSAGE_DIGEST, tlv(0x04, digest)),
+            t.md_attr_prefix + digest,
             _attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(timezone.utc))),
             t.signing_cert_attr,
         ]
         to_sign = _set_of(signed_attrs)
-        signature = self._raw_signature(to_sign)
+        signature = self._sign(to_sign, *self._sign_args)
         unsigned = b""
         if tsa_url:
             token = _timestamp_token(tsa_url, signature, self.digest_name)
             unsigned = _set_of([_attribute(OID_TIMESTAMP_TOKEN, token)], tag=0xA1)
-        signer_info = tlv(0x30, b"\x02\x01\x01", t.sid, t.digest_alg, b"\xa0" + to_sign[1:], t.sig_alg,
-                          tlv(0x04, signature), unsigned)
-        encap = tlv(0x30, OID_DATA, tlv(0xA0, tlv(0x04, content)) if content is not None else b"")
-        signed_data = tlv(0x30, b"\x02\x01\x01", tlv(0x31, t.digest_alg), encap, t.certificates,
-                          tlv(0x31, signer_info))
+        signer_info = tlv(0x30, t.si_head, b"\xa0" + to_sign[1:], t.sig_alg, tlv(0x04, signature), unsigned)
+        encap = tlv(0x30, OID_DATA, tlv(0xA0, tlv(0x04, content))) if content is not None else t.detached_encap
+        signed_data = tlv(0x30, t.sd_head, encap, t.certificates, tlv(0x31, signer_info))
         return tlv(0x30, OID_SIGNED_DATA, tlv(0xA0, signed_data))
 
     def _digest(self, data, keep: bool) -> tuple[bytes | None, bytes]:
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data)
-            return (data if keep else None), hashlib.new(self.digest_name, data).digest()
+            return (data if keep else None), self._hashlib(data).digest()
         h = hashlib.new(self.digest_name)
         kept = [] if keep else None
         while True:
@@ -230,5 +241,10 @@ def sign_cms(data: bytes | IO[bytes], identity: SigningIdentity, *, detached: bo
     The signer's certificate and CA chain are embedded. ``detached=False`` encapsulates
     the content. For many documents keep a :class:`CMSSigner` and call its ``sign``.
     """
-    return CMSSigner(identity, digest_algorithm).sign(data, detached=detached, tsa_url=tsa_url,
-                                                      signing_time=signing_time)
+    return _signer(identity, digest_algorithm).sign(data, detached=detached, tsa_url=tsa_url,
+                                                     signing_time=signing_time)
+
+
+@lru_cache(maxsize=64)
+def _signer(identity: SigningIdentity, digest_algorithm: str | None) -> CMSSigner:
+    return CMSSigner(identity, digest_algorithm)
