@@ -216,3 +216,24 @@ def test_usage_presets(pki):
     assert validate_certificate(tls.cert, usage="ku:digitalSignature;eku:serverAuth", **kw).passed
     assert validate_certificate(pki.tsa.cert, usage="timestamping", **kw).passed
     assert not validate_certificate(pki.signer.cert, usage="timestamping", **kw).passed
+
+
+@pytest.mark.parametrize("detached", [True, False])
+@pytest.mark.parametrize("rsa_pss", [False, True])
+def test_unica_signed_cms_verifies(pki, detached, rsa_pss):
+    sign = pytest.importorskip("unica.sign")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    ident = pki.signer
+    if rsa_pss:
+        ident = make_cert(_name("Rsa Pss Signer", org="Pss Ltd"), pki.inter, key=rsa.generate_private_key(65537, 2048),
+                          ku=dict(digital_signature=True, content_commitment=True))
+    sid = sign.SigningIdentity(key=ident.key, cert=ident.cert, chain=(pki.inter.cert,), pss=rsa_pss)
+    sig = sign.sign_cms(DATA, sid, detached=detached)
+    from unica.verify.cms import parse_signed_data
+
+    assert (parse_signed_data(sig).signers[0].sig_oid == "1.2.840.113549.1.1.10") == rsa_pss
+    rep = _v(pki).verify_cms(sig, DATA if detached else None)
+    assert rep.passed, rep.messages
+    assert rep.format == "CAdES-B-B" and rep.signing_time_source == "signing-time attribute (claimed)"
+    assert _v(pki).verify_cms(sig, DATA[:-1]).sub_indication is SubIndication.HASH_FAILURE if detached else True
