@@ -106,3 +106,11 @@ def test_not_a_pdf(unica, enrolled, tmp_path):
     bad.write_bytes(b"hello, not a pdf")
     p = unica("sign", "pdf", str(bad), str(tmp_path / "o.pdf"), "--key", enrolled.key_uri)
     assert_one_line_error(p, "bad.pdf")
+
+
+def test_pdf_with_rsa_token_key(unica, enrolled_rsa, soft_ca, pdf, tmp_path):
+    out = tmp_path / "rsa.pdf"
+    p = unica("sign", "pdf", str(pdf), str(out), "--key", enrolled_rsa.key_uri)
+    assert p.returncode == 0, p.stderr
+    _, status = _validate(out, soft_ca)
+    assert status.intact and status.valid and status.trusted

@@ -117,10 +117,14 @@ def test_wrong_pin_is_one_login_per_command(unica, tmp_path):
         assert _logins(log) == 1, args
     # and a good PIN: still exactly one login for a whole signing command
     assert unica("token", "keygen", "--token", label, "--label", "k", "--type", "ec-p256").returncode == 0
-    log = tmp_path / "spy-ok.log"
-    p = unica("token", "objects", "--token", label, env=_spy_env(log))
-    assert p.returncode == 0, p.stderr
-    assert _logins(log) == 1
+    for i, args in enumerate((["token", "objects", "--token", label],
+                              ["token", "csr", "--key", f"pkcs11:token={label};object=k", "--subject", "CN=k"],
+                              ["token", "renew", "--key", f"pkcs11:token={label};object=k", "--subject", "CN=k",
+                               "--rekey", "--new-label", "k2"])):
+        log = tmp_path / f"spy-ok-{i}.log"
+        p = unica(*args, env=_spy_env(log))
+        assert p.returncode == 0, p.stderr
+        assert _logins(log) == 1, args
 
 
 def test_info_reports_pin_flags(unica):

@@ -83,6 +83,11 @@ def renew(key_uri: str, pin: str, *, rekey: bool = False, new_label: str | None 
     u = parse_key_uri(key_uri)
     if not isinstance(u, Pkcs11URI):
         raise InputError(f"renew works on token keys (pkcs11:...), not {key_uri!r}")
+    if rekey:
+        # open the read-write session first, so load + generate share one login (one C_Login)
+        from unica.hsm.pkcs11 import get_module
+
+        get_module(u.module).session(u, pin, rw=True)
     old = load_key(u, pin=pin)
     if subject is None:
         try:
