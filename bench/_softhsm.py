@@ -35,7 +35,7 @@ def setup() -> str:
 def raw_key(label: str):
     """(session, private key) through python-pkcs11 directly, in this process."""
     import pkcs11
-    from pkcs11 import Attribute, ObjectClass
+    from pkcs11 import ObjectClass
 
     lib = pkcs11.lib(MODULE)
     token = lib.get_token(token_label=TOKEN)
