@@ -7,7 +7,6 @@ URLs. Tests that refuse requests count certificate rows before and after.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from dataclasses import dataclass

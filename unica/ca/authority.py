@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica.ca import engine
 from unica.ca.names import apply_subject_rules, name_text, parse_dn
-from unica.ca.records import get_ca_row, issuer_from_row, name_hash, pem
+from unica.ca.records import get_ca_row, name_hash, pem
 from unica.ca.request import CSRRequest
-from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, UnicaError
+from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation
 from unica.hsm.keytypes import key_identifier, key_type_of
 from unica.policies import Profile, get_profile, parse_duration
 
@@ -408,4 +408,4 @@ def chain_pems(store, ca_name: str) -> str:
 
 
 __all__ = ["KeySpec", "CASettings", "create_root", "create_sub", "create_external_sub", "import_cert",
-           "set_ca", "ca_info", "list_cas", "export_ca", "chain_pems", "issuer_from_row", "UnicaError"]
+           "set_ca", "ca_info", "list_cas", "export_ca", "chain_pems"]

@@ -15,6 +15,7 @@ the two steps.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -297,27 +298,24 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
             serial: int | None = None, lint: bool = True, where: str = "request") -> Prepared:
     """Check ``request`` under ``profile``, decide the contents, lint a throwaway-signed copy."""
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    self_signed = issuer.is_root and profile.kind == "root-ca"
     check_issuer(issuer, profile, now)
     check_key(profile, request.key_type, where)
-    if not (issuer.is_root and profile.kind == "root-ca") and \
-            spki_sha256(request.public_key) == spki_sha256(issuer.public_key):
+    spki_hex = spki_sha256(request.public_key)
+    if not self_signed and spki_hex == spki_sha256(issuer.public_key):
         raise PolicyViolation(f"{where}: the request's public key is the key of CA {issuer.name!r}")
     subject = apply_subject_rules(profile, request.subject, where)
     sans = apply_san_rules(profile, request.requested_sans, where)
     if issuer.name_constraints is not None:
         check_name_constraints(issuer, sans, where)
-    if issuer.is_root and profile.kind == "root-ca":
-        subject_for_issuer = subject
-    else:
-        subject_for_issuer = issuer.subject
     serial = serial or new_serial()
     not_before = now - BACKDATE
     not_after = not_before + profile.validity
-    self_signed = issuer.is_root and profile.kind == "root-ca"
-    if issuer.not_after is not None and not_after > issuer.not_after and not self_signed:
+    if self_signed:
+        issuer = dataclasses.replace(issuer, subject=subject, ski=key_identifier(request.public_key))
+    elif issuer.not_after is not None and not_after > issuer.not_after:
         not_after = issuer.not_after  # never outlive the issuer
-    if issuer.is_root and profile.kind == "root-ca":
-        issuer = Issuer(**{**vars(issuer), "ski": key_identifier(request.public_key)})
+    subject_for_issuer = issuer.subject
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject_for_issuer)
          .public_key(request.public_key).serial_number(serial)
          .not_valid_before(not_before).not_valid_after(not_after))
@@ -335,7 +333,7 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
         issuer=issuer.name, profile=profile.name, serial=serial, tbs_der=tbs_der,
         signature_algorithm_der=sigalg_der, hash_name=hash_alg.name if hash_alg else None,
         subject=subject, sans=tuple(san_text(g) for g in sans), not_before=not_before, not_after=not_after,
-        is_ca=profile.is_ca, spki_sha256=spki_sha256(request.public_key), linted=lint,
+        is_ca=profile.is_ca, spki_sha256=spki_hex, linted=lint,
         ignored_extensions=tuple(o for o in request.requested_extensions if o not in honoured))
 
 
