@@ -58,7 +58,7 @@ class Ident:
 
 
 def make_cert(subject, issuer: Ident | None, *, ca=False, pathlen=None, ku=None, eku=None,
-              not_before=None, not_after=None, key=None, eku_critical=False, cdp=None, ocsp_url=None) -> Ident:
+              not_before=None, not_after=None, key=None, eku_critical=False, cdp=None, ocsp_url=None, extra=()) -> Ident:
     key = key or ec.generate_private_key(ec.SECP256R1())
     nb = not_before or NOW - 30 * DAY
     na = not_after or NOW + 365 * DAY
@@ -83,6 +83,8 @@ def make_cert(subject, issuer: Ident | None, *, ca=False, pathlen=None, ku=None,
     if cdp:
         b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
             [x509.UniformResourceIdentifier(cdp)], None, None, None)]), False)
+    for ext, critical in extra:
+        b = b.add_extension(ext, critical)
     if ocsp_url:
         b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
             x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), False)

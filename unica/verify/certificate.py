@@ -32,9 +32,12 @@ from .report import (
     ValidationReport,
     indication_for,
 )
-from .revocation import RevocationPolicy, RevocationSource
+from .revocation import CertStatus, RevocationPolicy, RevocationSource
 from .usage import Usage
 from ._util import cert_info, signer_identity
+
+#: what cryptography raises on extensions its Python layer refuses
+PARSE_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 #: most intermediates considered for one path (after pruning by name)
 MAX_INTERMEDIATES = 64
@@ -68,7 +71,7 @@ _DER = _Enc.DER
 def _ee_extension_policy() -> xv.ExtensionPolicy:
     """End-entity policy for signing certificates: no SAN requirement, EKU checked by unica."""
     agn = xv.Criticality.AGNOSTIC
-    return (
+    return _with_policy_extensions(
         xv.ExtensionPolicy.webpki_defaults_ee()
         .may_be_present(x509.SubjectAlternativeName, agn, None)
         .may_be_present(x509.ExtendedKeyUsage, agn, None)
@@ -82,10 +85,19 @@ def _ca_key_usage(policy, cert, ku) -> None:
         raise ValueError("CA certificate's key usage does not allow keyCertSign")
 
 
+def _with_policy_extensions(p: xv.ExtensionPolicy) -> xv.ExtensionPolicy:
+    """Hook for extensions unica processes itself. The Rust verifier's extension policy cannot
+    name policyConstraints / inhibitAnyPolicy / policyMappings ("unsupported extension OID"),
+    so a path with those critical extensions is refused by it ("unaccounted-for critical
+    extensions") and re-validated by the RFC 5280 fallback engine; unica's own policy
+    processing (:mod:`unica.verify.policies`) then runs on the path either way."""
+    return p
+
+
 def _ca_extension_policy() -> xv.ExtensionPolicy:
     """CA policy: web PKI defaults, except that a CA's EKU does not have to contain clientAuth
     and a CA certificate without a key usage extension is allowed (RFC 5280 4.2.1.3)."""
-    return (
+    return _with_policy_extensions(
         xv.ExtensionPolicy.webpki_defaults_ca()
         .may_be_present(x509.ExtendedKeyUsage, xv.Criticality.AGNOSTIC, None)
         .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage)
@@ -95,8 +107,8 @@ def _ca_extension_policy() -> xv.ExtensionPolicy:
 def _server_ca_extension_policy() -> xv.ExtensionPolicy:
     """TLS server profile: web PKI defaults (a CA's EKU must allow serverAuth), except that a CA
     certificate without a key usage extension is allowed (RFC 5280 4.2.1.3)."""
-    return xv.ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage)
+    return _with_policy_extensions(xv.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage))
 
 
 _POLICIES: tuple | None = None
@@ -328,7 +340,20 @@ _FALLBACK_ERRORS = (
     "path length constraint violated",
     "unsupported name constraint",
     "signature does not match",
+    # critical policy extensions, which the Rust verifier's extension policy cannot name
+    "invalid extension: 2.5.29.36:",  # policyConstraints
+    "invalid extension: 2.5.29.54:",  # inhibitAnyPolicy
+    "invalid extension: 2.5.29.33:",  # policyMappings
 )
+_POLICY_MAPPINGS_OID = x509.ObjectIdentifier("2.5.29.33")
+
+
+def _unknown_critical(chain) -> str | None:
+    for c in chain:
+        for ext in c.extensions:
+            if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) and ext.oid != _POLICY_MAPPINGS_OID:
+                return f"{c.subject.rfc4514_string()}: unrecognised critical extension {ext.oid.dotted_string}"
+    return None
 
 
 def _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name):
@@ -346,35 +371,41 @@ def _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name):
     v = CertificateValidator(a(leaf), validation_context=ctx)
     try:
         path = asyncio.run(v.async_validate_path())
-    except (PathBuildingError, PathValidationError, ValidationError):
-        return None
-    except Exception:  # an engine bug must not turn a refusal into a pass
-        return None
+    except (PathBuildingError, PathValidationError, ValidationError) as e:
+        return None, str(e)
+    except Exception as e:  # an engine bug must not turn a refusal into a pass
+        return None, f"{type(e).__name__}: {e}"
     ders = [c.dump() for c in path]  # anchor first
     by_der = {t.public_bytes(_DER): t for t in (*trust.anchors, *inter, leaf)}
     chain = [by_der.get(d) or x509.load_der_x509_certificate(d) for d in reversed(ders)]
+    try:
+        unknown = _unknown_critical(chain)
+    except PARSE_ERRORS as e:
+        unknown = f"certificate extensions cannot be parsed: {e}"
+    if unknown:
+        return None, unknown
     if max_chain_depth is not None:
         # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
         if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > max_chain_depth:
-            return None
+            return None, "maximum chain depth exceeded"
     bc = _ext(leaf, x509.BasicConstraints)
     if bc is not None and bc.value.ca:
         # a CA certificate in leaf position: never a TLS server certificate (CABF 7.1.2.7.8);
         # elsewhere only a real CA certificate (keyCertSign), as RFC 5280 allows
         ku = _ext(leaf, x509.KeyUsage)
         if ku is None or not ku.value.key_cert_sign:
-            return None
+            return None, "a certificate asserting cA without keyCertSign is no end-entity certificate"
     if server_name is not None:
         try:
             _, ca = _policies()
             b = xv.PolicyBuilder().store(xv.Store([chain[-1]])).time(at).extension_policies(
                 ca_policy=ca, ee_policy=_ee_extension_policy())
             b.build_client_verifier()  # policy sanity only
-        except Exception:
-            return None
+        except Exception as e:
+            return None, str(e)
         if not _name_matches(chain[0], server_name):
-            return None
-    return chain
+            return None, f"certificate does not match {server_name}"
+    return chain, None
 
 
 def _name_matches(leaf: x509.Certificate, server_name: str) -> bool:
@@ -482,25 +513,39 @@ def validate_path(
                     leaf, inter).chain
         except xv.VerificationError as e:
             chain = None
-            if any(k in str(e) for k in _FALLBACK_ERRORS):
-                chain = _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name)
+            err = str(e)
+            if any(k in err for k in _FALLBACK_ERRORS):
+                chain, fb_err = _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name)
+                if chain is None and fb_err:
+                    err = f"{err}; RFC 5280 fallback engine: {fb_err}"
             if chain is None:
-                sub, msg, path = _diagnose(leaf, inter, trust, at, time_is_proven, str(e))
+                sub, msg, path = _diagnose(leaf, inter, trust, at, time_is_proven, err)
+                if sub is SubIndication.CHAIN_CONSTRAINTS_FAILURE:
+                    try:
+                        pol = policy_problems(path, initial_policies, require_explicit_policy)
+                    except PARSE_ERRORS:  # extensions Python cannot parse
+                        pol = []
+                    if pol:
+                        return report(SubIndication.POLICY_PROCESSING_ERROR, path, msgs=pol), None
                 return report(sub, path, msgs=[msg]), None
             messages.append("path validated by the RFC 5280 fallback engine (pyhanko-certvalidator): "
                             + str(e).split("(encountered")[0].strip())
         except ValueError as e:  # e.g. a leaf the verifier cannot parse
             return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
 
-    problems = structural_problems(chain, trust) + wildcard_nc_problems(chain)
-    if server_name is not None:
-        problems += webpki_problems(chain)
-    if problems:
-        return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain, msgs=problems), None
-    pol = policy_problems(chain, initial_policies, require_explicit_policy)
-    if pol:
-        return report(SubIndication.POLICY_PROCESSING_ERROR, chain, msgs=pol), None
-    uprob = usage.problems(leaf)
+    try:
+        problems = structural_problems(chain, trust) + wildcard_nc_problems(chain)
+        if server_name is not None:
+            problems += webpki_problems(chain)
+        if problems:
+            return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain, msgs=problems), None
+        pol = policy_problems(chain, initial_policies, require_explicit_policy)
+        if pol:
+            return report(SubIndication.POLICY_PROCESSING_ERROR, chain, msgs=pol), None
+        uprob = usage.problems(leaf)
+    except PARSE_ERRORS as e:  # an extension Python's parser refuses
+        return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain,
+                      msgs=[f"a certificate extension of the path cannot be processed: {e}"]), None
     if usage.eku:
         for ca in chain[1:-1]:
             ceku = _ext(ca, x509.ExtendedKeyUsage)
@@ -520,7 +565,12 @@ def validate_path(
         last = len(chain) - 1 if revocation.check_ca else 1
         for i in range(min(last, len(chain) - 1)):
             cert, issuer = chain[i], chain[i + 1]
-            st = source.check(cert, issuer, at, revocation, now)
+            try:
+                st = source.check(cert, issuer, at, revocation, now)
+            except PARSE_ERRORS as e:
+                st = CertStatus("unknown", (RevocationEvidence(
+                    certificate=cert.subject.rfc4514_string(), source="CRL/OCSP", origin="-",
+                    status="invalid", message=f"revocation pointers cannot be parsed: {e}"),))
             evidence.extend(st.evidence)
             who = "certificate" if i == 0 else f"CA certificate {cert.subject.rfc4514_string()}"
             if st.status == "revoked":
