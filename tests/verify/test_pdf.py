@@ -65,3 +65,24 @@ def test_not_a_pdf(pki):
 def test_unsigned_pdf(pki):
     rep = _v(pki).verify_pdf(blank_pdf())
     assert rep.indication is Indication.INDETERMINATE and not rep.signatures
+
+
+def test_incremental_update_changing_content_fails(pki, signed):
+    import io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    w = IncrementalPdfFileWriter(io.BytesIO(signed))
+    page_ref = w.root["/Pages"]["/Kids"][0]
+    page = page_ref.get_object()
+    page["/MediaBox"] = generic.ArrayObject([generic.NumberObject(x) for x in (0, 0, 100, 100)])
+    w.update_container(page)
+    out = io.BytesIO()
+    w.write(out)
+    rep = _v(pki).verify_pdf(out.getvalue())
+    (sig,) = rep.signatures
+    assert sig.coverage == "ENTIRE_REVISION"
+    assert sig.modification_level in ("OTHER", "SUSPICIOUS")
+    assert rep.indication is Indication.TOTAL_FAILED and sig.sub_indication is SubIndication.FORMAT_FAILURE
+    assert sig.checks["signature"] == "ok"  # the signed revision itself is intact
