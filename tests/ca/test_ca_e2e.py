@@ -82,10 +82,11 @@ def test_issue_every_builtin_end_entity_profile(pki, tmp_path, profile, sub_kind
         assert dp[0].full_name[0].value == f"http://crl.example.cn/{sub}.crl"
 
     serial = format(cert.serial_number, "x")
-    shown = json.loads(pki.ok("cert", "show", serial, "--json").stdout)
-    assert shown["status"] == "valid" and shown["profile"] == profile and shown["ca"] == sub
-    assert shown["requester"] == "test-e2e"
-    assert pki.ok("cert", "export", serial).stdout.encode() == out.read_bytes()
+    if sub_kind == "sub-soft":  # the store's view, through the CLI (once per profile is enough)
+        shown = json.loads(pki.ok("cert", "show", serial, "--json").stdout)
+        assert shown["status"] == "valid" and shown["profile"] == profile and shown["ca"] == sub
+        assert shown["requester"] == "test-e2e"
+        assert pki.ok("cert", "export", serial).stdout.encode() == out.read_bytes()
     # the intent recorded before signing is exactly the signed TBSCertificate
     from sqlalchemy import create_engine, text
 
