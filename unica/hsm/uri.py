@@ -121,7 +121,10 @@ def _parse_file(text: str, rest: str) -> FileURI:
         if host not in ("", "localhost"):
             raise URIError(f"bad key URI {text!r}: remote file hosts are not supported")
         rest = "/" + path
-    path = _decode(rest, "path", text).decode("utf-8", "strict") if "%" in rest else rest
+    try:
+        path = _decode(rest, "path", text).decode("utf-8", "strict") if "%" in rest else rest
+    except UnicodeDecodeError:
+        raise URIError(f"bad key URI {text!r}: the file path is not UTF-8") from None
     if not path:
         raise URIError(f"bad key URI {text!r}: empty file path")
     return FileURI(Path(path))
