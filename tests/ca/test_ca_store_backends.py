@@ -127,3 +127,32 @@ def test_issue_many_records_then_signs_and_audits_the_batch(backend, monkeypatch
         assert entry.details["count"] == 4 and "--no-lint" in entry.details["lint"]
         assert sorted(c[0] for c in entry.details["certificates"]) == sorted(r.serial for r in rows)
     store.dispose()
+
+
+def test_wrong_ca_key_leaves_a_failed_intent_and_no_certificate(backend, monkeypatch):
+    """The intent is recorded before the signature; a signature that does not verify with the
+    CA certificate (here: the wrong key configured) marks it failed, audited, with no DER."""
+    url, env = backend
+    monkeypatch.setenv("UNICA_HOME", env["UNICA_HOME"])
+    monkeypatch.setenv("UNICA_PASSPHRASE", PASSPHRASE)
+    from unica.ca.authority import KeySpec, create_root
+    from unica.ca.issuance import IssuingCA
+    from unica.ca.names import parse_dn
+    from unica.ca.request import CSRRequest
+    from unica.errors import UnsupportedKeyType
+    from unica.store import models as m
+    from unica.store import open_store
+
+    store = open_store(url, create=True)
+    create_root(store, "r", "C=CN,O=Wrong Key,CN=Wrong Key Root", KeySpec(key_type="ec-p256"))
+    ca = IssuingCA(store, "r", key=ec.generate_private_key(ec.SECP256R1()))  # not the CA's key
+    k = ec.generate_private_key(ec.SECP256R1())
+    req = CSRRequest(k.public_key(), "ec-p256", parse_dn("CN=w.example.cn"), (x509.DNSName("w.example.cn"),), ())
+    with pytest.raises(UnsupportedKeyType, match="does not verify"):
+        ca.issue(req, "tls-server")
+    with store.read() as s:
+        row = s.query(m.Certificate).filter(m.Certificate.profile == "tls-server").one()
+        assert row.status == "failed" and row.der is None and row.tbs_der
+        entry = s.query(m.AuditEntry).filter_by(event="certificate.signing_failed").one()
+        assert entry.target == row.serial
+    store.dispose()
