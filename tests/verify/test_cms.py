@@ -237,3 +237,32 @@ def test_unica_signed_cms_verifies(pki, detached, rsa_pss):
     assert rep.passed, rep.messages
     assert rep.format == "CAdES-B-B" and rep.signing_time_source == "signing-time attribute (claimed)"
     assert _v(pki).verify_cms(sig, DATA[:-1]).sub_indication is SubIndication.HASH_FAILURE if detached else True
+
+
+def test_partitioned_crl_applies_only_to_its_partition(pki):
+    from cryptography.hazmat.primitives import hashes
+
+    url_a, url_b = "http://crl.example/a.crl", "http://crl.example/b.crl"
+    leaf = pki.leaf("Partition B Ltd", ku=dict(digital_signature=True), cdp=url_b)
+
+    def part(url, revoked=()):
+        b = (x509.CertificateRevocationListBuilder().issuer_name(pki.inter.cert.subject)
+             .last_update(NOW - DAY).next_update(NOW + DAY).add_extension(x509.CRLNumber(5), False)
+             .add_extension(x509.IssuingDistributionPoint(
+                 full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+                 only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None,
+                 indirect_crl=False, only_contains_attribute_certs=False), True))
+        for serial in revoked:
+            b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                          .revocation_date(NOW - DAY).build())
+        return b.sign(pki.inter.key, hashes.SHA256())
+
+    kw = dict(trust=[pki.root.cert], intermediates=[pki.inter.cert],
+              revocation=OFFLINE_HARD_FAIL.__class__(mode="hard-fail", fetch=False, check_ca=False))
+    # partition A's CRL says nothing about a partition B certificate: no usable data
+    rep = validate_certificate(leaf.cert, crls=[part(url_a)], **kw)
+    assert rep.sub_indication is SubIndication.TRY_LATER
+    assert any("partition" in (e.message or "") for e in rep.revocation)
+    assert validate_certificate(leaf.cert, crls=[part(url_b)], **kw).passed
+    rep = validate_certificate(leaf.cert, crls=[part(url_a), part(url_b, [leaf.cert.serial_number])], **kw)
+    assert rep.sub_indication is SubIndication.REVOKED

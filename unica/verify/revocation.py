@@ -406,6 +406,16 @@ class RevocationSource:
                 return "CRL covers CA certificates only"
             if idp.only_contains_attribute_certs:
                 return "CRL covers attribute certificates only"
+            if idp.full_name:
+                # a partitioned CRL applies only to certificates naming its distribution point
+                # (RFC 5280 6.3.3 (b)(2)(i))
+                try:
+                    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+                    names = {gn for dp in cdp for gn in (dp.full_name or ())}
+                except x509.ExtensionNotFound:
+                    names = set()
+                if not names & set(idp.full_name):
+                    return "CRL is for another distribution point (partition) than the certificate's"
         key = (crl.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
         ok = self._sig_ok.get(key, _dt.datetime.min.replace(tzinfo=_dt.timezone.utc))
         if ok is None:
