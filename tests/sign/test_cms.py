@@ -54,6 +54,9 @@ def test_cades_bes_attributes_and_embedded_chain(unica, enrolled, soft_ca, tmp_p
     attrs = {a["type"].native: a["values"][0] for a in si["signed_attrs"]}
     assert {"content_type", "message_digest", "signing_time", "signing_certificate_v2"} <= set(attrs)
     assert attrs["content_type"].native == "data"
+    import datetime as dt
+
+    assert abs((attrs["signing_time"].native - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 120
     assert attrs["message_digest"].native == hashlib.sha256(CONTENT).digest()
     from cryptography.hazmat.primitives import serialization
 

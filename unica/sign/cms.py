@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
@@ -56,7 +57,14 @@ def _len(n: int) -> bytes:
 
 def tlv(tag: int, *parts: bytes) -> bytes:
     body = b"".join(parts)
-    return bytes([tag]) + _len(len(body)) + body
+    n = len(body)
+    if n < 0x80:
+        return bytes((tag, n)) + body
+    if n < 0x100:
+        return bytes((tag, 0x81, n)) + body
+    if n < 0x10000:
+        return bytes((tag, 0x82, n >> 8, n & 0xFF)) + body
+    return bytes([tag]) + _len(n) + body
 
 
 def _set_of(items: list[bytes], tag: int = 0x31) -> bytes:
@@ -65,6 +73,30 @@ def _set_of(items: list[bytes], tag: int = 0x31) -> bytes:
 
 def _attribute(oid: bytes, value: bytes) -> bytes:
     return tlv(0x30, oid, tlv(0x31, value))
+
+
+# signingTime attribute header for a 13-byte UTCTime (for GeneralizedTime the sizes differ)
+_SIGNING_TIME_PREFIX_UTC = tlv(0x30, OID_SIGNING_TIME, tlv(0x31, b"\x17\x0d" + bytes(13)))[:-15]
+_SIGNING_TIME_PREFIX_GEN = tlv(0x30, OID_SIGNING_TIME, tlv(0x31, b"\x18\x0f" + bytes(15)))[:-17]
+
+
+def _signing_time_attr(t: datetime) -> bytes:
+    v = _time(t)
+    return (_SIGNING_TIME_PREFIX_UTC if v[0] == 0x17 else _SIGNING_TIME_PREFIX_GEN) + v
+
+
+_now_cache: tuple[int, bytes] = (-1, b"")
+
+
+def _now_attr() -> bytes:
+    """The signingTime attribute for now; re-encoded once per second (bulk signing)."""
+    global _now_cache
+    sec = int(time.time())
+    cached = _now_cache
+    if cached[0] != sec:
+        cached = (sec, _signing_time_attr(datetime.fromtimestamp(sec, timezone.utc)))
+        _now_cache = cached
+    return cached[1]
 
 
 def _time(t: datetime) -> bytes:
@@ -176,7 +208,7 @@ class CMSSigner:
         signed_attrs = [
             t.content_type_attr,
             t.md_attr_prefix + digest,
-            _attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(timezone.utc))),
+            _signing_time_attr(signing_time) if signing_time is not None else _now_attr(),
             t.signing_cert_attr,
         ]
         to_sign = _set_of(signed_attrs)
