@@ -93,9 +93,16 @@ def new_serial() -> int:
             return n
 
 
-@functools.lru_cache(maxsize=None)
 def throwaway_key(key_type: str):
-    """A process-wide throwaway key of ``key_type`` for signing the lint copy."""
+    """A process-wide throwaway key for signing the lint copy of a certificate a ``key_type``
+    CA will sign. The TBSCertificate names only the signature algorithm, which for RSA does
+    not depend on the modulus size, so every RSA CA shares one RSA-2048 throwaway key (a
+    4096-bit one would make each lint copy ten times dearer)."""
+    return _throwaway("rsa-2048" if key_type.startswith("rsa-") else key_type)
+
+
+@functools.lru_cache(maxsize=None)
+def _throwaway(key_type: str):
     from unica.hsm.software import new_private_key
 
     return new_private_key(KeyType.parse(key_type))
