@@ -163,3 +163,37 @@ def test_library_init_token_in_process_is_visible(monkeypatch):
     assert info.label == label and info.initialized
     key = generate_key(f"pkcs11:token={label};object=k", "ec-p256")
     assert key.uri.id
+
+
+def test_init_force_erases_token(unica):
+    label = new_token_label("force")
+    softhsm_init_token(label)
+    assert unica("token", "keygen", "--token", label, "--label", "k", "--type", "ec-p256").returncode == 0
+    slot = json.loads(unica("token", "info", "--token", label, "--json").stdout)["slot_id"]
+    p = unica("token", "init", "--slot", str(slot), "--label", label + "-new", "--force",
+              env={"UNICA_SO_PIN": "wrong-so-pin"})
+    assert_one_line_error(p, "SO PIN")
+    p = unica("token", "init", "--slot", str(slot), "--label", label + "-new", "--force")
+    assert p.returncode == 0, p.stderr
+    objs = json.loads(unica("token", "objects", "--token", label + "-new", "--json").stdout)
+    assert objs == []
+
+
+def test_change_pin_keeps_loaded_keys_working():
+    """In a long-running process, changing the PIN does not log out keys already loaded."""
+    from unica.hsm import load_key, sign_raw
+    from unica.hsm.tokens import change_pin
+    from tests.token.pki import init_token_in_process
+
+    label = new_token_label("live")
+    init_token_in_process(label)
+    from unica.hsm import generate_key
+
+    generate_key(f"pkcs11:token={label};object=k", "ec-p256")
+    key = load_key(f"pkcs11:token={label};object=k")
+    change_pin(label, os.environ["UNICA_PIN"], "changed-pin-9")
+    assert sign_raw(key, b"still works")
+    from unica.errors import PinIncorrect
+
+    with pytest.raises(PinIncorrect):
+        change_pin(label, "not-it", "x12345678")

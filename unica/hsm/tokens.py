@@ -211,8 +211,9 @@ def init_token(*, label: str, so_pin: str, user_pin: str, slot_id: int | None = 
         if slot is None:
             what = "no slot with an uninitialised token" if free else f"no slot {slot_id} with a token"
             raise TokenNotFound(f"{what} in {module.path}")
-        # C_InitToken fails with CKR_SESSION_EXISTS while this process has a session on it
-        module.drop_sessions()
+        if force:
+            # C_InitToken fails with CKR_SESSION_EXISTS while this process has a session on it
+            module.drop_sessions()
         rv = _c_init_token(module.path, slot.slot_id, so_pin, label)
         if rv in (0xA0, 0xA2):
             raise PinIncorrect(f"the token in slot {slot.slot_id} refused the SO PIN ({_CKR[rv]})")
@@ -246,7 +247,6 @@ def change_pin(label: str, old_pin: str, new_pin: str, path: str | None = None) 
     module = get_module(module_path(path))
     tok = module.find_token(label)
     with module.lock:
-        module.drop_sessions()
         try:
             with tok.open(rw=True) as session:
                 session.set_pin(old_pin, new_pin)
@@ -267,7 +267,6 @@ def unblock_pin(label: str, so_pin: str, new_pin: str, path: str | None = None) 
     module = get_module(module_path(path))
     tok = module.find_token(label)
     with module.lock:
-        module.drop_sessions()
         try:
             with tok.open(rw=True, so_pin=so_pin) as session:
                 session.init_pin(new_pin)
