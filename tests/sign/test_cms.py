@@ -179,3 +179,51 @@ def test_pyhanko_validates_unica_cms(enrolled, soft_ca, detached):
     else:
         status = asyncio.run(async_validate_cms_signature(ci["content"], validation_context=vc))
     assert status.intact and status.valid and status.trusted, status.pretty_print_details()
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "ec-p384"])
+def test_software_key_with_cert_file(unica, soft_ca, tmp_path, key_type):
+    from cryptography import x509
+
+    from tests.token.pki import pem
+
+    env = {"UNICA_PASSPHRASE": "software-key-passphrase"}
+    uri = f"file:{tmp_path / 'k.pem'}"
+    assert unica("key", "generate", uri, "--type", key_type, env=env).returncode == 0
+    csr_file = tmp_path / "k.csr"
+    p = unica("token", "csr", "--key", uri, "--subject", "CN=software signer,C=CN", "--out", str(csr_file), env=env)
+    assert p.returncode == 0, p.stderr
+    cert_file = tmp_path / "k.crt"
+    cert_file.write_bytes(pem(soft_ca.issue(x509.load_pem_x509_csr(csr_file.read_bytes()))))
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(CONTENT)
+    p = unica("sign", "cms", str(doc), "--key", uri, env=env)
+    assert_one_line_error(p, "--cert")
+    p = unica("sign", "cms", str(doc), "--key", uri, "--cert", str(cert_file), "--chain", str(soft_ca.files["chain"]),
+              env=env)
+    assert p.returncode == 0, p.stderr
+    der = (tmp_path / "doc.txt.p7s").read_bytes()
+    if key_type == "ed25519":
+        # OpenSSL 3.0's CMS verify rejects Ed25519 ("eddsa_digest_signverify_init: invalid
+        # digest"); pyHanko's validator checks it instead
+        _pyhanko_validate_detached(der, soft_ca)
+    else:
+        v = _openssl_verify(tmp_path / "doc.txt.p7s", soft_ca, doc)
+        assert v.returncode == 0 and "Verification successful" in v.stderr, v.stderr
+    sd, si = _signer_info(der)
+    assert si["digest_algorithm"]["algorithm"].native == ("sha512" if key_type == "ed25519" else "sha384")
+
+
+def _pyhanko_validate_detached(der: bytes, soft_ca, content: bytes = CONTENT) -> None:
+    import asyncio
+
+    from asn1crypto import x509 as ax509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+    from pyhanko_certvalidator import ValidationContext
+
+    root = ax509.Certificate.load(soft_ca.root.public_bytes(serialization.Encoding.DER))
+    vc = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
+    status = asyncio.run(async_validate_detached_cms(content, cms.ContentInfo.load(der)["content"],
+                                                     signer_validation_context=vc))
+    assert status.intact and status.valid and status.trusted, status.pretty_print_details()
