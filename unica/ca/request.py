@@ -41,7 +41,7 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
             csr = x509.load_pem_x509_csr(stripped)
         else:
             csr = x509.load_der_x509_csr(bytes(data))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise MalformedInput(f"{source}: not a PKCS#10 certificate request (PEM or DER)") from None
     try:
         public_key = csr.public_key()
