@@ -303,7 +303,7 @@ def _load_certs(data: bytes, source: str) -> list[x509.Certificate]:
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise MalformedInput(f"{source}: not a PEM or DER certificate") from None
     return certs
 
