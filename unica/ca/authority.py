@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica.ca import engine
@@ -319,11 +320,16 @@ def import_cert(store, name: str, data: bytes, source: str = "certificate") -> d
         row = get_ca_row(s, name)
         if row.status != "pending" or row.cert_der is not None:
             raise CAUnusable(f"CA {name!r} is not waiting for a certificate (status {row.status})")
-        if key_identifier(cert.public_key()) != row.key_hash:
+        try:
+            cert_key = cert.public_key()
+            exts = cert.extensions
+        except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+            raise MalformedInput(f"{source}: unreadable public key or extensions: {e}") from None
+        if key_identifier(cert_key) != row.key_hash:
             raise PolicyViolation(f"{source}: its public key is not CA {name!r}'s key")
         try:
-            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-            ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+            bc = exts.get_extension_for_class(x509.BasicConstraints).value
+            ku = exts.get_extension_for_class(x509.KeyUsage).value
         except x509.ExtensionNotFound as e:
             raise PolicyViolation(f"{source}: not a CA certificate (no {e.oid._name})") from None
         if not bc.ca or not ku.key_cert_sign:
