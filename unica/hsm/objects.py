@@ -76,7 +76,7 @@ def load_certificate_bytes(data: bytes, what: str = "certificate file") -> list[
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise MalformedInput(f"{what} holds no readable X.509 certificate: {e}") from None
     if not certs:
         raise MalformedInput(f"{what} holds no certificate")
