@@ -68,11 +68,11 @@ def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certifica
                 raise MalformedInput(f"{what} {name}: no PEM CERTIFICATE block")
             try:
                 return [x509.load_pem_x509_certificate(b) for b in blocks]
-            except ValueError as e:
+            except (ValueError, x509.InvalidVersion) as e:
                 raise MalformedInput(f"{what} {name}: bad PEM certificate: {e}") from None
         try:
             return [x509.load_der_x509_certificate(data)]
-        except ValueError as e:
+        except (ValueError, x509.InvalidVersion) as e:
             raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {e}") from None
     out: list[x509.Certificate] = []
     for item in src:
