@@ -77,7 +77,9 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
         while True:
             try:
                 _, st = os.waitpid(pid, 0)
-                status |= os.waitstatus_to_exitcode(st) != 0
+                # uvicorn re-raises the signal it shut down on, so a worker ending by
+                # SIGTERM/SIGINT is a clean stop
+                status |= os.waitstatus_to_exitcode(st) not in (0, -signal.SIGTERM, -signal.SIGINT)
                 break
             except ChildProcessError:
                 break
