@@ -10,7 +10,8 @@ Servers (each in its own process, uvicorn + uvloop + httptools, same settings):
   live        unica, live mode (signed per request, EC P-256 delegated signer), 1 and 2 workers
   openssl     `openssl ocsp -index ... -port ...` (-multi 2), run in this loopback-only network
               namespace (`unshare -n`), because -port listens on all interfaces
-Clients: wrk (keep-alive, Lua script POSTing 256 different requests in turn) and ab (HTTP/1.0,
+Clients: wrk (keep-alive, Lua script POSTing 256 different requests in turn; "wrk-GET": the same
+as RFC 5019 GETs, answered with caching headers) and ab (HTTP/1.0,
 no keep-alive: the only client `openssl ocsp` can serve, it stalls on idle keep-alive).
 The client shares the 2 cores with the server, as in the issue's measurements.
 """
@@ -203,6 +204,21 @@ end
 """)
 
 
+def lua_get_script(reqs: list[bytes], path: Path) -> None:
+    import base64
+    from urllib.parse import quote
+    paths = ",\n".join('"/' + quote(base64.b64encode(r).decode(), safe="") + '"' for r in reqs)
+    path.write_text(f"""
+local paths = {{{paths}}}
+local n = #paths
+local i = 0
+request = function()
+  i = i % n + 1
+  return wrk.format("GET", paths[i])
+end
+""")
+
+
 def _ms(v: str, unit: str) -> float:
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -262,6 +278,8 @@ def main() -> None:
     reqs = requests_der(ca, serials)
     script = d / "post.lua"
     lua_script(reqs, script)
+    get_script = d / "get.lua"
+    lua_get_script(reqs, get_script)
     body = d / "req.der"
     body.write_bytes(reqs[1])  # a good certificate (index 0 is revoked)
     dur = args.duration
@@ -276,17 +294,20 @@ def main() -> None:
         try:
             for client in clients:
                 for c in CONNS:
-                    r = run_wrk(port, c, dur, script) if client == "wrk" else run_ab(port, c, dur, body)
+                    if client == "ab":
+                        r = run_ab(port, c, dur, body)
+                    else:
+                        r = run_wrk(port, c, dur, get_script if client == "wrk-GET" else script)
                     results[(label, client, c)] = r
                     err = f"  ({r['errors']} errors)" if r["errors"] else ""
-                    print(f"  {label:<32} {client:<4} {c:>3} conns  {r['rps']:>9,.0f} req/s  "
+                    print(f"  {label:<32} {client:<7} {c:>3} conns  {r['rps']:>9,.0f} req/s  "
                           f"p50 {r['p50']:>7.2f} ms  p99 {r['p99']:>7.2f} ms{err}", flush=True)
         finally:
             srv.stop()
 
     me = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     measure("ceiling (dict, 20 ln)", me + ["ceiling", "PORT", "1", str(d)], ["wrk"])
-    measure("unica pre-signed", me + ["presigned", "PORT", "1", str(d)], ["wrk", "ab"])
+    measure("unica pre-signed", me + ["presigned", "PORT", "1", str(d)], ["wrk", "wrk-GET", "ab"])
     measure("unica pre-signed, no parse cache", me + ["presigned-noparsecache", "PORT", "1", str(d)], ["wrk"])
     measure("python live baseline", me + ["pylive", "PORT", "1", str(d)], ["wrk"])
     measure("unica live 1 worker", me + ["live", "PORT", "1", str(d)], ["wrk"])

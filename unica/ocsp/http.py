@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import time
 from email.utils import format_datetime
 
 from unica.errors import MalformedInput
@@ -50,6 +51,8 @@ class OCSPApp:
         self.max_body = responder.limits.max_body
         # a base64 GET path is 4/3 of the DER, URL-encoding at most triples '+', '/', '='
         self.max_path = len(self.prefix) + 4 * self.max_body
+        #: the per-response part of the caching headers, by ETag
+        self._fixed_headers: dict[str, tuple] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -115,15 +118,16 @@ class OCSPApp:
             log.exception("OCSP responder failed")
             return INTERNAL_ERROR
 
-    @staticmethod
-    def _cache_headers(answer: Answer) -> list:
+    def _cache_headers(self, answer: Answer) -> list:
         r = answer.cacheable
         if r is None:
             return [_CT, _NO_STORE]
-        now = _dt.datetime.now(_dt.timezone.utc)
-        max_age = max(0, int((r.next_update - now).total_seconds()))
-        return [_CT,
-                (b"last-modified", _http_date(r.produced_at)),
-                (b"expires", _http_date(r.next_update)),
-                (b"etag", r.etag.encode()),
-                (b"cache-control", b"max-age=%d, public, no-transform, must-revalidate" % max_age)]
+        fixed = self._fixed_headers.get(r.etag)
+        if fixed is None:
+            if len(self._fixed_headers) >= 65536:
+                self._fixed_headers.clear()
+            fixed = self._fixed_headers[r.etag] = (
+                _CT, (b"last-modified", _http_date(r.produced_at)), (b"expires", _http_date(r.next_update)),
+                (b"etag", r.etag.encode()), r.next_update.timestamp())
+        max_age = max(0, int(fixed[4] - time.time()))
+        return [*fixed[:4], (b"cache-control", b"max-age=%d, public, no-transform, must-revalidate" % max_age)]
