@@ -8,13 +8,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
+from cryptography.x509.oid import CRLEntryExtensionOID
 
 from unica.ca import der
 from unica.ca.crl import (CRLIssuer, IssuingDistributionPoint, RevokedEntry, ShardScheme, build_crl,
                           crl_to_file)
 
-from crlpki import NOW, make_ca, openssl_crl_verify, pkilint_crl, sig_hash
+from crlpki import NOW, openssl_crl_verify, pkilint_crl, sig_hash
 
 R = x509.ReasonFlags
 ALL_REASONS = [None, R.unspecified, R.key_compromise, R.ca_compromise, R.affiliation_changed, R.superseded,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from unica.ca import der
-from unica.ca.der import BIT_STRING, INTEGER, OCTET_STRING, OID, SEQUENCE, ctx
+from unica.ca.der import INTEGER, OCTET_STRING, OID, SEQUENCE, ctx
 from unica.errors import MalformedInput
 
 __all__ = ["CertID", "OCSPRequestInfo", "RequestLimits", "MalformedRequest", "parse_request",
@@ -83,14 +83,14 @@ def parse_request(data: bytes, limits: RequestLimits = RequestLimits()) -> OCSPR
     if len(data) > limits.max_body:
         raise _bad(f"{len(data)} octets is over the limit of {limits.max_body}")
     try:
-        return _parse(data, limits)
+        return _parse(data)
     except MalformedRequest:
         raise
     except (der.DERError, ValueError, IndexError) as e:
         raise _bad(str(e)) from None
 
 
-def _parse(data: bytes, limits: RequestLimits) -> OCSPRequestInfo:
+def _parse(data: bytes) -> OCSPRequestInfo:
     s, e = der.expect(data, 0, SEQUENCE, what="OCSPRequest")
     if e != len(data):
         raise _bad("trailing data after the OCSPRequest")
@@ -124,9 +124,7 @@ def _parse(data: bytes, limits: RequestLimits) -> OCSPRequestInfo:
     if tag != SEQUENCE:
         raise _bad("a Request is not a SEQUENCE")
     cs, ce = der.expect(data, rs, SEQUENCE, re_, "CertID")
-    # the exact TLV of the CertID, to echo in the response
-    _, _, cert_end = der.read_tlv(data, rs, re_)
-    cert_id_der = bytes(data[rs:cert_end])
+    cert_id_der = bytes(data[rs:ce])  # the exact TLV, echoed in the response
     parts = list(der.children(data, cs, ce, 4))
     if len(parts) != 4 or [p[0] for p in parts] != [SEQUENCE, OCTET_STRING, OCTET_STRING, INTEGER]:
         raise _bad("CertID must be hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber")
