@@ -227,3 +227,18 @@ def _pyhanko_validate_detached(der: bytes, soft_ca, content: bytes = CONTENT) ->
     status = asyncio.run(async_validate_detached_cms(content, cms.ContentInfo.load(der)["content"],
                                                      signer_validation_context=vc))
     assert status.intact and status.valid and status.trusted, status.pretty_print_details()
+
+
+def test_many_files_one_login_and_pem(unica, enrolled, soft_ca, tmp_path):
+    docs = []
+    for i in range(3):
+        d = tmp_path / f"decl-{i}.txt"
+        d.write_bytes(CONTENT + bytes([i]))
+        docs.append(d)
+    p = unica("sign", "cms", *map(str, docs), "--key", enrolled.key_uri, "--pem")
+    assert p.returncode == 0, p.stderr
+    for d in docs:
+        v = _openssl_verify(Path(f"{d}.p7s"), soft_ca, d, inform="PEM")
+        assert v.returncode == 0, v.stderr
+    p = unica("sign", "cms", *map(str, docs), "--key", enrolled.key_uri, "--out", str(tmp_path / "x.p7s"))
+    assert_one_line_error(p, "--out")

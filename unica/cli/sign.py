@@ -41,28 +41,36 @@ def sign_group() -> None:
 
 
 @sign_group.command("cms")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @_key_options
 @click.option("--detached/--attached", default=True, help="Detached signature (default) or content inside.")
 @click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
-@click.option("--out", default=None, help="Output file (default: FILE.p7s).")
+@click.option("--out", default=None, help="Output file (default: FILE.p7s; only with one FILE).")
 @click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
-def sign_cms_cmd(file, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, detached, pss, out,
+def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, detached, pss, out,
                  as_pem) -> None:
-    """CMS / CAdES-BES signature of FILE (CAdES-T with --tsa), certificate chain embedded."""
-    from unica.sign import sign_cms
+    """CMS / CAdES-BES signature of each FILE (CAdES-T with --tsa), certificate chain embedded.
 
-    ident = _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss)
-    with open(file, "rb") as f:
-        der = sign_cms(f, ident, detached=detached, tsa_url=tsa_url)
-    if as_pem:
-        import base64
-        import textwrap
+    Several files are signed with one login, each into FILE.p7s.
+    """
+    from unica.errors import InputError
+    from unica.sign import CMSSigner
 
-        der = (b"-----BEGIN CMS-----\n" + "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64)).encode()
-               + b"\n-----END CMS-----\n")
-    Path(out or f"{file}.p7s").write_bytes(der)
-    click.echo(f"wrote {out or f'{file}.p7s'}")
+    if out and len(files) > 1:
+        raise InputError("--out takes one FILE; with several, each signature goes to FILE.p7s")
+    signer = CMSSigner(_identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss))
+    for file in files:
+        with open(file, "rb") as f:
+            der = signer.sign(f, detached=detached, tsa_url=tsa_url)
+        if as_pem:
+            import base64
+            import textwrap
+
+            der = (b"-----BEGIN CMS-----\n" + "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64)).encode()
+                   + b"\n-----END CMS-----\n")
+        target = out or f"{file}.p7s"
+        Path(target).write_bytes(der)
+        click.echo(f"wrote {target}")
 
 
 @sign_group.command("pdf")
