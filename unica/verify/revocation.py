@@ -160,7 +160,7 @@ def _load_crl(data: bytes) -> x509.CertificateRevocationList:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise MalformedInput(f"not a PEM or DER CRL: {e}") from None
 
 
