@@ -17,7 +17,7 @@ import urllib.request
 from typing import Callable, Iterable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
@@ -260,42 +260,47 @@ class RevocationSource:
                         certificate=subject, source="OCSP", origin=origin, status="unavailable",
                         message=f"responder said {resp.response_status.name}"))
                 continue
-            for single in resp.responses:
-                if single.serial_number != cert.serial_number:
-                    continue
-                h = single.hash_algorithm
-                name_hash = _hash(h, issuer.subject.public_bytes())
-                key_hash = _hash(h, _spki_key_bits(issuer))
-                if single.issuer_name_hash != name_hash or single.issuer_key_hash != key_hash:
-                    continue
-                problem = self._ocsp_signer_problem(resp, issuer, now)
-                ev = dict(certificate=subject, source="OCSP", origin=origin,
-                          produced_at=resp.produced_at_utc, this_update=single.this_update_utc,
-                          next_update=single.next_update_utc,
-                          issuer=_responder_name(resp))
-                if problem:
-                    evidence.append(RevocationEvidence(status="invalid", message=problem, **ev))
-                    continue
-                fresh = _freshness_problem(single.this_update_utc, single.next_update_utc, at, now)
-                if fresh:
-                    evidence.append(RevocationEvidence(status="invalid", message=fresh, **ev))
-                    continue
-                if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
-                    evidence.append(RevocationEvidence(status="good", **ev))
-                    return CertStatus("good", tuple(evidence), fresh_until=single.next_update_utc)
-                if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
-                    rt = single.revocation_time_utc
-                    reason = single.revocation_reason.name if single.revocation_reason else None
-                    if rt is not None and rt > at:
+            try:
+                for single in resp.responses:
+                    if single.serial_number != cert.serial_number:
+                        continue
+                    h = single.hash_algorithm
+                    name_hash = _hash(h, issuer.subject.public_bytes())
+                    key_hash = _hash(h, _spki_key_bits(issuer))
+                    if single.issuer_name_hash != name_hash or single.issuer_key_hash != key_hash:
+                        continue
+                    problem = self._ocsp_signer_problem(resp, issuer, now)
+                    ev = dict(certificate=subject, source="OCSP", origin=origin,
+                              produced_at=resp.produced_at_utc, this_update=single.this_update_utc,
+                              next_update=single.next_update_utc,
+                              issuer=_responder_name(resp))
+                    if problem:
+                        evidence.append(RevocationEvidence(status="invalid", message=problem, **ev))
+                        continue
+                    fresh = _freshness_problem(single.this_update_utc, single.next_update_utc, at, now)
+                    if fresh:
+                        evidence.append(RevocationEvidence(status="invalid", message=fresh, **ev))
+                        continue
+                    if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+                        evidence.append(RevocationEvidence(status="good", **ev))
+                        return CertStatus("good", tuple(evidence), fresh_until=single.next_update_utc)
+                    if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+                        rt = single.revocation_time_utc
+                        reason = single.revocation_reason.name if single.revocation_reason else None
+                        if rt is not None and rt > at:
+                            evidence.append(RevocationEvidence(
+                                status="good", revocation_time=rt, revocation_reason=reason,
+                                message="revoked after the validation time", **ev))
+                            return CertStatus("good", tuple(evidence), revocation_time=rt,
+                                              fresh_until=single.next_update_utc)
                         evidence.append(RevocationEvidence(
-                            status="good", revocation_time=rt, revocation_reason=reason,
-                            message="revoked after the validation time", **ev))
-                        return CertStatus("good", tuple(evidence), revocation_time=rt,
-                                          fresh_until=single.next_update_utc)
-                    evidence.append(RevocationEvidence(
-                        status="revoked", revocation_time=rt, revocation_reason=reason, **ev))
-                    return CertStatus("revoked", tuple(evidence), revocation_time=rt)
-                evidence.append(RevocationEvidence(status="unknown", message="responder does not know the certificate", **ev))
+                            status="revoked", revocation_time=rt, revocation_reason=reason, **ev))
+                        return CertStatus("revoked", tuple(evidence), revocation_time=rt)
+                    evidence.append(RevocationEvidence(status="unknown", message="responder does not know the certificate", **ev))
+            except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+                # a damaged response (unknown algorithm, unparsable field or certificate)
+                evidence.append(RevocationEvidence(certificate=subject, source="OCSP", origin=origin,
+                                                   status="invalid", message=f"malformed OCSP response: {e}"))
         return None
 
     def _ocsp_signer_problem(self, resp: ocsp.OCSPResponse, issuer: x509.Certificate,
