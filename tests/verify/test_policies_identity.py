@@ -69,3 +69,27 @@ def test_identity_uscc_sources():
     cert = make_cert(name, pki.inter, ku=dict(digital_signature=True)).cert
     ident = signer_identity(cert)
     assert ident.uscc == USCC and ident.uscc_source == "serialNumber" and ident.organization == "某某贸易有限公司"
+
+
+def test_pathological_same_subject_same_key_is_fast():
+    """30 same-subject same-key self-issued CA certificates (each verifies under every other),
+    named to chain to the root: path building stays bounded."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pki = PKI()
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = _name("Loop CA")
+    # X issued "by the root" by name, but signed by an unrelated key: no valid path exists
+    impostor_root = make_cert(pki.root.cert.subject, None, ca=True)
+    top = make_cert(name, impostor_root, ca=True, key=k)
+    from pki import Ident
+
+    loop_issuer = Ident(top.cert, k)
+    twins = [make_cert(name, loop_issuer, ca=True, key=k).cert for _ in range(30)]
+    leaf = make_cert(_name("Victim"), loop_issuer, ku=dict(digital_signature=True))
+    t0 = time.perf_counter()
+    rep = validate_certificate(leaf.cert, trust=[pki.root.cert], intermediates=[top.cert, *twins], revocation=OFF)
+    assert time.perf_counter() - t0 < 5
+    assert rep.sub_indication is SubIndication.NO_CERTIFICATE_CHAIN_FOUND

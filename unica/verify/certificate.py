@@ -66,6 +66,9 @@ class TrustStore:
 from cryptography.hazmat.primitives.serialization import Encoding as _Enc  # noqa: E402
 
 _DER = _Enc.DER
+from cryptography.hazmat.primitives.serialization import PublicFormat as _PF  # noqa: E402
+
+_SPKI = _PF.SubjectPublicKeyInfo
 
 
 def _ee_extension_policy() -> xv.ExtensionPolicy:
@@ -122,13 +125,42 @@ def _policies(server: bool = False):
     return ee, (sca if server else ca)
 
 
+#: most intermediates kept per subject name
+MAX_PER_SUBJECT = 16
+
+
 def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Certificate],
-                        trust: TrustStore) -> list[x509.Certificate]:
-    """Keep the intermediates that can chain, by issuer name, to a trust anchor."""
+                        trust: TrustStore, at: _dt.datetime | None = None) -> list[x509.Certificate]:
+    """Keep the intermediates that can chain, by issuer name, to a trust anchor.
+
+    Of several certificates with the same subject, key and issuer only one is kept (the one
+    valid at ``at`` with the latest notAfter): such twins make every certificate they issued
+    verify under each of them (x509-limbo's pathological chains). At most
+    ``MAX_PER_SUBJECT`` certificates per subject and ``MAX_INTERMEDIATES`` in all are kept.
+    """
     uniq: dict[bytes, x509.Certificate] = {}
     for c in intermediates:
         uniq.setdefault(c.public_bytes(_DER), c)
-    cands = [c for c in uniq.values() if not trust.is_anchor(c)]
+    by_subject_key: dict[tuple, x509.Certificate] = {}
+    for c in uniq.values():
+        if trust.is_anchor(c):
+            continue
+        try:
+            spki = c.public_key().public_bytes(_DER, _SPKI)
+        except Exception:  # unsupported key type: keep the certificate itself as its own key
+            spki = c.public_bytes(_DER)
+        k = (c.subject.public_bytes(), spki, c.issuer.public_bytes())
+        cur = by_subject_key.get(k)
+        if cur is None or _preferred(c, cur, at):
+            by_subject_key[k] = c
+    per_subject: dict[bytes, int] = {}
+    per_subject_key: dict[tuple, int] = {}
+    cands = []
+    for (subj, spki, _), c in by_subject_key.items():
+        if per_subject.get(subj, 0) < MAX_PER_SUBJECT:
+            per_subject[subj] = per_subject.get(subj, 0) + 1
+            per_subject_key[(subj, spki)] = per_subject_key.get((subj, spki), 0) + 1
+            cands.append(c)
     good = set(trust.subjects)
     kept: list[x509.Certificate] = []
     changed = True
@@ -151,6 +183,15 @@ def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Cer
     return kept[:MAX_INTERMEDIATES]
 
 
+def _preferred(a: x509.Certificate, b: x509.Certificate, at: _dt.datetime | None) -> bool:
+    """Is ``a`` a better pick than ``b`` (same subject and key)?"""
+    def valid(c):
+        return at is None or c.not_valid_before_utc <= at <= c.not_valid_after_utc
+    if valid(a) != valid(b):
+        return valid(a)
+    return a.not_valid_after_utc > b.not_valid_after_utc
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if cert.issuer != issuer.subject:
         return False
@@ -161,33 +202,44 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
-def find_candidate_path(leaf, intermediates, trust: TrustStore) -> list[x509.Certificate] | None:
-    """A path leaf..anchor by names and signatures only (for diagnosing a failure)."""
+def candidate_paths(leaf, intermediates, trust: TrustStore, *, max_paths: int = 8,
+                    max_steps: int = _MAX_SEARCH_STEPS, max_depth: int = 10) -> list[list[x509.Certificate]]:
+    """Paths leaf..anchor by issuer names and signatures, shortest first (breadth first),
+    at most ``max_paths``, within a budget of ``max_steps`` signature checks."""
+    memo: dict[tuple[int, int], bool] = {}
     steps = 0
 
-    def dfs(path):
+    def issued(c, i) -> bool:
         nonlocal steps
-        steps += 1
-        if steps > _MAX_SEARCH_STEPS:
-            return None
-        cur = path[-1]
-        for a in trust.anchors:
-            if _issued_by(cur, a):
-                return path + [a]
-        if len(path) > 12:
-            return None
-        for c in intermediates:
-            if any(c is p for p in path):
-                continue
-            if _issued_by(cur, c):
-                r = dfs(path + [c])
-                if r:
-                    return r
-        return None
+        k = (id(c), id(i))
+        r = memo.get(k)
+        if r is None:
+            steps += 1
+            r = memo[k] = _issued_by(c, i)
+        return r
 
-    if trust.is_anchor(leaf):
-        return [leaf]
-    return dfs([leaf])
+    out: list[list[x509.Certificate]] = []
+    frontier = [[leaf]]
+    while frontier and len(out) < max_paths and steps < max_steps:
+        nxt = []
+        for path in frontier:
+            cur = path[-1]
+            for a in trust.anchors:
+                if cur.issuer == a.subject and issued(cur, a):
+                    out.append(path + [a])
+                    if len(out) >= max_paths:
+                        return out
+            if len(path) > max_depth:
+                continue
+            for c in intermediates:
+                if steps >= max_steps:
+                    break
+                if cur.issuer != c.subject or any(c is p for p in path):
+                    continue
+                if issued(cur, c):
+                    nxt.append(path + [c])
+        frontier = nxt[:256]
+    return out
 
 
 # --- Python checks added to the Rust verifier ---------------------------------------------
@@ -310,9 +362,8 @@ def _key_problems(cert: x509.Certificate, leaf: bool) -> list[str]:
     return []
 
 
-def _diagnose(leaf, intermediates, trust, at, time_is_proven, rust_error: str):
+def _diagnose(leaf, path, trust, at, time_is_proven, rust_error: str):
     """Turn a failed path validation into (sub-indication, message, path)."""
-    path = find_candidate_path(leaf, intermediates, trust)
     if path is None:
         return (SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
                 "no certification path from the certificate to a trust anchor "
@@ -479,7 +530,7 @@ def validate_path(
 ) -> tuple[ValidationReport, _dt.datetime | None]:
     """Validate; return the report and, when it passed, the time until which it may be reused."""
     messages: list[str] = []
-    inter = prune_intermediates(leaf, intermediates, trust)
+    inter = prune_intermediates(leaf, intermediates, trust, at)
     builder = xv.PolicyBuilder().store(trust.store).time(at)
     if max_chain_depth is not None:
         builder = builder.max_chain_depth(max_chain_depth)
@@ -494,44 +545,61 @@ def validate_path(
     if trust.is_anchor(leaf) and not intermediates:
         chain = [leaf]
         if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):
-            sub, msg, _ = _diagnose(leaf, [], trust, at, time_is_proven, "trust anchor outside validity")
+            sub, msg, _ = _diagnose(leaf, [leaf], trust, at, time_is_proven, "trust anchor outside validity")
             return report(sub, [leaf], msgs=[msg]), None
     else:
         if leaf.issuer not in trust.subjects and not inter:
             return report(SubIndication.NO_CERTIFICATE_CHAIN_FOUND, [leaf], msgs=[
                 f"no trust anchor or supplied intermediate is named {leaf.issuer.rfc4514_string()!r} "
                 "(the certificate's issuer)"]), None
-        try:
-            if server_name is not None:
-                _, ca = _policies(server=True)
-                chain = builder.extension_policies(
-                    ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
-                ).build_server_verifier(_subject_for(server_name)).verify(leaf, inter)
-            else:
-                ee, ca = _policies()
-                chain = builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier().verify(
-                    leaf, inter).chain
-        except xv.VerificationError as e:
-            chain = None
-            err = str(e)
-            if any(k in err for k in _FALLBACK_ERRORS):
-                chain, fb_err = _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name)
-                if chain is None and fb_err:
-                    err = f"{err}; RFC 5280 fallback engine: {fb_err}"
-            if chain is None:
-                sub, msg, path = _diagnose(leaf, inter, trust, at, time_is_proven, err)
-                if sub is SubIndication.CHAIN_CONSTRAINTS_FAILURE:
-                    try:
-                        pol = policy_problems(path, initial_policies, require_explicit_policy)
-                    except PARSE_ERRORS:  # extensions Python cannot parse
-                        pol = []
-                    if pol:
-                        return report(SubIndication.POLICY_PROCESSING_ERROR, path, msgs=pol), None
-                return report(sub, path, msgs=[msg]), None
-            messages.append("path validated by the RFC 5280 fallback engine (pyhanko-certvalidator): "
-                            + str(e).split("(encountered")[0].strip())
-        except ValueError as e:  # e.g. a leaf the verifier cannot parse
-            return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
+        # Candidate paths (names + signatures) are found here; the Rust verifier validates
+        # each in turn, given only that path's intermediates: this bounds its path-building
+        # work, which is exponential on crafted sets of same-subject same-key certificates.
+        cands = candidate_paths(leaf, inter, trust)
+        if not cands:
+            return report(SubIndication.NO_CERTIFICATE_CHAIN_FOUND, [leaf], msgs=[
+                "no certification path from the certificate to a trust anchor (no chain of issuer "
+                "names and valid signatures)"]), None
+        chain = None
+        first_err = None
+        for cand in cands:
+            cand_inter = cand[1:-1]
+            try:
+                if server_name is not None:
+                    _, ca = _policies(server=True)
+                    chain = builder.extension_policies(
+                        ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
+                    ).build_server_verifier(_subject_for(server_name)).verify(leaf, cand_inter)
+                else:
+                    ee, ca = _policies()
+                    chain = builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier().verify(
+                        leaf, cand_inter).chain
+                break
+            except xv.VerificationError as e:
+                err = str(e)
+                if any(k in err for k in _FALLBACK_ERRORS):
+                    chain, fb_err = _fallback_path(leaf, cand_inter, trust, at, max_chain_depth, server_name)
+                    if chain is not None:
+                        messages.append("path validated by the RFC 5280 fallback engine (pyhanko-certvalidator): "
+                                        + err.split("(encountered")[0].strip())
+                        break
+                    if fb_err:
+                        err = f"{err}; RFC 5280 fallback engine: {fb_err}"
+                if first_err is None:
+                    first_err = (err, cand)
+            except ValueError as e:  # e.g. a leaf the verifier cannot parse
+                return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
+        if chain is None:
+            err, cand = first_err
+            sub, msg, path = _diagnose(leaf, cand, trust, at, time_is_proven, err)
+            if sub is SubIndication.CHAIN_CONSTRAINTS_FAILURE:
+                try:
+                    pol = policy_problems(path, initial_policies, require_explicit_policy)
+                except PARSE_ERRORS:  # extensions Python cannot parse
+                    pol = []
+                if pol:
+                    return report(SubIndication.POLICY_PROCESSING_ERROR, path, msgs=pol), None
+            return report(sub, path, msgs=[msg]), None
 
     try:
         problems = structural_problems(chain, trust) + wildcard_nc_problems(chain)
