@@ -13,6 +13,14 @@ building it through asn1crypto objects (see ``bench/sign_cms.py``).
 
 from unica.sign.cms import CMSSigner, sign_cms
 from unica.sign.pdf import sign_pdf
-from unica.sign.signer import SigningIdentity, UnicaSigner, load_signer
+from unica.sign.signer import SigningIdentity, load_signer
+
+
+def __getattr__(name: str):
+    if name == "UnicaSigner":  # imports pyHanko (~1 s): only when asked for
+        from unica.sign.pyhanko_signer import UnicaSigner
+
+        return UnicaSigner
+    raise AttributeError(name)
 
 __all__ = ["CMSSigner", "SigningIdentity", "UnicaSigner", "load_signer", "sign_cms", "sign_pdf"]
