@@ -229,7 +229,9 @@ def run_wrk(port: int, conns: int, duration: float, script: Path) -> dict:
     out = p.stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:
-        raise SystemExit(f"wrk failed: {out[-1500:]} {p.stderr[-1500:]}")
+        err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"    (wrk failed: {err})")
+        return {"rps": float("nan"), "p50": float("nan"), "p99": float("nan"), "errors": -1}
     rps = float(m.group(1))
     lat = dict((m.group(1), _ms(m.group(2), m.group(3)))
                for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\b", out, re.M))
@@ -238,13 +240,15 @@ def run_wrk(port: int, conns: int, duration: float, script: Path) -> dict:
 
 
 def run_ab(port: int, conns: int, duration: float, body: Path) -> dict:
-    p = subprocess.run(["ab", "-q", "-r", "-t", str(duration), "-n", "10000000", "-c", str(conns), "-p", str(body),
+    p = subprocess.run(["ab", "-q", "-r", "-s", "10", "-t", str(duration), "-n", "10000000", "-c", str(conns), "-p", str(body),
                         "-T", "application/ocsp-request", f"http://127.0.0.1:{port}/"],
                        capture_output=True, text=True, timeout=duration + 60)
     out = p.stdout
     m = re.search(r"Requests per second:\s+([\d.]+)", out)
-    if not m:
-        raise SystemExit(f"ab failed: {out[-1500:]} {p.stderr[-1500:]}")
+    if not m:  # e.g. openssl ocsp stalling under 32 connections: report, do not abort the bench
+        err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"    (ab failed: {err})")
+        return {"rps": float("nan"), "p50": float("nan"), "p99": float("nan"), "errors": -1}
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\d+)", out, re.M))
     # "Length" failures are not errors: ECDSA signatures vary in length by an octet or two
     failed = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: \d+, Exceptions: (\d+)\)", out)
