@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from unica.errors import MalformedInput
 from unica.verify import (
-    HARD_FAIL,
     OFF,
     OFFLINE_HARD_FAIL,
     Indication,
+    RevocationPolicy,
     SubIndication,
     Verifier,
     validate_certificate,
@@ -65,6 +63,10 @@ def test_pyhanko_cades_bt_verifies(pki):
 def test_pyhanko_attached_verifies(pki):
     sig = pyhanko_sign(pki, pki.signer, DATA, detached=False, tsa=False)
     assert _v(pki).verify_cms(sig).passed
+    # the one-off function (no Verifier kept)
+    rep = verify_cms(sig, trust=[pki.root.cert], revocation=OFFLINE_HARD_FAIL,
+                     crls=[make_crl(pki.inter), make_crl(pki.root)])
+    assert rep.passed and rep.certificate.source == "validated"
 
 
 def test_tampered_content_is_hash_failure(tmp_path, pki):
@@ -258,7 +260,7 @@ def test_partitioned_crl_applies_only_to_its_partition(pki):
         return b.sign(pki.inter.key, hashes.SHA256())
 
     kw = dict(trust=[pki.root.cert], intermediates=[pki.inter.cert],
-              revocation=OFFLINE_HARD_FAIL.__class__(mode="hard-fail", fetch=False, check_ca=False))
+              revocation=RevocationPolicy(mode="hard-fail", fetch=False, check_ca=False))
     # partition A's CRL says nothing about a partition B certificate: no usable data
     rep = validate_certificate(leaf.cert, crls=[part(url_a)], **kw)
     assert rep.sub_indication is SubIndication.TRY_LATER

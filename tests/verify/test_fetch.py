@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
-from unica.verify import HARD_FAIL, RevocationPolicy, SOFT_FAIL, SubIndication, Verifier
+from unica.verify import SOFT_FAIL, RevocationPolicy, SubIndication, Verifier
 
 from pki import DAY, NOW, PKI, make_crl, make_ocsp
 

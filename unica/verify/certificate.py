@@ -25,8 +25,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .policies import policy_problems
 from .report import (
-    CertInfo,
-    Indication,
     RevocationEvidence,
     SubIndication,
     ValidationReport,

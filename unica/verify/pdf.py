@@ -24,7 +24,6 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, SuspiciousModification
-    from pyhanko.sign.general import SignedDataCerts  # noqa: F401  (pyHanko import check)
 
     data, name = read_bytes(pdf, "PDF")
     try:
