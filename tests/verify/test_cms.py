@@ -268,3 +268,11 @@ def test_partitioned_crl_applies_only_to_its_partition(pki):
     assert validate_certificate(leaf.cert, crls=[part(url_b)], **kw).passed
     rep = validate_certificate(leaf.cert, crls=[part(url_a), part(url_b, [leaf.cert.serial_number])], **kw)
     assert rep.sub_indication is SubIndication.REVOKED
+
+
+def test_crl_added_later_overrides_cached_pass(pki):
+    victim = pki.leaf("Later Crl Ltd", ku=dict(digital_signature=True))
+    v = _v(pki, revocation=OFFLINE_HARD_FAIL)
+    assert v.validate_certificate(victim.cert, intermediates=[pki.inter.cert]).passed
+    v.source.add_crl(make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=7))
+    assert v.validate_certificate(victim.cert, intermediates=[pki.inter.cert]).sub_indication is SubIndication.REVOKED

@@ -194,11 +194,17 @@ class RevocationSource:
         # CRL signature checks are memoised: (crl fingerprint, issuer key) -> bool
         self._sig_ok = _TTLCache(max_entries)
 
+    #: bumped whenever offline data is added: results cached by a Verifier name the
+    #: generation they were computed with, so new CRLs / OCSP responses take effect at once
+    generation = 0
+
     def add_crl(self, crl) -> None:
         self._crls.append(crl if isinstance(crl, x509.CertificateRevocationList) else _load_crl(bytes(crl)))
+        self.generation += 1
 
     def add_ocsp_response(self, resp) -> None:
         self._ocsp.append(resp if isinstance(resp, ocsp.OCSPResponse) else _load_ocsp(bytes(resp)))
+        self.generation += 1
 
     # -- public entry point ------------------------------------------------------------
 
@@ -451,8 +457,8 @@ class RevocationSource:
                 continue
             if is_delta:
                 deltas.append((crl, ev))
-            elif base is None or crl.last_update_utc > base[0].last_update_utc:
-                base = (crl, ev)
+            elif base is None or _crl_order(crl) > _crl_order(base[0]):
+                base = (crl, ev)  # the newest: highest CRL number, then latest thisUpdate
         if base is None:
             return None
         crl, ev = base
@@ -463,14 +469,13 @@ class RevocationSource:
             base_num = d.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
             if base_num > number:
                 continue  # delta for a newer base than ours
+            if d.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number <= number:
+                continue  # older than our base: already folded into it
             dentry = d.get_revoked_certificate_by_serial_number(cert.serial_number)
             used.append((d, dev, dentry))
             if dentry is not None:
                 entry = None if _reason(dentry) == "remove_from_crl" else dentry
         fresh_until = min((c.next_update_utc for c, _, _ in used if c.next_update_utc), default=None)
-        for c, e, _ in used:
-            if e is not used[-1][1] or entry is None:
-                pass
         if entry is not None:
             rt = entry.revocation_date_utc
             reason = _reason(entry)
@@ -502,6 +507,11 @@ def _freshness_problem(this_update, next_update, at, now) -> str | None:
         return (f"stale: nextUpdate {next_update:%Y-%m-%dT%H:%M:%SZ} is before the validation "
                 f"time {at:%Y-%m-%dT%H:%M:%SZ}")
     return None
+
+
+def _crl_order(crl: x509.CertificateRevocationList) -> tuple:
+    num = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    return (num, crl.last_update_utc)
 
 
 def _hash(alg, data: bytes) -> bytes:

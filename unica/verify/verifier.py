@@ -124,7 +124,7 @@ class Verifier:
         key = (
             *_fingerprints,
             u, server_name, int(when.timestamp()) // self.time_bucket, proven,
-            init, require_explicit_policy, pol,
+            init, require_explicit_policy, pol, self.source.generation,
         )
         hit = self._paths.get(key)
         if hit is not None:
