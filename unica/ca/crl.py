@@ -63,7 +63,8 @@ MAX_CRL_NUMBER = (1 << 159) - 1
 
 class RevokedEntry(NamedTuple):
     """One revoked certificate. ``reason`` None or ``unspecified`` omits the reasonCode
-    extension (RFC 5280 5.3.1: SHOULD be absent rather than unspecified)."""
+    extension (RFC 5280 5.3.1: SHOULD be absent rather than unspecified). ``revoked_at`` is
+    an aware datetime or whole seconds since the epoch (UTC, an ``int``)."""
 
     serial: int
     revoked_at: _dt.datetime
@@ -197,9 +198,12 @@ def _encode_entries(entries: Iterable, out: bytearray, delta: bool) -> int:
         if type(serial) is not int or serial < 0:
             raise ValueError(f"revoked entry serial {serial!r} is not a non-negative integer")
         s = serial.to_bytes((serial.bit_length() + 8) >> 3, "big")
-        if revoked_at.tzinfo is None:
-            raise ValueError(f"revocation time of serial {serial:x} is naive; give a UTC time")
-        day, sec = divmod(int(revoked_at.timestamp()), 86400)
+        if type(revoked_at) is int:  # seconds since the epoch (UTC): the database reader's fast form
+            day, sec = divmod(revoked_at, 86400)
+        else:
+            if revoked_at.tzinfo is None:
+                raise ValueError(f"revocation time of serial {serial:x} is naive; give a UTC time")
+            day, sec = divmod(int(revoked_at.timestamp()), 86400)
         prefix = days.get(day)
         if prefix is None:
             d = _EPOCH + _dt.timedelta(days=day)

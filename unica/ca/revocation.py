@@ -208,17 +208,28 @@ class GeneratedCRL:
         return d
 
 
-def _reason_flag(value: str | None) -> x509.ReasonFlags | None:
-    if value is None:
-        return None
-    return x509.ReasonFlags(value)
+_REASON_BY_VALUE = {r.value: r for r in x509.ReasonFlags}
+
+
+def _epoch(column, dialect: str):
+    """A timestamp column as whole seconds since the epoch, computed by the database."""
+    from sqlalchemy import BigInteger, Integer, cast, func
+
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(func.extract("epoch", column)), BigInteger)
 
 
 def _revoked_rows(store, ca_id: int, now: dt.datetime, since: dt.datetime | None,
-                  shards: int, shard: int | None, batch: int = 20_000) -> Iterator[RevokedEntry]:
-    """Stream the CRL entries of one CA (and shard) from the database, in batches."""
+                  shards: int, shard: int | None, batch: int = 50_000) -> Iterator[RevokedEntry]:
+    """Stream the CRL entries of one CA (and shard) from the database, in batches.
+
+    The hot path of million-entry CRLs: plain Core rows (no ORM objects), revocation times
+    computed as epoch seconds by the database, reasons looked up in a dict."""
     c = m.Certificate
-    cols = (c.serial, c.status, c.revoked_at, c.revocation_reason, c.invalidity_date, c.released_at)
+    d = store.dialect
+    cols = (c.serial, c.status, _epoch(c.revoked_at, d), c.revocation_reason, c.invalidity_date,
+            _epoch(c.released_at, d))
     q = select(*cols).where(c.ca_id == ca_id, c.not_after > now)
     if since is None:
         q = q.where(c.status.in_(("revoked", "hold")))
@@ -226,17 +237,18 @@ def _revoked_rows(store, ca_id: int, now: dt.datetime, since: dt.datetime | None
         q = q.where(or_(and_(c.status.in_(("revoked", "hold")), c.updated_at > since),
                         and_(c.status == "valid", c.released_at > since)))
     remove = x509.ReasonFlags.remove_from_crl
+    reasons = _REASON_BY_VALUE
     with store.read() as s:
-        result = s.execute(q.execution_options(yield_per=batch))
+        result = s.connection().execution_options(yield_per=batch).execute(q)
         for part in result.partitions(batch):
             for serial_hex, status, revoked_at, reason, inval, released_at in part:
                 serial = int(serial_hex, 16)
                 if shard is not None and serial % shards != shard:
                     continue
                 if status == "valid":  # released from hold since the base CRL
-                    yield RevokedEntry(serial, released_at, remove, None)
+                    yield RevokedEntry(serial, int(released_at), remove, None)
                 else:
-                    yield RevokedEntry(serial, revoked_at, _reason_flag(reason), inval)
+                    yield RevokedEntry(serial, int(revoked_at), reasons.get(reason) if reason else None, inval)
 
 
 def crl_path(ca: str, shard: int | None, delta: bool, directory: Path) -> Path:

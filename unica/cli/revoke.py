@@ -116,4 +116,24 @@ def _duration(text: str | None) -> dt.timedelta | None:
         raise InputError(str(e)) from None
 
 
-COMMANDS = [revoke_cmd, release_cmd, crl_group]
+@click.command("recover")
+@click.option("--older-than", default="10m", show_default=True,
+              help="Treat issuance intents older than this as abandoned (an issuance takes milliseconds).")
+@db_option
+@json_option
+def recover_cmd(older_than, db, as_json) -> None:
+    """Roll back what killed processes left: pending issuance intents, temporary CRL files."""
+    from unica.ca.recovery import recover
+
+    age = _duration(older_than) if older_than not in ("0", "0s") else dt.timedelta(0)
+    report = recover(_store(db), older_than=age)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(f"{len(report.abandoned)} abandoned issuance intent(s) rolled back"
+               + (": " + ", ".join(report.abandoned) if report.abandoned else ""))
+    for f in report.removed_files:
+        click.echo(f"removed {f}")
+
+
+COMMANDS = [revoke_cmd, release_cmd, crl_group, recover_cmd]

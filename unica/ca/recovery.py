@@ -1,0 +1,79 @@
+"""Finishing what a killed process left: abandoned issuance intents and half-written CRL files.
+
+Issuance records its intent (a ``pending`` row with the exact TBSCertificate) before the
+one real signature and stores the signed certificate afterwards. A process killed between
+the two leaves a ``pending`` row: the signature, if it was made at all, never left the
+process (the certificate is written out only after it is stored), so the intent is rolled
+back -- marked ``failed`` and audited. Revocations are single transactions and need no
+recovery; a CRL whose number was reserved but never written leaves a gap in the sequence
+(never a reuse) and perhaps a temporary file, removed here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from unica.store import models as m
+
+#: an intent older than this is abandoned (an issuance takes milliseconds)
+DEFAULT_GRACE = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    abandoned: tuple[str, ...]
+    removed_files: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"abandoned_intents": list(self.abandoned), "removed_files": list(self.removed_files)}
+
+
+def recover(store, *, older_than: dt.timedelta = DEFAULT_GRACE, crl_dir: Path | None = None,
+            now: dt.datetime | None = None) -> RecoveryReport:
+    now = now or m.utcnow()
+    c = m.Certificate
+    abandoned: list[str] = []
+    with store.write() as s:
+        rows = s.execute(select(c.id, c.serial, m.CA.name).join(m.CA, m.CA.id == c.ca_id)
+                         .where(c.status == "pending", c.created_at <= now - older_than)
+                         .with_for_update(of=c)).all()
+        if rows:
+            s.execute(update(c).where(c.id.in_([r.id for r in rows]), c.status == "pending")
+                      .values(status="failed", updated_at=now))
+            by_ca: dict[str, list[str]] = {}
+            for r in rows:
+                by_ca.setdefault(r.name, []).append(r.serial)
+            for ca, serials in by_ca.items():
+                store.audit(s, "certificate.intent-abandoned", ca=ca, target=",".join(serials[:20]),
+                            details={"count": len(serials), "serials": serials,
+                                     "reason": "process stopped between recording the intent and storing"})
+            abandoned = [r.serial for r in rows]
+    removed = []
+    directory = crl_dir
+    if directory is None:
+        from unica.store import unica_home
+
+        directory = unica_home() / "crl"
+    if directory.is_dir():
+        for p in directory.glob("*.tmp*"):
+            pid = p.name.rsplit(".tmp", 1)[-1]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            p.unlink(missing_ok=True)
+            removed.append(str(p))
+    return RecoveryReport(tuple(abandoned), tuple(removed))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
