@@ -40,6 +40,7 @@ def test_two_signatures(pki, signed):
     second = pyhanko_sign_pdf(pki, pki.signer, signed, field="Signature2", tsa=False)
     rep = _v(pki).verify_pdf(second)
     assert [s.field_name for s in rep.signatures] == ["Signature1", "Signature2"]
+    assert rep.signatures[1].signing_time_source == "signature dictionary /M (claimed)"
     assert rep.passed, [s.messages for s in rep.signatures]
     assert rep.signatures[0].coverage == "ENTIRE_REVISION"
 

@@ -107,11 +107,11 @@ def _show_sig_report(rep, indent="") -> None:
     title = f"Signature {rep.field_name!r}" if rep.field_name else "Signature"
     click.echo(f"{indent}{title}: {rep.indication.value}{sub}  ({rep.format})")
     if rep.signing_time:
-        click.echo(f"{indent}  signing time: {rep.signing_time:%Y-%m-%dT%H:%M:%SZ} ({rep.signing_time_source})")
+        click.echo(f"{indent}  {'signing time:':22}{rep.signing_time:%Y-%m-%dT%H:%M:%SZ} ({rep.signing_time_source})")
     for k, v in rep.checks.items():
-        click.echo(f"{indent}  {k + ':':14}{v}")
+        click.echo(f"{indent}  {k + ':':22}{v}")
     if rep.coverage:
-        click.echo(f"{indent}  coverage:     {rep.coverage}; modifications: {rep.modification_level}")
+        click.echo(f"{indent}  {'coverage:':22}{rep.coverage}; modifications: {rep.modification_level}")
     for m in rep.messages:
         click.echo(f"{indent}  ! {m}")
     if rep.certificate is not None:

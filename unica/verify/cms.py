@@ -152,6 +152,8 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
     try:
         if si.signed_attrs is not None:
             attrs = si.attrs
+            if A_SIGNING_CERT_V2 in attrs or A_SIGNING_CERT in attrs:
+                fmt = "CAdES-B-B"
             md = attrs.get(A_MESSAGE_DIGEST)
             if md is None or len(md) != 1:
                 checks["message-digest"] = "missing"
@@ -232,6 +234,8 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
         time_is_proven=proven, claimed_time=claimed if poe is None else None, _fingerprints=fps)
     if cert_report.indication is not Indication.TOTAL_PASSED:
         messages.extend(cert_report.messages)
+    if _is_timestamp:
+        fmt = "RFC 3161 time-stamp token"
     return finish(cert_report.sub_indication, cert_report, signing_time, st_src, ts_report)
 
 

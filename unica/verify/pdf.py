@@ -74,9 +74,17 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
             if sub is None:
                 sub = SubIndication.GENERIC
         fmt = rep.format.replace("CAdES", "PAdES") if not is_doc_ts else "PAdES document time-stamp"
+        signing_time, st_source = rep.signing_time, rep.signing_time_source
+        if signing_time is None:
+            try:
+                signing_time = emb.self_reported_timestamp
+            except Exception:  # a malformed /M
+                signing_time = None
+            if signing_time is not None:
+                st_source = "signature dictionary /M (claimed)"
         reports.append(SignatureReport(
             indication=indication_for(sub), sub_indication=sub, format=fmt, signer=rep.signer,
-            signing_time=rep.signing_time, signing_time_source=rep.signing_time_source, checks=rep.checks,
+            signing_time=signing_time, signing_time_source=st_source, checks=rep.checks,
             certificate=rep.certificate, timestamp=rep.timestamp, messages=tuple(extra_msgs),
             field_name=emb.field_name, coverage=coverage, modification_level=modlevel,
         ))
