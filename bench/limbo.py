@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "verify"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import limbo_harness as lh  # noqa: E402
+from tests.verify import limbo_harness as lh  # noqa: E402
 
 
 def main() -> int:

@@ -17,13 +17,13 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "verify"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asn1crypto import cms, crl as acrl  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from pki import PKI, make_crl, pyhanko_sign  # noqa: E402
+from tests.verify.pki import PKI, make_crl, pyhanko_sign  # noqa: E402
 from unica.verify import OFFLINE_HARD_FAIL, Verifier  # noqa: E402
 
 

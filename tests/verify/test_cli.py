@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import assert_one_line_error
-from pki import DAY, NOW, PKI, blank_pdf, make_crl, pyhanko_sign, pyhanko_sign_pdf
+from tests.verify.pki import DAY, NOW, PKI, blank_pdf, make_crl, pyhanko_sign, pyhanko_sign_pdf
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from unica.verify import (
     verify_cms,
 )
 
-from pki import DAY, NOW, PKI, USCC, make_cert, make_crl, make_ocsp, openssl_cms_sign, pyhanko_sign, _name
+from tests.verify.pki import DAY, NOW, PKI, USCC, make_cert, make_crl, make_ocsp, openssl_cms_sign, pyhanko_sign, _name
 
 DATA = "报关单 declaration 2026-0001".encode()
 

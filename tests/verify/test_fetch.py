@@ -12,7 +12,7 @@ from cryptography.x509 import ocsp
 
 from unica.verify import SOFT_FAIL, RevocationPolicy, SubIndication, Verifier
 
-from pki import DAY, NOW, PKI, make_crl, make_ocsp
+from tests.verify.pki import DAY, NOW, PKI, make_crl, make_ocsp
 
 
 class _Server:

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-import limbo_harness as lh
+from tests.verify import limbo_harness as lh
 
 
 @pytest.mark.skipif(not lh.LIMBO.exists(), reason="x509-limbo data not present")

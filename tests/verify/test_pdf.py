@@ -7,7 +7,7 @@ import pytest
 from unica.errors import MalformedInput
 from unica.verify import OFFLINE_HARD_FAIL, Indication, SubIndication, Verifier, verify_pdf
 
-from pki import PKI, blank_pdf, make_crl, pyhanko_sign_pdf
+from tests.verify.pki import PKI, blank_pdf, make_crl, pyhanko_sign_pdf
 
 
 @pytest.fixture(scope="module")

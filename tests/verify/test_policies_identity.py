@@ -8,7 +8,7 @@ from cryptography.x509.oid import NameOID
 from unica.verify import OFF, SubIndication, validate_certificate
 from unica.verify._util import signer_identity
 
-from pki import PKI, USCC, _name, make_cert
+from tests.verify.pki import PKI, USCC, _name, make_cert
 
 P1 = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1.1")
 P2 = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1.2")
@@ -84,7 +84,7 @@ def test_pathological_same_subject_same_key_is_fast():
     # X issued "by the root" by name, but signed by an unrelated key: no valid path exists
     impostor_root = make_cert(pki.root.cert.subject, None, ca=True)
     top = make_cert(name, impostor_root, ca=True, key=k)
-    from pki import Ident
+    from tests.verify.pki import Ident
 
     loop_issuer = Ident(top.cert, k)
     twins = [make_cert(name, loop_issuer, ca=True, key=k).cert for _ in range(30)]
