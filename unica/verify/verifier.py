@@ -18,6 +18,7 @@ import threading
 from typing import Iterable, Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .certificate import TrustStore, validate_path
 from .report import ValidationReport
@@ -92,10 +93,14 @@ class Verifier:
         key = hashlib.sha256(der).digest()
         e = self._certs.get(key)
         if e is None:
-            c = x509.load_der_x509_certificate(der)
+            try:
+                c = x509.load_der_x509_certificate(der)
+                c.subject, c.issuer  # parsed lazily: a name with a bad string type raises KeyError
+            except (x509.InvalidVersion, KeyError) as e:
+                raise ValueError(f"unreadable certificate: {type(e).__name__}: {e}") from None
             try:
                 pub = c.public_key()
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, UnsupportedAlgorithm):
                 pub = None
             e = (c, pub, signer_identity(c), key, c.issuer.public_bytes())
             self._certs.put(key, e)
