@@ -219,7 +219,13 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
             poe = gen_time
             fmt = "CAdES-B-T" if fmt == "CAdES-B-B" else "CMS+timestamp"
 
-    inter_entries = [verifier.cert_entry(d) for d in sd.certs if d != signer_der]
+    inter_entries = []
+    for d in sd.certs:
+        if d != signer_der:
+            try:
+                inter_entries.append(verifier.cert_entry(d))
+            except ValueError:
+                messages.append("a certificate in the signature cannot be parsed; it is ignored")
     intermediates = [e[0] for e in inter_entries]
     fps = (verifier.cert_entry(signer_der)[3], tuple(sorted(e[3] for e in inter_entries)))
     if poe is not None:
