@@ -28,6 +28,10 @@ from unica.errors import FetchError, MalformedInput
 from .report import RevocationEvidence
 
 _DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+#: what cryptography raises, lazily, on a damaged CRL / OCSP response / certificate field
+#: (KeyError: a name attribute whose string has an unknown ASN.1 type)
+_MALFORMED = (ValueError, KeyError, UnsupportedAlgorithm, x509.ExtensionNotFound, x509.DuplicateExtension,
+              x509.UnsupportedGeneralNameType)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,11 +161,11 @@ class _TTLCache:
 
 def _load_crl(data: bytes) -> x509.CertificateRevocationList:
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except (ValueError, x509.InvalidVersion) as e:
-        raise MalformedInput(f"not a PEM or DER CRL: {e}") from None
+        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+        crl.issuer  # parsed lazily: an issuer with a bad string type raises KeyError
+        return crl
+    except (ValueError, KeyError, x509.InvalidVersion) as e:
+        raise MalformedInput(f"not a PEM or DER CRL: {type(e).__name__}: {e}") from None
 
 
 def _load_ocsp(data: bytes) -> ocsp.OCSPResponse:
@@ -215,7 +219,13 @@ class RevocationSource:
         order = (self._check_ocsp, self._check_crls) if policy.prefer_ocsp else (
             self._check_crls, self._check_ocsp)
         for step in order:
-            st = step(cert, issuer, at, policy, now, evidence)
+            try:
+                st = step(cert, issuer, at, policy, now, evidence)
+            except _MALFORMED as e:  # damaged data (or extension of the certificate) read lazily
+                evidence.append(RevocationEvidence(
+                    certificate=cert.subject.rfc4514_string(), source="OCSP" if step == self._check_ocsp else "CRL",
+                    origin="", status="invalid", message=f"malformed revocation data: {type(e).__name__}: {e}"))
+                continue
             if st is not None:
                 return st
         return CertStatus("unknown", tuple(evidence))
@@ -303,7 +313,7 @@ class RevocationSource:
                             status="revoked", revocation_time=rt, revocation_reason=reason, **ev))
                         return CertStatus("revoked", tuple(evidence), revocation_time=rt)
                     evidence.append(RevocationEvidence(status="unknown", message="responder does not know the certificate", **ev))
-            except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+            except _MALFORMED as e:
                 # a damaged response (unknown algorithm, unparsable field or certificate)
                 evidence.append(RevocationEvidence(certificate=subject, source="OCSP", origin=origin,
                                                    status="invalid", message=f"malformed OCSP response: {e}"))
