@@ -323,8 +323,11 @@ def import_cert(store, name: str, data: bytes, source: str = "certificate") -> d
         try:
             cert_key = cert.public_key()
             exts = cert.extensions
-        except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
-            raise MalformedInput(f"{source}: unreadable public key or extensions: {e}") from None
+            cert.subject, cert.issuer  # parsed lazily; KeyError: a string with an unknown ASN.1 type
+        except (ValueError, KeyError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType) as e:
+            raise MalformedInput(f"{source}: unreadable public key, names or extensions: {type(e).__name__}: {e}") \
+                from None
         if key_identifier(cert_key) != row.key_hash:
             raise PolicyViolation(f"{source}: its public key is not CA {name!r}'s key")
         try:
