@@ -76,8 +76,10 @@ def load_certificate_bytes(data: bytes, what: str = "certificate file") -> list[
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except (ValueError, x509.InvalidVersion) as e:
-        raise MalformedInput(f"{what} holds no readable X.509 certificate: {e}") from None
+        for c in certs:
+            c.subject, c.issuer  # parsed lazily; KeyError: a string with an unknown ASN.1 type
+    except (ValueError, KeyError, x509.InvalidVersion) as e:
+        raise MalformedInput(f"{what} holds no readable X.509 certificate: {type(e).__name__}: {e}") from None
     if not certs:
         raise MalformedInput(f"{what} holds no certificate")
     return certs
