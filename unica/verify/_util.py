@@ -67,17 +67,26 @@ def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certifica
             if not blocks:
                 raise MalformedInput(f"{what} {name}: no PEM CERTIFICATE block")
             try:
-                return [x509.load_pem_x509_certificate(b) for b in blocks]
-            except (ValueError, x509.InvalidVersion) as e:
-                raise MalformedInput(f"{what} {name}: bad PEM certificate: {e}") from None
+                return _names_parsed([x509.load_pem_x509_certificate(b) for b in blocks])
+            except (ValueError, KeyError, x509.InvalidVersion) as e:
+                raise MalformedInput(f"{what} {name}: bad PEM certificate: {type(e).__name__}: {e}") from None
         try:
-            return [x509.load_der_x509_certificate(data)]
-        except (ValueError, x509.InvalidVersion) as e:
-            raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {e}") from None
+            return _names_parsed([x509.load_der_x509_certificate(data)])
+        except (ValueError, KeyError, x509.InvalidVersion) as e:
+            raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {type(e).__name__}: {e}") \
+                from None
     out: list[x509.Certificate] = []
     for item in src:
         out.extend(load_certificates(item, what))
     return out
+
+
+def _names_parsed(certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """Parse the (lazily parsed) names now: a name string with an unknown ASN.1 type raises
+    KeyError in cryptography, which must not surface later in path building."""
+    for c in certs:
+        c.subject, c.issuer
+    return certs
 
 
 def fingerprint(cert: x509.Certificate) -> bytes:
