@@ -57,7 +57,7 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
                               "of the private key)")
     try:
         exts = csr.extensions
-    except (ValueError, KeyError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+    except (ValueError, KeyError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
         raise MalformedInput(f"{source}: malformed requested extensions: {type(e).__name__}: {e}") from None
     sans: tuple = ()
     for ext in exts:
@@ -65,7 +65,7 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
             sans = tuple(ext.value)
     try:
         subject = csr.subject
-    except (ValueError, KeyError) as e:  # KeyError: an attribute string with an unknown ASN.1 type
+    except (ValueError, KeyError, TypeError) as e:  # Key/TypeError: an attribute string of an odd ASN.1 type
         raise MalformedInput(f"{source}: malformed subject: {type(e).__name__}: {e}") from None
     return CSRRequest(public_key=public_key, key_type=kt, subject=subject, requested_sans=sans,
                       requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr)
