@@ -324,7 +324,7 @@ def import_cert(store, name: str, data: bytes, source: str = "certificate") -> d
             cert_key = cert.public_key()
             exts = cert.extensions
             cert.subject, cert.issuer  # parsed lazily; KeyError: a string with an unknown ASN.1 type
-        except (ValueError, KeyError, UnsupportedAlgorithm, x509.DuplicateExtension,
+        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
                 x509.UnsupportedGeneralNameType) as e:
             raise MalformedInput(f"{source}: unreadable public key, names or extensions: {type(e).__name__}: {e}") \
                 from None
