@@ -78,7 +78,7 @@ def load_certificate_bytes(data: bytes, what: str = "certificate file") -> list[
             certs = [x509.load_der_x509_certificate(data)]
         for c in certs:
             c.subject, c.issuer  # parsed lazily; KeyError: a string with an unknown ASN.1 type
-    except (ValueError, KeyError, x509.InvalidVersion) as e:
+    except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
         raise MalformedInput(f"{what} holds no readable X.509 certificate: {type(e).__name__}: {e}") from None
     if not certs:
         raise MalformedInput(f"{what} holds no certificate")
