@@ -68,11 +68,11 @@ def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certifica
                 raise MalformedInput(f"{what} {name}: no PEM CERTIFICATE block")
             try:
                 return _names_parsed([x509.load_pem_x509_certificate(b) for b in blocks])
-            except (ValueError, KeyError, x509.InvalidVersion) as e:
+            except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
                 raise MalformedInput(f"{what} {name}: bad PEM certificate: {type(e).__name__}: {e}") from None
         try:
             return _names_parsed([x509.load_der_x509_certificate(data)])
-        except (ValueError, KeyError, x509.InvalidVersion) as e:
+        except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
             raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {type(e).__name__}: {e}") \
                 from None
     out: list[x509.Certificate] = []
@@ -83,7 +83,8 @@ def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certifica
 
 def _names_parsed(certs: list[x509.Certificate]) -> list[x509.Certificate]:
     """Parse the (lazily parsed) names now: a name string with an unknown ASN.1 type raises
-    KeyError in cryptography, which must not surface later in path building."""
+    KeyError (a BIT STRING for another attribute: TypeError) in cryptography, which must not
+    surface later in path building."""
     for c in certs:
         c.subject, c.issuer
     return certs
