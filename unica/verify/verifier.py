@@ -96,7 +96,7 @@ class Verifier:
             try:
                 c = x509.load_der_x509_certificate(der)
                 c.subject, c.issuer  # parsed lazily: a name with a bad string type raises KeyError
-            except (x509.InvalidVersion, KeyError) as e:
+            except (x509.InvalidVersion, KeyError, TypeError) as e:
                 raise ValueError(f"unreadable certificate: {type(e).__name__}: {e}") from None
             try:
                 pub = c.public_key()
