@@ -30,7 +30,7 @@ from .report import RevocationEvidence
 _DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 #: what cryptography raises, lazily, on a damaged CRL / OCSP response / certificate field
 #: (KeyError: a name attribute whose string has an unknown ASN.1 type)
-_MALFORMED = (ValueError, KeyError, UnsupportedAlgorithm, x509.ExtensionNotFound, x509.DuplicateExtension,
+_MALFORMED = (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.ExtensionNotFound, x509.DuplicateExtension,
               x509.UnsupportedGeneralNameType)
 
 
@@ -164,7 +164,7 @@ def _load_crl(data: bytes) -> x509.CertificateRevocationList:
         crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
         crl.issuer  # parsed lazily: an issuer with a bad string type raises KeyError
         return crl
-    except (ValueError, KeyError, x509.InvalidVersion) as e:
+    except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
         raise MalformedInput(f"not a PEM or DER CRL: {type(e).__name__}: {e}") from None
 
 
