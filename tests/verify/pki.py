@@ -154,7 +154,8 @@ class PKI:
         return c, k
 
 
-def openssl_cms_sign(d: Path, pki: PKI, ident: Ident, data: bytes, *, detached: bool, cades: bool = False) -> bytes:
+def openssl_cms_sign(d: Path, pki: PKI, ident: Ident, data: bytes, *, detached: bool, cades: bool = False,
+                     stream: bool = False) -> bytes:
     cert, key = pki.write(d, ident, "s" + secrets.token_hex(4))
     chain = d / "chain.pem"
     chain.write_bytes(pki.inter.pem)
@@ -167,6 +168,8 @@ def openssl_cms_sign(d: Path, pki: PKI, ident: Ident, data: bytes, *, detached: 
         cmd.append("-nodetach")
     if cades:
         cmd.append("-cades")
+    if stream:
+        cmd.append("-stream")  # BER, indefinite lengths
     subprocess.run(cmd, check=True, capture_output=True)
     return out.read_bytes()
 

@@ -276,3 +276,54 @@ def test_crl_added_later_overrides_cached_pass(pki):
     assert v.validate_certificate(victim.cert, intermediates=[pki.inter.cert]).passed
     v.source.add_crl(make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=7))
     assert v.validate_certificate(victim.cert, intermediates=[pki.inter.cert]).sub_indication is SubIndication.REVOKED
+
+
+def test_openssl_streamed_ber_cms_verifies(tmp_path, pki):
+    sig = openssl_cms_sign(tmp_path, pki, pki.signer, DATA, detached=False, stream=True)
+    assert sig[1] == 0x80  # indefinite length: BER, normalised before parsing
+    rep = _v(pki).verify_cms(sig)
+    assert rep.passed, rep.messages
+
+
+def test_mutated_signatures_never_crash(pki):
+    """Every byte flip / truncation of a CAdES-B-T signature gives a report or a typed error."""
+    import random
+
+    from unica.errors import UnicaError
+
+    sig = pyhanko_sign(pki, pki.signer, DATA)
+    v = _v(pki)
+    rnd = random.Random(6)
+    variants = [sig[:n] for n in (0, 1, 2, 10, len(sig) // 2, len(sig) - 1)]
+    for _ in range(300):
+        b = bytearray(sig)
+        i = rnd.randrange(len(b))
+        b[i] ^= 1 << rnd.randrange(8)
+        variants.append(bytes(b))
+    # flips inside the signed attributes or the signature value must never pass
+    from unica.verify.cms import parse_signed_data
+
+    si = parse_signed_data(sig).signers[0]
+    protected = []
+    for blob in (si.signed_attrs, si.signature):
+        start = sig.index(blob)
+        protected.extend(range(start + 2, start + len(blob)))
+    must_fail = []
+    for i in rnd.sample(protected, 60):
+        b = bytearray(sig)
+        b[i] ^= 0x01
+        must_fail.append(bytes(b))
+    outcomes = {"passed": 0, "failed": 0, "error": 0}
+    for s in variants + must_fail:
+        try:
+            rep = v.verify_cms(s, DATA)
+        except UnicaError:
+            outcomes["error"] += 1
+            continue
+        outcomes["passed" if rep.passed else "failed"] += 1
+        rep.to_json()
+        if s in must_fail:
+            assert not rep.passed
+    # flips elsewhere (an unused embedded root, a time-stamp that then is not used, digestAlgorithms)
+    # may leave the signature valid; none may crash
+    assert sum(outcomes.values()) == len(variants) + len(must_fail)

@@ -87,3 +87,26 @@ def test_incremental_update_changing_content_fails(pki, signed):
     assert sig.modification_level in ("OTHER", "SUSPICIOUS")
     assert rep.indication is Indication.TOTAL_FAILED and sig.sub_indication is SubIndication.FORMAT_FAILURE
     assert sig.checks["signature"] == "ok"  # the signed revision itself is intact
+
+
+def test_mutated_pdfs_never_crash_and_covered_flips_never_pass(pki):
+    import random
+    import re
+
+    from unica.errors import UnicaError
+
+    pdf = pyhanko_sign_pdf(pki, pki.signer, blank_pdf(), tsa=False)
+    a, b, c, d = map(int, re.search(rb"/ByteRange \[(\d+) (\d+) (\d+) (\d+)\]", pdf).groups())
+    v = _v(pki)
+    rnd = random.Random(6)
+    for _ in range(150):
+        m = bytearray(pdf)
+        i = rnd.randrange(len(m))
+        m[i] ^= 1 << rnd.randrange(8)
+        try:
+            rep = v.verify_pdf(bytes(m))
+        except UnicaError:
+            continue
+        rep.to_json()
+        if a <= i < a + b or c <= i < c + d:
+            assert not rep.passed, i

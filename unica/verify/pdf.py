@@ -23,7 +23,6 @@ _ALLOWED_MODIFICATIONS = {"NONE", "LTA_UPDATES", "FORM_FILLING", "ANNOTATIONS"}
 def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, SuspiciousModification
 
     data, name = read_bytes(pdf, "PDF")
     try:
@@ -31,65 +30,77 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
         sigs = list(reader.embedded_signatures)
     except (PdfError, ValueError, KeyError, TypeError) as e:
         raise MalformedInput(f"PDF {name}: cannot be read: {e}") from None
+    except Exception as e:  # the PDF reader meets arbitrary bytes: any failure is bad input
+        raise MalformedInput(f"PDF {name}: cannot be read: {type(e).__name__}: {e}") from None
     reports = []
     for emb in sigs:
         try:
-            br = [int(x) for x in emb.byte_range]
-            covered = b"".join(data[br[i]:br[i] + br[i + 1]] for i in range(0, len(br), 2))
-        except (ValueError, TypeError, IndexError) as e:
-            reports.append(_broken(emb.field_name, f"bad /ByteRange: {e}"))
-            continue
-        ci = cms.ContentInfo({"content_type": "signed_data", "content": emb.signed_data})
-        is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
-        if is_doc_ts:
-            rep = _verify_doc_timestamp(verifier, ci, covered, emb)
-        else:
-            rep = verify_cms_with(verifier, ci, covered, at=at, usage=usage)
-        # coverage and modifications after signing
-        extra_msgs = list(rep.messages)
-        coverage = modlevel = None
-        sub = rep.sub_indication
-        try:
-            cov = emb.evaluate_signature_coverage()
-            emb.coverage = cov  # evaluate_modifications reads it
-            coverage = cov.name
-            if coverage not in ("ENTIRE_FILE", "ENTIRE_REVISION"):
-                extra_msgs.append(f"the signature covers only {coverage} of its revision")
-                sub = sub if sub in (SubIndication.HASH_FAILURE, SubIndication.SIG_CRYPTO_FAILURE) else SubIndication.FORMAT_FAILURE
-            if coverage == "ENTIRE_REVISION":
-                diff = emb.evaluate_modifications(DEFAULT_DIFF_POLICY)
-                if isinstance(diff, SuspiciousModification):
-                    modlevel = "SUSPICIOUS"
-                    extra_msgs.append(f"suspicious modification after signing: {diff}")
-                else:
-                    modlevel = diff.modification_level.name
-                if modlevel not in _ALLOWED_MODIFICATIONS and modlevel is not None:
-                    extra_msgs.append(f"document modified after signing ({modlevel})")
-                    if sub is None or indication_for(sub) is not Indication.TOTAL_FAILED:
-                        sub = SubIndication.FORMAT_FAILURE
-            elif coverage == "ENTIRE_FILE":
-                modlevel = "NONE"
-        except Exception as e:  # pyHanko's analysis of odd files
-            extra_msgs.append(f"modification analysis failed: {type(e).__name__}: {e}")
-            if sub is None:
-                sub = SubIndication.GENERIC
-        fmt = rep.format.replace("CAdES", "PAdES") if not is_doc_ts else "PAdES document time-stamp"
-        signing_time, st_source = rep.signing_time, rep.signing_time_source
-        if signing_time is None:
-            try:
-                signing_time = emb.self_reported_timestamp
-            except Exception:  # a malformed /M
-                signing_time = None
-            if signing_time is not None:
-                st_source = "signature dictionary /M (claimed)"
-        reports.append(SignatureReport(
-            indication=indication_for(sub), sub_indication=sub, format=fmt, signer=rep.signer,
-            signing_time=signing_time, signing_time_source=st_source, checks=rep.checks,
-            certificate=rep.certificate, timestamp=rep.timestamp, messages=tuple(extra_msgs),
-            field_name=emb.field_name, coverage=coverage, modification_level=modlevel,
-        ))
+            reports.append(_verify_one(verifier, emb, data, at, usage))
+        except MalformedInput as e:
+            reports.append(_broken(emb.field_name, f"signature cannot be read: {e}"))
+        except Exception as e:  # pyHanko on a damaged signature dictionary / CMS
+            reports.append(_broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {e}"))
     msgs = () if sigs else ("the PDF has no signature",)
     return PdfReport(signatures=tuple(reports), messages=msgs)
+
+
+def _verify_one(verifier, emb, data: bytes, at, usage) -> SignatureReport:
+    from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, SuspiciousModification
+
+    try:
+        br = [int(x) for x in emb.byte_range]
+        covered = b"".join(data[br[i]:br[i] + br[i + 1]] for i in range(0, len(br), 2))
+    except (ValueError, TypeError, IndexError) as e:
+        return _broken(emb.field_name, f"bad /ByteRange: {e}")
+    ci = cms.ContentInfo({"content_type": "signed_data", "content": emb.signed_data})
+    is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
+    if is_doc_ts:
+        rep = _verify_doc_timestamp(verifier, ci, covered, emb)
+    else:
+        rep = verify_cms_with(verifier, ci, covered, at=at, usage=usage)
+    # coverage and modifications after signing
+    extra_msgs = list(rep.messages)
+    coverage = modlevel = None
+    sub = rep.sub_indication
+    try:
+        cov = emb.evaluate_signature_coverage()
+        emb.coverage = cov  # evaluate_modifications reads it
+        coverage = cov.name
+        if coverage not in ("ENTIRE_FILE", "ENTIRE_REVISION"):
+            extra_msgs.append(f"the signature covers only {coverage} of its revision")
+            sub = sub if sub in (SubIndication.HASH_FAILURE, SubIndication.SIG_CRYPTO_FAILURE) else SubIndication.FORMAT_FAILURE
+        if coverage == "ENTIRE_REVISION":
+            diff = emb.evaluate_modifications(DEFAULT_DIFF_POLICY)
+            if isinstance(diff, SuspiciousModification):
+                modlevel = "SUSPICIOUS"
+                extra_msgs.append(f"suspicious modification after signing: {diff}")
+            else:
+                modlevel = diff.modification_level.name
+            if modlevel not in _ALLOWED_MODIFICATIONS and modlevel is not None:
+                extra_msgs.append(f"document modified after signing ({modlevel})")
+                if sub is None or indication_for(sub) is not Indication.TOTAL_FAILED:
+                    sub = SubIndication.FORMAT_FAILURE
+        elif coverage == "ENTIRE_FILE":
+            modlevel = "NONE"
+    except Exception as e:  # pyHanko's analysis of odd files
+        extra_msgs.append(f"modification analysis failed: {type(e).__name__}: {e}")
+        if sub is None:
+            sub = SubIndication.GENERIC
+    fmt = rep.format.replace("CAdES", "PAdES") if not is_doc_ts else "PAdES document time-stamp"
+    signing_time, st_source = rep.signing_time, rep.signing_time_source
+    if signing_time is None:
+        try:
+            signing_time = emb.self_reported_timestamp
+        except Exception:  # a malformed /M
+            signing_time = None
+        if signing_time is not None:
+            st_source = "signature dictionary /M (claimed)"
+    return SignatureReport(
+        indication=indication_for(sub), sub_indication=sub, format=fmt, signer=rep.signer,
+        signing_time=signing_time, signing_time_source=st_source, checks=rep.checks,
+        certificate=rep.certificate, timestamp=rep.timestamp, messages=tuple(extra_msgs),
+        field_name=emb.field_name, coverage=coverage, modification_level=modlevel,
+    )
 
 
 def _broken(field, msg) -> SignatureReport:
