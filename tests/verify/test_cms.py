@@ -327,3 +327,20 @@ def test_mutated_signatures_never_crash(pki):
     # flips elsewhere (an unused embedded root, a time-stamp that then is not used, digestAlgorithms)
     # may leave the signature valid; none may crash
     assert sum(outcomes.values()) == len(variants) + len(must_fail)
+
+
+def test_two_signers(tmp_path, pki):
+    """openssl cms -resign adds a second SignerInfo; each signer gets its own report."""
+    import subprocess
+
+    other = pki.leaf("Second Signer Ltd", ku=dict(digital_signature=True))
+    first = openssl_cms_sign(tmp_path, pki, pki.signer, DATA, detached=False, cades=True)
+    (tmp_path / "first.p7s").write_bytes(first)
+    c, k = pki.write(tmp_path, other, "second")
+    subprocess.run(["openssl", "cms", "-resign", "-binary", "-md", "sha256", "-inform", "DER", "-in",
+                    str(tmp_path / "first.p7s"), "-signer", str(c), "-inkey", str(k), "-outform", "DER",
+                    "-out", str(tmp_path / "both.p7s"), "-nodetach"], check=True, capture_output=True)
+    both = (tmp_path / "both.p7s").read_bytes()
+    reps = _v(pki).verify_cms_all(both)
+    assert len(reps) == 2 and all(r.passed for r in reps), [r.messages for r in reps]
+    assert {r.signer.organization for r in reps} == {"Zhang San Trading", "Second Signer Ltd"}

@@ -106,9 +106,19 @@ def _find_signer(si: _der.SignerInfoRaw, verifier, certs: list[bytes]):
     return None, None, None, None
 
 
-def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
-                    usage=None, _is_timestamp: bool = False) -> SignatureReport:
+def verify_cms_all(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
+                   usage=None) -> tuple[SignatureReport, ...]:
+    """One report per SignerInfo (a CMS may carry several signers over the same content)."""
     sd = parse_signed_data(signature)
+    if not sd.signers:
+        raise VerificationError("CMS signature has no SignerInfo")
+    return tuple(verify_cms_with(verifier, sd, data, at=at, usage=usage, signer_index=i)
+                 for i in range(len(sd.signers)))
+
+
+def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
+                    usage=None, signer_index: int = 0, _is_timestamp: bool = False) -> SignatureReport:
+    sd = signature if isinstance(signature, _der.SignedDataRaw) else parse_signed_data(signature)
     if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
         data, _ = read_bytes(data, "signed data")
     checks: dict[str, str] = {}
@@ -116,8 +126,9 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
     if not sd.signers:
         raise VerificationError("CMS signature has no SignerInfo")
     if len(sd.signers) > 1:
-        messages.append(f"the CMS has {len(sd.signers)} signers; this report covers the first")
-    si = sd.signers[0]
+        messages.append(f"the CMS has {len(sd.signers)} signers; this report covers signer "
+                        f"#{signer_index + 1} (see verify_cms_all)")
+    si = sd.signers[signer_index]
     econtent = sd.econtent
     if econtent is not None:
         if data is not None and bytes(data) != econtent:

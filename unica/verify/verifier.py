@@ -156,6 +156,12 @@ class Verifier:
 
         return verify_cms_with(self, signature, data, **kw)
 
+    def verify_cms_all(self, signature, data=None, **kw):
+        """One SignatureReport per signer of the CMS."""
+        from .cms import verify_cms_all
+
+        return verify_cms_all(self, signature, data, **kw)
+
     def verify_pdf(self, pdf, **kw):
         from .pdf import verify_pdf_with
 
