@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import assert_one_line_error
-from tests.verify.pki import DAY, NOW, PKI, blank_pdf, make_crl, pyhanko_sign, pyhanko_sign_pdf
+from tests.verify.pki import DAY, NOW, PKI, blank_pdf, make_crl, make_ocsp, pyhanko_sign, pyhanko_sign_pdf
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def files(tmp_path_factory):
     (d / "revoked.pem").write_bytes(victim.pem)
     (d / "revoked.crl").write_bytes(make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=2)
                                     .public_bytes(serialization.Encoding.DER))
+    (d / "leaf.ocsp").write_bytes(make_ocsp(pki.signer.cert, pki.inter, pki.responder))
     data = b"customs declaration 42"
     (d / "data.bin").write_bytes(data)
     (d / "sig.p7s").write_bytes(pyhanko_sign(pki, pki.signer, data))
@@ -46,6 +47,15 @@ def test_cert_passes_json(unica, files):
     assert rep["indication"] == "TOTAL-PASSED" and rep["sub_indication"] is None
     assert rep["signer"]["uscc"] == "91110000600037341L"
     assert len(rep["path"]) == 3 and rep["revocation"][0]["source"] == "CRL"
+
+
+def test_cert_with_ocsp_response_file(unica, files):
+    p = unica("verify", "cert", str(files / "leaf.pem"), *_args(files), "--ocsp-response", str(files / "leaf.ocsp"),
+              "--crl", str(files / "root.crl"), "--revocation", "hard-fail", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = json.loads(p.stdout)
+    assert [e["source"] for e in rep["revocation"]] == ["OCSP", "CRL"]
+    assert rep["revocation"][0]["issuer"].startswith("keyHash:")
 
 
 def test_cert_revoked_exit_10(unica, files):
