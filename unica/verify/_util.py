@@ -46,12 +46,18 @@ def parse_time(text: str) -> _dt.datetime:
     return t.astimezone(_dt.timezone.utc)
 
 
+def one_line(text: object) -> str:
+    """An exception text on one line (asn1crypto's messages span several)."""
+    return " ".join(str(text).split())
+
+
 def read_bytes(src: bytes | str | os.PathLike[str], what: str) -> tuple[bytes, str]:
+    """-> (bytes, label for messages: ``what`` for bytes given, ``what PATH`` for a file)."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         return bytes(src), what
     try:
         with open(src, "rb") as f:
-            return f.read(), str(src)
+            return f.read(), f"{what} {src}"
     except OSError as e:
         raise VerificationError(f"{what} {src}: cannot read: {e.strerror or e}") from None
 
@@ -65,15 +71,15 @@ def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certifica
         if b"-----BEGIN" in data:
             blocks = _PEM_CERT.findall(data)
             if not blocks:
-                raise MalformedInput(f"{what} {name}: no PEM CERTIFICATE block")
+                raise MalformedInput(f"{name}: no PEM CERTIFICATE block")
             try:
                 return _names_parsed([x509.load_pem_x509_certificate(b) for b in blocks])
             except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
-                raise MalformedInput(f"{what} {name}: bad PEM certificate: {type(e).__name__}: {e}") from None
+                raise MalformedInput(f"{name}: bad PEM certificate: {type(e).__name__}: {one_line(e)}") from None
         try:
             return _names_parsed([x509.load_der_x509_certificate(data)])
         except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
-            raise MalformedInput(f"{what} {name}: not a PEM or DER X.509 certificate: {type(e).__name__}: {e}") \
+            raise MalformedInput(f"{name}: not a PEM or DER X.509 certificate: {type(e).__name__}: {one_line(e)}") \
                 from None
     out: list[x509.Certificate] = []
     for item in src:

@@ -23,7 +23,7 @@ from unica.errors import MalformedInput, VerificationError
 from . import _der
 from .report import Indication, SignatureReport, SubIndication, ValidationReport, indication_for
 from .revocation import verify_signature
-from ._util import as_utc, read_bytes, utcnow
+from ._util import as_utc, one_line, read_bytes, utcnow
 
 _DIGESTS = {  # OID -> (name, cryptography hash class)
     "2.16.840.1.101.3.4.2.1": ("sha256", hashes.SHA256),
@@ -61,11 +61,11 @@ def _signature_der(signature: Any) -> tuple[bytes, str]:
     if data.lstrip()[:10] == b"-----BEGIN":
         m = re.search(rb"-----BEGIN [A-Z0-9 ]+-----(.+?)-----END", data, re.S)
         if not m:
-            raise MalformedInput(f"signature {name}: bad PEM")
+            raise MalformedInput(f"{name}: bad PEM")
         try:
             data = base64.b64decode(b"".join(m.group(1).split()), validate=True)
         except ValueError:
-            raise MalformedInput(f"signature {name}: bad base64 in PEM") from None
+            raise MalformedInput(f"{name}: bad base64 in PEM") from None
     return data, name
 
 
@@ -78,12 +78,12 @@ def parse_signed_data(signature: Any) -> _der.SignedDataRaw:
     try:  # BER (indefinite lengths, constructed strings): normalise to DER
         ci = cms.ContentInfo.load(data)
         if ci["content_type"].native != "signed_data":
-            raise MalformedInput(f"signature {name}: CMS content type is {ci['content_type'].native}, not signed-data")
+            raise MalformedInput(f"{name}: CMS content type is {ci['content_type'].native}, not signed-data")
         return _der.parse_signed_data_der(ci.dump(force=True))
     except MalformedInput:
         raise
     except Exception as e:  # asn1crypto raises many kinds on garbage
-        raise MalformedInput(f"signature {name}: not a DER/PEM CMS SignedData ({type(e).__name__}: {e})") from None
+        raise MalformedInput(f"{name}: not a DER/PEM CMS SignedData ({type(e).__name__}: {one_line(e)})") from None
 
 
 def _find_signer(si: _der.SignerInfoRaw, verifier, certs: list[bytes]):

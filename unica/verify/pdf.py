@@ -15,7 +15,7 @@ from unica.errors import MalformedInput
 
 from .cms import _digest, verify_cms_with
 from .report import Indication, PdfReport, SignatureReport, SubIndication, indication_for
-from ._util import read_bytes
+from ._util import one_line, read_bytes
 
 _ALLOWED_MODIFICATIONS = {"NONE", "LTA_UPDATES", "FORM_FILLING", "ANNOTATIONS"}
 
@@ -29,9 +29,9 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         sigs = list(reader.embedded_signatures)
     except (PdfError, ValueError, KeyError, TypeError) as e:
-        raise MalformedInput(f"PDF {name}: cannot be read: {e}") from None
+        raise MalformedInput(f"{name}: cannot be read: {one_line(e)}") from None
     except Exception as e:  # the PDF reader meets arbitrary bytes: any failure is bad input
-        raise MalformedInput(f"PDF {name}: cannot be read: {type(e).__name__}: {e}") from None
+        raise MalformedInput(f"{name}: cannot be read: {type(e).__name__}: {one_line(e)}") from None
     reports = []
     for emb in sigs:
         try:
@@ -39,7 +39,7 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
         except MalformedInput as e:
             reports.append(_broken(emb.field_name, f"signature cannot be read: {e}"))
         except Exception as e:  # pyHanko on a damaged signature dictionary / CMS
-            reports.append(_broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {e}"))
+            reports.append(_broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {one_line(e)}"))
     msgs = () if sigs else ("the PDF has no signature",)
     return PdfReport(signatures=tuple(reports), messages=msgs)
 
@@ -83,7 +83,7 @@ def _verify_one(verifier, emb, data: bytes, at, usage) -> SignatureReport:
         elif coverage == "ENTIRE_FILE":
             modlevel = "NONE"
     except Exception as e:  # pyHanko's analysis of odd files
-        extra_msgs.append(f"modification analysis failed: {type(e).__name__}: {e}")
+        extra_msgs.append(f"modification analysis failed: {type(e).__name__}: {one_line(e)}")
         if sub is None:
             sub = SubIndication.GENERIC
     fmt = rep.format.replace("CAdES", "PAdES") if not is_doc_ts else "PAdES document time-stamp"
