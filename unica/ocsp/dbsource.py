@@ -36,6 +36,15 @@ def _reason(text: str | None):
     return x509.ReasonFlags(text) if text else None
 
 
+def _row_status(row) -> CertStatus:
+    """The OCSP status of a certificate row (``status``, ``revoked_at``, ``revocation_reason``)."""
+    if row.status in ("pending", "failed"):
+        return UNKNOWN
+    if row.status in _REVOKED_STATES:
+        return CertStatus.revoked(row.revoked_at, _reason(row.revocation_reason))
+    return GOOD
+
+
 class _CAIds:
     """CA name -> id (names and ids never change)."""
 
@@ -67,11 +76,7 @@ class DBStatusSource:
                 return UNKNOWN
             row = s.execute(select(c.status, c.revoked_at, c.revocation_reason)
                             .where(c.ca_id == ca_id, c.serial == m.serial_hex(serial))).first()
-        if row is None or row.status in ("pending", "failed"):
-            return UNKNOWN
-        if row.status in _REVOKED_STATES:
-            return CertStatus.revoked(row.revoked_at, _reason(row.revocation_reason))
-        return GOOD
+        return UNKNOWN if row is None else _row_status(row)
 
     def serials(self, ca: str):
         c = m.Certificate
@@ -108,21 +113,30 @@ class DBPresignedStore:
         self.put_many(ca, [(serial, response)])
 
     def put_many(self, ca: str, items) -> int:
-        """Store many responses in one transaction (the pre-signer's batches)."""
+        """Store many responses in one transaction (the pre-signer's batches).
+
+        ``items``: ``(serial, response)`` or ``(serial, response, status)`` where ``status`` is
+        the :class:`CertStatus` the response was signed with. With it, the certificate row is
+        locked and a response whose status is no longer the certificate's (it was revoked,
+        held or released while the batch was being signed) is dropped, not stored: a
+        concurrent revocation must never be followed by a stored "good"."""
         c = m.Certificate
         n = 0
         with self.store.write() as s:
             ca_id = self._ca.get(s, ca)
             if ca_id is None:
                 raise StoreError(f"no CA named {ca!r}")
-            for serial, resp in items:
-                cert_id = s.execute(select(c.id).where(c.ca_id == ca_id, c.serial == m.serial_hex(serial))
-                                    ).scalar_one_or_none()
-                if cert_id is None:
+            for serial, resp, *signed_with in items:
+                q = select(c.id, c.status, c.revoked_at, c.revocation_reason).where(
+                    c.ca_id == ca_id, c.serial == m.serial_hex(serial))
+                cert = s.execute(q.with_for_update() if signed_with else q).first()
+                if cert is None:
                     continue
-                row = s.get(m.OCSPResponse, cert_id)
+                if signed_with and _row_status(cert) != signed_with[0]:
+                    continue  # changed since it was read: the next refresh signs the new status
+                row = s.get(m.OCSPResponse, cert.id)
                 if row is None:
-                    s.add(m.OCSPResponse(cert_id=cert_id, der=resp.der, this_update=resp.this_update,
+                    s.add(m.OCSPResponse(cert_id=cert.id, der=resp.der, this_update=resp.this_update,
                                          next_update=resp.next_update, produced_at=resp.produced_at))
                 else:
                     row.der, row.this_update = resp.der, resp.this_update

@@ -162,8 +162,11 @@ def presign(store, cas: list[ServedCA], *, everything: bool = False, serials: li
             done = 0
             for i in range(0, len(todo), batch):
                 chunk = todo[i:i + batch]
-                signed = [(sn, ca.signer.sign(cert_id_for(ca.issuer, sn), source.status(ca.name, sn), t0,
-                                              t0 + ca.presigned_validity)) for sn in chunk]
+                signed = []
+                for sn in chunk:
+                    status = source.status(ca.name, sn)
+                    signed.append((sn, ca.signer.sign(cert_id_for(ca.issuer, sn), status, t0,
+                                                      t0 + ca.presigned_validity), status))
                 done += dbstore.put_many(ca.name, signed)
                 if progress:
                     progress(ca.name, done, len(todo))
