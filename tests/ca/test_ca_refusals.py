@@ -159,3 +159,19 @@ def test_ca_profile_set_and_no_key_made_for_a_refused_ca(pki, tmp_path):
                                   "--key-type", "ec-p256", "--crl-url", "http://c.example.cn/{shard}.crl"),
                           "--crl-shards is 1")
     assert sorted((pki.home / "keys").iterdir()) == keys_before and pki.cert_rows() == before
+
+
+def test_issue_batch_cli(pki, tmp_path):
+    import json as _json
+
+    good = [openssl_csr(tmp_path, f"/CN=b{i}.example.cn", san=f"DNS:b{i}.example.cn", name=f"b{i}") for i in range(3)]
+    bad = openssl_csr(tmp_path, "/CN=weak.example.cn", key="rsa:1024", san="DNS:weak.example.cn", name="weak")
+    before = pki.cert_rows()
+    p = pki.run("issue-batch", "--ca", _soft(pki), "--profile", "tls-server", "--out-dir", str(tmp_path / "out"),
+                "--no-lint", "--json", *map(str, good), str(bad))
+    assert_one_line_error(p, "1 of 4 requests refused")
+    report = _json.loads(p.stdout)
+    assert [("serial" in r) for r in report] == [True, True, True, False]
+    assert "rsa-1024" in report[3]["refused"]
+    assert pki.cert_rows() == before + 3
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == ["b0.pem", "b1.pem", "b2.pem"]

@@ -114,7 +114,7 @@ class IssuingCA:
         return self._store_signed(prepared, cert_der, requester)
 
     def issue_many(self, requests: list, profile: str | Profile, *, requester: str | None = None,
-                   lint: bool = True, now: dt.datetime | None = None) -> list:
+                   lint: bool = True, now: dt.datetime | None = None, sources: list[str] | None = None) -> list:
         """Issue a batch (bulk re-issuance): the same steps as :meth:`issue`, but the intents
         of the whole batch are recorded in one transaction before any is signed, and the
         signed certificates are stored, with one audit entry listing them, in a second.
@@ -126,7 +126,7 @@ class IssuingCA:
         out: list = [None] * len(requests)
         ready = []
         for i, r in enumerate(requests):
-            source = f"request {i}"
+            source = sources[i] if sources else f"request {i}"
             try:
                 request = r if isinstance(r, CSRRequest) else parse_csr(r, source)
                 ready.append((i, request, engine.prepare(issuer, prof, request, now=now, lint=lint, where=source)))

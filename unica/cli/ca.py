@@ -290,6 +290,55 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
         click.echo(text, nl=False)
 
 
+@click.command("issue-batch")
+@click.option("--ca", "ca_name", required=True, metavar="NAME", help="The issuing CA.")
+@click.option("--profile", required=True, metavar="NAME", help="Certificate profile.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Write NAME.pem here per CSR.")
+@click.option("--requester", default=None, metavar="ID")
+@click.option("--no-lint", is_flag=True,
+              help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
+@click.argument("csr_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@pin_file_option
+@passphrase_file_option
+@db_option
+@json_option
+def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, csr_files, pin_file, passphrase_file, db,
+                    as_json) -> None:
+    """Issue one certificate per CSR file in one batch: every intent recorded in one
+    transaction before any signature, the certificates stored in a second (bulk re-issuance).
+    Refused requests are listed; the command fails if any was refused."""
+    from unica.ca.issuance import IssuingCA
+    from unica.ca.records import pem
+    from unica.errors import PolicyViolation
+    from unica.hsm import load_key
+
+    store = _store(db)
+    ca = IssuingCA(store, ca_name)
+    ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
+    data = [Path(f).read_bytes() for f in csr_files]
+    results = ca.issue_many(data, profile, requester=requester, lint=not no_lint,
+                            sources=[f"CSR {f}" for f in csr_files])
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    report, refused = [], 0
+    for f, r in zip(csr_files, results):
+        if isinstance(r, Exception):
+            refused += 1
+            report.append({"csr": f, "refused": " ".join(str(r).split())})
+            continue
+        out = d / (Path(f).stem + ".pem")
+        out.write_text(pem(r.der))
+        report.append({"csr": f, "serial": r.serial_hex, "out": str(out), "linted": r.linted})
+    if as_json:
+        emit_json(report)
+    else:
+        for r in report:
+            click.echo(f"refused {r['csr']}: {r['refused']}" if "refused" in r else
+                       f"issued serial {r['serial']} -> {r['out']}" + ("" if r["linted"] else " (NOT linted)"))
+    if refused:
+        raise PolicyViolation(f"{refused} of {len(csr_files)} requests refused (see above)")
+
+
 # --- unica cert ----------------------------------------------------------------------
 
 
@@ -431,4 +480,4 @@ def _emit_profile(d: dict, as_json: bool) -> None:
             click.echo(f"{k}: {v}")
 
 
-COMMANDS = [init_cmd, ca_group, issue_cmd, cert_group, profile_group]
+COMMANDS = [init_cmd, ca_group, issue_cmd, issue_batch_cmd, cert_group, profile_group]
