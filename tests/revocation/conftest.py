@@ -46,8 +46,7 @@ class PKI:
         return json.loads(self.run("ca", "show", ca, "--json").stdout)
 
 
-@pytest.fixture
-def pki(unica, tmp_path):
+def make_pki(unica, tmp_path) -> PKI:
     home = tmp_path / "home"
     p = PKI(unica, home, tmp_path)
     p.run("init")
@@ -57,3 +56,16 @@ def pki(unica, tmp_path):
           "--key-type", "ec-p256", "--crl-url", "http://crl.port.example/sub.crl",
           "--ocsp-url", "http://ocsp.port.example/")
     return p
+
+
+@pytest.fixture
+def pki(unica, tmp_path):
+    return make_pki(unica, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_pki(tmp_path_factory):
+    """One hierarchy shared by a module's tests (each test uses certificates of its own)."""
+    from tests.conftest import run_unica
+
+    return make_pki(run_unica, tmp_path_factory.mktemp("pki"))

@@ -55,14 +55,23 @@ class Server:
             self.proc.kill()
 
 
-@pytest.fixture
-def served(pki):
-    """The issuing CA with a delegated OCSP signer, pre-signed responses, and a running responder."""
+@pytest.fixture(scope="module")
+def presigned_pki(module_pki):
+    """The issuing CA with a delegated OCSP signer and pre-signed responses (shared by the module;
+    tests use certificates of their own, and the one that switches to live mode runs last)."""
+    pki = module_pki
     pki.run("ocsp", "signer", "--ca", "sub")
-    pki.issued = [pki.issue("sub") for _ in range(3)]
+    pki.issued = [pki.issue("sub") for _ in range(5)]
     pki.run("ocsp", "configure", "--ca", "sub", "--mode", "presigned", "--validity", "4d")
     r = pki.run("ocsp", "presign", "--json")
-    assert json.loads(r.stdout) == [{"ca": "sub", "signed": 4, "skipped": False}]  # 3 certs + the signer's
+    assert json.loads(r.stdout) == [{"ca": "sub", "signed": 6, "skipped": False}]  # 5 certs + the signer's
+    return pki
+
+
+@pytest.fixture
+def served(presigned_pki):
+    """... and responders started by the test, stopped after it."""
+    pki = presigned_pki
     servers = []
 
     def start(*args):
@@ -78,14 +87,21 @@ def served(pki):
 
 def _pem(pki, serial: str):
     path = pki.tmp / f"{serial}.pem"
-    path.write_text(pki.run("cert", "export", serial).stdout)
+    if not path.exists():
+        path.write_text(pki.run("cert", "export", serial).stdout)
     return path
+
+
+def _ca_pem(pki, name: str):
+    path = pki.tmp / f"{name}.pem"
+    return path if path.exists() else pki.export(name)
 
 
 def openssl_ocsp(pki, server, *args, cert=None, issuer="sub", nonce=False):
     chain = pki.tmp / "chain.pem"
-    chain.write_text(pki.export("sub").read_text() + pki.export("root").read_text())
-    cmd = ["openssl", "ocsp", "-issuer", str(pki.export(issuer)), "-url", server.url, "-CAfile", str(chain),
+    if not chain.exists():
+        chain.write_text(_ca_pem(pki, "sub").read_text() + _ca_pem(pki, "root").read_text())
+    cmd = ["openssl", "ocsp", "-issuer", str(_ca_pem(pki, issuer)), "-url", server.url, "-CAfile", str(chain),
            "-resp_text", *([] if nonce else ["-no_nonce"]), *args]
     if cert is not None:
         cmd += ["-cert", str(cert)]
@@ -139,11 +155,32 @@ def test_live_answers_right_after_revocation_and_echo_nonce(served):
     assert cas["name"] == "sub"
 
 
+def test_two_worker_processes(served):
+    pki = served
+    server = pki.start_server("--workers", "2")
+    for _ in range(6):
+        rc, out = openssl_ocsp(pki, server, cert=_pem(pki, pki.issued[3]["serial"]))
+        assert rc == 0 and ": good" in out, out
+
+
+def test_signer_renewal_only_when_due_and_errors(served):
+    pki = served
+    r = pki.run("ocsp", "signer", "--ca", "sub", "--renew-if-due", "--json")
+    assert json.loads(r.stdout) is None  # a fresh 90-day signer is not due
+    assert_one_line_error(pki.unica("ocsp", "presign", "--ca", "nope", env=pki.env), "no CA named")
+    assert_one_line_error(pki.unica("ocsp", "configure", "--ca", "sub", "--validity", "soon", env=pki.env),
+                          "bad duration")
+    # live mode needs a signer: refused before the socket opens
+    pki.run("ocsp", "configure", "--ca", "root", "--mode", "live")
+    r = pki.unica("ocsp", "serve", "--ca", "root", "--port", "0", env=pki.env, timeout=60)
+    assert_one_line_error(r, "no OCSP signer")
+
+
 def test_live_mode_get_and_post_with_caching_headers(served):
     pki = served
     pki.run("ocsp", "configure", "--ca", "sub", "--mode", "live")
-    server = pki.start_server()
-    cert = x509.load_pem_x509_certificate(_pem(pki, pki.issued[0]["serial"]).read_bytes())
+    server = pki.start_server("--ca", "sub")
+    cert = x509.load_pem_x509_certificate(_pem(pki, pki.issued[4]["serial"]).read_bytes())
     issuer = x509.load_pem_x509_certificate(pki.export("sub").read_bytes())
     der = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(
         serialization.Encoding.DER)
@@ -165,24 +202,3 @@ def test_live_mode_get_and_post_with_caching_headers(served):
         assert ocsp.load_der_ocsp_response(r.read()).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     with urllib.request.urlopen(server.url + "healthz", timeout=5) as r:
         assert r.status == 200
-
-
-def test_two_worker_processes(served):
-    pki = served
-    server = pki.start_server("--workers", "2")
-    for _ in range(6):
-        rc, out = openssl_ocsp(pki, server, cert=_pem(pki, pki.issued[0]["serial"]))
-        assert rc == 0 and ": good" in out, out
-
-
-def test_signer_renewal_only_when_due_and_errors(served):
-    pki = served
-    r = pki.run("ocsp", "signer", "--ca", "sub", "--renew-if-due", "--json")
-    assert json.loads(r.stdout) is None  # a fresh 90-day signer is not due
-    assert_one_line_error(pki.unica("ocsp", "presign", "--ca", "nope", env=pki.env), "no CA named")
-    assert_one_line_error(pki.unica("ocsp", "configure", "--ca", "sub", "--validity", "soon", env=pki.env),
-                          "bad duration")
-    # live mode needs a signer: refused before the socket opens
-    pki.run("ocsp", "configure", "--ca", "root", "--mode", "live")
-    r = pki.unica("ocsp", "serve", "--ca", "root", "--port", "0", env=pki.env, timeout=60)
-    assert_one_line_error(r, "no OCSP signer")
