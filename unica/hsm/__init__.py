@@ -129,4 +129,17 @@ def signature_params(key, hash_alg: hashes.HashAlgorithm | None = None, *, pss: 
 
 def sign_raw(key, data: bytes, hash_alg: hashes.HashAlgorithm | None = None, *, pss: bool = False) -> bytes:
     """A bare signature over ``data``: DER ECDSA, PKCS#1 v1.5 / PSS RSA, or Ed25519."""
+    if hash_alg is None and not pss:
+        fast = getattr(key, "sign_default", None)
+        if fast is not None:  # token EC keys: one flat locked call
+            return fast(data)
+        # the default parameters, cached on keys that take attributes (token keys: the hot path)
+        params = getattr(key, "_unica_default_params", None)
+        if params is None:
+            params = signature_params(key)
+            try:
+                key._unica_default_params = params
+            except AttributeError:  # cryptography's own key objects take no attributes
+                pass
+        return key.sign(data, *params)
     return key.sign(data, *signature_params(key, hash_alg, pss=pss))

@@ -487,6 +487,26 @@ class Pkcs11ECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         digest, _ = _hash_data(bytes(data), signature_algorithm.algorithm)
         return _ecdsa_der(self._token_sign(digest, Mechanism.ECDSA))
 
+    def sign_default(self, data: bytes) -> bytes:
+        """ECDSA with the key's default hash (SHA-256, or SHA-384 for P-384): the hot path of
+        :func:`unica.hsm.sign_raw`, flattened into one locked call on the cached key handle.
+        Anything unusual (no session yet, a lost session, a fork) takes the general path."""
+        digest = (hashlib.sha384 if self._size > 32 else hashlib.sha256)(data).digest()
+        ts = self._ts
+        module = ts.module
+        with module.lock:
+            session = ts.session
+            handle = self._handle
+            if handle is not None and session is not None and self._handle_session is session \
+                    and module._pid == os.getpid():
+                try:
+                    return _ecdsa_der(handle.sign(digest, mechanism=Mechanism.ECDSA))
+                except _SESSION_LOST:
+                    pass
+                except p11e.PKCS11Error as e:
+                    raise TokenError(f"signing with {self.uri} failed: {_p11_name(e)}") from None
+        return _ecdsa_der(self._token_sign(digest, Mechanism.ECDSA))
+
 
 def _der_uint(b: bytes) -> bytes:
     b = b.lstrip(b"\x00") or b"\x00"
