@@ -210,7 +210,10 @@ def blank_pdf() -> bytes:
     return buf.getvalue()
 
 
-def pyhanko_sign_pdf(pki: PKI, ident: Ident, pdf: bytes, *, field="Signature1", tsa=True, timestamp_at=None) -> bytes:
+def pyhanko_sign_pdf(pki: PKI, ident: Ident, pdf: bytes, *, field="Signature1", tsa=True, timestamp_at=None,
+                     embed_crls=None, subfilter=None) -> bytes:
+    """``embed_crls``: cryptography CRLs pyHanko embeds as validation info (/DSS for PAdES,
+    the Adobe revocationInfoArchival attribute for adbe.pkcs7.detached)."""
     import io
 
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -227,6 +230,15 @@ def pyhanko_sign_pdf(pki: PKI, ident: Ident, pdf: bytes, *, field="Signature1", 
     w = IncrementalPdfFileWriter(io.BytesIO(pdf))
     from pyhanko.sign.fields import SigSeedSubFilter
 
-    meta = signers.PdfSignatureMetadata(field_name=field, subfilter=SigSeedSubFilter.PADES)
+    kw = {}
+    if embed_crls is not None:
+        from asn1crypto import crl as acrl
+        from pyhanko_certvalidator import ValidationContext
+
+        kw = dict(embed_validation_info=True, validation_context=ValidationContext(
+            trust_roots=[pki.root.asn1_cert], other_certs=[pki.inter.asn1_cert], allow_fetching=False,
+            crls=[acrl.CertificateList.load(c.public_bytes(serialization.Encoding.DER)) for c in embed_crls],
+            revocation_mode="hard-fail"))
+    meta = signers.PdfSignatureMetadata(field_name=field, subfilter=subfilter or SigSeedSubFilter.PADES, **kw)
     out = signers.sign_pdf(w, meta, signer=signer, timestamper=ts)
     return out.getvalue()

@@ -344,3 +344,30 @@ def test_two_signers(tmp_path, pki):
     reps = _v(pki).verify_cms_all(both)
     assert len(reps) == 2 and all(r.passed for r in reps), [r.messages for r in reps]
     assert {r.signer.organization for r in reps} == {"Zhang San Trading", "Second Signer Ltd"}
+
+
+def test_embedded_crls_in_signed_data(pki):
+    """CRLs carried in SignedData.crls serve as offline revocation data for that signature only."""
+    from asn1crypto import cms, crl as acrl
+    from cryptography.hazmat.primitives import serialization
+
+    def with_crls(sig: bytes, crls) -> bytes:
+        ci = cms.ContentInfo.load(sig)
+        ci["content"]["crls"] = [cms.RevocationInfoChoice(
+            name="crl", value=acrl.CertificateList.load(c.public_bytes(serialization.Encoding.DER))) for c in crls]
+        return ci.dump(force=True)
+
+    victim = pki.leaf("Embedded Crl Ltd", ku=dict(digital_signature=True))
+    base = pyhanko_sign(pki, victim, DATA, tsa=False)
+    v = Verifier([pki.root.cert], revocation=OFFLINE_HARD_FAIL)
+    assert v.verify_cms(base, DATA).sub_indication is SubIndication.TRY_LATER
+    good = with_crls(base, [make_crl(pki.inter), make_crl(pki.root)])
+    rep = v.verify_cms(good, DATA)
+    assert rep.passed, rep.messages
+    assert rep.checks["embedded-revocation-data"] == "2 CRL(s), 0 OCSP response(s)"
+    assert {e.origin for e in rep.certificate.revocation} == {"embedded"}
+    revoked = with_crls(base, [make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=9),
+                               make_crl(pki.root)])
+    assert v.verify_cms(revoked, DATA).sub_indication is SubIndication.REVOKED
+    # the embedded data of one signature does not leak into the next
+    assert v.verify_cms(base, DATA).sub_indication is SubIndication.TRY_LATER

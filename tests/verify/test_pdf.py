@@ -110,3 +110,24 @@ def test_mutated_pdfs_never_crash_and_covered_flips_never_pass(pki):
         rep.to_json()
         if a <= i < a + b or c <= i < c + d:
             assert not rep.passed, i
+
+
+@pytest.mark.parametrize("subfilter", ["PADES", "ADOBE_PKCS7_DETACHED"])
+def test_embedded_validation_info(pki, subfilter):
+    """Revocation data pyHanko embeds (/DSS for PAdES, revocationInfoArchival for
+    adbe.pkcs7.detached) is used; a hard-fail Verifier with no data of its own passes."""
+    import logging
+
+    from pyhanko.sign.fields import SigSeedSubFilter
+
+    logging.getLogger("pyhanko").setLevel(logging.ERROR)
+    pdf = pyhanko_sign_pdf(pki, pki.signer, blank_pdf(), tsa=False, subfilter=getattr(SigSeedSubFilter, subfilter),
+                           embed_crls=[make_crl(pki.inter), make_crl(pki.root)])
+    v = Verifier([pki.root.cert], revocation=OFFLINE_HARD_FAIL)
+    rep = v.verify_pdf(pdf)
+    assert rep.passed, [s.messages for s in rep.signatures]
+    sig = rep.signatures[0]
+    assert sig.checks["embedded-revocation-data"] == "2 CRL(s), 0 OCSP response(s)"
+    assert {e.origin for e in sig.certificate.revocation} == {"embedded"}
+    # without embedded data the same Verifier cannot decide
+    assert v.verify_pdf(pyhanko_sign_pdf(pki, pki.signer, blank_pdf(), tsa=False)).sub_indication is SubIndication.TRY_LATER

@@ -47,6 +47,7 @@ def children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]
 
 
 _OID_CACHE: dict[bytes, str] = {}
+_RI_OCSP = "1.3.6.1.5.5.7.16.2"
 
 
 def oid(raw: bytes) -> str:
@@ -89,6 +90,9 @@ class SignedDataRaw:
     econtent: bytes | None
     certs: list[bytes]
     signers: list[SignerInfoRaw]
+    #: RevocationInfoChoices of SignedData: CRLs (DER) and OCSP responses (id-ri-ocsp-response)
+    crls: list[bytes] = dataclasses.field(default_factory=list)
+    ocsps: list[bytes] = dataclasses.field(default_factory=list)
 
 
 def _attrs(buf: bytes, start: int, end: int) -> dict[str, list[bytes]]:
@@ -138,7 +142,16 @@ def parse_signed_data_der(buf: bytes) -> SignedDataRaw:
             if t == 0x30:
                 certs.append(buf[st:c2])
         rest = rest[1:]
+    crls: list[bytes] = []
+    ocsps: list[bytes] = []
     if rest and rest[0][0] == 0xA1:
+        for t, c1, c2, st in children(buf, rest[0][1], rest[0][2]):
+            if t == 0x30:
+                crls.append(buf[st:c2])
+            elif t == 0xA1:  # OtherRevocationInfoFormat
+                kids = children(buf, c1, c2)
+                if len(kids) == 2 and kids[0][0] == 0x06 and oid(buf[kids[0][1]:kids[0][2]]) == _RI_OCSP:
+                    ocsps.append(buf[kids[1][3]:kids[1][2]])
         rest = rest[1:]
     if len(rest) != 1 or rest[0][0] != 0x31:
         raise DERError("bad signerInfos")
@@ -183,7 +196,7 @@ def parse_signed_data_der(buf: bytes) -> SignedDataRaw:
             unsigned = _attrs(buf, f[i][1], f[i][2])
         signers.append(SignerInfoRaw(kind, issuer, serial, ski, digest_oid, signed_attrs, attrs, sig_oid,
                                      sig_params, signature, unsigned))
-    return SignedDataRaw(etype, econtent, certs, signers)
+    return SignedDataRaw(etype, econtent, certs, signers, crls, ocsps)
 
 
 def octet_string(value_tlv: bytes) -> bytes:
@@ -242,3 +255,49 @@ def time(value_tlv: bytes):
     sec = int(rest[8:10]) if len(rest) >= 10 else 0
     return _dt.datetime(year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), sec, frac,
                         tzinfo=_dt.timezone.utc)
+
+
+def _seq_elements(buf: bytes, start: int, end: int) -> list[bytes]:
+    return [buf[st:ce] for _, _, ce, st in children(buf, start, end)]
+
+
+def revocation_archival(value_tlv: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Adobe RevocationInfoArchival (signed attribute 1.2.840.113583.1.1.8):
+    ``SEQUENCE { crl [0] EXPLICIT SEQUENCE OF CertificateList OPTIONAL,
+    ocsp [1] EXPLICIT SEQUENCE OF OCSPResponse OPTIONAL, ... }`` -> (CRLs, OCSP responses)."""
+    t, cs, ce, _ = tlv(value_tlv, 0)
+    crls: list[bytes] = []
+    ocsps: list[bytes] = []
+    for tag, c1, c2, _ in children(value_tlv, cs, ce):
+        if tag in (0xA0, 0xA1):
+            st, s1, s2, _ = tlv(value_tlv, c1, c2)
+            (crls if tag == 0xA0 else ocsps).extend(_seq_elements(value_tlv, s1, s2))
+    return crls, ocsps
+
+
+def revocation_values(value_tlv: bytes) -> tuple[list[bytes], list[bytes]]:
+    """CAdES RevocationValues (unsigned attribute 1.2.840.113549.1.9.16.2.24):
+    ``SEQUENCE { crlVals [0] SEQUENCE OF CertificateList OPTIONAL, ocspVals [1] SEQUENCE OF
+    BasicOCSPResponse OPTIONAL, ... }`` -> (CRLs, OCSP responses wrapped as OCSPResponse)."""
+    crls, basics = revocation_archival(value_tlv)
+    return crls, [wrap_basic_ocsp(b) for b in basics]
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _len(len(content)) + content
+
+
+_ID_PKIX_OCSP_BASIC = bytes.fromhex("06092b0601050507300101")
+
+
+def wrap_basic_ocsp(basic: bytes) -> bytes:
+    """OCSPResponse { successful, responseBytes { id-pkix-ocsp-basic, OCTET STRING basic } }."""
+    rb = _tlv(0x30, _ID_PKIX_OCSP_BASIC + _tlv(0x04, basic))
+    return _tlv(0x30, bytes.fromhex("0a0100") + _tlv(0xA0, rb))

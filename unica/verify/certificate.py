@@ -525,6 +525,7 @@ def validate_path(
     claimed_time: _dt.datetime | None = None,
     initial_policies: frozenset[str] | None = None,
     require_explicit_policy: bool = False,
+    embedded=None,
 ) -> tuple[ValidationReport, _dt.datetime | None]:
     """Validate; return the report and, when it passed, the time until which it may be reused."""
     messages: list[str] = []
@@ -632,7 +633,7 @@ def validate_path(
         for i in range(min(last, len(chain) - 1)):
             cert, issuer = chain[i], chain[i + 1]
             try:
-                st = source.check(cert, issuer, at, revocation, now)
+                st = source.check(cert, issuer, at, revocation, now, embedded)
             except PARSE_ERRORS as e:
                 st = CertStatus("unknown", (RevocationEvidence(
                     certificate=cert.subject.rfc4514_string(), source="CRL/OCSP", origin="-",

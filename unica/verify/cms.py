@@ -47,6 +47,8 @@ A_SIGNING_TIME = "1.2.840.113549.1.9.5"
 A_SIGNING_CERT = "1.2.840.113549.1.9.16.2.12"
 A_SIGNING_CERT_V2 = "1.2.840.113549.1.9.16.2.47"
 A_SIG_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
+A_REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
+A_ADBE_REVOCATION = "1.2.840.113583.1.1.8"
 _OID_NAMES = {_DATA: "data", _TST_INFO: "tst_info"}
 
 
@@ -117,7 +119,10 @@ def verify_cms_all(verifier, signature, data: bytes | None = None, *, at: _dt.da
 
 
 def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
-                    usage=None, signer_index: int = 0, _is_timestamp: bool = False) -> SignatureReport:
+                    usage=None, signer_index: int = 0, _is_timestamp: bool = False,
+                    extra_revocation: tuple[list[bytes], list[bytes]] | None = None) -> SignatureReport:
+    """Verify one signer of a CMS. ``extra_revocation``: (CRLs, OCSP responses) as DER, found
+    beside the signature (e.g. a PDF's document security store)."""
     sd = signature if isinstance(signature, _der.SignedDataRaw) else parse_signed_data(signature)
     if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
         data, _ = read_bytes(data, "signed data")
@@ -246,14 +251,42 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
     else:
         when, proven = utcnow(), False
         signing_time, st_src = (claimed, "signing-time attribute (claimed)") if claimed else (None, "none")
+    embedded = _embedded_revocation(verifier, sd, si, extra_revocation)
+    if embedded is not None and (embedded.crls or embedded.ocsp):
+        checks["embedded-revocation-data"] = f"{len(embedded.crls)} CRL(s), {len(embedded.ocsp)} OCSP response(s)"
     cert_report: ValidationReport = verifier.validate_certificate(
         signer_cert, intermediates=intermediates, at=when, usage="timestamping" if _is_timestamp else usage,
-        time_is_proven=proven, claimed_time=claimed if poe is None else None, _fingerprints=fps)
+        time_is_proven=proven, claimed_time=claimed if poe is None else None, _fingerprints=fps,
+        embedded=embedded)
     if cert_report.indication is not Indication.TOTAL_PASSED:
         messages.extend(cert_report.messages)
     if _is_timestamp:
         fmt = "RFC 3161 time-stamp token"
     return finish(cert_report.sub_indication, cert_report, signing_time, st_src, ts_report)
+
+
+def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRaw, extra=None):
+    """CRLs / OCSP responses carried by the signature: SignedData.crls, the Adobe
+    revocationInfoArchival signed attribute (PAdES by pyHanko / Acrobat), CAdES
+    revocation-values. None when there are none."""
+    crls, ocsps = list(sd.crls), list(sd.ocsps)
+    if extra:
+        crls += list(extra[0])
+        ocsps += list(extra[1])
+    try:
+        for v in si.attrs.get(A_ADBE_REVOCATION, ()):
+            c, o = _der.revocation_archival(v)
+            crls += c
+            ocsps += o
+        for v in si.unsigned.get(A_REVOCATION_VALUES, ()):
+            c, o = _der.revocation_values(v)
+            crls += c
+            ocsps += o
+    except (_der.DERError, IndexError):
+        pass  # damaged embedded data is ignored; the report then lacks that evidence
+    if not crls and not ocsps:
+        return None
+    return verifier.source.parse_embedded(crls[:32], ocsps[:32])
 
 
 def _verify_timestamp(verifier, token: bytes, signature_value: bytes):

@@ -32,10 +32,11 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
         raise MalformedInput(f"{name}: cannot be read: {one_line(e)}") from None
     except Exception as e:  # the PDF reader meets arbitrary bytes: any failure is bad input
         raise MalformedInput(f"{name}: cannot be read: {type(e).__name__}: {one_line(e)}") from None
+    dss = _dss_revocation(reader)
     reports = []
     for emb in sigs:
         try:
-            reports.append(_verify_one(verifier, emb, data, at, usage))
+            reports.append(_verify_one(verifier, emb, data, at, usage, dss))
         except MalformedInput as e:
             reports.append(_broken(emb.field_name, f"signature cannot be read: {e}"))
         except Exception as e:  # pyHanko on a damaged signature dictionary / CMS
@@ -44,7 +45,23 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
     return PdfReport(signatures=tuple(reports), messages=msgs)
 
 
-def _verify_one(verifier, emb, data: bytes, at, usage) -> SignatureReport:
+def _dss_revocation(reader) -> tuple[list[bytes], list[bytes]] | None:
+    """CRLs and OCSP responses of the document security store (/DSS, PAdES B-LT)."""
+    try:
+        dss = reader.root.get("/DSS")
+        if dss is None:
+            return None
+        dss = dss.get_object()
+        out: tuple[list[bytes], list[bytes]] = ([], [])
+        for key, lst in (("/CRLs", out[0]), ("/OCSPs", out[1])):
+            for ref in list(dss.get(key, ()))[:32]:
+                lst.append(ref.get_object().data)
+        return out
+    except Exception:  # a damaged DSS is ignored: signatures are then judged without it
+        return None
+
+
+def _verify_one(verifier, emb, data: bytes, at, usage, dss=None) -> SignatureReport:
     from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, SuspiciousModification
 
     try:
@@ -57,7 +74,7 @@ def _verify_one(verifier, emb, data: bytes, at, usage) -> SignatureReport:
     if is_doc_ts:
         rep = _verify_doc_timestamp(verifier, ci, covered, emb)
     else:
-        rep = verify_cms_with(verifier, ci, covered, at=at, usage=usage)
+        rep = verify_cms_with(verifier, ci, covered, at=at, usage=usage, extra_revocation=dss)
     # coverage and modifications after signing
     extra_msgs = list(rep.messages)
     coverage = modlevel = None

@@ -74,6 +74,19 @@ def policy_named(name: str) -> RevocationPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Embedded:
+    """Revocation data carried inside one signature; ``key`` identifies it for caching."""
+
+    crls: tuple = ()
+    ocsp: tuple = ()
+    key: bytes = b""
+
+
+def now_utc() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
 class CertStatus:
     """The answer for one certificate at one time."""
 
@@ -197,6 +210,9 @@ class RevocationSource:
         self._cache_seconds = _dt.timedelta(seconds=cache_seconds)
         # CRL signature checks are memoised: (crl fingerprint, issuer key) -> bool
         self._sig_ok = _TTLCache(max_entries)
+        # revocation data embedded in signatures, parsed, by SHA-256 of its DER
+        self._embedded = _TTLCache(max_entries)
+        self._local = threading.local()
 
     #: bumped whenever offline data is added: results cached by a Verifier name the
     #: generation they were computed with, so new CRLs / OCSP responses take effect at once
@@ -212,9 +228,28 @@ class RevocationSource:
 
     # -- public entry point ------------------------------------------------------------
 
+    def parse_embedded(self, crls: Iterable[bytes] = (), ocsps: Iterable[bytes] = ()) -> "Embedded":
+        """Revocation data that came inside a signature (parsed once, memoised by hash)."""
+        out_c, out_o, keys = [], [], []
+        for kind, blobs, loader in (("crl", crls, _load_crl), ("ocsp", ocsps, _load_ocsp)):
+            for b in blobs:
+                h = hashlib.sha256(b).digest()
+                keys.append(h)
+                obj = self._embedded.get(h, now_utc())
+                if obj is None:
+                    try:
+                        obj = loader(b)
+                    except (MalformedInput, *_MALFORMED):
+                        obj = False
+                    self._embedded.put(h, obj, None)
+                if obj is not False:
+                    (out_c if kind == "crl" else out_o).append(obj)
+        return Embedded(tuple(out_c), tuple(out_o), hashlib.sha256(b"".join(sorted(keys))).digest() if keys else b"")
+
     def check(self, cert: x509.Certificate, issuer: x509.Certificate, at: _dt.datetime,
-              policy: RevocationPolicy, now: _dt.datetime) -> CertStatus:
+              policy: RevocationPolicy, now: _dt.datetime, embedded: "Embedded | None" = None) -> CertStatus:
         """Status of ``cert`` (issued by ``issuer``) at time ``at``."""
+        self._local.embedded = embedded  # per thread: read by the candidate generators
         evidence: list[RevocationEvidence] = []
         order = (self._check_ocsp, self._check_crls) if policy.prefer_ocsp else (
             self._check_crls, self._check_ocsp)
@@ -233,6 +268,9 @@ class RevocationSource:
     # -- OCSP ------------------------------------------------------------------------------
 
     def _ocsp_candidates(self, cert, issuer, policy, now, evidence):
+        emb = getattr(self._local, "embedded", None)
+        for r in emb.ocsp if emb is not None else ():
+            yield r, "embedded"
         for r in self._ocsp:
             yield r, "offline"
         if not policy.fetch:
@@ -353,6 +391,9 @@ class RevocationSource:
     # -- CRLs ------------------------------------------------------------------------------
 
     def _crl_candidates(self, cert, policy, now, evidence):
+        emb = getattr(self._local, "embedded", None)
+        for c in emb.crls if emb is not None else ():
+            yield c, "embedded"
         for c in self._crls:
             yield c, "offline"
         if not policy.fetch:

@@ -113,7 +113,7 @@ class Verifier:
                              time_is_proven: bool | None = None, claimed_time: _dt.datetime | None = None,
                              policies: Iterable[str] | None = None, require_explicit_policy: bool = False,
                              revocation: RevocationPolicy | None = None,
-                             _fingerprints: tuple | None = None) -> ValidationReport:
+                             _fingerprints: tuple | None = None, embedded=None) -> ValidationReport:
         leaf = cert if isinstance(cert, x509.Certificate) else load_certificates(cert, "certificate")[0]
         extra = [c if isinstance(c, x509.Certificate) else None for c in intermediates]
         if any(c is None for c in extra):
@@ -130,6 +130,7 @@ class Verifier:
             *_fingerprints,
             u, server_name, int(when.timestamp()) // self.time_bucket, proven,
             init, require_explicit_policy, pol, self.source.generation,
+            embedded.key if embedded is not None else b"",
         )
         hit = self._paths.get(key)
         if hit is not None:
@@ -141,7 +142,7 @@ class Verifier:
             leaf, trust=self.trust, intermediates=list(extra) + list(self.intermediates), at=when, now=now,
             usage=u, revocation=pol, source=self.source, server_name=server_name,
             max_chain_depth=self.max_chain_depth, time_is_proven=proven, claimed_time=claimed_time,
-            initial_policies=init, require_explicit_policy=require_explicit_policy,
+            initial_policies=init, require_explicit_policy=require_explicit_policy, embedded=embedded,
         )
         # only passing results are cached: for those claimed_time played no part
         if rep.passed and valid_until is not None:
