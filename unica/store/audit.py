@@ -169,15 +169,18 @@ def seal_audit(store: Store, sign, public_key, key_uri: str) -> m.AuditSeal | No
 
     der = _spki_der(public_key)
     with store.write() as s:
-        head = s.get(m.AuditHead, 1, with_for_update=True)
+        conn = s.connection()
+        ht = m.AuditHead.__table__
+        head = conn.execute(select(ht.c.last_id).where(ht.c.id == 1).with_for_update()).first()
         last = s.scalars(select(m.AuditSeal).order_by(m.AuditSeal.id.desc()).limit(1)).first()
         if head is None or head.last_id == 0 or (last is not None and last.upto_id == head.last_id):
             return None
         # the seal event is itself an entry, and the seal covers the chain including it
-        append_audit(s, "audit.sealed", details={"key": key_uri, "key_spki_sha256": hashlib.sha256(der).hexdigest()})
+        sealed = append_audit(s, "audit.sealed", details={"key": key_uri,
+                                                          "key_spki_sha256": hashlib.sha256(der).hexdigest()})
         at = m.utcnow()
-        seal = m.AuditSeal(upto_id=head.last_id, upto_hash=head.last_hash, at=at, key_uri=key_uri,
-                           public_key_der=der, signature=sign(seal_message(head.last_id, head.last_hash, at)))
+        seal = m.AuditSeal(upto_id=sealed.id, upto_hash=sealed.hash, at=at, key_uri=key_uri,
+                           public_key_der=der, signature=sign(seal_message(sealed.id, sealed.hash, at)))
         s.add(seal)
         s.flush()
         return seal

@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -124,7 +124,7 @@ class Store:
     # --- audit ----------------------------------------------------------------------
 
     def audit(self, session: Session, event: str, *, ca: str | None = None, target: str | None = None,
-              details: dict | None = None, actor: str | None = None) -> m.AuditEntry:
+              details: dict | None = None, actor: str | None = None) -> "AuditAppended":
         """Append a hash-chained entry to the audit log inside ``session``'s transaction."""
         return append_audit(session, event, ca=ca, target=target, details=details, actor=actor)
 
@@ -166,24 +166,31 @@ def _check_no_secrets(details: dict) -> None:
             raise ValueError(f"audit details must not carry secrets (key {k!r})")
 
 
+class AuditAppended(NamedTuple):
+    id: int
+    hash: str
+
+
 def append_audit(session: Session, event: str, *, ca: str | None = None, target: str | None = None,
-                 details: dict | None = None, actor: str | None = None) -> m.AuditEntry:
+                 details: dict | None = None, actor: str | None = None) -> AuditAppended:
+    """Append one entry inside the session's transaction (Core statements: it is on the
+    issuance hot path). The head row is locked, so concurrent appends never fork the chain."""
     details = dict(details or {})
     _check_no_secrets(details)
-    head = session.get(m.AuditHead, 1, with_for_update=True)
+    head_t, entry_t = m.AuditHead.__table__, m.AuditEntry.__table__
+    conn = session.connection()
+    head = conn.execute(select(head_t.c.last_id, head_t.c.last_hash).where(head_t.c.id == 1)
+                        .with_for_update()).first()
     if head is None:
         raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
     entry_id = head.last_id + 1
     at = m.utcnow()
     who = actor or default_actor()
     digest = audit_entry_hash(head.last_hash, entry_id, at, event, who, ca, target, details)
-    entry = m.AuditEntry(id=entry_id, at=at, event=event, actor=who, ca_name=ca, target=target,
-                         details=details, prev_hash=head.last_hash, hash=digest)
-    session.add(entry)
-    head.last_id = entry_id
-    head.last_hash = digest
-    session.flush()
-    return entry
+    conn.execute(insert(entry_t).values(id=entry_id, at=at, event=event, actor=who, ca_name=ca, target=target,
+                                        details=details, prev_hash=head.last_hash, hash=digest))
+    conn.execute(update(head_t).where(head_t.c.id == 1).values(last_id=entry_id, last_hash=digest))
+    return AuditAppended(entry_id, digest)
 
 
 # --- opening and migrating ---------------------------------------------------------------
