@@ -260,7 +260,6 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) ->
         pc = _ext(c, x509.PolicyConstraints)
         if pc is not None and not pc.critical:
             out.append(f"{name}: policy constraints extension is not critical (RFC 5280 4.2.1.11)")
-        bc = _ext(c, x509.BasicConstraints)
         if i > 0 and _ext(c, x509.SubjectKeyIdentifier) is None:
             out.append(f"{name}: CA certificate has no subject key identifier (RFC 5280 4.2.1.2)")
         if not is_anchor and i > 0:
@@ -269,7 +268,6 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) ->
                 out.append(f"{name}: certificate has no authority key identifier (RFC 5280 4.2.1.1)")
         if c.serial_number <= 0 and (not is_anchor or i == 0):
             out.append(f"{name}: serial number is not positive (RFC 5280 4.1.2.2)")
-        del bc
     aki = _ext(anchor, x509.AuthorityKeyIdentifier)
     if aki is not None and len(chain) > 1:
         v = aki.value
@@ -286,8 +284,8 @@ def webpki_problems(chain: Sequence[x509.Certificate]) -> list[str]:
     """CA/Browser Forum rules applied in the TLS server profile (usage server-auth + name)."""
     out = []
     leaf = chain[0]
-    # CN: a different spelling of a SAN entry, or a host name outside every SAN DNS entry's
-    # domain, is rejected (CABF BR 7.1.4.3 asks for a character-for-character copy)
+    # CN: a different spelling of a SAN entry (case, IP address form, IDN) is rejected
+    # (CABF BR 7.1.4.3 asks for a character-for-character copy); see _cn_problem
     san = _ext(leaf, x509.SubjectAlternativeName)
     dns: list[str] = []
     ips: list[str] = []
