@@ -213,7 +213,10 @@ def test_point_in_time_and_validity(pki):
 def test_usage_presets(pki):
     tls = pki.leaf("Tls Ltd", ku=dict(digital_signature=True), eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     kw = dict(trust=[pki.root.cert], intermediates=[pki.inter.cert], revocation=OFF)
-    assert validate_certificate(tls.cert, usage="document-signing", **kw).passed
+    assert not validate_certificate(tls.cert, usage="document-signing", **kw).passed
+    signing = pki.leaf("Doc Ltd", ku=dict(content_commitment=True),
+                       eku=[x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36"), ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert validate_certificate(signing.cert, usage="document-signing", **kw).passed
     assert not validate_certificate(tls.cert, usage="client-auth", **kw).passed
     assert validate_certificate(tls.cert, usage="ku:digitalSignature;eku:serverAuth", **kw).passed
     assert validate_certificate(pki.tsa.cert, usage="timestamping", **kw).passed

@@ -88,8 +88,18 @@ class Usage:
 
 PRESETS: dict[str, Usage] = {
     "any": Usage("any"),
+    # a leaf with an EKU must name a signing purpose: a TLS-server-only certificate is no
+    # document-signing certificate
     "document-signing": Usage(
-        "document-signing", key_usage_any=frozenset({"digital_signature", "content_commitment"})
+        "document-signing",
+        key_usage_any=frozenset({"digital_signature", "content_commitment"}),
+        eku=frozenset({
+            x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36"),  # id-kp-documentSigning (RFC 9336)
+            ExtendedKeyUsageOID.EMAIL_PROTECTION,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            x509.ObjectIdentifier("1.2.840.113583.1.1.5"),  # Adobe Authentic Documents Trust
+            x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.12"),  # Microsoft document signing
+        }),
     ),
     "client-auth": Usage(
         "client-auth",
