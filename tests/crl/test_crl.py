@@ -203,3 +203,13 @@ def test_shard_scheme_validation():
         ShardScheme(0, "http://crl.example/{shard}.crl")
     with pytest.raises(ValueError, match="both"):
         IssuingDistributionPoint("http://x/1.crl", True, True)
+
+
+def test_epoch_second_times_encode_like_datetimes(ca):
+    """The database reader's fast form: revoked_at as whole seconds since the epoch (UTC)."""
+    as_dt = sample_entries()
+    as_int = [e._replace(revoked_at=int(e.revoked_at.timestamp())) for e in as_dt]
+    kw = {**_kw("p256", ca), "crl_number": 9}
+    a = x509.load_der_x509_crl(build_crl(entries=as_dt, **kw))
+    b = x509.load_der_x509_crl(build_crl(entries=as_int, **kw))
+    assert a.tbs_certlist_bytes == b.tbs_certlist_bytes
