@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import threading
+import time
 import urllib.request
 from typing import Callable, Iterable
 
@@ -131,9 +132,22 @@ def http_fetch(url: str, *, body: bytes | None = None, content_type: str | None 
     req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if content_type:
         req.add_header("Content-Type", content_type)
+    # ``timeout`` bounds each socket wait; the deadline bounds the whole transfer, so a server
+    # dripping one byte per (timeout - epsilon) cannot hold a fetch for max_bytes * timeout
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            data = resp.read(max_bytes + 1)
+            chunks: list[bytes] = []
+            n = 0
+            while n <= max_bytes:
+                if time.monotonic() > deadline:
+                    raise FetchError(f"{url}: fetch took longer than {timeout:g} s")
+                chunk = resp.read1(min(65536, max_bytes + 1 - n))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                n += len(chunk)
+            data = b"".join(chunks)
     except OSError as e:
         raise FetchError(f"{url}: fetch failed: {e}") from None
     if len(data) > max_bytes:
