@@ -8,6 +8,8 @@
 - GET answers that may be cached carry RFC 5019 headers: Last-Modified (producedAt),
   Expires (nextUpdate), ETag, Cache-Control ``max-age=<seconds to nextUpdate>, public,
   no-transform, must-revalidate``. Nonce answers and POST answers are ``no-store``.
+- A request that needs the database while it is unreachable (a cache miss) gets
+  ``tryLater`` (RFC 6960 2.3); cached responses keep being served.
 - ``GET /healthz``: 200 ``ok`` when the responder can answer, else 503.
 """
 
@@ -18,9 +20,9 @@ import logging
 import time
 from email.utils import format_datetime
 
-from unica.errors import MalformedInput
+from unica.errors import MalformedInput, StoreError
 from unica.ocsp.request import decode_get_path
-from unica.ocsp.responder import INTERNAL_ERROR, MALFORMED, Answer, Responder
+from unica.ocsp.responder import INTERNAL_ERROR, MALFORMED, TRY_LATER, Answer, Responder
 
 __all__ = ["OCSPApp"]
 
@@ -114,6 +116,9 @@ class OCSPApp:
     def _respond(self, der: bytes) -> Answer:
         try:
             return self.responder.respond(der)
+        except StoreError as e:  # the database is down: what is cached was served; ask again later
+            log.warning("OCSP answer needs the database, which failed: %s", e)
+            return TRY_LATER
         except Exception:  # a bug or a failing source: an OCSP internalError, never a 5xx page
             log.exception("OCSP responder failed")
             return INTERNAL_ERROR
