@@ -24,10 +24,10 @@ def _ca_key(store, ca_name, pin_file, passphrase_file):
 
 def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
     """PIN / passphrase for the OCSP signer keys of these CAs (asked once per kind)."""
-    from unica.ca.ocspsigner import current_signer
+    from sqlalchemy import select
+
     from unica.ca.records import get_ca_row
     from unica.cli.common import passphrase, user_pin
-    from sqlalchemy import select
     from unica.store import models as m
 
     with store.read() as s:
@@ -80,30 +80,15 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
 @json_option
 def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
     """Choose the CA's OCSP mode and response validity."""
-    from unica.ca.records import get_ca_row
     from unica.errors import InputError
+    from unica.ocsp.service import configure_ocsp
     from unica.policies.duration import parse_duration
-    from unica.store import models as m
 
-    store = _store(db)
-    with store.write() as s:
-        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
-        settings = dict(ca.settings or {})
-        changes = {}
-        if mode is not None:
-            ca.ocsp_mode = changes["mode"] = mode
-        if live_nonce is not None:
-            settings["ocsp_live_nonce"] = changes["live_nonce"] = live_nonce
-        if validity is not None:
-            try:
-                hours = parse_duration(validity).total_seconds() / 3600
-            except ValueError as e:
-                raise InputError(str(e)) from None
-            settings["ocsp_validity_hours"] = changes["validity_hours"] = hours
-        ca.settings = settings
-        store.audit(s, "ocsp.configured", ca=ca_name, details=changes)
-        result = {"ca": ca_name, "mode": ca.ocsp_mode, "live_nonce": settings.get("ocsp_live_nonce"),
-                  "validity_hours": settings.get("ocsp_validity_hours")}
+    try:
+        span = parse_duration(validity) if validity is not None else None
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    result = configure_ocsp(_store(db), ca_name, mode=mode, live_nonce=live_nonce, validity=span)
     if as_json:
         emit_json(result)
     else:

@@ -90,6 +90,33 @@ def _load_signer(issuer, key_uri: str, signer_der: bytes, *, pin, passphrase, re
     return ResponseSigner(issuer, x509.load_der_x509_certificate(signer_der), key)
 
 
+def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: bool | None = None,
+                   validity: dt.timedelta | None = None) -> dict:
+    """Set a CA's OCSP mode (presigned | live), live answers to nonce requests, and the
+    validity of pre-signed responses; audited. Returns the CA's OCSP settings."""
+    from unica.ca.records import get_ca_row
+    from unica.errors import InputError
+
+    if mode is not None and mode not in ("presigned", "live"):
+        raise InputError(f"OCSP mode {mode!r} is not presigned or live")
+    if validity is not None and validity <= dt.timedelta(0):
+        raise InputError("the validity of pre-signed OCSP responses must be positive")
+    with store.write() as s:
+        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
+        settings = dict(ca.settings or {})
+        changes = {}
+        if mode is not None:
+            ca.ocsp_mode = changes["mode"] = mode
+        if live_nonce is not None:
+            settings["ocsp_live_nonce"] = changes["live_nonce"] = live_nonce
+        if validity is not None:
+            settings["ocsp_validity_hours"] = changes["validity_hours"] = validity.total_seconds() / 3600
+        ca.settings = settings
+        store.audit(s, "ocsp.configured", ca=ca_name, details=changes)
+        return {"ca": ca_name, "mode": ca.ocsp_mode, "live_nonce": settings.get("ocsp_live_nonce"),
+                "validity_hours": settings.get("ocsp_validity_hours")}
+
+
 # --- pre-signing ----------------------------------------------------------------------
 
 
