@@ -85,7 +85,11 @@ class Seeds:
     cms: list[bytes] = field(default_factory=list)
     cms_data: bytes = b""
     pdf: bytes = b""
+    pdf_byte_range: tuple[int, int, int, int] = (0, 0, 0, 0)
     profiles: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return "Seeds(...)"
 
 
 def _csr(key, cn: str, sans=()) -> bytes:
@@ -182,10 +186,27 @@ def seeds() -> Seeds:
     out = io.BytesIO()
     sign_pdf(io.BytesIO(blank_pdf()), out, ident, field="Seal", reason="fuzz")
     s.pdf = out.getvalue()
+    import re
+
+    m = re.search(rb"/ByteRange \[\s*(\d+) (\d+) (\d+) (\d+)\s*\]", s.pdf)
+    s.pdf_byte_range = tuple(int(x) for x in m.groups())
 
     for p in sorted(BUILTIN_DIR.glob("*.toml")):
         s.profiles[p.stem] = p.read_text()
     return s
+
+
+def _is_fuzz(nodeid: str) -> bool:
+    return nodeid.replace("\\", "/").startswith("tests/fuzz/")
+
+
+def pytest_deselected(items):
+    harness.DESELECTED.update(i.nodeid for i in items if _is_fuzz(i.nodeid))
+
+
+def pytest_runtest_logreport(report):
+    if _is_fuzz(report.nodeid):
+        harness.WALL[0] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -198,6 +219,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{name:28s} {harness.COUNTS[name]:7d} inputs  {harness.SECONDS[name]:7.2f} s in parser  "
                       f"({outcomes})")
     tr.write_line(f"{'total':28s} {harness.total():7d} inputs  {sum(harness.SECONDS.values()):7.2f} s in parsers  "
-                  f"(multiplier {harness.MULTIPLIER:g}, {'random' if harness.RANDOM else 'derandomized'})")
+                  f"(multiplier {harness.MULTIPLIER:g}, {'random' if harness.RANDOM else 'derandomized'}); "
+                  f"fuzz tests took {harness.WALL[0]:.1f} s wall")
     for name, msgs in sorted(harness.MULTILINE.items()):
         tr.write_line(f"note: {name} raised errors whose message spans lines, e.g. {msgs[0][:160]}")

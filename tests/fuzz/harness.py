@@ -82,6 +82,12 @@ SECONDS: collections.Counter = collections.Counter()
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 
+#: fuzz test node ids deselected in this run (-k / -m): the budget check is then skipped
+DESELECTED: set = set()
+#: wall seconds spent in fuzz tests (setup + call + teardown), summed from pytest's reports
+WALL = [0.0]
+
+
 def total() -> int:
     return sum(COUNTS.values())
 
@@ -214,9 +220,33 @@ def tlv_map(buf: bytes, limit: int = 4000) -> list[tuple[int, int, int, int]]:
 _LENGTHS = [b"\x00", b"\x01", b"\x7f", b"\x80", b"\x81\x00", b"\x81\x7f", b"\x81\xff", b"\x82\xff\xff",
             b"\x83\x01\x00\x00", b"\x84\x7f\xff\xff\xff", b"\x84\xff\xff\xff\xff", b"\x85\x01\x00\x00\x00\x00",
             b"\x88\xff\xff\xff\xff\xff\xff\xff\xff", b"\xff"]
+_OPS = st.sampled_from(("flip", "byte", "truncate", "length", "length", "tag", "insert", "delete", "dup", "splice",
+                        "zero-len", "int", "int", "strtag"))
+_INT_VALUES = st.sampled_from([0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF, -1])
+_STR_RETAGS = st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0C, 0x12, 0x13, 0x14, 0x15,
+                               0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1E])
+_PEM_HOW = st.sampled_from(("as-is", "as-is", "text", "cut", "double", "prefix"))
+_PEM_CHARS = st.sampled_from(b"=-A/+\n\r \x00\xff\t")
 _STRING_TAGS = frozenset({0x0C, 0x12, 0x13, 0x14, 0x16, 0x1A, 0x1C, 0x1E})
 _TAGS = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0A, 0x0C, 0x13, 0x16, 0x17, 0x18, 0x1E, 0x1F,
          0x30, 0x31, 0x80, 0x81, 0xA0, 0xA1, 0xA2, 0xA3, 0xBF, 0xFF]
+_TAG_S = st.sampled_from(_TAGS)
+
+
+def pick(draw, items):
+    """One element of a list that changes per example (cheaper than a fresh sampled_from)."""
+    return items[draw(st.integers(0, len(items) - 1))]
+
+
+_CACHE: dict = {}
+
+
+def cached(key, build):
+    """A strategy built once per key: building strategies per example is slow in Hypothesis."""
+    s = _CACHE.get(key)
+    if s is None:
+        s = _CACHE[key] = build()
+    return s
 
 
 @st.composite
@@ -231,8 +261,7 @@ def mutated(draw, seeds: list[bytes], max_ops: int = 4, extra_splices: list[byte
         if not buf:
             buf += draw(st.binary(min_size=1, max_size=16))
             continue
-        op = draw(st.sampled_from(("flip", "byte", "truncate", "length", "length", "tag", "insert",
-                                   "delete", "dup", "splice", "zero-len", "int", "int", "strtag")))
+        op = draw(_OPS)
         n = len(buf)
         tlvs = tlv_map(bytes(buf)) if op in ("length", "tag", "dup", "splice", "zero-len", "int", "strtag") else []
         if op == "strtag":  # a string in a name (or elsewhere) re-tagged as another universal type
@@ -256,9 +285,8 @@ def mutated(draw, seeds: list[bytes], max_ops: int = 4, extra_splices: list[byte
         elif not tlvs:
             buf[draw(st.integers(0, n - 1))] ^= 0xFF
         elif op == "length" or op == "zero-len":
-            t, lo, nl, ve = draw(st.sampled_from(tlvs))
-            new = b"\x00" if op == "zero-len" else draw(st.sampled_from(_LENGTHS + [
-                bytes([draw(st.integers(0, 0x7F))])]))
+            t, lo, nl, ve = pick(draw, tlvs)
+            new = b"\x00" if op == "zero-len" else pick(draw, _LENGTHS + [bytes([draw(st.integers(0, 0x7F))])])
             if op == "length" and draw(st.booleans()):
                 # off by a little: the classic length bug
                 cur = int.from_bytes(buf[lo + 1:lo + nl], "big") if nl > 1 else buf[lo]
@@ -266,26 +294,25 @@ def mutated(draw, seeds: list[bytes], max_ops: int = 4, extra_splices: list[byte
                 new = bytes([v]) if v < 0x80 else bytes([0x82]) + v.to_bytes(2, "big")
             buf[lo:lo + nl] = new
         elif op == "int":
-            t, lo, nl, ve = draw(st.sampled_from(tlvs))
-            v = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF, -1]))
+            t, lo, nl, ve = pick(draw, tlvs)
+            v = draw(_INT_VALUES)
             buf[t:ve] = b"\x02" + (b"\x01" + (v & 0xFF).to_bytes(1, "big") if v < 0x80 else b"\x02\x00" + bytes([v]))
         elif op == "strtag":
-            t, _, _, _ = draw(st.sampled_from(tlvs))
-            buf[t] = draw(st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0C, 0x12, 0x13,
-                                           0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1E]))
+            t, _, _, _ = pick(draw, tlvs)
+            buf[t] = draw(_STR_RETAGS)
         elif op == "tag":
-            t, _, _, _ = draw(st.sampled_from(tlvs))
-            buf[t] = draw(st.sampled_from(_TAGS))
+            t, _, _, _ = pick(draw, tlvs)
+            buf[t] = draw(_TAG_S)
         elif op == "dup":
-            t, _, _, ve = draw(st.sampled_from(tlvs))
+            t, _, _, ve = pick(draw, tlvs)
             piece = bytes(buf[t:ve])
             buf[ve:ve] = piece * draw(st.integers(1, 3))
         elif op == "splice":
-            donor = draw(st.sampled_from(donors))
+            donor = pick(draw, donors)
             dt = tlv_map(donor, 400)
-            t, _, _, ve = draw(st.sampled_from(tlvs))
+            t, _, _, ve = pick(draw, tlvs)
             if dt:
-                dt_, _, _, dve = draw(st.sampled_from(dt))
+                dt_, _, _, dve = pick(draw, dt)
                 buf[t:ve] = donor[dt_:dve]
             else:
                 buf[t:ve] = donor[:32]
@@ -293,9 +320,15 @@ def mutated(draw, seeds: list[bytes], max_ops: int = 4, extra_splices: list[byte
 
 
 def der_inputs(seeds: list[bytes], raw_max: int = 512, **kw):
-    """Mutated seeds (mostly) and raw bytes."""
-    return st.one_of(mutated(seeds, **kw), mutated(seeds, **kw), mutated(seeds, **kw),
-                     st.binary(max_size=raw_max))
+    """Mutated seeds (mostly) and raw bytes (built once per argument set)."""
+    key = ("der_inputs", tuple(seeds), raw_max, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                             for k, v in kw.items())))
+
+    def build():
+        m = mutated(seeds, **kw)
+        return st.one_of(m, m, m, st.binary(max_size=raw_max))
+
+    return cached(key, build)
 
 
 def pem_wrap(der: bytes, label: str) -> bytes:
@@ -309,19 +342,20 @@ def pem_wrap(der: bytes, label: str) -> bytes:
 @st.composite
 def pem_inputs(draw, seeds: list[bytes], label: str) -> bytes:
     """PEM around a mutated DER, or a valid PEM with its text damaged."""
-    der = draw(mutated(seeds)) if draw(st.booleans()) else draw(st.sampled_from(seeds))
-    pem = pem_wrap(der, draw(st.sampled_from([label, label, "CERTIFICATE", "X509 CRL", "PKCS7", "X", ""])))
-    how = draw(st.sampled_from(("as-is", "as-is", "text", "cut", "double", "prefix")))
+    m = cached(("mutated", tuple(seeds)), lambda: mutated(seeds))
+    der = draw(m) if draw(st.booleans()) else pick(draw, seeds)
+    pem = pem_wrap(der, pick(draw, [label, label, "CERTIFICATE", "X509 CRL", "PKCS7", "X", ""]))
+    how = draw(_PEM_HOW)
     if how == "text":
         b = bytearray(pem)
         for _ in range(draw(st.integers(1, 4))):
             i = draw(st.integers(0, len(b) - 1))
-            b[i] = draw(st.sampled_from(b"=-A/+\n\r \x00\xff\t"))
+            b[i] = draw(_PEM_CHARS)
         pem = bytes(b)
     elif how == "cut":
         pem = pem[:draw(st.integers(0, len(pem)))]
     elif how == "double":
-        pem = pem + pem_wrap(draw(mutated(seeds)), label)
+        pem = pem + pem_wrap(draw(m), label)
     elif how == "prefix":
         pem = draw(st.binary(max_size=40)) + pem
     return pem
@@ -361,6 +395,6 @@ def tbs_of(signed: bytes) -> bytes:
 @st.composite
 def resigned(draw, signed_seeds: list[tuple[bytes, object]], max_ops: int = 3) -> bytes:
     """A seed whose to-be-signed part was mutated and then signed again with the right key."""
-    signed, key = draw(st.sampled_from(signed_seeds))
+    signed, key = pick(draw, signed_seeds)
     tbs = draw(mutated([tbs_of(signed)], max_ops=max_ops))
     return resign(signed, tbs, key)

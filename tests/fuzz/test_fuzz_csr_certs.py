@@ -16,7 +16,7 @@ from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import budget, der_inputs, feed, pem_inputs, resigned
+from tests.fuzz.harness import budget, cached, der_inputs, feed, pem_inputs, resigned
 from unica.ca import der
 from unica.ca.request import MAX_CSR_BYTES, CSRRequest, parse_csr
 from unica.errors import MalformedInput, PolicyViolation, UnicaError
@@ -25,9 +25,10 @@ from unica.errors import MalformedInput, PolicyViolation, UnicaError
 @budget(1500)
 @given(data=st.data())
 def test_parse_csr(seeds, data):
-    raw = data.draw(st.one_of(der_inputs(seeds.csrs), pem_inputs(seeds.csrs, "CERTIFICATE REQUEST"),
-                              resigned(seeds.signed_csrs), resigned(seeds.signed_csrs),
-                              st.binary(min_size=MAX_CSR_BYTES - 1, max_size=MAX_CSR_BYTES + 1)))
+    raw = data.draw(cached("csr", lambda: st.one_of(
+        der_inputs(seeds.csrs), pem_inputs(seeds.csrs, "CERTIFICATE REQUEST"), resigned(seeds.signed_csrs),
+        resigned(seeds.signed_csrs),
+        st.integers(MAX_CSR_BYTES - 1, MAX_CSR_BYTES + 1).map(lambda n: seeds.csrs[0] + b"\x00" * (n - len(seeds.csrs[0]))))))
     req, err = feed("ca.request.parse_csr", parse_csr, raw, "request.csr")
     if err is not None:
         assert isinstance(err, (MalformedInput, PolicyViolation)), err
@@ -47,7 +48,8 @@ def test_parse_csr_seeds(seeds):
 
 
 def _certs(seeds):
-    return st.one_of(der_inputs(seeds.certs), pem_inputs(seeds.certs, "CERTIFICATE"), resigned(seeds.signed_certs))
+    return cached("certs", lambda: st.one_of(der_inputs(seeds.certs), pem_inputs(seeds.certs, "CERTIFICATE"),
+                                             resigned(seeds.signed_certs)))
 
 
 @budget(1200)
@@ -136,8 +138,9 @@ def test_ca_import_cert(seeds, pending_ca, data):
     store, cert, parent = pending_ca
     good = [cert.public_bytes(Encoding.DER), cert.public_bytes(Encoding.DER) + parent.der]
     pems = [cert.public_bytes(Encoding.PEM) + parent.cert.public_bytes(Encoding.PEM)]
-    raw = data.draw(st.one_of(der_inputs(good[:1] + seeds.certs[:2]), pem_inputs(good[:1] + [parent.der], "CERTIFICATE"),
-                              st.sampled_from(pems)))
+    raw = data.draw(cached("import", lambda: st.one_of(der_inputs(good[:1] + seeds.certs[:2]),
+                                                       pem_inputs(good[:1] + [parent.der], "CERTIFICATE"),
+                                                       st.sampled_from(pems))))
     info, err = feed("ca.authority.import_cert", import_cert, store, "fuzzsub", raw, "sub.pem")
     if err is None:
         assert info["name"] == "fuzzsub"
@@ -153,8 +156,9 @@ def test_verify_certificate(seeds, data):
     from unica.verify import OFF, ValidationReport, validate_certificate
 
     raw = data.draw(_certs(seeds))
-    inter = data.draw(st.sampled_from([[seeds.inter.der], [], [data.draw(der_inputs([seeds.inter.der]))],
-                                       [data.draw(resigned(seeds.signed_certs[1:2]))]]))
+    how = data.draw(st.integers(0, 3))
+    inter = [[seeds.inter.der], [], [data.draw(der_inputs([seeds.inter.der]))],
+             [data.draw(cached("inter-resigned", lambda: resigned(seeds.signed_certs[1:2])))]][how]
     rep, err = feed("verify.validate_certificate", validate_certificate, raw, trust=[seeds.root.der],
                     intermediates=inter, revocation=OFF)
     if err is None:
