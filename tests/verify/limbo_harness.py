@@ -16,7 +16,22 @@ from cryptography import x509
 from unica.verify import OFF, RevocationPolicy, Usage, validate_certificate
 from unica.verify.usage import _EKU_ALIASES, _KU_ALIASES
 
-LIMBO = Path("/work/shared/testdata/x509-limbo/limbo.json.gz")
+def _find_limbo() -> Path:
+    """``$UNICA_LIMBO``, else ``shared/`` beside the repository (as CI lays it), else /work/shared."""
+    import os
+
+    env = os.environ.get("UNICA_LIMBO")
+    if env:
+        return Path(env)
+    rel = Path("testdata/x509-limbo/limbo.json.gz")
+    repo = Path(__file__).resolve().parents[2]
+    for base in (repo.parent / "shared", Path("/work/shared")):
+        if (base / rel).exists():
+            return base / rel
+    return repo.parent / "shared" / rel
+
+
+LIMBO = _find_limbo()
 
 #: features unica does not implement, with the reason (also in /work/notes/readme-verify.md)
 SKIPPED_FEATURES = {
