@@ -61,7 +61,7 @@ def recover(store, *, older_than: dt.timedelta = DEFAULT_GRACE, crl_dir: Path | 
         directory = unica_home() / "crl"
     if directory.is_dir():
         for p in directory.glob("*.tmp*"):
-            pid = p.name.rsplit(".tmp", 1)[-1]
+            pid = p.name.rsplit(".tmp", 1)[-1].split("-", 1)[0]  # NAME.tmp<pid>-<random>
             if pid.isdigit() and _alive(int(pid)):
                 continue
             p.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -320,7 +321,8 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
         counted = _Counter(_revoked_rows(store, ca_row.id, now, base_time, shards, sh))
         idp = scheme.idp(sh) if scheme is not None else None
         freshest = [delta_url.format(shard=sh) if sh is not None else delta_url] if (delta_url and not delta) else []
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        # unique per generation (pid first: recovery leaves a live process's files alone)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}-{secrets.token_hex(4)}")
         h = _HashingWriter(tmp)
         try:
             size = build_crl(issuer=issuer, signing_key=key, crl_number=number, this_update=now,
