@@ -9,6 +9,8 @@ live or with tryLater).
 CRL numbers are taken under a row lock on the CA (``SELECT ... FOR UPDATE``): strictly
 increasing per CA across processes and nodes. The number is reserved (and audited) before
 the CRL is signed; a crash in between only leaves a gap in the sequence, never a reuse.
+The file is published (renamed into place) under the same lock when it is recorded, and
+only if no higher-numbered CRL went to that file first: the published CRL never goes back.
 """
 
 from __future__ import annotations
@@ -200,7 +202,8 @@ class GeneratedCRL:
     entries: int
     size: int
     sha256: str
-    path: str
+    path: str  # "" when not written: a higher-numbered CRL was published there first
+    superseded_by: int | None = None
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -329,21 +332,28 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
                              next_update=next_update, entries=counted, delta_base=base_number,
                              freshest_crl_urls=freshest, idp=idp, out=h)
             h.close()
-            os.replace(tmp, path)
-        except BaseException:
+            # 3. publish and record it, under the CA row lock: a CRL overtaken (while it was being
+            #    signed) by a higher-numbered one written to the same file is recorded, not published
+            #    over it -- the published file never goes back to a lower number
+            with store.write() as s:
+                s.get(m.CA, ca_row.id, with_for_update=True)
+                newer = s.execute(select(m.CRL.number).where(m.CRL.ca_id == ca_row.id, m.CRL.path == str(path),
+                                                             m.CRL.number > number)
+                                  .order_by(m.CRL.number.desc()).limit(1)).scalar_one_or_none()
+                if newer is None:
+                    os.replace(tmp, path)
+                s.add(m.CRL(ca_id=ca_row.id, number=number, is_delta=delta, base_number=base_number, shard=sh,
+                            this_update=now, next_update=next_update, entries=counted.n, sha256=h.hexdigest(),
+                            path=str(path) if newer is None else None))
+                store.audit(s, "crl.generated", ca=ca_name, target=str(number),
+                            details={"delta": delta, "base": base_number, "shard": sh, "entries": counted.n,
+                                     "sha256": h.hexdigest(), "next_update": next_update.isoformat(),
+                                     **({"superseded_by": newer} if newer is not None else {})})
+        finally:
             h.close()
             tmp.unlink(missing_ok=True)
-            raise
-        # 3. record it
-        with store.write() as s:
-            s.add(m.CRL(ca_id=ca_row.id, number=number, is_delta=delta, base_number=base_number, shard=sh,
-                        this_update=now, next_update=next_update, entries=counted.n, sha256=h.hexdigest(),
-                        path=str(path)))
-            store.audit(s, "crl.generated", ca=ca_name, target=str(number),
-                        details={"delta": delta, "base": base_number, "shard": sh, "entries": counted.n,
-                                 "sha256": h.hexdigest(), "next_update": next_update.isoformat()})
         results.append(GeneratedCRL(ca_name, number, delta, base_number, sh, now, next_update, counted.n, size,
-                                    h.hexdigest(), str(path)))
+                                    h.hexdigest(), str(path) if newer is None else "", newer))
         if progress:
             progress(results[-1])
     return results
