@@ -134,6 +134,16 @@ def _parse(data: bytes) -> OCSPRequestInfo:
     serial = der.decode_integer(bytes(data[ss:se]))
     if se - ss > 32:
         raise _bad("serial number longer than 32 octets")
+    # the CertID is echoed verbatim in the response: it must be DER, or clients cannot parse
+    # the answer (e.g. hashAlgorithm parameters 00 00, a non-minimal INTEGER or length)
+    alg = list(der.children(data, as_, ae, 3))
+    null = len(alg) == 2 and alg[1][0] == der.NULL and alg[1][1] == alg[1][2]
+    if len(alg) > 2 or (len(alg) == 2 and not null):
+        raise _bad("hash algorithm parameters must be absent or NULL")
+    canonical = der.seq(der.seq(der.oid(alg_oid), b"\x05\x00" if null else b""), der.octet_string(bytes(data[ns:ne])),
+                        der.octet_string(bytes(data[ks:ke])), der.integer(serial))
+    if canonical != cert_id_der:
+        raise _bad("CertID is not DER-encoded")
     cert_id = CertID(HASH_OIDS.get(alg_oid, alg_oid), bytes(data[ns:ne]), bytes(data[ks:ke]), serial, cert_id_der)
     return OCSPRequestInfo(cert_id, nonce)
 
@@ -163,6 +173,8 @@ def _find_nonce(data: bytes, vs: int, ve: int) -> bytes | None:
             raise _bad("nonce is not a DER OCTET STRING (RFC 8954)")
         if not 1 <= e - s <= 32:
             raise _bad(f"nonce of {e - s} octets; RFC 8954 allows 1 to 32")
+        if inner != der.octet_string(inner[s:e]):  # echoed in live responses: must be DER
+            raise _bad("nonce is not a DER OCTET STRING (RFC 8954)")
         nonce = inner
     return nonce
 
