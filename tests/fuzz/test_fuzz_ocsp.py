@@ -153,6 +153,12 @@ def check_answer(status: int, headers: dict, body: bytes, what: str):
         assert status == 200
         r = ocsp.load_der_ocsp_response(body)
         assert r.response_status in OK_STATUSES, f"{what}: OCSP {r.response_status.name}"
+        if r.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL:
+            # a client reads all of it (cryptography parses some parts lazily)
+            for single in r.responses:
+                single.serial_number, single.certificate_status, single.hash_algorithm, single.this_update_utc
+            list(r.extensions)
+            r.certificates
         return r
     return None
 

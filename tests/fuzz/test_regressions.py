@@ -96,11 +96,14 @@ def test_cms_with_unreadable_certificates(seeds):
     from unica.verify import OFF, SignatureReport, Verifier
 
     v = Verifier([seeds.root.der], revocation=OFF)
-    for bad in (cert_version5(seeds), cert_cn_as(seeds, 0x02)):
+    cn_int = next(c for c in (cert_cn_as(seeds, 0x02) for _ in range(50)) if len(c) == len(seeds.signer.der))
+    for bad in (cert_version5(seeds), cn_int):  # same length: the CMS framing stays intact
         sig = seeds.cms[0].replace(seeds.signer.der, bad)
         assert isinstance(v.verify_cms(sig, seeds.cms_data), SignatureReport)
-        sig = seeds.cms[0].replace(seeds.inter.der, seeds.inter.der[:-1] + b"\x00")
-        assert isinstance(v.verify_cms(sig, seeds.cms_data), SignatureReport)
+    # the extra (CA) certificate unreadable: ignored with a message (it raised ValueError)
+    sig = seeds.cms[0].replace(seeds.inter.der, seeds.inter.der.replace(b"\xa0\x03\x02\x01\x02",
+                                                                        b"\xa0\x03\x02\x01\x05", 1))
+    assert isinstance(v.verify_cms(sig, seeds.cms_data), SignatureReport)
 
 
 def test_crl_explicit_version_0_and_odd_issuer(seeds):
@@ -177,3 +180,23 @@ def _make_pending(seeds, tmp_path_factory, mp):
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(parent.key, hashes.SHA256()))
     return store, cert, parent
+
+
+@pytest.mark.parametrize("case", ["params-00-00", "serial-non-minimal", "long-form-length", "nonce-long-form"])
+def test_ocsp_non_der_certid_is_malformed(seeds, case):
+    """CertIDs (and nonces) are echoed verbatim in responses: a non-DER one used to get a
+    'successful' answer that clients could not parse."""
+    from unica.ocsp.request import MalformedRequest, parse_request
+
+    h = b"\x04\x14" + b"a" * 20
+    alg = der.seq(der.oid("1.3.14.3.2.26"), b"\x05\x00")
+    certid = {"params-00-00": der.seq(der.seq(der.oid("1.3.14.3.2.26"), b"\x00\x00"), h, h, der.integer(5)),
+              "serial-non-minimal": der.seq(alg, h, h, b"\x02\x02\x00\x05"),
+              "long-form-length": der.seq(alg, b"\x04\x81\x14" + b"a" * 20, h, der.integer(5)),
+              "nonce-long-form": der.seq(alg, h, h, der.integer(5))}[case]
+    tbs = [der.seq(der.seq(certid))]
+    if case == "nonce-long-form":
+        tbs.append(der.tlv(0xA2, der.seq(der.seq(der.oid("1.3.6.1.5.5.7.48.1.2"),
+                                                 der.octet_string(b"\x04\x81\x10" + b"n" * 16)))))
+    with pytest.raises(MalformedRequest):
+        parse_request(der.seq(der.seq(*tbs)))
