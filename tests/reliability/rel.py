@@ -101,7 +101,18 @@ def make_pki(url: str, home: Path, *, certs: int = 0, revoked: int = 0, presign:
     """A root and a sub CA (P-256 file keys under ``home``), a delegated OCSP signer for the sub
     in pre-signed mode, ``certs`` certificates issued (``revoked`` of them revoked), and, with
     ``presign``, every response pre-signed."""
-    os.environ["UNICA_HOME"] = str(home)
+    saved = os.environ.get("UNICA_HOME")
+    os.environ["UNICA_HOME"] = str(home)  # where the new key files go
+    try:
+        return _make_pki(url, home, certs, revoked, presign)
+    finally:
+        if saved is None:
+            os.environ.pop("UNICA_HOME", None)
+        else:
+            os.environ["UNICA_HOME"] = saved
+
+
+def _make_pki(url: str, home: Path, certs: int, revoked: int, presign: bool) -> Pki:
     from unica.ca.authority import CASettings, KeySpec, create_root, create_sub
     from unica.ca.ocspsigner import issue_ocsp_signer
     from unica.ca.revocation import revoke

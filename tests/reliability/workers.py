@@ -149,8 +149,8 @@ def crash_loop(kind: str, url: str, home: str, ready=None) -> None:
                 ca.issue_many([rel.leaf_request(f"c{os.getpid()}-{i}-{j}") for j in range(10)], "tls-server",
                               requester="crash", lint=False)
         elif kind == "revoke":
-            if not serials:
-                break
+            if not serials:  # all revoked: keep going with fresh ones
+                serials.append(ca.issue(rel.leaf_request(f"r{os.getpid()}-{i}"), "tls-server", lint=False).serial_hex)
             try:
                 revoke(store, serials.pop(), ca=rel.SUB, reason="keyCompromise")
             except RevocationError:
