@@ -214,22 +214,28 @@ class CachedPresignedStore:
     # the poller --------------------------------------------------------------------
 
     def poll_once(self) -> int:
-        """Evict certificates whose status or response changed since the last poll; return how many."""
+        """Evict certificates whose status or response changed since the last poll; return how many.
+
+        An entry is evicted only if the database no longer holds the very response cached (it
+        was re-signed, or dropped by a revocation, hold or release): what is current stays
+        cached, so it is still served if the database goes down right after a change."""
         c, r = m.Certificate, m.OCSPResponse
         started = m.utcnow()
         since = self._since
         with self.store.read() as s:
             if not self._names:
                 self._names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
-            changed = s.execute(select(c.ca_id, c.serial).where(c.updated_at > since)).all()
-            resigned = s.execute(select(c.ca_id, c.serial).join(r, r.cert_id == c.id)
-                                 .where(r.produced_at > since)).all()
-            if any(ca_id not in self._names for ca_id, _ in changed + resigned):
+            changed = s.execute(select(c.ca_id, c.serial, r.der).outerjoin(r, r.cert_id == c.id)
+                                .where(or_(c.updated_at > since, r.produced_at > since))).all()
+            if any(ca_id not in self._names for ca_id, _, _ in changed):
                 self._names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
         n = 0
         with self._lock:
-            for ca_id, serial_hex in changed + resigned:
-                if self._cache.pop((self._names.get(ca_id), int(serial_hex, 16)), None) is not None:
+            for ca_id, serial_hex, der in changed:
+                key = (self._names.get(ca_id), int(serial_hex, 16))
+                hit = self._cache.get(key)
+                if hit is not None and hit.der != der:
+                    del self._cache[key]
                     n += 1
         # look back a little: a transaction that started earlier may commit after this poll
         self._since = started - self.lookback
