@@ -6,13 +6,16 @@ the two leaves a ``pending`` row: the signature, if it was made at all, never le
 process (the certificate is written out only after it is stored), so the intent is rolled
 back -- marked ``failed`` and audited. Revocations are single transactions and need no
 recovery; a CRL whose number was reserved but never written leaves a gap in the sequence
-(never a reuse) and perhaps a temporary file, removed here.
+(never a reuse) and perhaps a temporary file, removed here. An OCSP pre-signing lease held
+by a process of this host that is gone is released, so the next refresher need not wait
+for it to expire.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +31,11 @@ DEFAULT_GRACE = dt.timedelta(minutes=10)
 class RecoveryReport:
     abandoned: tuple[str, ...]
     removed_files: tuple[str, ...]
+    released_leases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"abandoned_intents": list(self.abandoned), "removed_files": list(self.removed_files)}
+        return {"abandoned_intents": list(self.abandoned), "removed_files": list(self.removed_files),
+                "released_leases": list(self.released_leases)}
 
 
 def recover(store, *, older_than: dt.timedelta = DEFAULT_GRACE, crl_dir: Path | None = None,
@@ -66,7 +71,27 @@ def recover(store, *, older_than: dt.timedelta = DEFAULT_GRACE, crl_dir: Path | 
                 continue
             p.unlink(missing_ok=True)
             removed.append(str(p))
-    return RecoveryReport(tuple(abandoned), tuple(removed))
+    return RecoveryReport(tuple(abandoned), tuple(removed), tuple(_release_dead_leases(store)))
+
+
+def _release_dead_leases(store) -> list[str]:
+    """Drop the OCSP pre-signing leases (``host:pid:thread``) held by dead processes of this host."""
+    host = socket.gethostname()
+    released = []
+    with store.write() as s:
+        for ca in s.scalars(select(m.CA).with_for_update()).all():
+            lease = (ca.settings or {}).get("ocsp_presign_lease") or {}
+            h, _, rest = str(lease.get("holder") or "").partition(":")
+            pid = rest.split(":", 1)[0]
+            if h != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            settings = dict(ca.settings)
+            settings.pop("ocsp_presign_lease")
+            ca.settings = settings
+            store.audit(s, "ocsp.lease-released", ca=ca.name, target=lease["holder"],
+                        details={"reason": "the process holding the pre-signing lease is gone"})
+            released.append(ca.name)
+    return released
 
 
 def _alive(pid: int) -> bool:
