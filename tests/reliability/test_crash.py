@@ -84,14 +84,15 @@ def _check_after_kill(kind: str, url: str, home: Path, via_cli: bool) -> None:
         p = run_unica("recover", "--older-than", "0s", "--json", env={"UNICA_HOME": str(home), "UNICA_DB": url})
         assert p.returncode == 0, p.stderr
         report = json.loads(p.stdout)
-        abandoned, removed = report["abandoned_intents"], report["removed_files"]
+        abandoned, removed, leases = report["abandoned_intents"], report["removed_files"], report["released_leases"]
     else:
         store = open_store(url)
         r = recover(store, older_than=__import__("datetime").timedelta(0), crl_dir=crl_dir)
         store.dispose()
-        abandoned, removed = r.abandoned, r.removed_files
+        abandoned, removed, leases = r.abandoned, r.removed_files, r.released_leases
     OUTCOMES["abandoned intents rolled back"] += len(abandoned)
     OUTCOMES["temporary CRL files removed"] += len(removed)
+    OUTCOMES["pre-signing leases of killed refreshers released"] += len(leases)
     OUTCOMES[f"runs with an abandoned intent ({kind})"] += bool(abandoned)
     store = open_store(url)
     try:
@@ -110,7 +111,16 @@ def _check_after_kill(kind: str, url: str, home: Path, via_cli: bool) -> None:
             assert crl.is_signature_valid(x509.load_der_x509_certificate(ca_der).public_key())
             number, _ = rel.parse_crl(published)
             assert number <= counter
-        # the next run works
+        # the next run works: a refresher is not locked out by the killed one's lease
+        if kind in ("revoke", "presign"):
+            from unica.ocsp.service import presign
+
+            with store.read() as s:
+                signer_uri = s.query(m.CA).filter_by(name=rel.SUB).one().ocsp_signer_key_uri
+            if signer_uri not in _CA_KEY:
+                _CA_KEY[signer_uri] = rel.served(store)
+            assert not any(r.skipped for r in presign(store, _CA_KEY[signer_uri])), "the dead lease blocks"
+            rel.check_consistency(store, verify_sigs=False)
         with store.read() as s:  # every copy of a seed names the seed's key file: load (scrypt) it once
             uri = s.query(m.CA).filter_by(name=rel.SUB).one().key_uri
         if uri not in _CA_KEY:
