@@ -133,6 +133,8 @@ def test_eight_nodes_issue_revoke_crl_presign_on_one_postgres(pg_url, tmp_path):
     p = run_unica("audit", "verify", "--json", env={"UNICA_DB": url, "UNICA_HOME": str(home)})
     assert p.returncode == 0 and json.loads(p.stdout)["ok"], p.stdout + p.stderr
     store.dispose()
-    print(f"\n[concurrency] {len(issued)} certificates, {len(revoked)} revocations, {len(table)} CRLs, "
+    superseded = sum(1 for _, p in table if p is None)
+    print(f"\n[concurrency] {len(issued)} certificates, {len(revoked)} revocations, {len(table)} CRLs "
+          f"({superseded} overtaken before publication, not written), "
           f"{during} OCSP responses pre-signed during the storm by 2 refreshers, storm {storm_s:.1f}s, "
           f"{summary.audit_entries} audit entries; final refresh by 4 refreshers: {signed} signed once each")

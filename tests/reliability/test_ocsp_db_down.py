@@ -23,7 +23,7 @@ from cryptography.x509 import ocsp
 
 from tests.reliability import rel
 
-VALIDITY = dt.timedelta(seconds=25)
+VALIDITY = dt.timedelta(seconds=15)
 
 
 def _port() -> int:
