@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from tests.conftest import TEST_PIN, TEST_SO_PIN
+from tests.conftest import TEST_PIN, TEST_SO_PIN, softhsm_init_token
 
 PROBE = Path(__file__).with_name("probe_run.py")
 PASSPHRASE = "Sub-Key-Passphrase-9d27c1"
@@ -40,6 +40,8 @@ def test_secrets_never_in_logs_argv_or_files(tmp_path):
     pin_file.write_text(TEST_PIN + "\n")
     pass_file.write_text(PASSPHRASE + "\n")
     tag = uuid.uuid4().hex[:8]
+    token = f"rel-{tag}"  # a token of this test's own (equal-length labels: none a prefix of another)
+    softhsm_init_token(token)
     base_env = {**os.environ, "UNICA_HOME": str(home), "UNICA_PROBE_ARGV": str(argv_log)}
     for k in ("UNICA_DB", "UNICA_DEBUG", "UNICA_PIN", "UNICA_PASSPHRASE"):
         base_env.pop(k, None)
@@ -58,7 +60,7 @@ def test_secrets_never_in_logs_argv_or_files(tmp_path):
     run("init")
     root, sub = f"rroot-{tag}", f"rsub-{tag}"
     run("ca", "create-root", root, "--subject", "C=CN,O=Secrets,CN=Secrets Root", "--key-type", "ec-p256",
-        "--token", "unica-aux", *pf)
+        "--token", token, *pf)
     run("ca", "create-sub", sub, "--parent", root, "--subject", "C=CN,O=Secrets,CN=Secrets Sub",
         "--key-type", "ec-p256", "--crl-url", "http://crl.secrets.example/sub.crl", *pf, *qf)
     csr = tmp_path / "leaf.csr"
@@ -74,7 +76,7 @@ def test_secrets_never_in_logs_argv_or_files(tmp_path):
     run("revoke", serial, "--ca", sub, "--reason", "keyCompromise")
     run("crl", "generate", "--ca", sub, *qf)
     # enrollment starts 'unica issue' as a subprocess: the CA's secrets must not go in its argv
-    run("token", "enroll", "--token", "unica-aux", "--label", f"rk-{tag}", "--type", "ec-p256",
+    run("token", "enroll", "--token", token, "--label", f"rk-{tag}", "--type", "ec-p256",
         "--subject", "CN=Secrets Seal,O=Secrets,C=CN", "--uscc", "91350100M000100Y43", "--ca", sub,
         "--profile", "enterprise-sign", *pf, "--ca-passphrase-file", str(pass_file))
     # failures, plain and with UNICA_DEBUG (tracebacks): the wrong secret is not echoed
