@@ -225,8 +225,11 @@ class CachedPresignedStore:
         with self.store.read() as s:
             if not self._names:
                 self._names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
+            # two indexed queries (an OR across the join would scan every certificate each poll)
             changed = s.execute(select(c.ca_id, c.serial, r.der).outerjoin(r, r.cert_id == c.id)
-                                .where(or_(c.updated_at > since, r.produced_at > since))).all()
+                                .where(c.updated_at > since)).all()
+            changed += s.execute(select(c.ca_id, c.serial, r.der).join(r, r.cert_id == c.id)
+                                 .where(r.produced_at > since)).all()
             if any(ca_id not in self._names for ca_id, _, _ in changed):
                 self._names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
         n = 0

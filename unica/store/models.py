@@ -177,7 +177,7 @@ class OCSPResponse(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     this_update: Mapped[dt.datetime] = mapped_column(nullable=False)
     next_update: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
-    produced_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    produced_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
 
 
 class AuditEntry(Base):
