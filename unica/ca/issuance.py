@@ -236,8 +236,11 @@ class IssuingCA:
             self.store.audit(s, "certificate.issued", ca=self.name, target=sh, details=details)
         return Issued(prepared.serial, sh, cert_der, fp, prepared.profile, self.name, prepared.linted)
 
-    def _store_many(self, signed: list, requester, lint: bool) -> list[Issued]:
-        from sqlalchemy import bindparam, update
+    def _store_many(self, signed: list, requester, lint: bool) -> list:
+        """Store a signed batch; one :class:`Issued` per certificate stored, or a
+        :class:`StoreError` for one whose intent was rolled back meanwhile (recovery on another
+        node): that certificate is discarded, never handed out."""
+        from sqlalchemy import bindparam, select, update
 
         from unica.store import models as m
 
@@ -250,11 +253,28 @@ class IssuingCA:
                     .values(der=bindparam("b_der"), fingerprint_sha256=bindparam("b_fp"), status="valid",
                             updated_at=now))
             s.connection().execute(stmt, rows)
-            self.store.audit(s, "certificate.issued_batch", ca=self.name, details={
-                "count": len(rows), "profile": signed[0][1].profile, "requester": requester,
-                "lint": self._lint_note(lint),
-                "certificates": [[r["b_serial"], r["b_fp"]] for r in rows]})
+            stored: set[str] = set()
+            for i in range(0, len(rows), 1000):
+                part = rows[i:i + 1000]
+                fps = {r["b_serial"]: r["b_fp"] for r in part}
+                stored.update(serial for serial, fp in s.execute(
+                    select(t.c.serial, t.c.fingerprint_sha256).where(t.c.ca_id == self.ca_id, t.c.status == "valid",
+                                                                     t.c.serial.in_(list(fps)))) if fps[serial] == fp)
+            kept = [r for r in rows if r["b_serial"] in stored]
+            gone = [r["b_serial"] for r in rows if r["b_serial"] not in stored]
+            if kept:
+                self.store.audit(s, "certificate.issued_batch", ca=self.name, details={
+                    "count": len(kept), "profile": signed[0][1].profile, "requester": requester,
+                    "lint": self._lint_note(lint),
+                    "certificates": [[r["b_serial"], r["b_fp"]] for r in kept]})
+            if gone:
+                self.store.audit(s, "certificate.discarded", ca=self.name, target=",".join(gone[:20]), details={
+                    "count": len(gone), "serials": gone,
+                    "reason": "signed after its intent was rolled back (recovery); not stored, not handed out"})
         return [Issued(p.serial, r["b_serial"], d, r["b_fp"], p.profile, self.name, p.linted)
+                if r["b_serial"] in stored else
+                StoreError(f"CA {self.name!r}: the recorded intent for serial {r['b_serial']} was rolled back "
+                           "(recovery) before the certificate was stored; it was discarded")
                 for (_, p, d), r in zip(signed, rows)]
 
 
