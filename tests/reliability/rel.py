@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 PASSPHRASE = "reliability-passphrase-5b1e"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT, SUB = "rel-root", "rel-sub"
@@ -180,6 +182,44 @@ def run_presign(store, **kw):
     from unica.ocsp.service import presign
 
     return presign(store, served(store), **kw)
+
+
+class HookedKey(ec.EllipticCurvePrivateKey):
+    """A P-256 key whose ``sign`` first calls ``hook()``: the same kind of wrapper unica's token
+    keys are (a subclass of ``ec.EllipticCurvePrivateKey`` forwarding ``sign``)."""
+
+    def __init__(self, key, hook):
+        self._key, self._hook = key, hook
+
+    def sign(self, data, signature_algorithm):
+        self._hook()
+        return self._key.sign(data, signature_algorithm)
+
+    def public_key(self):
+        return self._key.public_key()
+
+    @property
+    def curve(self):
+        return self._key.curve
+
+    @property
+    def key_size(self):
+        return self._key.key_size
+
+    def exchange(self, algorithm, peer_public_key):
+        raise NotImplementedError
+
+    def private_numbers(self):
+        raise NotImplementedError
+
+    def private_bytes(self, encoding, format, encryption_algorithm):
+        raise NotImplementedError
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 # --- the consistency check -----------------------------------------------------------

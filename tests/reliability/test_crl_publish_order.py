@@ -12,48 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.reliability import rel
-
-
-class GatedKey(ec.EllipticCurvePrivateKey):
-    """A private key whose ``sign`` waits for ``gate`` (after setting ``entered``)."""
-
-    def __init__(self, key):
-        self._key = key
-        self.entered, self.gate = threading.Event(), threading.Event()
-
-    def sign(self, data, signature_algorithm):
-        self.entered.set()
-        assert self.gate.wait(60)
-        return self._key.sign(data, signature_algorithm)
-
-    def public_key(self):
-        return self._key.public_key()
-
-    @property
-    def curve(self):
-        return self._key.curve
-
-    @property
-    def key_size(self):
-        return self._key.key_size
-
-    def exchange(self, algorithm, peer_public_key):
-        raise NotImplementedError
-
-    def private_numbers(self):
-        raise NotImplementedError
-
-    def private_bytes(self, encoding, format, encryption_algorithm):
-        raise NotImplementedError
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def test_slower_lower_numbered_crl_does_not_replace_the_published_newer_one(tmp_path):
@@ -66,17 +25,23 @@ def test_slower_lower_numbered_crl_does_not_replace_the_published_newer_one(tmp_
     rel.make_pki(url, home, certs=4, revoked=1)
     store = open_store(url)
     key = rel.load_ca_key(store, rel.SUB)
-    slow = GatedKey(key)
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold():
+        entered.set()
+        assert gate.wait(60)
+
+    slow = rel.HookedKey(key, hold)
     out_dir = tmp_path / "pub"
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("slow", generate_crl(store, rel.SUB, key=slow,
                                                                                 out_dir=out_dir)))
     t.start()
     try:
-        assert slow.entered.wait(30)  # number N reserved, signing
+        assert entered.wait(30)  # number N reserved, signing
         fast = generate_crl(store, rel.SUB, key=key, out_dir=out_dir)[0]  # N+1, published
     finally:
-        slow.gate.set()
+        gate.set()
         t.join(30)
     slow_crl = result["slow"][0]
     assert fast.number == slow_crl.number + 1
