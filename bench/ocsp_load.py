@@ -100,7 +100,7 @@ def load(d: Path):
 
 
 def requests_der(ca, serials) -> list[bytes]:
-    from unica.ca.der import seq
+    from unica.der import seq
     from unica.ocsp.response import cert_id_for
     return [seq(seq(seq(seq(cert_id_for(ca, s))))) for s in serials[:N_REQS]]
 

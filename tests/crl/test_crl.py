@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import CRLEntryExtensionOID
 
-from unica.ca import der
+from unica import der
 from unica.ca.crl import (CRLIssuer, IssuingDistributionPoint, RevokedEntry, ShardScheme, build_crl,
                           crl_to_file)
 

@@ -368,7 +368,7 @@ def resign(signed: bytes, tbs: bytes, key) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-    from unica.ca import der
+    from unica import der
 
     s, e = der.expect(signed, 0, der.SEQUENCE)
     parts = list(der.children(signed, s, e, 3))
@@ -385,7 +385,7 @@ def resign(signed: bytes, tbs: bytes, key) -> bytes:
 
 
 def tbs_of(signed: bytes) -> bytes:
-    from unica.ca import der
+    from unica import der
 
     s, e = der.expect(signed, 0, der.SEQUENCE)
     t, ts, te, start = next(der.children(signed, s, e, 3))

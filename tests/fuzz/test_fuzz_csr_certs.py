@@ -6,7 +6,7 @@ import-cert`` (:func:`unica.ca.authority.import_cert`, run against a real SQLite
 CA waiting for its certificate), ``unica token import-cert`` / ``unica sign``
 (:func:`unica.hsm.objects.load_certificate_bytes`) and ``unica verify cert``
 (:func:`unica.verify._util.load_certificates` then :func:`unica.verify.validate_certificate`)
-raise only :class:`UnicaError`; :func:`unica.ca.der.cert_fields` raises only ``DERError``.
+raise only :class:`UnicaError`; :func:`unica.der.cert_fields` raises only ``DERError``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import budget, cached, der_inputs, feed, pem_inputs, resigned
-from unica.ca import der
+from unica import der
 from unica.ca.request import MAX_CSR_BYTES, CSRRequest, parse_csr
 from unica.errors import MalformedInput, PolicyViolation, UnicaError
 

@@ -1,4 +1,4 @@
-"""The bounded DER reader of unica.ca.der (used by the OCSP request parser and the CRL/OCSP
+"""The bounded DER reader of unica.der (used by the OCSP request parser and the CRL/OCSP
 writers on certificates): every primitive on random buffers and positions.
 
 Contract: a value or :class:`DERError` -- never IndexError, never unbounded work.
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import budget, cached, der_inputs, feed
-from unica.ca import der
+from unica import der
 
 
 def _walk(buf: bytes, pos: int, end: int | None):

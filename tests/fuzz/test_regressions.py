@@ -14,7 +14,7 @@ from cryptography.x509 import ocsp
 
 from tests.conftest import assert_one_line_error
 from tests.fuzz.harness import resign, tbs_of
-from unica.ca import der
+from unica import der
 from unica.errors import MalformedInput, URIError
 
 

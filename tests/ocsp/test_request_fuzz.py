@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unica.ca import der
+from unica import der
 from unica.ocsp import ResponseStatus, parse_request
 from unica.ocsp.request import MalformedRequest, decode_get_path
 

@@ -27,8 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from unica.ca import der
-from unica.ca.der import SignatureScheme, ctx, enc_len, extension, integer, oid, seq, tlv
+from unica import der
+from unica.der import SignatureScheme, ctx, enc_len, extension, integer, oid, seq, tlv
 
 __all__ = [
     "RevokedEntry", "IssuingDistributionPoint", "ShardScheme", "CRLIssuer",

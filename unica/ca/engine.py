@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ObjectIdentifier
 
-from unica.ca import der
+from unica import der
 from unica.ca.lint import require_clean
 from unica.ca.names import apply_subject_rules
 from unica.ca.request import CSRRequest

@@ -21,8 +21,8 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from unica.ca import der
-from unica.ca.der import INTEGER, OCTET_STRING, OID, SEQUENCE, ctx
+from unica import der
+from unica.der import INTEGER, OCTET_STRING, OID, SEQUENCE, ctx
 from unica.errors import MalformedInput
 
 __all__ = ["CertID", "OCSPRequestInfo", "RequestLimits", "MalformedRequest", "parse_request",

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, NamedTuple
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from unica.ca import der
+from unica import der
 from unica.errors import ConfigurationError
 from unica.ocsp.request import MalformedRequest, OCSPRequestInfo, RequestLimits, parse_request
 from unica.ocsp.response import ERROR_RESPONSES, ResponseSigner, ResponseStatus, SignedResponse, cert_id_for

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from unica.ca import der
+from unica import der
 from unica.ca.crl import REASON_CODES
-from unica.ca.der import SignatureScheme, ctx, enumerated, extension, generalized_time, oid, seq, tlv
+from unica.der import SignatureScheme, ctx, enumerated, extension, generalized_time, oid, seq, tlv
 from unica.errors import ConfigurationError
 
 __all__ = ["ResponseStatus", "CertStatus", "GOOD", "UNKNOWN", "ResponseSigner", "ERROR_RESPONSES",
