@@ -134,6 +134,8 @@ def recover_cmd(older_than, db, as_json) -> None:
                + (": " + ", ".join(report.abandoned) if report.abandoned else ""))
     for f in report.removed_files:
         click.echo(f"removed {f}")
+    for lease in report.released_leases:
+        click.echo(f"released the OCSP pre-signing lease of a stopped process: {lease}")
 
 
 COMMANDS = [revoke_cmd, release_cmd, crl_group, recover_cmd]
