@@ -39,8 +39,8 @@ def _ops(label: str):
         session = module.find_token(_softhsm.TOKEN).open()  # logged in: login state is per process
         priv = next(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
     if priv.key_type == KeyType.EC:
-        digest = hashlib.sha256(msg).digest()
-        raw = lambda: priv.sign(digest, mechanism=Mechanism.ECDSA)  # noqa: E731
+        # as documented above: hash the message per signature (unica has to, too)
+        raw = lambda: priv.sign(hashlib.sha256(msg).digest(), mechanism=Mechanism.ECDSA)  # noqa: E731
     else:
         raw = lambda: priv.sign(msg, mechanism=Mechanism.SHA256_RSA_PKCS)  # noqa: E731
     unica = lambda: sign_raw(key, msg)  # noqa: E731
