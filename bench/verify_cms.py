@@ -90,8 +90,6 @@ def main() -> None:
         trust_roots=[pki.root.asn1_cert], other_certs=[pki.inter.asn1_cert],
         crls=[acrl.CertificateList.load(c.public_bytes(serialization.Encoding.DER)) for c in crls],
         revocation_mode="hard-fail", allow_fetching=False)
-    sd = cms.ContentInfo.load(sig)["content"]
-    digest = hashlib.sha256(data).digest()
 
     pstream = [(cms.ContentInfo.load(s)["content"], hashlib.sha256(d).digest()) for s, d in stream]
     pos = 0

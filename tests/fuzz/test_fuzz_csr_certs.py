@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.fuzz.harness import budget, cached, der_inputs, feed, pem_inputs, resigned
 from unica import der
 from unica.ca.request import MAX_CSR_BYTES, CSRRequest, parse_csr
-from unica.errors import MalformedInput, PolicyViolation, UnicaError
+from unica.errors import MalformedInput, PolicyViolation
 
 
 @budget(1500)

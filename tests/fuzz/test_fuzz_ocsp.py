@@ -21,8 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import budget, cached, der_inputs, feed, pick
-from unica.ocsp import (InMemoryPresignedStore, InMemoryStatusSource, Presigner, Responder, ResponseSigner,
-                        ServedCA)
+from unica.ocsp import (InMemoryPresignedStore, InMemoryStatusSource, Responder, ResponseSigner, ServedCA)
 from unica.ocsp.http import OCSPApp
 from unica.ocsp.request import MalformedRequest, RequestLimits, decode_get_path, parse_request
 

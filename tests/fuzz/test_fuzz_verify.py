@@ -8,14 +8,12 @@ never come out TOTAL-PASSED unless the mutation left the signed bytes intact.
 
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import budget, cached, der_inputs, feed, mutated, pem_inputs, pick
-from unica.errors import UnicaError
 
 
 @pytest.fixture(scope="module")

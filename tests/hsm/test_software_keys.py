@@ -4,8 +4,7 @@ import os
 import subprocess
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from unica.errors import CorruptKeyFile, KeyExists, KeyNotFound, PassphraseIncorrect, PinRequired

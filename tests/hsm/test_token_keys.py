@@ -12,11 +12,11 @@ import uuid
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from unica.errors import KeyExists, KeyNotFound, PinIncorrect, TokenNotFound, UnsupportedKeyType
+from unica.errors import KeyExists, KeyNotFound, TokenNotFound, UnsupportedKeyType
 from unica.hsm import generate_key, key_info, list_keys, load_key, sign_raw
 from unica.hsm.keytypes import key_identifier
 

@@ -175,7 +175,6 @@ def test_renew_key_without_certificate_needs_subject(unica):
 @pytest.fixture(scope="module")
 def local_ca(tmp_path_factory):
     """A local unica CA (the CA core): root and issuing sub CA with encrypted key files."""
-    import os
 
     from tests.conftest import run_unica
 

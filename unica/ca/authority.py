@@ -312,7 +312,6 @@ def _load_certs(data: bytes, source: str) -> list[x509.Certificate]:
 def import_cert(store, name: str, data: bytes, source: str = "certificate") -> dict:
     """Install the certificate an external parent issued for the pending CA ``name``
     (PEM may carry the parent chain after it: it is kept for ``export --chain``)."""
-    from unica.store import models as m
 
     certs = _load_certs(data, source)
     cert = certs[0]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from unica.errors import UnsupportedKeyType
-from unica.hsm.keytypes import KeyType, default_hash_for, key_type_of, spki_der, spki_sha256
+from unica.hsm.keytypes import KeyType, default_hash_for, key_type_of, spki_sha256
 from unica.hsm.secrets import PASSPHRASE, USER_PIN, resolve_secret
 from unica.hsm.uri import FileURI, KeyURI, Pkcs11URI, parse_key_uri
 

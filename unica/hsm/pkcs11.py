@@ -15,6 +15,7 @@ and ``CKM_SHA*_RSA_PKCS_PSS`` (or the raw mechanisms for pre-hashed input).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -30,6 +31,7 @@ from pkcs11.mechanisms import MGF
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from unica.errors import (
+    InputError,
     KeyExists,
     KeyNotFound,
     ModuleNotFound,
@@ -170,19 +172,12 @@ class TokenSession:
         if self._pin is None:
             self.session = _call(token.open, rw=self.rw)
             return
-        try:
-            self.session = token.open(rw=self.rw, user_pin=self._pin)
-        except p11e.UserAlreadyLoggedIn:
-            # login state is per application: another session already logged in
-            self.session = token.open(rw=self.rw)
-        except p11e.PinIncorrect:
-            raise PinIncorrect(f"wrong PIN for token {token.label!r} (the token counts failed attempts)") from None
-        except p11e.PinLocked:
-            raise PinLocked(f"the user PIN of token {token.label!r} is locked; the security officer must unblock it") from None
-        except (p11e.PinLenRange, p11e.PinInvalid):
-            raise PinIncorrect(f"the PIN given for token {token.label!r} has an invalid length or characters") from None
-        except p11e.PKCS11Error as e:
-            raise TokenError(f"cannot open a session on token {token.label!r}: {_p11_name(e)}") from None
+        with pin_errors(token.label, "opening a session"):
+            try:
+                self.session = token.open(rw=self.rw, user_pin=self._pin)
+            except p11e.UserAlreadyLoggedIn:
+                # login state is per application: another session already logged in
+                self.session = token.open(rw=self.rw)
         self.logged_in = True
 
     def reopen(self) -> None:
@@ -213,6 +208,28 @@ class TokenSession:
 def _p11_name(e: Exception) -> str:
     text = str(e)
     return type(e).__name__ + (f" ({text})" if text and text != type(e).__name__ else "")
+
+
+@contextlib.contextmanager
+def pin_errors(label: str, action: str, *, so: bool = False, new_pin: bool = False):
+    """Map the PKCS#11 errors of a PIN-bearing call on token ``label`` to unica's, one message each.
+
+    ``so``: the PIN is the security officer's; ``new_pin``: the call sets a new PIN, so a length
+    or character complaint is about that new PIN (bad input), not a wrong one."""
+    who = "SO PIN" if so else "PIN"
+    try:
+        yield
+    except p11e.PinIncorrect:
+        raise PinIncorrect(f"wrong {who} for token {label!r} (the token counts failed attempts)") from None
+    except p11e.PinLocked:
+        raise PinLocked(f"the SO PIN of token {label!r} is locked" if so else
+                        f"the user PIN of token {label!r} is locked; the security officer must unblock it") from None
+    except (p11e.PinLenRange, p11e.PinInvalid):
+        if new_pin:
+            raise InputError(f"token {label!r} refused the new PIN (length or characters)") from None
+        raise PinIncorrect(f"the {who} given for token {label!r} has an invalid length or characters") from None
+    except p11e.PKCS11Error as e:
+        raise TokenError(f"{action} on token {label!r} failed: {_p11_name(e)}") from None
 
 
 def _call(fn, *args, **kwargs):

@@ -10,7 +10,7 @@ import pkcs11.exceptions as p11e
 from pkcs11.constants import TokenFlag
 
 from unica.errors import InputError, PinIncorrect, PinLocked, TokenError, TokenNotFound
-from unica.hsm.pkcs11 import _p11_name, _serial_text, get_module
+from unica.hsm.pkcs11 import _p11_name, _serial_text, get_module, pin_errors
 from unica.hsm.uri import DEFAULT_PKCS11_MODULE
 
 # token flags worth showing an operator, in display order
@@ -246,18 +246,9 @@ def change_pin(label: str, old_pin: str, new_pin: str, path: str | None = None) 
         raise InputError("the new PIN is empty")
     module = get_module(module_path(path))
     tok = module.find_token(label)
-    with module.lock:
-        try:
-            with tok.open(rw=True) as session:
-                session.set_pin(old_pin, new_pin)
-        except p11e.PinIncorrect:
-            raise PinIncorrect(f"wrong PIN for token {label!r} (the token counts failed attempts)") from None
-        except p11e.PinLocked:
-            raise PinLocked(f"the user PIN of token {label!r} is locked; the security officer must unblock it") from None
-        except (p11e.PinLenRange, p11e.PinInvalid):
-            raise InputError(f"token {label!r} refused the new PIN (length or characters)") from None
-        except p11e.PKCS11Error as e:
-            raise TokenError(f"changing the PIN of token {label!r} failed: {_p11_name(e)}") from None
+    with module.lock, pin_errors(label, "changing the PIN", new_pin=True):
+        with tok.open(rw=True) as session:
+            session.set_pin(old_pin, new_pin)
 
 
 def unblock_pin(label: str, so_pin: str, new_pin: str, path: str | None = None) -> None:
@@ -266,15 +257,6 @@ def unblock_pin(label: str, so_pin: str, new_pin: str, path: str | None = None) 
         raise InputError("the new PIN is empty")
     module = get_module(module_path(path))
     tok = module.find_token(label)
-    with module.lock:
-        try:
-            with tok.open(rw=True, so_pin=so_pin) as session:
-                session.init_pin(new_pin)
-        except p11e.PinIncorrect:
-            raise PinIncorrect(f"wrong SO PIN for token {label!r} (the token counts failed attempts)") from None
-        except p11e.PinLocked:
-            raise PinLocked(f"the SO PIN of token {label!r} is locked") from None
-        except (p11e.PinLenRange, p11e.PinInvalid):
-            raise InputError(f"token {label!r} refused the new PIN (length or characters)") from None
-        except p11e.PKCS11Error as e:
-            raise TokenError(f"unblocking the user PIN of token {label!r} failed: {_p11_name(e)}") from None
+    with module.lock, pin_errors(label, "unblocking the user PIN", so=True, new_pin=True):
+        with tok.open(rw=True, so_pin=so_pin) as session:
+            session.init_pin(new_pin)

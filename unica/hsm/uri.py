@@ -168,7 +168,7 @@ def _parse_pkcs11(text: str, rest: str) -> Pkcs11URI:
         name = name.lower()
         if name == "pin-value":
             raise URIError(
-                f"bad key URI: a PIN must not be written into a key URI (pin-value); "
+                "bad key URI: a PIN must not be written into a key URI (pin-value); "
                 "use UNICA_PIN, --pin-file or pin-source=FILE"
             )
         if name not in _QUERY_ATTRS:

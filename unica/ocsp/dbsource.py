@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections import OrderedDict
 
 from sqlalchemy import delete, func, or_, select
