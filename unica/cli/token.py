@@ -158,14 +158,7 @@ def token_change_pin(token, pin_file, new_pin_file, module_path) -> None:
     _change_pin(token, pin_file, new_pin_file, module_path)
 
 
-@token_group.command("set-pin")
-@_token_option
-@pin_file_option
-@_new_pin_file_option
-@_module_option
-def token_set_pin(token, pin_file, new_pin_file, module_path) -> None:
-    """Same as change-pin."""
-    _change_pin(token, pin_file, new_pin_file, module_path)
+token_group.add_command(token_change_pin, name="set-pin")  # the same command under the issue's name
 
 
 @token_group.command("unblock")

@@ -26,6 +26,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from unica.der import oid
 from unica.errors import FetchError, InputError, UnsupportedKeyType
 from unica.hsm import signature_params
 from unica.sign.signer import SigningIdentity
@@ -33,17 +34,13 @@ from unica.sign.signer import SigningIdentity
 _CHUNK = 1 << 20
 
 
-def _oid(dotted: str) -> bytes:
-    return core.ObjectIdentifier(dotted).dump()
-
-
-OID_DATA = _oid("1.2.840.113549.1.7.1")
-OID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
-OID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
-OID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
-OID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")
-OID_SIGNING_CERT_V2 = _oid("1.2.840.113549.1.9.16.2.47")
-OID_TIMESTAMP_TOKEN = _oid("1.2.840.113549.1.9.16.2.14")
+OID_DATA = oid("1.2.840.113549.1.7.1")
+OID_SIGNED_DATA = oid("1.2.840.113549.1.7.2")
+OID_CONTENT_TYPE = oid("1.2.840.113549.1.9.3")
+OID_MESSAGE_DIGEST = oid("1.2.840.113549.1.9.4")
+OID_SIGNING_TIME = oid("1.2.840.113549.1.9.5")
+OID_SIGNING_CERT_V2 = oid("1.2.840.113549.1.9.16.2.47")
+OID_TIMESTAMP_TOKEN = oid("1.2.840.113549.1.9.16.2.14")
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 

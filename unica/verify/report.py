@@ -115,8 +115,24 @@ class RevocationEvidence:
     message: str | None = None
 
 
+class _Report:
+    """What every report offers: ``passed``, ``to_dict()`` and ``to_json()``."""
+
+    indication: "Indication"
+
+    @property
+    def passed(self) -> bool:
+        return self.indication is Indication.TOTAL_PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+
 @dataclasses.dataclass(frozen=True)
-class ValidationReport:
+class ValidationReport(_Report):
     """Result of validating one certificate (X.509 validation building block)."""
 
     indication: Indication
@@ -131,19 +147,9 @@ class ValidationReport:
     #: "validated" or "cache" (a path validated before, within its time bucket)
     source: str = "validated"
 
-    @property
-    def passed(self) -> bool:
-        return self.indication is Indication.TOTAL_PASSED
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
-
-    def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
 
 @dataclasses.dataclass(frozen=True)
-class SignatureReport:
+class SignatureReport(_Report):
     """Result of verifying one signature (CMS / CAdES / PAdES)."""
 
     indication: Indication
@@ -163,19 +169,9 @@ class SignatureReport:
     coverage: str | None = None
     modification_level: str | None = None
 
-    @property
-    def passed(self) -> bool:
-        return self.indication is Indication.TOTAL_PASSED
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
-
-    def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
 
 @dataclasses.dataclass(frozen=True)
-class PdfReport:
+class PdfReport(_Report):
     """One report per signature in a PDF; the document's indication is the worst one."""
 
     signatures: tuple[SignatureReport, ...]
@@ -197,18 +193,11 @@ class PdfReport:
                 return s.sub_indication
         return None
 
-    @property
-    def passed(self) -> bool:
-        return self.indication is Indication.TOTAL_PASSED
-
     def to_dict(self) -> dict[str, Any]:
         d = _to_plain(self)
         d["indication"] = self.indication.value
         d["sub_indication"] = self.sub_indication.value if self.sub_indication else None
         return d
-
-    def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
 
 
 def _to_plain(value: Any) -> Any:
