@@ -82,6 +82,31 @@ def test_revoke_hold_release_base_and_delta_crls(pki):
     assert {format(e.serial_number, "x") for e in _crl(base2["path"])} == {a, c, d}
 
 
+def test_delta_omits_what_the_base_already_had_in_the_same_second(pki, monkeypatch):
+    """A revocation in the same second as the base CRL (but before its snapshot) is in the base,
+    so the next delta must not list it again; one made after the snapshot is in the delta."""
+    from unica.ca.revocation import generate_crl
+    from unica.store import open_store
+
+    early, late = pki.issue("sub")["serial"], pki.issue("sub")["serial"]
+    pki.run("revoke", early, "--reason", "keyCompromise")
+    pki.run("revoke", late, "--reason", "superseded")
+    second = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=5)
+    db = sqlite3.connect(pki.home / "unica.db")
+    with db:  # early changed at .2 s, late at .8 s; the base snapshot is taken at .5 s
+        for serial, micro in ((early, 200_000), (late, 800_000)):
+            db.execute("update certificates set updated_at = ? where serial = ?",
+                       ((second + dt.timedelta(microseconds=micro)).strftime("%Y-%m-%d %H:%M:%S.%f"), serial))
+    db.close()
+    monkeypatch.setenv("UNICA_PASSPHRASE", pki.env["UNICA_PASSPHRASE"])
+    monkeypatch.setenv("UNICA_HOME", str(pki.home))
+    store = open_store(f"sqlite:///{pki.home / 'unica.db'}")
+    base = generate_crl(store, "sub", now=second + dt.timedelta(microseconds=500_000), out_dir=pki.tmp)[0]
+    assert base.this_update == second  # the CRL itself says whole seconds
+    delta = generate_crl(store, "sub", delta=True, out_dir=pki.tmp)[0]
+    assert {format(e.serial_number, "x") for e in _crl(delta.path)} == {late}
+
+
 def test_revocation_errors_are_one_line_and_change_nothing(pki):
     s = pki.issue("sub")["serial"]
     pki.run("revoke", s, "--reason", "keyCompromise")

@@ -270,7 +270,10 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
     each carries an Issuing Distribution Point with its shard's URL. ``delta`` makes delta
     CRLs against the latest base CRL of the same shard.
     """
-    now = (now or m.utcnow()).replace(microsecond=0)
+    # ``taken``: when the entries are read (kept to the microsecond in the CRL row, so the next
+    # delta lists exactly what changed after this snapshot); the CRL itself says whole seconds
+    taken = now or m.utcnow()
+    now = taken.replace(microsecond=0)
     with store.read() as s:
         row = get_ca_row(s, ca_name)
         if row.cert_der is None:
@@ -343,7 +346,7 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
                 if newer is None:
                     os.replace(tmp, path)
                 s.add(m.CRL(ca_id=ca_row.id, number=number, is_delta=delta, base_number=base_number, shard=sh,
-                            this_update=now, next_update=next_update, entries=counted.n, sha256=h.hexdigest(),
+                            this_update=taken, next_update=next_update, entries=counted.n, sha256=h.hexdigest(),
                             path=str(path) if newer is None else None))
                 store.audit(s, "crl.generated", ca=ca_name, target=str(number),
                             details={"delta": delta, "base": base_number, "shard": sh, "entries": counted.n,

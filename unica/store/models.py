@@ -162,7 +162,7 @@ class CRL(Base):
     is_delta: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     base_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     shard: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    this_update: Mapped[dt.datetime] = mapped_column(nullable=False)
+    this_update: Mapped[dt.datetime] = mapped_column(nullable=False)  # snapshot time (µs); the CRL says whole seconds
     next_update: Mapped[dt.datetime] = mapped_column(nullable=False)
     entries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
