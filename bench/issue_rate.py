@@ -116,8 +116,8 @@ def issue_rate(ca, profile, csrs: list[bytes], lint: bool, batch: int) -> tuple[
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=400, help="certificates per case (default 400)")
-    ap.add_argument("--batch", type=int, default=100, help="batch size for the issue_many cases (default 100)")
+    ap.add_argument("--n", type=int, default=1000, help="certificates per case (default 1000)")
+    ap.add_argument("--batch", type=int, default=500, help="batch size for the issue_many cases (default 500)")
     ap.add_argument("--db", default=None, help="database URL (default: SQLite in a temp UNICA_HOME)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):

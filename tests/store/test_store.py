@@ -136,3 +136,43 @@ def test_concurrent_audit_appends_never_fork_the_chain(store):
     assert len(entries) == 40
     for prev, cur in zip(entries, entries[1:]):
         assert cur.prev_hash == prev.hash
+
+
+def test_bulk_rows_are_stored_exactly_as_core_stores_them(store):
+    """unica.store.bulk (driver-level executemany, the bulk-issuance path) writes the same
+    stored values as a Core INSERT/UPDATE: timestamps (whole seconds and not), JSON, bytes."""
+    from sqlalchemy import insert, text, update
+
+    from unica.store.bulk import insert_many, update_many
+
+    t = m.Certificate.__table__
+    whole = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
+    frac = dt.datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    cols = ("ca_id", "serial", "status", "subject_text", "subject_der", "sans", "not_before", "not_after",
+            "profile", "is_ca", "tbs_der", "spki_sha256", "requester", "created_at", "updated_at")
+    with store.write() as s:
+        s.add(_ca())
+        s.flush()
+        ca_id = s.execute(select(m.CA.id)).scalar_one()
+    values = lambda serial: (ca_id, serial, "pending", "CN=示例", b"\x30\x00", ["dns:a.example", "ip:192.0.2.1"],  # noqa: E731
+                             whole, frac, "tls-server", False, b"\x00\x01tbs", "ab" * 32, None, frac, whole)
+    with store.write() as s:
+        s.execute(insert(t), [dict(zip(cols, values("c0")))])
+        assert insert_many(s.connection(), t, cols, [values("b0"), values("b1")]) in (2, -1)
+    with store.write() as s:
+        s.execute(update(t).where(t.c.serial == "c0", t.c.status == "pending")
+                  .values(der=b"\x30\x01", fingerprint_sha256="f0", status="valid", updated_at=frac))
+        n = update_many(s.connection(), t, ("der", "fingerprint_sha256", "status", "updated_at"), ("ca_id", "serial"),
+                        [(b"\x30\x01", "f1", "valid", frac, ca_id, "b0"), (b"\x30\x01", "f2", "valid", frac, ca_id, "zz")],
+                        where="status = 'pending'")
+        assert n in (1, -1)  # "zz" matches nothing
+    raw = "SELECT serial, status, subject_text, subject_der, sans, not_before, not_after, created_at, updated_at, " \
+          "der, tbs_der, is_ca FROM certificates ORDER BY serial"
+    with store.read() as s:
+        rows = {r[0]: tuple(bytes(v) if isinstance(v, memoryview) else v for v in r[1:])
+                for r in s.execute(text(raw))}
+    assert rows["b0"] == rows["c0"]  # the stored forms, as the database holds them
+    assert rows["b1"][0] == "pending" and rows["b1"][1:7] == rows["c0"][1:7]
+    with store.read() as s:
+        got = s.execute(select(m.Certificate).where(m.Certificate.serial == "b0")).scalar_one()
+    assert got.not_before == whole and got.not_after == frac and got.sans == ["dns:a.example", "ip:192.0.2.1"]

@@ -178,7 +178,7 @@ def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str |
     issuer = engine.Issuer(name=name, subject=dn, public_key=pub, ski=key_identifier(pub), is_root=True)
     prepared = engine.prepare(issuer, prof, req, now=now, where=f"CA {name}")
     with store.write() as s:
-        row = m.CA(name=name, key_uri=uri, subject_der=prepared.subject.public_bytes(),
+        row = m.CA(name=name, key_uri=uri, subject_der=prepared.subject_der,
                    subject_text=name_text(prepared.subject), status="pending", crl_shards=1, profiles=[],
                    settings={})
         settings.apply(row)
@@ -208,7 +208,7 @@ def _key_type_hint(key: KeySpec) -> str:
 def _intent_row(m, ca_id: int, prepared, requester: str | None):
     return m.Certificate(
         ca_id=ca_id, serial=m.serial_hex(prepared.serial), status="pending",
-        subject_text=name_text(prepared.subject), subject_der=prepared.subject.public_bytes(),
+        subject_text=name_text(prepared.subject), subject_der=prepared.subject_der,
         sans=list(prepared.sans), not_before=prepared.not_before, not_after=prepared.not_after,
         profile=prepared.profile, is_ca=prepared.is_ca, tbs_der=prepared.tbs_der,
         spki_sha256=prepared.spki_sha256, requester=requester)

@@ -2,9 +2,9 @@
 
 Two steps, as in Boulder's ``issuance`` package:
 
-* :func:`prepare` checks the request against the profile, decides every extension, builds
-  the certificate, signs a copy with a throwaway key of the CA's key type, lints that copy
-  with pkilint and returns a :class:`Prepared` holding the exact TBSCertificate.
+* :func:`prepare` checks the request against the profile, decides every extension, encodes
+  the exact TBSCertificate (from a per-(issuer, profile) template, :mod:`unica.ca.tbs`),
+  lints the certificate it makes with pkilint and returns a :class:`Prepared`.
 * :func:`sign_prepared` signs exactly that TBSCertificate once with the CA's real key and
   assembles the certificate at the DER level (no second build, so what was linted and
   recorded is what is signed), then checks the signature with the CA's public key.
@@ -31,15 +31,18 @@ from cryptography.x509.oid import ObjectIdentifier
 from unica import der
 from unica.ca.lint import require_clean
 from unica.ca.names import apply_subject_rules
+from unica.ca.tbs import Template, make_template
 from unica.ca.request import CSRRequest
 from unica.errors import CAUnusable, PolicyViolation, UnsupportedKeyType
 from unica.hsm import signature_params
-from unica.hsm.keytypes import KeyType, default_hash_for, key_identifier, key_type_of, spki_sha256
+from unica.hsm.keytypes import KeyType, default_hash_for, key_identifier, key_type_of, spki_der, spki_sha256
 from unica.policies.model import KEY_USAGES, NameConstraintsSpec, Profile
 
 #: certificates are backdated this much, for relying parties with slow clocks
 BACKDATE = dt.timedelta(minutes=1)
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DNS_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+#: two or more labels, the first may be "*"
+_DNS_NAME = re.compile(rf"^(?:\*\.)?(?:{_DNS_LABEL}\.)+{_DNS_LABEL}\Z")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Prepared:
     signature_algorithm_der: bytes
     hash_name: str | None
     subject: x509.Name
+    subject_der: bytes
     sans: tuple[str, ...]
     not_before: dt.datetime
     not_after: dt.datetime
@@ -119,8 +123,7 @@ def check_key(profile: Profile, key_type: str, where: str) -> None:
 
 def _check_dns(name: str, where: str) -> str:
     n = name.lower()
-    labels = n[2:].split(".") if n.startswith("*.") else n.split(".")
-    if len(n) > 253 or len(labels) < 2 or not all(_DNS_LABEL.match(lbl) for lbl in labels):
+    if len(n) > 253 or not _DNS_NAME.match(n):
         raise PolicyViolation(f"{where}: {name!r} is not a valid DNS name")
     return n
 
@@ -303,13 +306,15 @@ def check_issuer(issuer: Issuer, profile: Profile, now: dt.datetime) -> None:
 
 def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.datetime | None = None,
             serial: int | None = None, lint: bool = True, where: str = "request") -> Prepared:
-    """Check ``request`` under ``profile``, decide the contents, lint a throwaway-signed copy."""
+    """Check ``request`` under ``profile``, decide the contents (the exact TBSCertificate) and,
+    with ``lint``, lint the certificate it makes (with a placeholder signature)."""
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     self_signed = issuer.is_root and profile.kind == "root-ca"
     check_issuer(issuer, profile, now)
     check_key(profile, request.key_type, where)
-    spki_hex = spki_sha256(request.public_key)
-    if not self_signed and spki_hex == spki_sha256(issuer.public_key):
+    spki = request.spki_der or spki_der(request.public_key)
+    spki_hex = hashlib.sha256(spki).hexdigest()
+    if not self_signed and spki_hex == _issuer_spki_sha256(issuer):
         raise PolicyViolation(f"{where}: the request's public key is the key of CA {issuer.name!r}")
     subject = apply_subject_rules(profile, request.subject, where)
     sans = apply_san_rules(profile, request.requested_sans, where)
@@ -322,67 +327,100 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
         issuer = dataclasses.replace(issuer, subject=subject, ski=key_identifier(request.public_key))
     elif issuer.not_after is not None and not_after > issuer.not_after:
         not_after = issuer.not_after  # never outlive the issuer
-    subject_for_issuer = issuer.subject
-    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject_for_issuer)
-         .public_key(request.public_key).serial_number(serial)
-         .not_valid_before(not_before).not_valid_after(not_after))
-    for value, critical in extensions_for(profile, issuer, request.public_key, subject, sans, serial):
-        b = b.add_extension(value, critical)
-    hash_alg = default_hash_for(issuer.public_key)
-    tkey = throwaway_key(issuer.key_type)
-    copy = b.sign(tkey, hash_alg)
-    copy_der = _der_of(copy)
-    tbs_der, sigalg_der = _split(copy_der)
+    tmpl = template_for(issuer, profile, cache=not self_signed)
+    subject_der = subject.public_bytes()
+    tbs_der = tmpl.build(serial, not_before, not_after, subject_der, spki, sans, len(subject) == 0)
+    sigalg_der = tmpl.sigalg_der
     if lint:
+        copy_der = der.seq(tbs_der, sigalg_der, der.bit_string(_placeholder_signature(issuer.key_type)))
         require_clean(copy_der, f"the certificate for {where} under profile {profile.name!r}")
     honoured = {"2.5.29.17"} if "subjectAltName" in profile.honour_extensions else set()
     return Prepared(
         issuer=issuer.name, profile=profile.name, serial=serial, tbs_der=tbs_der,
-        signature_algorithm_der=sigalg_der, hash_name=hash_alg.name if hash_alg else None,
-        subject=subject, sans=tuple(san_text(g) for g in sans), not_before=not_before, not_after=not_after,
+        signature_algorithm_der=sigalg_der, hash_name=tmpl.hash_name,
+        subject=subject, subject_der=subject_der, sans=tuple(san_text(g) for g in sans), not_before=not_before, not_after=not_after,
         is_ca=profile.is_ca, spki_sha256=spki_hex, linted=lint,
         ignored_extensions=tuple(o for o in request.requested_extensions if o not in honoured))
 
 
-def _der_of(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
+# --- templates (see unica.ca.tbs) -----------------------------------------------------
 
-    return cert.public_bytes(Encoding.DER)
+_TEMPLATES: dict[tuple[int, int], tuple[Issuer, Profile, Template]] = {}
+_ISSUER_SPKI: dict[int, tuple[Issuer, str]] = {}
 
 
-def _split(cert_der: bytes) -> tuple[bytes, bytes]:
-    """``(tbsCertificate TLV, signatureAlgorithm TLV)`` of a certificate."""
-    s, e = der.expect(cert_der, 0, der.SEQUENCE, what="Certificate")
-    parts = list(der.children(cert_der, s, e, limit=3))
-    if len(parts) != 3:
-        raise ValueError("certificate does not have three parts")
-    (_, _, tbs_end, tbs_start), (_, _, alg_end, alg_start) = parts[0], parts[1]
-    return cert_der[tbs_start:tbs_end], cert_der[alg_start:alg_end]
+def template_for(issuer: Issuer, profile: Profile, *, cache: bool = True) -> Template:
+    """The TBSCertificate template of ``issuer`` under ``profile`` (kept per object pair)."""
+    key = (id(issuer), id(profile))
+    hit = _TEMPLATES.get(key) if cache else None
+    if hit is not None and hit[0] is issuer and hit[1] is profile:
+        return hit[2]
+    sample_sans = [x509.DNSName("sample.invalid")]
+    exts = extensions_for(profile, issuer, issuer.public_key, issuer.subject, sample_sans, 0)
+    hash_alg = default_hash_for(issuer.public_key)
+    sigalg = der.SignatureScheme(throwaway_key(issuer.key_type), hash_alg).algorithm_identifier
+    cdp = functools.partial(crl_url_for, issuer) if issuer.crl_shards > 1 else None
+    tmpl = make_template(exts, issuer.subject.public_bytes(), sigalg, cdp, hash_alg.name if hash_alg else None)
+    if cache:
+        if len(_TEMPLATES) >= 256:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = (issuer, profile, tmpl)
+    return tmpl
+
+
+def _issuer_spki_sha256(issuer: Issuer) -> str:
+    hit = _ISSUER_SPKI.get(id(issuer))
+    if hit is not None and hit[0] is issuer:
+        return hit[1]
+    digest = spki_sha256(issuer.public_key)
+    if len(_ISSUER_SPKI) >= 256:
+        _ISSUER_SPKI.clear()
+    _ISSUER_SPKI[id(issuer)] = (issuer, digest)
+    return digest
+
+
+@functools.lru_cache(maxsize=None)
+def _placeholder_signature(key_type: str) -> bytes:
+    """A well-formed signature value of ``key_type`` for the lint copy (pkilint checks the
+    certificate's contents, not who signed it; the real signature comes after the lint)."""
+    key = throwaway_key(key_type)
+    return der.SignatureScheme(key, default_hash_for(key.public_key())).sign(b"unica lint copy")
 
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
-def sign_prepared(prepared: Prepared, key, issuer_public_key) -> bytes:
-    """Sign ``prepared.tbs_der`` once with ``key``; return the certificate DER (signature checked)."""
-    if key_type_of(key.public_key()) != key_type_of(issuer_public_key):
-        raise UnsupportedKeyType("the CA key does not match the CA's public key type")
+def check_key_matches(key, issuer_public_key) -> None:
+    """Refuse a CA key whose public half is not the CA certificate's public key (checked once,
+    when the key is loaded, before anything is signed with it)."""
+    try:
+        same = spki_der(key.public_key()) == spki_der(issuer_public_key)
+    except Exception:
+        same = False
+    if not same:
+        raise UnsupportedKeyType("the CA key is not the key of the CA certificate (its public key differs)")
+
+
+def sign_prepared(prepared: Prepared, key, issuer_public_key, *, verify: bool = True) -> bytes:
+    """Sign ``prepared.tbs_der`` once with ``key``; return the certificate DER.
+
+    With ``verify`` (the default) the signature is checked with the CA's public key before
+    the certificate is returned; bulk re-issuance without linting checks a sample instead
+    (see :meth:`unica.ca.issuance.IssuingCA.issue_many`)."""
     hash_alg = _HASHES[prepared.hash_name]() if prepared.hash_name else None
     signature = key.sign(prepared.tbs_der, *signature_params(key, hash_alg))
-    cert_der = der.seq(prepared.tbs_der, prepared.signature_algorithm_der, der.bit_string(signature))
-    cert = x509.load_der_x509_certificate(cert_der)
-    try:
-        _verify(cert, issuer_public_key, hash_alg)
-    except Exception:
-        raise UnsupportedKeyType("the CA key's signature does not verify with the CA certificate's public key "
-                                 "(wrong key for this CA?)") from None
-    return cert_der
+    if verify:
+        try:
+            _verify(signature, prepared.tbs_der, issuer_public_key, hash_alg)
+        except Exception:
+            raise UnsupportedKeyType("the CA key's signature does not verify with the CA certificate's public key "
+                                     "(wrong key for this CA?)") from None
+    return der.seq(prepared.tbs_der, prepared.signature_algorithm_der, der.bit_string(signature))
 
 
-def _verify(cert: x509.Certificate, public_key, hash_alg) -> None:
+def _verify(sig: bytes, tbs: bytes, public_key, hash_alg) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-    sig, tbs = cert.signature, cert.tbs_certificate_bytes
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         public_key.verify(sig, tbs, ec.ECDSA(hash_alg))
     elif isinstance(public_key, rsa.RSAPublicKey):

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 from dataclasses import dataclass
 
 from unica.ca import engine
@@ -24,6 +26,9 @@ from unica.errors import PolicyViolation, StoreError, UnicaError
 from unica.policies import Profile, get_profile
 
 MAX_SERIAL_TRIES = 5
+#: bulk re-issuance without linting verifies the signature of every Nth certificate of a batch
+#: (the first included) instead of each one; the CA key was matched to the CA certificate when loaded
+VERIFY_EVERY = 32
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,9 @@ class IssuingCA:
         if self._key is None:
             from unica.hsm import load_key
 
-            self._key = self._key_loader() if self._key_loader else load_key(self.key_uri)
+            key = self._key_loader() if self._key_loader else load_key(self.key_uri)
+            engine.check_key_matches(key, self.issuer.public_key)
+            self._key = key
         return self._key
 
     def set_key_loader(self, loader) -> None:
@@ -119,7 +126,19 @@ class IssuingCA:
         of the whole batch are recorded in one transaction before any is signed, and the
         signed certificates are stored, with one audit entry listing them, in a second.
 
-        Returns one :class:`Issued` or the :class:`UnicaError` that refused it, per request."""
+        With ``lint=False`` (the explicit, audited bulk mode) pkilint is skipped and the
+        signature of every :data:`VERIFY_EVERY`-th certificate (the first included) is verified
+        after signing rather than each one; with linting on, every signature is verified.
+
+        Returns one :class:`Issued` or the :class:`UnicaError` that refused it, per request.
+
+        Without linting, Python's cyclic garbage collector is paused for the batch: nothing on
+        this path makes reference cycles, and after pkilint has been loaded each full
+        collection would scan its tables again (a third of the time of a batch)."""
+        with _gc_paused(not lint):
+            return self._issue_many(requests, profile, requester=requester, lint=lint, now=now, sources=sources)
+
+    def _issue_many(self, requests, profile, *, requester, lint, now, sources) -> list:
         pname = profile.name if isinstance(profile, Profile) else profile
         prof = self.profile(profile)
         issuer = self.issuer
@@ -144,8 +163,9 @@ class IssuingCA:
             return out
         signed = []
         try:
-            for i, _, p in ready:
-                signed.append((i, p, engine.sign_prepared(p, key, issuer.public_key)))
+            for k, (i, _, p) in enumerate(ready):
+                signed.append((i, p, engine.sign_prepared(p, key, issuer.public_key,
+                                                          verify=lint or k % VERIFY_EVERY == 0)))
         except BaseException as e:
             for _, _, p in ready[len(signed):]:
                 self._mark_failed(p, e)
@@ -158,25 +178,28 @@ class IssuingCA:
 
     # --- the two transactions (SQLAlchemy Core statements: this is the hot path) -----
 
-    def _intent_values(self, p, requester) -> dict:
+    _INTENT_COLUMNS = ("ca_id", "serial", "status", "subject_text", "subject_der", "sans", "not_before",
+                       "not_after", "profile", "is_ca", "tbs_der", "spki_sha256", "requester", "created_at",
+                       "updated_at")
+
+    def _intent_row(self, p, requester, now) -> tuple:
         from unica.store import models as m
 
-        now = m.utcnow()
-        return dict(ca_id=self.ca_id, serial=m.serial_hex(p.serial), status="pending",
-                    subject_text=name_text(p.subject), subject_der=p.subject.public_bytes(), sans=list(p.sans),
-                    not_before=p.not_before, not_after=p.not_after, profile=p.profile, is_ca=p.is_ca,
-                    tbs_der=p.tbs_der, spki_sha256=p.spki_sha256, requester=requester, created_at=now,
-                    updated_at=now)
+        return (self.ca_id, m.serial_hex(p.serial), "pending", name_text(p.subject), p.subject_der,
+                list(p.sans), p.not_before, p.not_after, p.profile, p.is_ca, p.tbs_der, p.spki_sha256, requester,
+                now, now)
 
     def _insert_intents(self, prepared: list, requester) -> None:
-        from sqlalchemy import insert
         from sqlalchemy.exc import IntegrityError
 
         from unica.store import models as m
+        from unica.store.bulk import insert_many
 
+        now = m.utcnow()
         try:
             with self.store.write() as s:
-                s.execute(insert(m.Certificate.__table__), [self._intent_values(p, requester) for p in prepared])
+                insert_many(s.connection(), m.Certificate.__table__, self._INTENT_COLUMNS,
+                            [self._intent_row(p, requester, now) for p in prepared])
         except IntegrityError:
             raise _Collision() from None
 
@@ -240,21 +263,21 @@ class IssuingCA:
         """Store a signed batch; one :class:`Issued` per certificate stored, or a
         :class:`StoreError` for one whose intent was rolled back meanwhile (recovery on another
         node): that certificate is discarded, never handed out."""
-        from sqlalchemy import bindparam, select, update
+        from sqlalchemy import select
 
         from unica.store import models as m
+        from unica.store.bulk import update_many
 
         t = m.Certificate.__table__
         now = m.utcnow()
         rows = [{"b_serial": m.serial_hex(p.serial), "b_der": d, "b_fp": engine.fingerprint(d)} for _, p, d in signed]
         with self.store.write() as s:
-            stmt = (update(t).where((t.c.ca_id == self.ca_id) & (t.c.serial == bindparam("b_serial"))
-                                    & (t.c.status == "pending"))
-                    .values(der=bindparam("b_der"), fingerprint_sha256=bindparam("b_fp"), status="valid",
-                            updated_at=now))
-            s.connection().execute(stmt, rows)
-            stored: set[str] = set()
-            for i in range(0, len(rows), 1000):
+            changed = update_many(s.connection(), t, ("der", "fingerprint_sha256", "status", "updated_at"),
+                                  ("ca_id", "serial"),
+                                  [(r["b_der"], r["b_fp"], "valid", now, self.ca_id, r["b_serial"]) for r in rows],
+                                  where="status = 'pending'")
+            stored: set[str] = {r["b_serial"] for r in rows} if changed == len(rows) else set()
+            for i in range(0, len(rows) if changed != len(rows) else 0, 1000):
                 part = rows[i:i + 1000]
                 fps = {r["b_serial"]: r["b_fp"] for r in part}
                 stored.update(serial for serial, fp in s.execute(
@@ -266,6 +289,7 @@ class IssuingCA:
                 self.store.audit(s, "certificate.issued_batch", ca=self.name, details={
                     "count": len(kept), "profile": signed[0][1].profile, "requester": requester,
                     "lint": self._lint_note(lint),
+                    "signatures_verified": "all" if lint else f"1 in {VERIFY_EVERY}, the first included",
                     "certificates": [[r["b_serial"], r["b_fp"]] for r in kept]})
             if gone:
                 self.store.audit(s, "certificate.discarded", ca=self.name, target=",".join(gone[:20]), details={
@@ -276,6 +300,18 @@ class IssuingCA:
                 StoreError(f"CA {self.name!r}: the recorded intent for serial {r['b_serial']} was rolled back "
                            "(recovery) before the certificate was stored; it was discarded")
                 for (_, p, d), r in zip(signed, rows)]
+
+
+@contextlib.contextmanager
+def _gc_paused(pause: bool):
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _Collision(Exception):

@@ -32,6 +32,7 @@ UPPER_BOUNDS = {"countryName": 2, "stateOrProvinceName": 128, "localityName": 12
                 "givenName": 64, "surname": 64, "pseudonym": 128, "emailAddress": 255, "domainComponent": 63}
 MULTI = frozenset({"organizationalUnitName", "domainComponent"})
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 #: names accepted in --subject besides the RFC 4514 short names (CN, O, OU, C, ST, L, DC...)
 _DN_NAMES = {**{n: oid for n, oid in SUBJECT_ATTRIBUTES.items()}, "organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER,
@@ -88,7 +89,7 @@ def apply_subject_rules(profile: Profile, requested: x509.Name, where: str = "re
         bound = UPPER_BOUNDS.get(name)
         if bound and len(value) > bound:
             raise PolicyViolation(f"{where}: subject attribute {label} is longer than {bound} characters")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        if _CONTROL.search(value):
             raise PolicyViolation(f"{where}: subject attribute {label} contains control characters")
         if name == "countryName" and not re.fullmatch(r"[A-Z]{2}", value):
             raise PolicyViolation(f"{where}: countryName {value!r} is not a two-letter ISO 3166 code in capitals")

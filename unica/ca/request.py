@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from unica import der
 from unica.errors import MalformedInput, PolicyViolation
 from unica.hsm.keytypes import key_type_of
 
@@ -27,6 +30,46 @@ class CSRRequest:
     requested_sans: tuple[x509.GeneralName, ...]
     requested_extensions: tuple[str, ...]  # dotted OIDs of the extensionRequest
     csr: x509.CertificateSigningRequest | None = None
+    #: the request's SubjectPublicKeyInfo DER when it is already in canonical form (else None)
+    spki_der: bytes | None = None
+
+
+#: canonical SubjectPublicKeyInfo prefixes (named curve, uncompressed point) and total lengths
+_CANONICAL_EC_SPKI = {
+    "ec-p256": (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004"), 91),
+    "ec-p384": (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200" + "04"), 120),
+}
+_ECDSA_SIG_OIDS = {"1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"}
+
+
+def _canonical_spki(info: bytes, key_type: str) -> bytes | None:
+    """The SubjectPublicKeyInfo TLV of a CertificationRequestInfo, if it is exactly what
+    re-encoding the key would give (EC keys on a named curve, uncompressed point); else None."""
+    want = _CANONICAL_EC_SPKI.get(key_type)
+    if want is None:
+        return None
+    try:
+        _, s, e = der.read_tlv(info, 0)
+        _, _, pos = der.read_tlv(info, s, e)  # version
+        _, _, pos = der.read_tlv(info, pos, e)  # subject
+        _, _, end = der.read_tlv(info, pos, e)  # subjectPKInfo
+    except der.DERError:
+        return None
+    spki = info[pos:end]
+    return spki if len(spki) == want[1] and spki.startswith(want[0]) else None
+
+
+def _signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) -> bool:
+    """The request's self-signature. ECDSA is checked directly (the common case, and the hot
+    path of bulk issuance); anything else through ``is_signature_valid``."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and \
+            csr.signature_algorithm_oid.dotted_string in _ECDSA_SIG_OIDS:
+        try:
+            public_key.verify(csr.signature, info, ec.ECDSA(csr.signature_hash_algorithm))
+            return True
+        except InvalidSignature:
+            return False
+    return csr.is_signature_valid
 
 
 def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
@@ -49,7 +92,8 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
     except Exception:
         raise PolicyViolation(f"{source}: the request's public key type is not supported") from None
     try:
-        ok = csr.is_signature_valid
+        info = csr.tbs_certrequest_bytes
+        ok = _signature_ok(csr, public_key, info)
     except Exception:
         ok = False
     if not ok:
@@ -68,4 +112,5 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
     except (ValueError, KeyError, TypeError) as e:  # Key/TypeError: an attribute string of an odd ASN.1 type
         raise MalformedInput(f"{source}: malformed subject: {type(e).__name__}: {e}") from None
     return CSRRequest(public_key=public_key, key_type=kt, subject=subject, requested_sans=sans,
-                      requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr)
+                      requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr,
+                      spki_der=_canonical_spki(info, kt))
