@@ -67,14 +67,15 @@ def _rates(n: int, start) -> tuple[float, float]:
     return n / (w - start[0]), n / max(c - start[1], 1e-9)
 
 
-def raw_rate(n: int) -> tuple[float, float]:
-    """cryptography's CertificateBuilder: build + sign, nothing else (the baseline)."""
+def raw_rate(n: int, ca=None) -> tuple[float, float]:
+    """cryptography's CertificateBuilder: build + sign, nothing else (the baseline); ``ca``:
+    the signing key (default a new software P-256 key; a token key gives the same-key baseline)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    ca = ec.generate_private_key(ec.SECP256R1())
+    ca = ca or ec.generate_private_key(ec.SECP256R1())
     ee = ec.generate_private_key(ec.SECP256R1()).public_key()
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     ski = x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest
@@ -141,6 +142,7 @@ def main() -> int:
         n = args.n
         csrs = make_csrs(n)
         raws = []
+        hsm_raws = []
         results = {}
         for ca_name in ("soft", "hsm"):
             ca = IssuingCA(store, ca_name)
@@ -148,16 +150,21 @@ def main() -> int:
             for batch in (1, args.batch):
                 for lint in (True, False):
                     raws.append(raw_rate(1000))  # the baseline, interleaved with the cases
+                    if ca_name == "hsm":
+                        hsm_raws.append(raw_rate(500, ca.key))  # the same-key baseline: builder + token key
                     results[(ca_name, batch, lint)] = issue_rate(ca, profile, csrs, lint, batch)
         raws.append(raw_rate(1000))
         raw_wall = sorted(r[0] for r in raws)[len(raws) // 2]
         raw_cpu = sorted(r[1] for r in raws)[len(raws) // 2]
+        hsm_cpu = sorted(r[1] for r in hsm_raws)[len(hsm_raws) // 2]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"unica issue rate, one core, {n} certificates per case, database {store!r}, load average {load:.2f}")
         print("  wall: certificates per elapsed second; cpu: per second of this process's CPU time "
               "(what one core does when the machine is shared)")
         print(f"  baseline: cryptography CertificateBuilder build+sign (P-256, same extensions), median of "
               f"{len(raws)} runs: wall {raw_wall:8.1f}/s   cpu {raw_cpu:8.1f}/s")
+        print(f"  same-key baseline for SoftHSM2: the same builder signing with the SoftHSM2 key, median of "
+              f"{len(hsm_raws)} runs: cpu {hsm_cpu:8.1f}/s")
         for (ca_name, batch, lint), (rw, rc) in results.items():
             key = "software P-256" if ca_name == "soft" else "SoftHSM2 P-256"
             mode = "issue()        " if batch == 1 else f"issue_many({batch:<3d})"
@@ -165,8 +172,9 @@ def main() -> int:
                 verdict = f"target >= 200/s: {'met' if rc >= 200 else 'NOT met'} (cpu)"
             else:
                 verdict = f"target >= 0.5 x raw: {'met' if rc >= 0.5 * raw_cpu else 'NOT met'} (cpu)"
+            same = f" = {rc / hsm_cpu:5.3f} x same-key raw" if ca_name == "hsm" else ""
             print(f"  {key:15s} {mode} lint {'on ' if lint else 'off'}: wall {rw:7.1f}/s = {rw / raw_wall:5.3f} x raw"
-                  f" | cpu {rc:7.1f}/s = {rc / raw_cpu:5.3f} x raw   [{verdict}]")
+                  f" | cpu {rc:7.1f}/s = {rc / raw_cpu:5.3f} x raw{same}   [{verdict}]")
         store.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

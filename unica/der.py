@@ -214,6 +214,13 @@ def decode_integer(content: bytes) -> int:
     return int.from_bytes(content, "big", signed=True)
 
 
+def tbs_of(cert_der: bytes) -> bytes:
+    """The tbsCertificate TLV of a certificate (or CRL: tbsCertList)."""
+    s, e = expect(cert_der, 0, SEQUENCE, what="Certificate")
+    _, _, te = read_tlv(cert_der, s, e)
+    return bytes(cert_der[s:te])
+
+
 def cert_fields(cert_der: bytes) -> dict[str, bytes]:
     """Exact DER of some fields of a certificate: ``subject``, ``issuer``, ``spki``,
     ``spk`` (the subjectPublicKey BIT STRING contents, without the unused-bits octet)."""

@@ -121,8 +121,8 @@ def test_issue_many_records_then_signs_and_audits_the_batch(backend, monkeypatch
     with store.read() as s:
         rows = s.query(m.Certificate).filter_by(requester="bulk").all()
         assert {r.status for r in rows} == {"valid"}
-        for r in rows:
-            assert x509.load_der_x509_certificate(r.der).tbs_certificate_bytes == r.tbs_der
+        for r in rows:  # the stored certificate replaced the recorded TBS
+            assert r.der and r.tbs_der is None
         entry = s.query(m.AuditEntry).filter_by(event="certificate.issued_batch").one()
         assert entry.details["count"] == 4 and "--no-lint" in entry.details["lint"]
         assert sorted(c[0] for c in entry.details["certificates"]) == sorted(r.serial for r in rows)
@@ -155,4 +155,41 @@ def test_wrong_ca_key_leaves_a_failed_intent_and_no_certificate(backend, monkeyp
         assert row.status == "failed" and row.der is None and row.tbs_der
         entry = s.query(m.AuditEntry).filter_by(event="certificate.signing_failed").one()
         assert entry.target == row.serial
+    store.dispose()
+
+
+def test_a_certificate_whose_tbs_is_not_the_recorded_intent_is_not_stored(backend, monkeypatch):
+    """The store's UPDATE applies only where the row holds exactly the signed TBSCertificate:
+    an intent changed after it was recorded leaves the row pending and the certificate discarded."""
+    url, env = backend
+    monkeypatch.setenv("UNICA_HOME", env["UNICA_HOME"])
+    monkeypatch.setenv("UNICA_PASSPHRASE", PASSPHRASE)
+    from sqlalchemy import select, update
+
+    from unica.ca import engine
+    from unica.ca.authority import KeySpec, create_root
+    from unica.ca.issuance import IssuingCA
+    from unica.ca.names import parse_dn
+    from unica.ca.request import CSRRequest
+    from unica.errors import StoreError
+    from unica.policies import get_profile
+    from unica.store import models as m
+    from unica.store import open_store
+
+    store = open_store(url, create=True)
+    create_root(store, "r", "C=CN,O=Intent,CN=Intent Root", KeySpec(key_type="ec-p256"))
+    ca = IssuingCA(store, "r")
+    reqs = [CSRRequest(ec.generate_private_key(ec.SECP256R1()).public_key(), "ec-p256",
+                       parse_dn(f"CN=i{i}.example.cn"), (x509.DNSName(f"i{i}.example.cn"),), ()) for i in range(2)]
+    prepared = [engine.prepare(ca.issuer, get_profile("tls-server"), r, lint=False) for r in reqs]
+    ca._insert_intents(prepared, "t")
+    t = m.Certificate.__table__
+    with store.write() as s:  # someone rewrites the first intent after it was recorded
+        s.execute(update(t).where(t.c.serial == m.serial_hex(prepared[0].serial)).values(tbs_der=b"\x30\x00"))
+    signed = [(i, p, engine.sign_prepared(p, ca.key, ca.issuer.public_key)) for i, p in enumerate(prepared)]
+    first, second = ca._store_many(signed, "t", False)
+    assert isinstance(first, StoreError) and not isinstance(second, StoreError)
+    with store.read() as s:
+        status = dict(s.execute(select(t.c.serial, t.c.status).where(t.c.requester == "t")).all())
+    assert status == {m.serial_hex(prepared[0].serial): "pending", m.serial_hex(prepared[1].serial): "valid"}
     store.dispose()

@@ -17,11 +17,12 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from unica import der
 from unica.ca import engine
 from unica.ca.names import apply_subject_rules, name_text, parse_dn
 from unica.ca.records import get_ca_row, name_hash, pem
 from unica.ca.request import CSRRequest
-from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation
+from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, StoreError
 from unica.hsm.keytypes import key_identifier, key_type_of
 from unica.policies import Profile, get_profile, parse_duration
 
@@ -215,6 +216,9 @@ def _intent_row(m, ca_id: int, prepared, requester: str | None):
 
 
 def _finish_cert_row(cert_row, cert_der: bytes) -> None:
+    if cert_row.tbs_der is None or der.tbs_of(cert_der) != cert_row.tbs_der:
+        raise StoreError(f"certificate {cert_row.serial}: the signed certificate is not the recorded intent")
+    cert_row.tbs_der = None  # the certificate holds it
     cert_row.der = cert_der
     cert_row.fingerprint_sha256 = engine.fingerprint(cert_der)
     cert_row.status = "valid"

@@ -8,13 +8,16 @@
 2. transaction 1: a ``pending`` certificate row holding the exact TBSCertificate and the
    serial (a collision on the per-issuer unique serial is retried with a new serial);
 3. the one real signature over that TBSCertificate;
-4. transaction 2: the certificate DER, its fingerprint, status ``valid`` and the audit entry.
+4. transaction 2: the certificate DER, its fingerprint, status ``valid`` and the audit entry --
+   only if the row still holds exactly the TBSCertificate that was signed (a condition of
+   the UPDATE); the stored certificate then replaces the recorded TBS, which it contains.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gc
 from dataclasses import dataclass
 
@@ -241,15 +244,14 @@ class IssuingCA:
         return "pkilint clean" if linted else "SKIPPED (--no-lint, bulk re-issuance)"
 
     def _store_signed(self, prepared, cert_der: bytes, requester) -> Issued:
-        from sqlalchemy import update
-
         from unica.store import models as m
 
         fp = engine.fingerprint(cert_der)
         sh = m.serial_hex(prepared.serial)
         with self.store.write() as s:
-            done = s.execute(update(m.Certificate.__table__).where(self._where(sh)).values(
-                der=cert_der, fingerprint_sha256=fp, status="valid", updated_at=m.utcnow()))
+            done = s.connection().execute(_store_statement(), {
+                "b_ca": self.ca_id, "b_serial": sh, "b_tbs": prepared.tbs_der, "b_der": cert_der, "b_fp": fp,
+                "b_now": m.utcnow()})
             if done.rowcount != 1:
                 raise StoreError(f"CA {self.name!r}: the recorded intent for serial {sh} is gone")
             details = {"profile": prepared.profile, "fingerprint_sha256": fp, "requester": requester,
@@ -272,9 +274,10 @@ class IssuingCA:
         now = m.utcnow()
         rows = [{"b_serial": m.serial_hex(p.serial), "b_der": d, "b_fp": engine.fingerprint(d)} for _, p, d in signed]
         with self.store.write() as s:
-            changed = update_many(s.connection(), t, ("der", "fingerprint_sha256", "status", "updated_at"),
-                                  ("ca_id", "serial"),
-                                  [(r["b_der"], r["b_fp"], "valid", now, self.ca_id, r["b_serial"]) for r in rows],
+            changed = update_many(s.connection(), t, ("der", "fingerprint_sha256", "status", "updated_at", "tbs_der"),
+                                  ("ca_id", "serial", "tbs_der"),
+                                  [(r["b_der"], r["b_fp"], "valid", now, None, self.ca_id, r["b_serial"], p.tbs_der)
+                                   for r, (_, p, _) in zip(rows, signed)],
                                   where="status = 'pending'")
             stored: set[str] = {r["b_serial"] for r in rows} if changed == len(rows) else set()
             for i in range(0, len(rows) if changed != len(rows) else 0, 1000):
@@ -300,6 +303,20 @@ class IssuingCA:
                 StoreError(f"CA {self.name!r}: the recorded intent for serial {r['b_serial']} was rolled back "
                            "(recovery) before the certificate was stored; it was discarded")
                 for (_, p, d), r in zip(signed, rows)]
+
+
+@functools.lru_cache(maxsize=1)
+def _store_statement():
+    """Store one signed certificate, only where its row still holds the signed TBS (built once)."""
+    from sqlalchemy import bindparam, update
+
+    from unica.store import models as m
+
+    t = m.Certificate.__table__
+    return (update(t).where((t.c.ca_id == bindparam("b_ca")) & (t.c.serial == bindparam("b_serial"))
+                            & (t.c.status == "pending") & (t.c.tbs_der == bindparam("b_tbs")))
+            .values(der=bindparam("b_der"), fingerprint_sha256=bindparam("b_fp"), status="valid",
+                    updated_at=bindparam("b_now"), tbs_der=None))
 
 
 @contextlib.contextmanager

@@ -47,7 +47,13 @@ class Template:
         self.issuer_der = issuer_der
         self.sigalg_der = sigalg_der
         self.hash_name = hash_name  # of the signature algorithm (None for EdDSA)
-        self.parts = parts
+        merged: list = []  # adjacent fixed extensions joined into one chunk
+        for part in parts:
+            if part.__class__ is bytes and merged and merged[-1].__class__ is bytes:
+                merged[-1] += part
+            else:
+                merged.append(part)
+        self.parts = merged
         self._validity: tuple = (None, None, b"")  # the last (not_before, not_after, DER): shared by a batch
         self._cdp = cdp  # serial -> CRL URL (partitioned CRLs), with a per-URL DER cache
         self._cdp_der: dict[str, bytes] = {}
@@ -69,7 +75,7 @@ class Template:
             if part.__class__ is bytes:
                 exts.append(part)
             elif part == _SKI:
-                exts.append(der.extension(_OID_SKI, der.octet_string(key_identifier_of_spki(spki_der))))
+                exts.append(_SKI_PREFIX + key_identifier_of_spki(spki_der))
             elif part == _SAN:
                 if sans:
                     exts.append(der.extension(_OID_SAN, san_der(sans), subject_empty))
@@ -83,6 +89,10 @@ class Template:
         if exts:
             body.append(der.tlv(0xA3, der.seq(*exts)))
         return der.seq(*body)
+
+
+#: the subjectKeyIdentifier extension up to its 20-octet SHA-1 key identifier
+_SKI_PREFIX = der.extension(_OID_SKI, der.octet_string(bytes(20)))[:-20]
 
 
 _GN_TAGS = {x509.RFC822Name: 0x81, x509.DNSName: 0x82, x509.UniformResourceIdentifier: 0x86}

@@ -9,6 +9,7 @@ counter (CRL numbers) or the audit chain head takes a row lock (``SELECT ... FOR
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as dt
 import getpass
 import hashlib
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from sqlalchemy import create_engine, event, insert, inspect, select, text, update
+from sqlalchemy import bindparam, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -138,11 +139,17 @@ def _first_line(e: Exception) -> str:
 
 
 def default_actor() -> str:
+    """``user@host:pid`` of this process (looked up once per process)."""
+    return _actor(os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _actor(pid: int) -> str:
     try:
         user = getpass.getuser()
     except Exception:
         user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"{user}@{os.uname().nodename}:{os.getpid()}" if hasattr(os, "uname") else user
+    return f"{user}@{os.uname().nodename}:{pid}" if hasattr(os, "uname") else user
 
 
 def audit_entry_hash(prev_hash: str, entry_id: int, at, event: str, actor: str, ca_name: str | None,
@@ -177,20 +184,28 @@ def append_audit(session: Session, event: str, *, ca: str | None = None, target:
     issuance hot path). The head row is locked, so concurrent appends never fork the chain."""
     details = dict(details or {})
     _check_no_secrets(details)
-    head_t, entry_t = m.AuditHead.__table__, m.AuditEntry.__table__
+    read_head, add_entry, move_head = _audit_statements()
     conn = session.connection()
-    head = conn.execute(select(head_t.c.last_id, head_t.c.last_hash).where(head_t.c.id == 1)
-                        .with_for_update()).first()
+    head = conn.execute(read_head).first()
     if head is None:
         raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
     entry_id = head.last_id + 1
     at = m.utcnow()
     who = actor or default_actor()
     digest = audit_entry_hash(head.last_hash, entry_id, at, event, who, ca, target, details)
-    conn.execute(insert(entry_t).values(id=entry_id, at=at, event=event, actor=who, ca_name=ca, target=target,
-                                        details=details, prev_hash=head.last_hash, hash=digest))
-    conn.execute(update(head_t).where(head_t.c.id == 1).values(last_id=entry_id, last_hash=digest))
+    conn.execute(add_entry, {"id": entry_id, "at": at, "event": event, "actor": who, "ca_name": ca, "target": target,
+                             "details": details, "prev_hash": head.last_hash, "hash": digest})
+    conn.execute(move_head, {"b_id": entry_id, "b_hash": digest})
     return AuditAppended(entry_id, digest)
+
+
+@functools.lru_cache(maxsize=1)
+def _audit_statements():
+    """The three statements of an append, built once (their compiled forms are then cached)."""
+    head_t, entry_t = m.AuditHead.__table__, m.AuditEntry.__table__
+    return (select(head_t.c.last_id, head_t.c.last_hash).where(head_t.c.id == 1).with_for_update(),
+            insert(entry_t),
+            update(head_t).where(head_t.c.id == 1).values(last_id=bindparam("b_id"), last_hash=bindparam("b_hash")))
 
 
 # --- opening and migrating ---------------------------------------------------------------
