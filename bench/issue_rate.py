@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="certificates per case (default 1000)")
     ap.add_argument("--batch", type=int, default=500, help="batch size for the issue_many cases (default 500)")
     ap.add_argument("--db", default=None, help="database URL (default: SQLite in a temp UNICA_HOME)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of every case; medians are reported (default 3)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -143,22 +145,27 @@ def main() -> int:
         csrs = make_csrs(n)
         raws = []
         hsm_raws = []
-        results = {}
+        runs: dict[tuple, list] = {}
+        cas = {}
         for ca_name in ("soft", "hsm"):
-            ca = IssuingCA(store, ca_name)
+            cas[ca_name] = ca = IssuingCA(store, ca_name)
             ca.issue(csrs[0], profile, lint=True)  # warm-up: key load, pkilint import, DB connection
-            for batch in (1, args.batch):
-                for lint in (True, False):
-                    raws.append(raw_rate(1000))  # the baseline, interleaved with the cases
-                    if ca_name == "hsm":
-                        hsm_raws.append(raw_rate(500, ca.key))  # the same-key baseline: builder + token key
-                    results[(ca_name, batch, lint)] = issue_rate(ca, profile, csrs, lint, batch)
+        for _ in range(args.rounds):  # the machine drifts: every case once per round, medians reported
+            for ca_name, ca in cas.items():
+                for batch in (1, args.batch):
+                    for lint in (True, False):
+                        raws.append(raw_rate(1000))  # the baseline, interleaved with the cases
+                        if ca_name == "hsm":
+                            hsm_raws.append(raw_rate(500, ca.key))  # the same-key baseline: builder + token key
+                        runs.setdefault((ca_name, batch, lint), []).append(issue_rate(ca, profile, csrs, lint, batch))
         raws.append(raw_rate(1000))
-        raw_wall = sorted(r[0] for r in raws)[len(raws) // 2]
-        raw_cpu = sorted(r[1] for r in raws)[len(raws) // 2]
-        hsm_cpu = sorted(r[1] for r in hsm_raws)[len(hsm_raws) // 2]
+        med = statistics.median
+        raw_wall, raw_cpu = med(r[0] for r in raws), med(r[1] for r in raws)
+        hsm_cpu = med(r[1] for r in hsm_raws)
+        results = {k: (med(r[0] for r in v), med(r[1] for r in v)) for k, v in runs.items()}
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"unica issue rate, one core, {n} certificates per case, database {store!r}, load average {load:.2f}")
+        print(f"unica issue rate, one core, {n} certificates per case, medians of {args.rounds} rounds, "
+              f"database {store!r}, load average {load:.2f}")
         print("  wall: certificates per elapsed second; cpu: per second of this process's CPU time "
               "(what one core does when the machine is shared)")
         print(f"  baseline: cryptography CertificateBuilder build+sign (P-256, same extensions), median of "

@@ -175,3 +175,21 @@ def test_issue_batch_cli(pki, tmp_path):
     assert "rsa-1024" in report[3]["refused"]
     assert pki.cert_rows() == before + 3
     assert sorted(x.name for x in (tmp_path / "out").iterdir()) == ["b0.pem", "b1.pem", "b2.pem"]
+
+
+def test_issue_batch_in_chunks_shows_progress(pki, tmp_path):
+    import json as _json
+
+    csrs = [openssl_csr(tmp_path, f"/CN=c{i}.example.cn", san=f"DNS:c{i}.example.cn", name=f"c{i}") for i in range(5)]
+    def batches() -> int:
+        return [e["event"] for e in _json.loads(pki.run("audit", "show", "--json").stdout)].count(
+            "certificate.issued_batch")
+
+    before, batches_before = pki.cert_rows(), batches()
+    p = pki.run("issue-batch", "--ca", _soft(pki), "--profile", "tls-server", "--out-dir", str(tmp_path / "out"),
+                "--batch-size", "2", "--json", *map(str, csrs))
+    assert p.returncode == 0, p.stderr
+    assert [r["csr"] for r in _json.loads(p.stdout)] == list(map(str, csrs))
+    assert "5/5 requests done" in p.stderr and "2/5 requests done" in p.stderr
+    assert pki.cert_rows() == before + 5
+    assert batches() == batches_before + 3  # 2 + 2 + 1

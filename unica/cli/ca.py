@@ -297,16 +297,18 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
 @click.option("--requester", default=None, metavar="ID")
 @click.option("--no-lint", is_flag=True,
               help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Requests per batch: each batch is two transactions.")
 @click.argument("csr_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @pin_file_option
 @passphrase_file_option
 @db_option
 @json_option
-def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, csr_files, pin_file, passphrase_file, db,
-                    as_json) -> None:
-    """Issue one certificate per CSR file in one batch: every intent recorded in one
-    transaction before any signature, the certificates stored in a second (bulk re-issuance).
-    Refused requests are listed; the command fails if any was refused."""
+def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, csr_files, pin_file, passphrase_file,
+                    db, as_json) -> None:
+    """Issue one certificate per CSR file, in batches: each batch's intents are recorded in one
+    transaction before any signature, its certificates stored in a second (bulk re-issuance).
+    Progress goes to stderr. Refused requests are listed; the command fails if any was refused."""
     from unica.ca.issuance import IssuingCA
     from unica.ca.records import pem
     from unica.errors import PolicyViolation
@@ -315,9 +317,14 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, csr_files, pi
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
-    data = [Path(f).read_bytes() for f in csr_files]
-    results = ca.issue_many(data, profile, requester=requester, lint=not no_lint,
-                            sources=[f"CSR {f}" for f in csr_files])
+    results: list = []
+    total = len(csr_files)
+    for k in range(0, total, batch_size):
+        part = csr_files[k:k + batch_size]
+        results += ca.issue_many([Path(f).read_bytes() for f in part], profile, requester=requester,
+                                 lint=not no_lint, sources=[f"CSR {f}" for f in part])
+        if total > batch_size:
+            click.echo(f"\r{len(results)}/{total} requests done", nl=len(results) >= total, err=True)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     report, refused = [], 0
