@@ -22,3 +22,15 @@ def make_app(responses: dict):
                     "headers": HEADERS + [(b"content-length", str(len(out)).encode())]})
         await send({"type": "http.response.body", "body": out})
     return app
+
+
+class HandlerCeiling:
+    """The same dict lookup on unica's own HTTP server (``handle`` instead of ASGI)."""
+
+    max_body = 8192
+
+    def __init__(self, responses: dict):
+        self.responses = responses
+
+    def handle(self, method, path, body):
+        return 200, HEADERS, self.responses.get(body, MALFORMED)

@@ -2,18 +2,23 @@
 
     python bench/ocsp_load.py [--duration 4] [--no-netns]
 
-Servers (each in its own process, uvicorn + uvloop + httptools, same settings):
-  ceiling     20-line raw-ASGI app returning pre-signed bytes from a dict (bench/ocsp_ceiling.py)
-  pylive      raw-ASGI app signing each response with cryptography's OCSPResponseBuilder
-              (bench/ocsp_pylive.py: the "Python live-signing" baseline)
-  presigned   unica, pre-signed mode (responses looked up)
+Servers (each in its own process, on uvloop):
+  ceiling     20-line raw-ASGI app returning pre-signed bytes from a dict (bench/ocsp_ceiling.py),
+              under uvicorn + httptools (the issue's "Python ceiling")
+  ceiling on unica's server
+              the same dict lookup served by unica's HTTP server (unica.ocsp.httpserver)
+  pylive      raw-ASGI app signing each response with cryptography's OCSPResponseBuilder, under
+              uvicorn (bench/ocsp_pylive.py: the "Python live-signing" baseline)
+  presigned   unica, pre-signed mode (responses looked up), on unica's HTTP server
   live        unica, live mode (signed per request, EC P-256 delegated signer), 1 and 2 workers
   openssl     `openssl ocsp -index ... -port ...` (-multi 2), run in this loopback-only network
               namespace (`unshare -n`), because -port listens on all interfaces
 Clients: wrk (keep-alive, Lua script POSTing 256 different requests in turn; "wrk-GET": the same
 as RFC 5019 GETs, answered with caching headers) and ab (HTTP/1.0,
 no keep-alive: the only client `openssl ocsp` can serve, it stalls on idle keep-alive).
-The client shares the 2 cores with the server, as in the issue's measurements.
+The client shares the 2 cores with the server, as in the issue's measurements; wrk runs one
+thread (--wrk-threads), so client and server each have a core rather than three threads
+contending for two.
 """
 
 from __future__ import annotations
@@ -116,12 +121,13 @@ def serve(kind: str, port: int, workers: int, d: Path) -> None:
     from unica.ocsp.server import serve as run
 
     ca, signer_cert, key, serials = load(d)
-    if kind == "ceiling":
-        from ocsp_ceiling import make_app
+    if kind in ("ceiling", "ceiling-unica"):
+        from ocsp_ceiling import HandlerCeiling, make_app
         signer = ResponseSigner(ca, signer_cert, key)
         from unica.ocsp.response import GOOD
-        app = make_app({r: signer.sign(seq_cid(r), GOOD, NOW, NOW + dt.timedelta(days=4)).der
-                        for r in requests_der(ca, serials)})
+        responses = {r: signer.sign(seq_cid(r), GOOD, NOW, NOW + dt.timedelta(days=4)).der
+                     for r in requests_der(ca, serials)}
+        app = make_app(responses) if kind == "ceiling" else HandlerCeiling(responses)
     elif kind == "pylive":
         from ocsp_pylive import make_app
         app = make_app(ca, signer_cert, key, set(serials))
@@ -223,8 +229,11 @@ def _ms(v: str, unit: str) -> float:
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+WRK_THREADS = 1
+
+
 def run_wrk(port: int, conns: int, duration: float, script: Path) -> dict:
-    p = subprocess.run(["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script),
+    p = subprocess.run(["wrk", f"-t{min(conns, WRK_THREADS)}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script),
                         f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=duration + 60)
     out = p.stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -263,6 +272,9 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=4, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=1, help="runs per configuration (the best is kept)")
     ap.add_argument("--no-netns", action="store_true", help="do not enter a network namespace (skips openssl)")
+    ap.add_argument("--wrk-threads", type=int, default=1,
+                    help="wrk threads (default 1: one core for the client, one for the server)")
+    ap.add_argument("--only", default=None, help="run only the servers whose label contains this text")
     ap.add_argument("--serve", nargs=4, metavar=("KIND", "PORT", "WORKERS", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -273,11 +285,14 @@ def main() -> None:
         if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
             os.environ["UNICA_BENCH_NETNS"] = "1"
             cmd = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} --duration {args.duration}"
-                   f" --rounds {args.rounds}")
+                   f" --rounds {args.rounds} --wrk-threads {args.wrk_threads}"
+                   + (f" --only '{args.only}'" if args.only else ""))
             os.execvp("unshare", ["unshare", "-n", "sh", "-c", cmd])
         print("note: cannot create a network namespace (unshare -n); the openssl ocsp baseline is skipped")
         args.no_netns = True
     with_openssl = not args.no_netns
+    global WRK_THREADS
+    WRK_THREADS = args.wrk_threads
     d = Path(tempfile.mkdtemp(prefix="unica-ocsp-bench-"))
     build_pki(d)
     ca, _, _, serials = load(d)
@@ -296,6 +311,7 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     plan = [  # (label, server argv, clients)
         ("ceiling (dict, 20 ln)", me + ["ceiling", "PORT", "1", str(d)], ["wrk"]),
+        ("ceiling on unica's server", me + ["ceiling-unica", "PORT", "1", str(d)], ["wrk", "ab"]),
         ("unica pre-signed", me + ["presigned", "PORT", "1", str(d)], ["wrk", "wrk-GET", "ab"]),
         ("unica pre-signed, no parse cache", me + ["presigned-noparsecache", "PORT", "1", str(d)], ["wrk"]),
         ("python live baseline", me + ["pylive", "PORT", "1", str(d)], ["wrk"]),
@@ -307,17 +323,30 @@ def main() -> None:
                      ["openssl", "ocsp", "-index", str(d / "index.txt"), "-CA", str(d / "ca.pem"),
                       "-rsigner", str(d / "signer.pem"), "-rkey", str(d / "signer.key"),
                       "-port", "PORT", "-nmin", "5", "-multi", "2"], ["ab"]))
+    if args.only:
+        plan = [p for p in plan if args.only in p[0]]
     # all servers run at once (idle ones cost nothing) and the runs are interleaved per
     # connection count, so the ratios compare measurements taken seconds apart: on a shared
     # machine the background load drifts over minutes. With --rounds N the best of N is kept.
+    # Except openssl: after ab has run against it, its -multi children spin at 100% CPU each,
+    # forever (seen with OpenSSL 3.0) -- left running, it would take both cores from every
+    # later measurement. It is started fresh for each run and stopped right after.
+    fresh = {label for label, _, _ in plan if label.startswith("openssl")}
     servers = {}
+
+    def start(label, argv):
+        port = free_port()
+        servers[label] = Server([a.replace("PORT", str(port)) for a in argv], port, reqs[1])
+
     try:
         for label, argv, _ in plan:
-            port = free_port()
-            servers[label] = Server([a.replace("PORT", str(port)) for a in argv], port, reqs[1])
+            if label not in fresh:
+                start(label, argv)
         for c in CONNS:
             for rnd in range(args.rounds):
-                for label, _, clients in plan:
+                for label, argv, clients in plan:
+                    if label in fresh:
+                        start(label, argv)
                     port = servers[label].port
                     for client in clients:
                         if client == "ab":
@@ -327,6 +356,8 @@ def main() -> None:
                         best = results.get((label, client, c))
                         if best is None or not r["rps"] <= best["rps"]:
                             results[(label, client, c)] = r
+                    if label in fresh:
+                        servers.pop(label).stop()
             for label, _, clients in plan:
                 for client in clients:
                     r = results[(label, client, c)]
@@ -345,7 +376,9 @@ def main() -> None:
     for c in CONNS:
         pre, ceil = rps("unica pre-signed", "wrk", c), rps("ceiling (dict, 20 ln)", "wrk", c)
         live, pyl = rps("unica live 1 worker", "wrk", c), rps("python live baseline", "wrk", c)
-        line = (f"  {c:>2} conns: pre-signed/ceiling {pre / ceil:.2f} [>=0.7]   live/python-live {live / pyl:.2f} [>=0.7]")
+        ceil_u = rps("ceiling on unica's server", "wrk", c)
+        line = (f"  {c:>2} conns: pre-signed/ceiling {pre / ceil:.2f} [>=0.7]   pre-signed/ceiling on unica's server "
+                f"{pre / ceil_u:.2f}   live/python-live {live / pyl:.2f} [>=0.7]")
         if with_openssl:
             ossl = rps("openssl ocsp -multi 2", "ab", c)
             line += (f"   pre-signed(wrk)/openssl(ab) {pre / ossl:.2f} [>=1.5]"

@@ -152,7 +152,7 @@ def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_int
     app.build()  # a bad configuration fails here, before the socket opens
     if workers > 1:
         app.reset()
-    sock = bind(host, port)
+    sock = bind(host, port, reuse_port=workers > 1)
     click.echo(f"unica OCSP responder on http://{host}:{sock.getsockname()[1]}{prefix} "
                f"({workers} worker{'s' if workers > 1 else ''}); health: /healthz", err=True)
     serve(app, workers=workers, sock=sock)

@@ -1,4 +1,5 @@
-"""The HTTP front of the responder: a raw ASGI application (no framework).
+"""The HTTP front of the responder: ``handle(method, path, body)``, served by
+:mod:`unica.ocsp.httpserver`, and the same as a raw ASGI application (no framework).
 
 - ``GET <prefix><url-encoded base64 of the DER request>`` and ``POST <prefix>`` with an
   ``application/ocsp-request`` body; answers ``application/ocsp-response``.
@@ -49,7 +50,7 @@ class OCSPApp:
             raise ValueError(f"OCSP URL prefix {prefix!r} must start and end with '/'")
         self.responder = responder
         self.prefix = prefix.encode()
-        self.health_path = health_path
+        self.health_path = health_path.encode()
         self.max_body = responder.limits.max_body
         # a base64 GET path is 4/3 of the DER, URL-encoding at most triples '+', '/', '='
         self.max_path = len(self.prefix) + 4 * self.max_body
@@ -75,8 +76,32 @@ class OCSPApp:
     async def _http(self, scope, receive):
         method = scope["method"]
         path = scope.get("raw_path") or scope["path"].encode()
+        if method != "POST":
+            return self.handle(method, path)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body:
+                        return _plain(413, b"request body too large\n", [(b"connection", b"close")])
+                except ValueError:
+                    return _plain(400, b"bad content-length\n")
+        body = b""
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return _plain(400, b"client went away\n")
+            body += msg.get("body", b"")
+            if len(body) > self.max_body:
+                return _plain(413, b"request body too large\n", [(b"connection", b"close")])
+            more = msg.get("more_body", False)
+        return self.handle(method, path, body)
+
+    def handle(self, method: str, path: bytes, body: bytes = b"") -> tuple[int, list, bytes]:
+        """One request: ``path`` is the raw (percent-encoded) path, ``body`` the whole POST body
+        (its size already checked against ``max_body`` by the server)."""
         if method == "GET" or method == "HEAD":
-            if scope["path"] == self.health_path:
+            if path == self.health_path:
                 ok = self.responder.healthy()
                 return _plain(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
             if not path.startswith(self.prefix):
@@ -90,26 +115,8 @@ class OCSPApp:
             answer = self._respond(der)
             return 200, self._cache_headers(answer), answer.body
         if method == "POST":
-            p = scope["path"].encode()
-            if not (p.startswith(self.prefix) or p + b"/" == self.prefix):
+            if not (path.startswith(self.prefix) or path + b"/" == self.prefix):
                 return _plain(404, b"not found\n")
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    try:
-                        if int(value) > self.max_body:
-                            return _plain(413, b"request body too large\n", [(b"connection", b"close")])
-                    except ValueError:
-                        return _plain(400, b"bad content-length\n")
-            body = b""
-            more = True
-            while more:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    return _plain(400, b"client went away\n")
-                body += msg.get("body", b"")
-                if len(body) > self.max_body:
-                    return _plain(413, b"request body too large\n", [(b"connection", b"close")])
-                more = msg.get("more_body", False)
             return 200, [_CT, _NO_STORE], self._respond(body).body
         return _plain(405, b"method not allowed\n", [(b"allow", b"GET, POST")])
 

@@ -262,6 +262,22 @@ class DBResponderApp:
 
             threading.Thread(target=refresh, name="unica-ocsp-refresher", daemon=True).start()
 
+    # --- served by unica.ocsp.httpserver ---------------------------------------------------
+
+    def startup(self) -> None:
+        if self._app is None:
+            self.build()
+        self.start_background()
+        self.handle = self._app.handle
+        self.max_body = self._app.max_body
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._cache is not None:
+            self._cache.stop()
+
+    # --- or as an ASGI app ------------------------------------------------------------------
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             while True:
@@ -276,9 +292,7 @@ class DBResponderApp:
                         return
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
-                    self._stop.set()
-                    if self._cache is not None:
-                        self._cache.stop()
+                    self.shutdown()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         await self._app(scope, receive, send)
