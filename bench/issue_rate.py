@@ -1,11 +1,14 @@
 """Certificates issued per second, end to end (CSR bytes in -> certificate stored).
 
 Runs on one core (``sched_setaffinity``). Cases: a software P-256 CA key and a SoftHSM2
-P-256 CA key (a private SoftHSM2 token store in a temp dir), each with pkilint on and off,
-beside the raw rate of cryptography's CertificateBuilder build+sign (same extensions,
-software P-256 key) measured in the same run.
+P-256 CA key (a private SoftHSM2 token store in a temp dir), each one request at a time
+(``issue``) and in batches (``issue_many``, as ``unica issue-batch``), with pkilint on and
+off, beside the raw rate of cryptography's CertificateBuilder build+sign (same extensions,
+software P-256 key) measured in the same run, interleaved with the cases; for the SoftHSM2
+key also the same builder signing with that token key (the same-key baseline). Every case
+runs ``--rounds`` times; medians are reported.
 
-    python bench/issue_rate.py [--n 400] [--db sqlite|URL]
+    python bench/issue_rate.py [--n 1000] [--batch 500] [--rounds 3] [--db sqlite|URL]
 
 Targets: lint on >= 200/s; lint off >= 0.5 x raw build+sign.
 """

@@ -10,7 +10,7 @@ Servers (each in its own process, on uvloop):
   pylive      raw-ASGI app signing each response with cryptography's OCSPResponseBuilder, under
               uvicorn (bench/ocsp_pylive.py: the "Python live-signing" baseline)
   presigned   unica, pre-signed mode (responses looked up), on unica's HTTP server
-  live        unica, live mode (signed per request, EC P-256 delegated signer), 1 and 2 workers
+  live        unica, live mode (signed per request, EC P-256 delegated signer), 1, 2 and 4 workers
   openssl     `openssl ocsp -index ... -port ...` (-multi 2), run in this loopback-only network
               namespace (`unshare -n`), because -port listens on all interfaces
 Clients: wrk (keep-alive, Lua script POSTing 256 different requests in turn; "wrk-GET": the same
@@ -317,6 +317,7 @@ def main() -> None:
         ("python live baseline", me + ["pylive", "PORT", "1", str(d)], ["wrk"]),
         ("unica live 1 worker", me + ["live", "PORT", "1", str(d)], ["wrk"]),
         ("unica live 2 workers", me + ["live", "PORT", "2", str(d)], ["wrk", "ab"]),
+        ("unica live 4 workers", me + ["live", "PORT", "4", str(d)], ["wrk", "ab"]),
     ]
     if with_openssl:
         plan.append(("openssl ocsp -multi 2",
@@ -384,7 +385,9 @@ def main() -> None:
             line += (f"   pre-signed(wrk)/openssl(ab) {pre / ossl:.2f} [>=1.5]"
                      f"   pre-signed(ab)/openssl(ab) {rps('unica pre-signed', 'ab', c) / ossl:.2f}"
                      f"   live 2w(ab)/openssl(ab) {rps('unica live 2 workers', 'ab', c) / ossl:.2f} [>=1]"
-                     f"   live 2w(wrk)/openssl(ab) {rps('unica live 2 workers', 'wrk', c) / ossl:.2f}")
+                     f"   live 2w(wrk)/openssl(ab) {rps('unica live 2 workers', 'wrk', c) / ossl:.2f}"
+                     f"   live 4w(ab)/openssl(ab) {rps('unica live 4 workers', 'ab', c) / ossl:.2f} [>=1]"
+                     f"   live 4w(wrk)/openssl(ab) {rps('unica live 4 workers', 'wrk', c) / ossl:.2f}")
         print(line)
     p99 = results[("unica pre-signed", "wrk", 32)]["p99"]
     print(f"  pre-signed p99 at 32 conns: {p99:.2f} ms [<=5]")

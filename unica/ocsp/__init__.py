@@ -1,8 +1,9 @@
 """OCSP responder (RFC 6960 / RFC 5019): request parsing, DER-level response signing,
-pre-signed and live modes, a raw ASGI front and a uvicorn runner.
+pre-signed and live modes, an HTTP front and its own HTTP/1.1 server.
 
 Layers, each usable alone: :mod:`.request` (parse) -> :mod:`.responder` (decide, sign or
-look up) -> :mod:`.http` (ASGI) -> :mod:`.server` (uvicorn). The database enters only
+look up) -> :mod:`.http` (``handle(method, path, body)``, also a raw ASGI app) ->
+:mod:`.httpserver` / :mod:`.server` (asyncio + httptools on uvloop; worker processes). The database enters only
 through :class:`.source.StatusSource` and :class:`.source.PresignedStore`.
 """
 
