@@ -418,6 +418,33 @@ def sign_prepared(prepared: Prepared, key, issuer_public_key, *, verify: bool = 
     return der.seq(prepared.tbs_der, prepared.signature_algorithm_der, der.bit_string(signature))
 
 
+def sign_many(prepared: list, key, issuer_public_key, *, verify_every: int = 1) -> list:
+    """:func:`sign_prepared` over a batch (all of one hash): the signatures first, then the
+    certificate DERs, returned in order; the signature of every ``verify_every``-th one (the
+    first included) is verified. If any signature fails, nothing is returned (it raises)."""
+    if not prepared:
+        return []
+    hash_name = prepared[0].hash_name
+    hash_alg = _HASHES[hash_name]() if hash_name else None
+    params = signature_params(key, hash_alg)
+    sign = key.sign
+    signatures = []
+    for k, p in enumerate(prepared):
+        if p.hash_name != hash_name:
+            raise ValueError("sign_many: the batch mixes signature hashes")
+        signature = sign(p.tbs_der, *params)
+        if k % verify_every == 0:
+            try:
+                _verify(signature, p.tbs_der, issuer_public_key, hash_alg)
+            except Exception:
+                raise UnsupportedKeyType("the CA key's signature does not verify with the CA certificate's public "
+                                         "key (wrong key for this CA?)") from None
+        signatures.append(signature)
+    seq, bit_string = der.seq, der.bit_string
+    return [seq(p.tbs_der, p.signature_algorithm_der, bit_string(signature))
+            for p, signature in zip(prepared, signatures)]
+
+
 def _verify(sig: bytes, tbs: bytes, public_key, hash_alg) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 

@@ -74,6 +74,12 @@ def _signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) 
 
 def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
     """Parse a PEM or DER PKCS#10 request and verify its signature."""
+    return csr_request(load_csr(data, source), source)
+
+
+def load_csr(data: bytes, source: str = "CSR") -> tuple:
+    """The first half of :func:`parse_csr`: load the request, its public key, and verify its
+    signature. (Bulk issuance runs this half over a whole batch, then the other.)"""
     if not isinstance(data, (bytes, bytearray)):
         raise MalformedInput(f"{source}: expected bytes")
     if len(data) > MAX_CSR_BYTES:
@@ -99,6 +105,12 @@ def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
     if not ok:
         raise PolicyViolation(f"{source}: the request's signature does not verify (no proof of possession "
                               "of the private key)")
+    return csr, public_key, kt, info
+
+
+def csr_request(loaded: tuple, source: str = "CSR") -> CSRRequest:
+    """The second half of :func:`parse_csr`: what a loaded, verified request asks for."""
+    csr, public_key, kt, info = loaded
     try:
         exts = csr.extensions
     except (ValueError, KeyError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
