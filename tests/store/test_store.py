@@ -176,3 +176,53 @@ def test_bulk_rows_are_stored_exactly_as_core_stores_them(store):
     with store.read() as s:
         got = s.execute(select(m.Certificate).where(m.Certificate.serial == "b0")).scalar_one()
     assert got.not_before == whole and got.not_after == frac and got.sans == ["dns:a.example", "ip:192.0.2.1"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_migration_0005_keeps_rows_and_foreign_keys(backend, request, tmp_path):
+    """0005 rebuilds the certificates table on SQLite (copy, drop, rename) with OCSP
+    responses pointing at it: every row and reference survives, and the fingerprint is no
+    longer indexed (nor enforced unique: the DER's issuer and serial are)."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from unica.store.db import _alembic_config, _make_engine
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/m.db"
+    else:
+        url = request.getfixturevalue("pg_url")
+        eng = create_engine(url)
+        with eng.begin() as c:
+            c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        eng.dispose()
+    engine = _make_engine(url)
+    cfg = _alembic_config(engine)
+    command.upgrade(cfg, "0004")
+    now = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
+    from unica.store.db import Store
+
+    s = Store(engine, url)  # not open_store: the schema is not at head yet
+    with s.write() as w:
+        ca = m.CA(name="r", key_uri="file:/k.pem", subject_der=b"0", subject_text="CN=r")
+        w.add(ca)
+        w.flush()
+        for i in range(3):
+            w.execute(text("INSERT INTO certificates (ca_id, serial, status, subject_text, subject_der, sans, "
+                           "not_before, not_after, profile, is_ca, fingerprint_sha256, created_at, updated_at) "
+                           "VALUES (:ca, :s, 'valid', 'CN=x', :b, '[]', :n, :n, 'p', false, :f, :n, :n)"),
+                      {"ca": ca.id, "s": f"a{i}", "b": b"0", "n": now.replace(tzinfo=None) if backend == "sqlite"
+                       else now, "f": f"f{i}"})
+        cid = w.execute(text("SELECT id FROM certificates WHERE serial = 'a1'")).scalar_one()
+        w.add(m.OCSPResponse(cert_id=cid, der=b"\x30\x00", this_update=now, next_update=now, produced_at=now))
+    command.upgrade(cfg, "head")
+    with s.read() as r:
+        assert r.execute(text("SELECT count(*) FROM certificates")).scalar_one() == 3
+        assert r.execute(text("SELECT c.serial FROM ocsp_responses o JOIN certificates c ON c.id = o.cert_id")
+                         ).scalar_one() == "a1"
+    with s.write() as w:  # the same fingerprint twice: no longer refused by an index
+        w.execute(text("UPDATE certificates SET fingerprint_sha256 = 'f0' WHERE serial = 'a2'"))
+    if backend == "sqlite":
+        with engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on after the migration
+    engine.dispose()
