@@ -13,20 +13,23 @@ from unica.errors import StoreError
 from unica.store import GENESIS_HASH, audit_entry_hash, models as m, open_store
 
 
+def _empty_db_url(backend: str, request, tmp_path) -> str:
+    """A new SQLite file, or the throwaway PostgreSQL cluster with everything dropped."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/unica.db"
+    url = request.getfixturevalue("pg_url")
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    eng.dispose()
+    return url
+
+
 @pytest.fixture(params=["sqlite", "pg"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/unica.db"
-    else:
-        url = request.getfixturevalue("pg_url")
-        # a fresh schema per test: drop everything the previous test made
-        from sqlalchemy import create_engine, text
-
-        eng = create_engine(url)
-        with eng.begin() as c:
-            c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        eng.dispose()
-    s = open_store(url, create=True)
+    s = open_store(_empty_db_url(request.param, request, tmp_path), create=True)
     yield s
     s.dispose()
 
@@ -184,18 +187,11 @@ def test_migration_0005_keeps_rows_and_foreign_keys(backend, request, tmp_path):
     responses pointing at it: every row and reference survives, and the fingerprint is no
     longer indexed (nor enforced unique: the DER's issuer and serial are)."""
     from alembic import command
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     from unica.store.db import _alembic_config, _make_engine
 
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/m.db"
-    else:
-        url = request.getfixturevalue("pg_url")
-        eng = create_engine(url)
-        with eng.begin() as c:
-            c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        eng.dispose()
+    url = _empty_db_url(backend, request, tmp_path)
     engine = _make_engine(url)
     cfg = _alembic_config(engine)
     command.upgrade(cfg, "0004")
