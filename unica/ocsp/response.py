@@ -81,20 +81,39 @@ _OID_BASIC = oid("1.3.6.1.5.5.7.48.1.1")
 _OID_NONCE = oid("1.3.6.1.5.5.7.48.1.2")
 
 
-@dataclass(frozen=True, slots=True)
 class SignedResponse:
-    """A successful OCSPResponse and the times an HTTP cache needs."""
+    """A successful OCSPResponse and the times an HTTP cache needs (``etag`` computed when
+    first asked for: only cacheable GET answers need it)."""
 
-    der: bytes
-    produced_at: _dt.datetime
-    this_update: _dt.datetime
-    next_update: _dt.datetime
-    etag: str
+    __slots__ = ("der", "produced_at", "this_update", "next_update", "_etag")
+
+    def __init__(self, der: bytes, produced_at: _dt.datetime, this_update: _dt.datetime,
+                 next_update: _dt.datetime, etag: str | None = None):
+        self.der = der
+        self.produced_at = produced_at
+        self.this_update = this_update
+        self.next_update = next_update
+        self._etag = etag
+
+    @property
+    def etag(self) -> str:
+        if self._etag is None:
+            self._etag = '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
+        return self._etag
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SignedResponse) and (self.der, self.produced_at, self.this_update,
+                                                      self.next_update) == (other.der, other.produced_at,
+                                                                            other.this_update, other.next_update)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"SignedResponse(produced_at={self.produced_at.isoformat()}, {len(self.der)} octets)"
 
     @classmethod
     def make(cls, der_bytes: bytes, produced_at, this_update, next_update) -> "SignedResponse":
-        return cls(der_bytes, produced_at, this_update, next_update,
-                   '"' + hashlib.sha256(der_bytes).hexdigest()[:32] + '"')
+        return cls(der_bytes, produced_at, this_update, next_update)
 
 
 class ResponseSigner:
@@ -140,13 +159,28 @@ class ResponseSigner:
         request's nonce extnValue (a DER OCTET STRING), echoed as is.
         """
         produced_at = produced_at or this_update
-        single = seq(cert_id_der, status.der(), generalized_time(this_update),
-                     tlv(ctx(0), generalized_time(next_update)))
+        this_der = _gtime(this_update)
+        single = seq(cert_id_der, status.der(), this_der, tlv(ctx(0), _gtime(next_update)))
         exts = tlv(ctx(1), seq(extension(_OID_NONCE, nonce))) if nonce is not None else b""
-        tbs = seq(self._responder_id, generalized_time(produced_at), seq(single), exts)
+        tbs = seq(self._responder_id, this_der if produced_at == this_update else _gtime(produced_at),
+                  seq(single), exts)
         basic = seq(tbs, self._scheme.algorithm_identifier, der.bit_string(self._scheme.sign(tbs)), self._certs)
         body = seq(b"\x0a\x01\x00", tlv(ctx(0), seq(_OID_BASIC, der.octet_string(basic))))
         return SignedResponse.make(body, produced_at, this_update, next_update)
+
+
+_GTIMES: dict = {}
+
+
+def _gtime(t: _dt.datetime) -> bytes:
+    """GeneralizedTime DER, remembered for the last few thousand times (live answers made in
+    the same second share their times)."""
+    d = _GTIMES.get(t)
+    if d is None:
+        if len(_GTIMES) > 4096:
+            _GTIMES.clear()
+        d = _GTIMES[t] = generalized_time(t)
+    return d
 
 
 def cert_id_for(issuer: x509.Certificate, serial: int, hash_name: str = "sha1") -> bytes:
