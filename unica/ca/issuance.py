@@ -160,6 +160,7 @@ class IssuingCA:
             return done
 
         given = [(i, sources[i] if sources else f"request {i}", r) for i, r in enumerate(requests)]
+        now = now or dt.datetime.now(dt.timezone.utc)  # one issuance time for the whole batch
         loaded = step(given, lambda r, src: r if isinstance(r, CSRRequest) else load_csr(r, src))
         parsed = step(loaded, lambda r, src: r if isinstance(r, CSRRequest) else csr_request(r, src))
         prepared = step(parsed, lambda r, src: (r, engine.prepare(issuer, prof, r, now=now, lint=lint, where=src)))
