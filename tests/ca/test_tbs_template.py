@@ -108,25 +108,10 @@ def test_tbs_is_what_certificate_builder_writes(issuer_type, profile_name):
 
 
 def test_partitioned_crl_urls_name_constraints_policies_and_far_dates(tmp_path):
-    (tmp_path / "constrained.toml").write_text('''description = "Constrained issuing CA"
-kind = "sub-ca"
-validity = "40y"
-[key_usage]
-usages = ["keyCertSign", "cRLSign"]
-[basic_constraints]
-path_length = 0
-[[certificate_policies]]
-oid = "1.3.6.1.4.1.55555.1.2"
-cps_uri = "https://pki.example.cn/cps"
-user_notice = "仅限内部使用"
-[keys]
-allowed = ["ec-p256"]
-[subject]
-required = ["countryName", "organizationName", "commonName"]
-[name_constraints]
-permitted_dns = ["example.cn"]
-excluded_ip = ["10.0.0.0/8"]
-''')
+    from tests.ca.test_ca_e2e import CONSTRAINED
+
+    # the operator profile of the end-to-end test, valid long enough to reach GeneralizedTime
+    (tmp_path / "constrained.toml").write_text(CONSTRAINED.replace('validity = "5y"', 'validity = "40y"'))
     profile = load_profile_file(tmp_path / "constrained.toml")
     issuer = _issuer(ec.generate_private_key(ec.SECP256R1()), crl_shards=16, path_length=None,
                      crl_url="http://crl.port.example/sub-{shard}.crl", not_after=NOW + dt.timedelta(days=60 * 365))
