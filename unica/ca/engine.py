@@ -407,21 +407,13 @@ def sign_prepared(prepared: Prepared, key, issuer_public_key, *, verify: bool = 
     With ``verify`` (the default) the signature is checked with the CA's public key before
     the certificate is returned; bulk re-issuance without linting checks a sample instead
     (see :meth:`unica.ca.issuance.IssuingCA.issue_many`)."""
-    hash_alg = _HASHES[prepared.hash_name]() if prepared.hash_name else None
-    signature = key.sign(prepared.tbs_der, *signature_params(key, hash_alg))
-    if verify:
-        try:
-            _verify(signature, prepared.tbs_der, issuer_public_key, hash_alg)
-        except Exception:
-            raise UnsupportedKeyType("the CA key's signature does not verify with the CA certificate's public key "
-                                     "(wrong key for this CA?)") from None
-    return der.seq(prepared.tbs_der, prepared.signature_algorithm_der, der.bit_string(signature))
+    return sign_many([prepared], key, issuer_public_key, verify_every=1 if verify else 0)[0]
 
 
 def sign_many(prepared: list, key, issuer_public_key, *, verify_every: int = 1) -> list:
     """:func:`sign_prepared` over a batch (all of one hash): the signatures first, then the
     certificate DERs, returned in order; the signature of every ``verify_every``-th one (the
-    first included) is verified. If any signature fails, nothing is returned (it raises)."""
+    first included) is verified (0: none). If any signature fails, nothing is returned (it raises)."""
     if not prepared:
         return []
     hash_name = prepared[0].hash_name
@@ -433,7 +425,7 @@ def sign_many(prepared: list, key, issuer_public_key, *, verify_every: int = 1) 
         if p.hash_name != hash_name:
             raise ValueError("sign_many: the batch mixes signature hashes")
         signature = sign(p.tbs_der, *params)
-        if k % verify_every == 0:
+        if verify_every and k % verify_every == 0:
             try:
                 _verify(signature, p.tbs_der, issuer_public_key, hash_alg)
             except Exception:

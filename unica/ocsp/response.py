@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -169,18 +170,8 @@ class ResponseSigner:
         return SignedResponse.make(body, produced_at, this_update, next_update)
 
 
-_GTIMES: dict = {}
-
-
-def _gtime(t: _dt.datetime) -> bytes:
-    """GeneralizedTime DER, remembered for the last few thousand times (live answers made in
-    the same second share their times)."""
-    d = _GTIMES.get(t)
-    if d is None:
-        if len(_GTIMES) > 4096:
-            _GTIMES.clear()
-        d = _GTIMES[t] = generalized_time(t)
-    return d
+#: GeneralizedTime DER, remembered for recent times (live answers made in the same second share them)
+_gtime = functools.lru_cache(maxsize=4096)(generalized_time)
 
 
 def cert_id_for(issuer: x509.Certificate, serial: int, hash_name: str = "sha1") -> bytes:

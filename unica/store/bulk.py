@@ -24,9 +24,9 @@ def _placeholder(dialect, column) -> str:
 @functools.lru_cache(maxsize=64)
 def _prepared(dialect, table: Table, kind: str, columns: tuple[str, ...], keys: tuple[str, ...], where: str):
     cols = [table.c[c] for c in columns + keys]
-    # the dialect's own implementation of each type (e.g. SQLite's DATETIME string format),
-    # as Core's compiled statements use it
-    procs = tuple(_memoized(p) if p is not None and _is_datetime(c) else p
+    # the dialect's own implementation of each type (e.g. SQLite's DATETIME string format), as
+    # Core's compiled statements use it; a batch shares its few timestamps, converted once each
+    procs = tuple(functools.lru_cache(maxsize=1024)(p) if p is not None and _is_datetime(c) else p
                   for c, p in ((c, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in cols))
     q = dialect.identifier_preparer.quote
     if kind == "insert":
@@ -42,20 +42,6 @@ def _prepared(dialect, table: Table, kind: str, columns: tuple[str, ...], keys: 
 def _is_datetime(column) -> bool:
     t = column.type
     return isinstance(getattr(t, "impl_instance", t), DateTime)
-
-
-def _memoized(proc):
-    """A batch shares its few timestamps: convert each distinct one once."""
-    seen: dict = {}
-
-    def convert(v):
-        r = seen.get(v)
-        if r is None:
-            if len(seen) > 1024:
-                seen.clear()
-            r = seen[v] = proc(v)
-        return r
-    return convert
 
 
 def _run(conn, sql: str, procs: tuple, rows: list[tuple]) -> int:
