@@ -40,7 +40,7 @@ def test_openssl_cms_verifies(tmp_path, pki, detached, cades):
     sig = openssl_cms_sign(tmp_path, pki, pki.signer, DATA, detached=detached, cades=cades)
     rep = _v(pki).verify_cms(sig, DATA if detached else None)
     assert rep.indication is Indication.TOTAL_PASSED, rep.messages
-    assert rep.checks["message-digest"] == "ok" and rep.checks["signature"] == "ok"
+    assert rep.checks.message_digest == "ok" and rep.checks.signature == "ok"
     assert rep.format == ("CAdES-B-B" if cades else "CMS")
     assert rep.signer.uscc == USCC and rep.signer.organization == "Zhang San Trading"
     assert [p.subject for p in rep.certificate.path][1:] == [
@@ -55,7 +55,7 @@ def test_pyhanko_cades_bt_verifies(pki):
     assert rep.passed, rep.messages
     assert rep.format == "CAdES-B-T"
     assert rep.signing_time_source == "timestamp"
-    assert rep.checks["signature-timestamp"] == "ok" and rep.checks["signing-certificate"] == "ok (v2)"
+    assert rep.checks.signature_timestamp == "ok" and rep.checks.signing_certificate == "ok (v2)"
     assert rep.timestamp is not None and rep.timestamp.passed
     assert rep.timestamp.certificate.usage == "timestamping"
 
@@ -108,7 +108,7 @@ def test_revoked_before_signing(pki):
     rep = _v(pki, crls=[crl, make_crl(pki.root)]).verify_cms(sig, DATA)
     assert (rep.indication, rep.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.REVOKED)
     ev = [e for e in rep.certificate.revocation if e.status == "revoked"]
-    assert ev and ev[0].revocation_reason == "key_compromise"
+    assert ev and ev[0].revocation_reason == "keyCompromise"
 
 
 def test_revoked_after_timestamped_signing_passes(pki):
@@ -367,7 +367,7 @@ def test_embedded_crls_in_signed_data(pki):
     good = with_crls(base, [make_crl(pki.inter), make_crl(pki.root)])
     rep = v.verify_cms(good, DATA)
     assert rep.passed, rep.messages
-    assert rep.checks["embedded-revocation-data"] == "2 CRL(s), 0 OCSP response(s)"
+    assert rep.checks.embedded_revocation_data == "2 CRL(s), 0 OCSP response(s)"
     assert {e.origin for e in rep.certificate.revocation} == {"embedded"}
     revoked = with_crls(base, [make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=9),
                                make_crl(pki.root)])

@@ -10,33 +10,24 @@ from .report import (
     Indication,
     PdfReport,
     RevocationEvidence,
+    SignatureChecks,
     SignatureReport,
     SignerIdentity,
+    SigningTimeSource,
     SubIndication,
     ValidationReport,
+    rfc5280_reason_name,
 )
 from .revocation import HARD_FAIL, OFF, OFFLINE_HARD_FAIL, SOFT_FAIL, RevocationPolicy, RevocationSource
 from .usage import PRESETS as USAGE_PRESETS, Usage, resolve_usage
 from .verifier import Verifier, validate_certificate
-
-
-def verify_cms(signature, data=None, *, trust, **kw):
-    """Verify a CMS / CAdES signature; see :func:`unica.verify.cms.verify_cms_with`."""
-    from .cms import verify_cms as _v
-
-    return _v(signature, data, trust=trust, **kw)
-
-
-def verify_pdf(pdf, *, trust, **kw):
-    """Verify every signature in a PDF; see :func:`unica.verify.pdf.verify_pdf_with`."""
-    from .pdf import verify_pdf as _v
-
-    return _v(pdf, trust=trust, **kw)
-
+from .cms import verify_cms
+from .pdf import verify_pdf
 
 __all__ = [
-    "CertInfo", "Indication", "PdfReport", "RevocationEvidence", "SignatureReport", "SignerIdentity",
-    "SubIndication", "ValidationReport", "HARD_FAIL", "OFF", "OFFLINE_HARD_FAIL", "SOFT_FAIL",
+    "CertInfo", "Indication", "PdfReport", "RevocationEvidence", "SignatureChecks", "SignatureReport",
+    "SignerIdentity", "SigningTimeSource", "SubIndication", "ValidationReport", "rfc5280_reason_name",
+    "HARD_FAIL", "OFF", "OFFLINE_HARD_FAIL", "SOFT_FAIL",
     "RevocationPolicy", "RevocationSource", "USAGE_PRESETS", "Usage", "resolve_usage", "Verifier",
     "validate_certificate", "verify_cms", "verify_pdf",
 ]

@@ -5,15 +5,24 @@ TSA certificate is validated; its genTime is then a proof of existence for the s
 
 The structure is read with a small DER reader (:mod:`unica.verify._der`); BER input is
 normalised to DER by asn1crypto first.
+
+Time (one rule for CMS, CAdES and PAdES, :func:`time_basis`): a proof of existence (POE) comes
+only from a validated time-stamp (the signature-time-stamp; for a PDF signature also a later
+document time-stamp covering it) or from ``at=`` given by the caller; the earliest POE is the
+validation time. Without one the signature is validated now, and the claimed signing time
+(the signing-time attribute, else a PDF's /M) is passed to certificate validation as
+``claimed_time``: a signer revoked after that claimed time is INDETERMINATE/REVOKED_NO_POE.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import hashlib
+import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Union
 
 from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes
@@ -21,9 +30,28 @@ from cryptography.hazmat.primitives import hashes
 from unica.errors import MalformedInput, VerificationError
 
 from . import _der
-from .report import Indication, SignatureReport, SubIndication, ValidationReport, indication_for
-from .revocation import verify_signature
-from ._util import as_utc, one_line, read_bytes, utcnow
+from .report import (
+    Indication,
+    SignatureChecks,
+    SignatureReport,
+    SigningTimeSource,
+    SubIndication,
+    ValidationReport,
+    indication_for,
+)
+from .revocation import RevocationPolicy, verify_signature
+from .usage import Usage
+from ._util import CertLike, as_utc, one_line, read_bytes, utcnow
+
+if TYPE_CHECKING:
+    from .verifier import Verifier
+
+#: a CMS signature: DER/BER or PEM bytes, a file path, or an asn1crypto ContentInfo
+SignatureInput = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", cms.ContentInfo]
+#: signed content of a detached signature: bytes or a file path
+DataInput = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+#: trust for the one-off functions: a Verifier, or trust anchor certificate(s) / PEM / DER / paths
+TrustInput = Union["Verifier", CertLike, Iterable[CertLike]]
 
 _DIGESTS = {  # OID -> (name, cryptography hash class)
     "2.16.840.1.101.3.4.2.1": ("sha256", hashes.SHA256),
@@ -50,6 +78,86 @@ A_SIG_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
 A_REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
 A_ADBE_REVOCATION = "1.2.840.113583.1.1.8"
 _OID_NAMES = {_DATA: "data", _TST_INFO: "tst_info"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CertOptions:
+    """Certificate-validation inputs applied to a signer's certificate; None = the Verifier's own
+    setting. Passed on to :meth:`Verifier.validate_certificate` (only those given)."""
+
+    usage: str | Usage | None = None
+    revocation: RevocationPolicy | None = None
+    policies: Iterable[str] | None = None
+    require_explicit_policy: bool | None = None
+    inhibit_policy_mapping: bool | None = None
+    inhibit_any_policy: bool | None = None
+    strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.revocation is not None and not isinstance(self.revocation, RevocationPolicy):
+            raise TypeError("revocation must be a RevocationPolicy")
+        if isinstance(self.policies, (str, bytes)):
+            raise TypeError("policies must be an iterable of dotted OIDs, not a single string")
+        if self.policies is not None:
+            object.__setattr__(self, "policies", tuple(self.policies))
+        for name in ("require_explicit_policy", "inhibit_policy_mapping", "inhibit_any_policy", "strict"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool):
+                raise TypeError(f"{name} must be True, False or None")
+
+    def validate_kwargs(self) -> dict[str, Any]:
+        """Keywords for validate_certificate: those set (not None), usage excluded."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "usage" and getattr(self, f.name) is not None}
+
+    def for_timestamp(self) -> "CertOptions":
+        """For a time-stamp token's TSA certificate: the revocation policy and strictness carry
+        over; the user policy inputs concern the signer, not the TSA."""
+        return CertOptions(usage="timestamping", revocation=self.revocation, strict=self.strict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeBasis:
+    """Where one signature stands in time: what :func:`time_basis` decided."""
+
+    #: the time the signer's certificate is validated at
+    validation_time: _dt.datetime
+    #: True when validation_time is a proof of existence
+    time_is_proven: bool
+    #: the claimed signing time to pass as ``claimed_time`` (None when the time is proven)
+    claimed_time: _dt.datetime | None
+    #: for the report: the POE if any, else the claimed time
+    signing_time: _dt.datetime | None
+    source: SigningTimeSource
+
+
+def time_basis(*, timestamp: _dt.datetime | None = None, document_timestamp: _dt.datetime | None = None,
+               at: _dt.datetime | None = None, signing_time_attribute: _dt.datetime | None = None,
+               pdf_m: _dt.datetime | None = None, now: _dt.datetime | None = None) -> TimeBasis:
+    """The one rule for claimed time, time-stamps and proof of existence (CMS, CAdES, PAdES).
+
+    Proofs of existence: ``timestamp`` (genTime of the signature's validated
+    signature-time-stamp), ``document_timestamp`` (genTime of a validated later PDF document
+    time-stamp covering the signature) and ``at`` (given by the caller). The earliest one is the
+    validation time and the time is proven; the claimed time then plays no part (a revocation
+    before the POE is TOTAL-FAILED/REVOKED).
+
+    Otherwise the signature is validated at ``now`` (default: the current time), unproven, and
+    the claimed time -- ``signing_time_attribute`` (CMS signing-time), else ``pdf_m`` (the PDF
+    signature dictionary's /M) -- is the ``claimed_time`` for certificate validation.
+    """
+    proofs = [(as_utc(t), src) for t, src in ((timestamp, SigningTimeSource.TIMESTAMP),
+                                              (document_timestamp, SigningTimeSource.DOCUMENT_TIMESTAMP),
+                                              (at, SigningTimeSource.VALIDATION_TIME_GIVEN)) if t is not None]
+    if proofs:
+        when, src = min(proofs, key=lambda p: p[0])  # stable: on a tie the time-stamp is named
+        return TimeBasis(when, True, None, when, src)
+    claimed, src = None, SigningTimeSource.NONE
+    if signing_time_attribute is not None:
+        claimed, src = as_utc(signing_time_attribute), SigningTimeSource.SIGNING_TIME_ATTRIBUTE
+    elif pdf_m is not None:
+        claimed, src = as_utc(pdf_m), SigningTimeSource.PDF_M
+    return TimeBasis(as_utc(now) if now is not None else utcnow(), False, claimed, claimed, src)
 
 
 def _digest(alg: str, data: bytes) -> bytes:
@@ -108,28 +216,42 @@ def _find_signer(si: _der.SignerInfoRaw, verifier, certs: list[bytes]):
     return None, None, None, None
 
 
-def verify_cms_all(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
-                   usage=None) -> tuple[SignatureReport, ...]:
+def verify_cms_all(verifier: Verifier, signature: SignatureInput, data: DataInput | None = None, *,
+                   at: _dt.datetime | None = None, options: CertOptions = CertOptions()) -> tuple[SignatureReport, ...]:
     """One report per SignerInfo (a CMS may carry several signers over the same content)."""
     sd = parse_signed_data(signature)
     if not sd.signers:
         raise VerificationError("CMS signature has no SignerInfo")
-    return tuple(verify_cms_with(verifier, sd, data, at=at, usage=usage, signer_index=i)
+    if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+        data, _ = read_bytes(data, "signed data")
+    return tuple(verify_cms_with(verifier, sd, data, at=at, options=options, signer_index=i)
                  for i in range(len(sd.signers)))
 
 
-def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.datetime | None = None,
-                    usage=None, signer_index: int = 0, _is_timestamp: bool = False,
-                    extra_revocation: tuple[list[bytes], list[bytes]] | None = None) -> SignatureReport:
-    """Verify one signer of a CMS. ``extra_revocation``: (CRLs, OCSP responses) as DER, found
-    beside the signature (e.g. a PDF's document security store)."""
+def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedDataRaw,
+                    data: DataInput | None = None, *, at: _dt.datetime | None = None,
+                    options: CertOptions = CertOptions(), signer_index: int = 0,
+                    extra_revocation: tuple[list[bytes], list[bytes]] | None = None,
+                    document_timestamp: tuple[_dt.datetime, str] | None = None,
+                    pdf_m: _dt.datetime | None = None, _is_timestamp: bool = False) -> SignatureReport:
+    """Verify one signer of a CMS.
+
+    ``extra_revocation``: (CRLs, OCSP responses) as DER, found beside the signature (e.g. a
+    PDF's document security store). PDF only: ``document_timestamp`` is (genTime, field name) of
+    a validated later document time-stamp covering the signature, ``pdf_m`` the signature
+    dictionary's /M; both enter :func:`time_basis`.
+    """
     sd = signature if isinstance(signature, _der.SignedDataRaw) else parse_signed_data(signature)
     if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
         data, _ = read_bytes(data, "signed data")
+    if isinstance(signer_index, bool) or not isinstance(signer_index, int):
+        raise TypeError("signer_index must be an int")
     checks: dict[str, str] = {}
     messages: list[str] = []
     if not sd.signers:
         raise VerificationError("CMS signature has no SignerInfo")
+    if not 0 <= signer_index < len(sd.signers):
+        raise VerificationError(f"the CMS has {len(sd.signers)} signer(s): no signer #{signer_index + 1}")
     if len(sd.signers) > 1:
         messages.append(f"the CMS has {len(sd.signers)} signers; this report covers signer "
                         f"#{signer_index + 1} (see verify_cms_all)")
@@ -143,12 +265,16 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
         econtent = bytes(data)
     fmt = "CMS"
     signer_ident = None
+    claimed: _dt.datetime | None = None
 
-    def finish(sub, cert_report=None, signing_time=None, st_source="none", ts_report=None):
+    def finish(sub, cert_report=None, basis: TimeBasis | None = None, ts_report=None):
+        if basis is None:  # stopped before validation: report the claimed time, if known
+            basis = time_basis(signing_time_attribute=claimed, pdf_m=pdf_m)
         return SignatureReport(
             indication=indication_for(sub), sub_indication=sub, format=fmt, signer=signer_ident,
-            signing_time=signing_time, signing_time_source=st_source, checks=checks,
-            certificate=cert_report, timestamp=ts_report, messages=tuple(messages),
+            signing_time=basis.signing_time, signing_time_source=basis.source,
+            checks=SignatureChecks(**checks), certificate=cert_report, timestamp=ts_report,
+            messages=tuple(messages),
         )
 
     if econtent is None:
@@ -156,7 +282,7 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
         return finish(SubIndication.SIGNED_DATA_NOT_FOUND)
     signer_der, signer_cert, key, signer_ident = _find_signer(si, verifier, sd.certs)
     if signer_cert is None:
-        checks["signer-certificate"] = "not found"
+        checks["signer_certificate"] = "not found"
         messages.append("the signer's certificate is not in the signature")
         return finish(SubIndication.NO_SIGNING_CERTIFICATE_FOUND)
     dig = _DIGESTS.get(si.digest_oid)
@@ -164,7 +290,6 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
         messages.append(f"digest algorithm {dig[0] if dig else si.digest_oid} is not accepted")
         return finish(SubIndication.CRYPTO_CONSTRAINTS_FAILURE)
     digest_alg, hash_cls = dig
-    claimed: _dt.datetime | None = None
     try:
         if si.signed_attrs is not None:
             attrs = si.attrs
@@ -172,39 +297,39 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
                 fmt = "CAdES-B-B"
             md = attrs.get(A_MESSAGE_DIGEST)
             if md is None or len(md) != 1:
-                checks["message-digest"] = "missing"
+                checks["message_digest"] = "missing"
                 messages.append("signed attributes lack a single message-digest")
                 return finish(SubIndication.FORMAT_FAILURE)
             if _der.octet_string(md[0]) != _digest(digest_alg, econtent):
-                checks["message-digest"] = "mismatch"
+                checks["message_digest"] = "mismatch"
                 messages.append("the content does not match the signed message digest (content altered?)")
                 return finish(SubIndication.HASH_FAILURE)
-            checks["message-digest"] = "ok"
+            checks["message_digest"] = "ok"
             ct = attrs.get(A_CONTENT_TYPE)
             if ct is None or len(ct) != 1 or _der.object_identifier(ct[0]) != sd.econtent_type:
-                checks["content-type"] = "mismatch"
+                checks["content_type"] = "mismatch"
                 messages.append("content-type attribute missing or different from the encapsulated type")
                 return finish(SubIndication.FORMAT_FAILURE)
-            checks["content-type"] = "ok"
+            checks["content_type"] = "ok"
             signed_bytes = b"\x31" + si.signed_attrs[1:]
             v2, v1 = attrs.get(A_SIGNING_CERT_V2), attrs.get(A_SIGNING_CERT)
             if v2 or v1:
                 h_oid, expected = _der.ess_cert_id((v2 or v1)[0], v2=bool(v2))
                 h = _DIGESTS.get(h_oid)
                 if h is None or _digest(h[0], signer_der) != expected:
-                    checks["signing-certificate"] = "mismatch"
+                    checks["signing_certificate"] = "mismatch"
                     messages.append("the signing-certificate attribute does not match the signer's certificate")
                     return finish(SubIndication.NO_SIGNING_CERTIFICATE_FOUND)
-                checks["signing-certificate"] = "ok (v2)" if v2 else "ok (v1)"
+                checks["signing_certificate"] = "ok (v2)" if v2 else "ok (v1)"
                 fmt = "CAdES-B-B"
             else:
-                checks["signing-certificate"] = "absent"
+                checks["signing_certificate"] = "absent"
             st = attrs.get(A_SIGNING_TIME)
             if st:
-                claimed = _der.time(st[0])
+                claimed = as_utc(_der.time(st[0]))
         else:
             signed_bytes = econtent
-            checks["signed-attributes"] = "absent"
+            checks["signed_attributes"] = "absent"
         pss = si.sig_oid == _RSASSA_PSS
         halg = hash_cls()
         if pss:
@@ -226,12 +351,12 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
     ts_report = None
     tokens = si.unsigned.get(A_SIG_TIMESTAMP) if not _is_timestamp else None
     if tokens:
-        ts_report, gen_time, problem = _verify_timestamp(verifier, tokens[0], si.signature)
+        ts_report, gen_time, problem = _verify_timestamp(verifier, tokens[0], si.signature, options)
         if problem:
-            checks["signature-timestamp"] = "invalid"
+            checks["signature_timestamp"] = "invalid"
             messages.append(f"signature time-stamp not usable: {problem}")
         else:
-            checks["signature-timestamp"] = "ok"
+            checks["signature_timestamp"] = "ok"
             poe = gen_time
             fmt = "CAdES-B-T" if fmt == "CAdES-B-B" else "CMS+timestamp"
 
@@ -244,25 +369,25 @@ def verify_cms_with(verifier, signature, data: bytes | None = None, *, at: _dt.d
                 messages.append("a certificate in the signature cannot be parsed; it is ignored")
     intermediates = [e[0] for e in inter_entries]
     fps = (verifier.cert_entry(signer_der)[3], tuple(sorted(e[3] for e in inter_entries)))
-    if poe is not None:
-        when, proven, st_src, signing_time = poe, True, "timestamp", poe
-    elif at is not None:
-        when, proven, st_src, signing_time = as_utc(at), True, "given validation time", as_utc(at)
-    else:
-        when, proven = utcnow(), False
-        signing_time, st_src = (claimed, "signing-time attribute (claimed)") if claimed else (None, "none")
+    doc_ts = None
+    if document_timestamp is not None and not _is_timestamp:
+        doc_ts = document_timestamp[0]
+        checks["document_timestamp"] = f"ok ({document_timestamp[1]}, {as_utc(doc_ts):%Y-%m-%dT%H:%M:%SZ})"
+    basis = time_basis(timestamp=poe, document_timestamp=doc_ts, at=at, signing_time_attribute=claimed,
+                       pdf_m=pdf_m)
     embedded = _embedded_revocation(verifier, sd, si, extra_revocation)
     if embedded is not None and (embedded.crls or embedded.ocsp):
-        checks["embedded-revocation-data"] = f"{len(embedded.crls)} CRL(s), {len(embedded.ocsp)} OCSP response(s)"
+        checks["embedded_revocation_data"] = f"{len(embedded.crls)} CRL(s), {len(embedded.ocsp)} OCSP response(s)"
     cert_report: ValidationReport = verifier.validate_certificate(
-        signer_cert, intermediates=intermediates, at=when, usage="timestamping" if _is_timestamp else usage,
-        time_is_proven=proven, claimed_time=claimed if poe is None else None, _fingerprints=fps,
-        embedded=embedded)
+        signer_cert, intermediates=intermediates, at=basis.validation_time,
+        usage="timestamping" if _is_timestamp else options.usage,
+        time_is_proven=basis.time_is_proven, claimed_time=basis.claimed_time, _fingerprints=fps,
+        embedded=embedded, **options.validate_kwargs())
     if cert_report.indication is not Indication.TOTAL_PASSED:
         messages.extend(cert_report.messages)
     if _is_timestamp:
         fmt = "RFC 3161 time-stamp token"
-    return finish(cert_report.sub_indication, cert_report, signing_time, st_src, ts_report)
+    return finish(cert_report.sub_indication, cert_report, basis, ts_report)
 
 
 def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRaw, extra=None):
@@ -289,7 +414,7 @@ def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRa
     return verifier.source.parse_embedded(crls[:32], ocsps[:32])
 
 
-def _verify_timestamp(verifier, token: bytes, signature_value: bytes):
+def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, options: CertOptions = CertOptions()):
     """-> (report, genTime, problem or None)."""
     from asn1crypto import tsp
 
@@ -309,25 +434,93 @@ def _verify_timestamp(verifier, token: bytes, signature_value: bytes):
         return None, None, f"malformed time-stamp token: {e}"
     except (ValueError, KeyError, TypeError) as e:
         return None, None, f"malformed time-stamp token: {e}"
-    rep = verify_cms_with(verifier, token, None, _is_timestamp=True)
+    rep = verify_cms_with(verifier, token, None, options=options.for_timestamp(), _is_timestamp=True)
     if not rep.passed:
         return rep, None, (f"time-stamp token: {rep.indication.value}/{rep.sub_indication.value}: "
                            + "; ".join(rep.messages))
-    return rep, gen_time, None
+    return rep, as_utc(gen_time), None
 
 
-def verify_cms(signature, data=None, *, trust, intermediates=(), at=None, usage="document-signing",
-               revocation=None, crls=(), ocsp_responses=(), fetcher=None) -> SignatureReport:
-    """Verify a CMS/CAdES signature (bytes, path, PEM or asn1crypto ContentInfo).
+def verify_cms(signature: SignatureInput, data: DataInput | None = None, *, trust: TrustInput,
+               intermediates: CertLike | Iterable[CertLike] = (), at: _dt.datetime | None = None,
+               usage: str | Usage | None = None, revocation: RevocationPolicy | None = None,
+               crls: Iterable[Any] = (), ocsp_responses: Iterable[bytes] = (), fetcher: Any = None,
+               policies: Iterable[str] | None = None, require_explicit_policy: bool | None = None,
+               inhibit_policy_mapping: bool | None = None, inhibit_any_policy: bool | None = None,
+               strict: bool | None = None, signer_index: int = 0) -> SignatureReport:
+    """Verify a CMS/CAdES signature once (for many signatures keep a :class:`Verifier`).
 
-    ``data``: the signed content for a detached signature (bytes or a path). ``trust`` may be a
-    :class:`~unica.verify.Verifier` (recommended for many signatures: it caches).
+    ``trust``: a :class:`~unica.verify.Verifier` (its caches, revocation data and defaults are
+    used; ``intermediates`` / ``crls`` / ``ocsp_responses`` / ``fetcher`` then belong on it and
+    are refused here) or trust anchor certificates (certificate objects, PEM/DER bytes, paths),
+    from which a one-off Verifier is built with ``intermediates``, ``revocation`` (None: the
+    Verifier's default), ``crls``, ``ocsp_responses`` and ``fetcher``.
+    The other keywords are those of :meth:`Verifier.verify_cms`.
     """
-    from .revocation import SOFT_FAIL
+    kw = dict(at=at, usage=usage, revocation=revocation, policies=policies,
+              require_explicit_policy=require_explicit_policy, inhibit_policy_mapping=inhibit_policy_mapping,
+              inhibit_any_policy=inhibit_any_policy, strict=strict, signer_index=signer_index)
+    return _one_off(trust, intermediates, crls, ocsp_responses, fetcher).verify_cms(signature, data, **kw)
+
+
+def _one_off(trust: TrustInput, intermediates, crls, ocsp_responses, fetcher) -> Verifier:
+    """The Verifier given as ``trust``, or one built for a single call."""
     from .verifier import Verifier
 
     if isinstance(trust, Verifier):
-        return trust.verify_cms(signature, data, at=at, usage=usage)
-    v = Verifier(trust, intermediates=intermediates, revocation=revocation or SOFT_FAIL, crls=crls,
-                 ocsp_responses=ocsp_responses, fetcher=fetcher, usage=usage, cache_size=64)
-    return v.verify_cms(signature, data, at=at)
+        extra = [n for n, v in (("intermediates", intermediates), ("crls", crls),
+                                ("ocsp_responses", ocsp_responses), ("fetcher", fetcher)) if v]
+        if extra:
+            raise TypeError(f"{', '.join(extra)}: set these on the Verifier given as trust, not per call")
+        return trust
+    return Verifier(trust, intermediates=intermediates, crls=crls, ocsp_responses=ocsp_responses,
+                    fetcher=fetcher, cache_size=64)
+
+
+# -- Verifier methods (bound in the class body of unica.verify.verifier.Verifier) ---------------
+
+
+def verifier_verify_cms(self: Verifier, signature: SignatureInput, data: DataInput | None = None, *,
+                        at: _dt.datetime | None = None, usage: str | Usage | None = None,
+                        revocation: RevocationPolicy | None = None, policies: Iterable[str] | None = None,
+                        require_explicit_policy: bool | None = None, inhibit_policy_mapping: bool | None = None,
+                        inhibit_any_policy: bool | None = None, strict: bool | None = None,
+                        signer_index: int = 0) -> SignatureReport:
+    """Verify one signer of a CMS / CAdES signature (attached, or detached with ``data``).
+
+    ``signature``: DER/BER/PEM bytes, a file path or an asn1crypto ``ContentInfo``.
+    ``data``: the signed content of a detached signature (bytes or a path).
+    ``at``: a time the caller vouches for -- taken as a proof of existence (the earliest of it and
+    a validated signature-time-stamp is the validation time). Without any, the signature is
+    validated now and its signing-time attribute counts only as a claim.
+    ``usage``: intended use of the signer's certificate (preset name, :class:`Usage` or
+    ``"ku:...;eku:..."``); None: the Verifier's.
+    ``revocation``: a :class:`RevocationPolicy` for this call; None: the Verifier's.
+    ``policies``: RFC 5280 initial user policy set (dotted OIDs); None: the Verifier's (anyPolicy).
+    ``require_explicit_policy`` / ``inhibit_policy_mapping`` / ``inhibit_any_policy``: RFC 5280
+    initial-explicit-policy, initial-policy-mapping-inhibit, initial-any-policy-inhibit.
+    ``strict``: also apply the RFC 5280 profile rules. For all of these None means the Verifier's
+    setting; they are passed to :meth:`Verifier.validate_certificate` for the signer (a time-stamp
+    token's TSA certificate gets the revocation policy and ``strict`` only).
+    ``signer_index``: which SignerInfo (0-based; see :meth:`Verifier.verify_cms_all` for all).
+    """
+    opts = CertOptions(usage, revocation, policies, require_explicit_policy, inhibit_policy_mapping,
+                       inhibit_any_policy, strict)
+    return verify_cms_with(self, signature, data, at=at, options=opts, signer_index=signer_index)
+
+
+def verifier_verify_cms_all(self: Verifier, signature: SignatureInput, data: DataInput | None = None, *,
+                            at: _dt.datetime | None = None, usage: str | Usage | None = None,
+                            revocation: RevocationPolicy | None = None, policies: Iterable[str] | None = None,
+                            require_explicit_policy: bool | None = None,
+                            inhibit_policy_mapping: bool | None = None, inhibit_any_policy: bool | None = None,
+                            strict: bool | None = None) -> tuple[SignatureReport, ...]:
+    """One :class:`SignatureReport` per signer (SignerInfo) of the CMS; the keywords are those of
+    :meth:`Verifier.verify_cms`."""
+    opts = CertOptions(usage, revocation, policies, require_explicit_policy, inhibit_policy_mapping,
+                       inhibit_any_policy, strict)
+    return verify_cms_all(self, signature, data, at=at, options=opts)
+
+
+verifier_verify_cms.__name__, verifier_verify_cms.__qualname__ = "verify_cms", "Verifier.verify_cms"
+verifier_verify_cms_all.__name__, verifier_verify_cms_all.__qualname__ = "verify_cms_all", "Verifier.verify_cms_all"

@@ -3,24 +3,48 @@
 pyHanko reads the PDF and judges what a signature covers (byte range / revision coverage)
 and what changed after it (incremental-update difference analysis); the CMS itself and the
 signer's certificate are verified by unica (:mod:`unica.verify.cms`).
+
+Time follows the same rule as CMS (:func:`unica.verify.cms.time_basis`): a signature's proof of
+existence is its own validated signature-time-stamp, a validated later document time-stamp that
+covers it, or ``at=``; its claimed time is the signing-time attribute, else /M.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Union
 
 from asn1crypto import cms
 
 from unica.errors import MalformedInput
 
-from .cms import _digest, verify_cms_with
-from .report import Indication, PdfReport, SignatureReport, SubIndication, indication_for
-from ._util import one_line, read_bytes
+from .cms import CertOptions, TrustInput, _digest, _one_off, verify_cms_with
+from .report import (
+    Indication,
+    PdfReport,
+    SignatureChecks,
+    SignatureReport,
+    SigningTimeSource,
+    SubIndication,
+    indication_for,
+)
+from .revocation import RevocationPolicy
+from .usage import Usage
+from ._util import CertLike, one_line, read_bytes
+
+if TYPE_CHECKING:
+    from .verifier import Verifier
+
+#: a PDF: its bytes or a file path
+PdfInput = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 
 _ALLOWED_MODIFICATIONS = {"NONE", "LTA_UPDATES", "FORM_FILLING", "ANNOTATIONS"}
 
 
-def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
+def verify_pdf_with(verifier: Verifier, pdf: PdfInput, *, at: _dt.datetime | None = None,
+                    options: CertOptions = CertOptions()) -> PdfReport:
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.pdf_utils.reader import PdfFileReader
 
@@ -33,16 +57,62 @@ def verify_pdf_with(verifier, pdf, *, at=None, usage=None) -> PdfReport:
     except Exception as e:  # the PDF reader meets arbitrary bytes: any failure is bad input
         raise MalformedInput(f"{name}: cannot be read: {type(e).__name__}: {one_line(e)}") from None
     dss = _dss_revocation(reader)
-    reports = []
-    for emb in sigs:
+    reports: dict[int, SignatureReport] = {}
+
+    def one(i: int, doc_ts: tuple[_dt.datetime, str] | None = None) -> None:
+        emb = sigs[i]
         try:
-            reports.append(_verify_one(verifier, emb, data, at, usage, dss))
+            reports[i] = _verify_one(verifier, emb, data, at, options, dss, doc_ts)
         except MalformedInput as e:
-            reports.append(_broken(emb.field_name, f"signature cannot be read: {e}"))
+            reports[i] = _broken(emb.field_name, f"signature cannot be read: {e}")
         except Exception as e:  # pyHanko on a damaged signature dictionary / CMS
-            reports.append(_broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {one_line(e)}"))
+            reports[i] = _broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {one_line(e)}")
+
+    # document time-stamps first: a validated one is a proof of existence for the signatures it covers
+    is_doc_ts = [_is_doc_ts(emb) for emb in sigs]
+    for i in range(len(sigs)):
+        if is_doc_ts[i]:
+            one(i)
+    proofs = []  # (hole start of the doc time-stamp = end of what it covers, genTime, field name)
+    for i in range(len(sigs)):
+        if is_doc_ts[i] and reports[i].passed and reports[i].signing_time is not None:
+            br = _byte_range(sigs[i])
+            if br is not None:
+                proofs.append((br[0] + br[1], reports[i].signing_time, str(sigs[i].field_name)))
+    for i in range(len(sigs)):
+        if not is_doc_ts[i]:
+            br = _byte_range(sigs[i])
+            end = br[2] + br[3] if br is not None else None
+            covering = [(t, name) for hole, t, name in proofs if end is not None and end <= hole]
+            one(i, min(covering, key=lambda p: p[0]) if covering else None)
     msgs = () if sigs else ("the PDF has no signature",)
-    return PdfReport(signatures=tuple(reports), messages=msgs)
+    return PdfReport(signatures=tuple(reports[i] for i in range(len(sigs))), messages=msgs)
+
+
+def _is_doc_ts(emb) -> bool:
+    try:
+        return emb.sig_object_type == "/DocTimeStamp"
+    except Exception:  # a damaged signature dictionary: treated as a signature (and reported broken)
+        return False
+
+
+def _byte_range(emb) -> list[int] | None:
+    try:
+        br = [int(x) for x in emb.byte_range]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return br if len(br) == 4 and all(x >= 0 for x in br) else None
+
+
+def _claimed_m(emb) -> _dt.datetime | None:
+    """The signature dictionary's /M (claimed signing time); a time without zone is taken as UTC."""
+    try:
+        t = emb.self_reported_timestamp
+    except Exception:  # a malformed /M
+        return None
+    if not isinstance(t, _dt.datetime):
+        return None
+    return t.replace(tzinfo=_dt.timezone.utc) if t.tzinfo is None else t.astimezone(_dt.timezone.utc)
 
 
 def _dss_revocation(reader) -> tuple[list[bytes], list[bytes]] | None:
@@ -61,7 +131,8 @@ def _dss_revocation(reader) -> tuple[list[bytes], list[bytes]] | None:
         return None
 
 
-def _verify_one(verifier, emb, data: bytes, at, usage, dss=None) -> SignatureReport:
+def _verify_one(verifier: Verifier, emb, data: bytes, at: _dt.datetime | None, options: CertOptions,
+                dss=None, doc_ts: tuple[_dt.datetime, str] | None = None) -> SignatureReport:
     from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, SuspiciousModification
 
     try:
@@ -72,9 +143,10 @@ def _verify_one(verifier, emb, data: bytes, at, usage, dss=None) -> SignatureRep
     ci = cms.ContentInfo({"content_type": "signed_data", "content": emb.signed_data})
     is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
     if is_doc_ts:
-        rep = _verify_doc_timestamp(verifier, ci, covered, emb)
+        rep = _verify_doc_timestamp(verifier, ci, covered, options)
     else:
-        rep = verify_cms_with(verifier, ci, covered, at=at, usage=usage, extra_revocation=dss)
+        rep = verify_cms_with(verifier, ci, covered, at=at, options=options, extra_revocation=dss,
+                              document_timestamp=doc_ts, pdf_m=_claimed_m(emb))
     # coverage and modifications after signing
     extra_msgs = list(rep.messages)
     coverage = modlevel = None
@@ -104,17 +176,9 @@ def _verify_one(verifier, emb, data: bytes, at, usage, dss=None) -> SignatureRep
         if sub is None:
             sub = SubIndication.GENERIC
     fmt = rep.format.replace("CAdES", "PAdES") if not is_doc_ts else "PAdES document time-stamp"
-    signing_time, st_source = rep.signing_time, rep.signing_time_source
-    if signing_time is None:
-        try:
-            signing_time = emb.self_reported_timestamp
-        except Exception:  # a malformed /M
-            signing_time = None
-        if signing_time is not None:
-            st_source = "signature dictionary /M (claimed)"
     return SignatureReport(
         indication=indication_for(sub), sub_indication=sub, format=fmt, signer=rep.signer,
-        signing_time=signing_time, signing_time_source=st_source, checks=rep.checks,
+        signing_time=rep.signing_time, signing_time_source=rep.signing_time_source, checks=rep.checks,
         certificate=rep.certificate, timestamp=rep.timestamp, messages=tuple(extra_msgs),
         field_name=emb.field_name, coverage=coverage, modification_level=modlevel,
     )
@@ -122,36 +186,70 @@ def _verify_one(verifier, emb, data: bytes, at, usage, dss=None) -> SignatureRep
 
 def _broken(field, msg) -> SignatureReport:
     return SignatureReport(indication=Indication.TOTAL_FAILED, sub_indication=SubIndication.FORMAT_FAILURE,
-                           format="PAdES", signer=None, signing_time=None, signing_time_source="none",
-                           checks={}, certificate=None, messages=(msg,), field_name=field)
+                           format="PAdES", signer=None, signing_time=None,
+                           signing_time_source=SigningTimeSource.NONE, checks=SignatureChecks(),
+                           certificate=None, messages=(msg,), field_name=field)
 
 
-def _verify_doc_timestamp(verifier, ci, covered: bytes, emb) -> SignatureReport:
+def _verify_doc_timestamp(verifier: Verifier, ci, covered: bytes, options: CertOptions) -> SignatureReport:
+    """A document time-stamp: the token (TSA certificate validated like a signature time-stamp's)
+    and its message imprint over the covered bytes. Its signing_time is the genTime."""
+    import dataclasses
+
     tst = ci["content"]["encap_content_info"]["content"].parsed
     imprint = tst["message_imprint"]
     alg = imprint["hash_algorithm"]["algorithm"].native
     raw = bytes(ci["content"]["encap_content_info"]["content"])
-    rep = verify_cms_with(verifier, ci, raw, _is_timestamp=True)
+    rep = verify_cms_with(verifier, ci, raw, options=options.for_timestamp(), _is_timestamp=True)
+    gen_time = tst["gen_time"].native
     if _digest(alg, covered) != imprint["hashed_message"].native:
-        return SignatureReport(
-            indication=Indication.TOTAL_FAILED, sub_indication=SubIndication.HASH_FAILURE, format=rep.format,
-            signer=rep.signer, signing_time=tst["gen_time"].native, signing_time_source="timestamp",
-            checks={**rep.checks, "message-imprint": "mismatch"}, certificate=rep.certificate,
+        return dataclasses.replace(
+            rep, indication=Indication.TOTAL_FAILED, sub_indication=SubIndication.HASH_FAILURE,
+            signing_time=gen_time, signing_time_source=SigningTimeSource.TIMESTAMP,
+            checks=dataclasses.replace(rep.checks, message_imprint="mismatch"), timestamp=None,
             messages=("the document time-stamp's message imprint does not match the covered bytes",))
-    return SignatureReport(
-        indication=rep.indication, sub_indication=rep.sub_indication, format=rep.format, signer=rep.signer,
-        signing_time=tst["gen_time"].native, signing_time_source="timestamp",
-        checks={**rep.checks, "message-imprint": "ok"}, certificate=rep.certificate, messages=rep.messages)
+    return dataclasses.replace(
+        rep, signing_time=gen_time, signing_time_source=SigningTimeSource.TIMESTAMP,
+        checks=dataclasses.replace(rep.checks, message_imprint="ok"), timestamp=None)
 
 
-def verify_pdf(pdf, *, trust, intermediates=(), at=None, usage="document-signing", revocation=None,
-               crls=(), ocsp_responses=(), fetcher=None) -> PdfReport:
-    """Verify every signature of a PDF (path or bytes). ``trust`` may be a Verifier."""
-    from .revocation import SOFT_FAIL
-    from .verifier import Verifier
+def verify_pdf(pdf: PdfInput, *, trust: TrustInput, intermediates: CertLike | Iterable[CertLike] = (),
+               at: _dt.datetime | None = None, usage: str | Usage | None = None,
+               revocation: RevocationPolicy | None = None, crls: Iterable[Any] = (),
+               ocsp_responses: Iterable[bytes] = (), fetcher: Any = None, policies: Iterable[str] | None = None,
+               require_explicit_policy: bool | None = None, inhibit_policy_mapping: bool | None = None,
+               inhibit_any_policy: bool | None = None, strict: bool | None = None) -> PdfReport:
+    """Verify every signature of a PDF once (for many PDFs keep a :class:`Verifier`).
 
-    if isinstance(trust, Verifier):
-        return trust.verify_pdf(pdf, at=at, usage=usage)
-    v = Verifier(trust, intermediates=intermediates, revocation=revocation or SOFT_FAIL, crls=crls,
-                 ocsp_responses=ocsp_responses, fetcher=fetcher, usage=usage, cache_size=64)
-    return v.verify_pdf(pdf, at=at)
+    ``trust``, ``intermediates``, ``revocation``, ``crls``, ``ocsp_responses`` and ``fetcher`` as
+    for :func:`unica.verify.verify_cms`; the other keywords are those of :meth:`Verifier.verify_pdf`.
+    """
+    return _one_off(trust, intermediates, crls, ocsp_responses, fetcher).verify_pdf(
+        pdf, at=at, usage=usage, revocation=revocation, policies=policies,
+        require_explicit_policy=require_explicit_policy, inhibit_policy_mapping=inhibit_policy_mapping,
+        inhibit_any_policy=inhibit_any_policy, strict=strict)
+
+
+# -- Verifier method (bound in the class body of unica.verify.verifier.Verifier) ----------------
+
+
+def verifier_verify_pdf(self: Verifier, pdf: PdfInput, *, at: _dt.datetime | None = None,
+                        usage: str | Usage | None = None, revocation: RevocationPolicy | None = None,
+                        policies: Iterable[str] | None = None, require_explicit_policy: bool | None = None,
+                        inhibit_policy_mapping: bool | None = None, inhibit_any_policy: bool | None = None,
+                        strict: bool | None = None) -> PdfReport:
+    """Verify every signature and document time-stamp of a PDF (bytes or a path): one
+    :class:`SignatureReport` each, with coverage and modifications after signing.
+
+    Time: a signature is validated at its earliest proof of existence -- its own validated
+    signature-time-stamp, a validated later document time-stamp covering it, or ``at`` -- and
+    otherwise now, with its claimed time (signing-time attribute, else /M) as the claim that
+    separates REVOKED from REVOKED_NO_POE. The other keywords are those of
+    :meth:`Verifier.verify_cms` (applied to each signer; None = the Verifier's setting).
+    """
+    opts = CertOptions(usage, revocation, policies, require_explicit_policy, inhibit_policy_mapping,
+                       inhibit_any_policy, strict)
+    return verify_pdf_with(self, pdf, at=at, options=opts)
+
+
+verifier_verify_pdf.__name__, verifier_verify_pdf.__qualname__ = "verify_pdf", "Verifier.verify_pdf"

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import json
-from typing import Any
+from typing import Any, Iterator
 
 
 class Indication(str, enum.Enum):
@@ -73,6 +73,71 @@ def indication_for(sub: SubIndication | None) -> Indication:
     return Indication.TOTAL_FAILED if sub in FAILED_SUBINDICATIONS else Indication.INDETERMINATE
 
 
+class SigningTimeSource(str, enum.Enum):
+    """Where :attr:`SignatureReport.signing_time` comes from.
+
+    Only the first three are proofs of existence (POE): the signature was validated at
+    that time. The claimed ones are what the signer says; they decide only between
+    TOTAL-FAILED/REVOKED and INDETERMINATE/REVOKED_NO_POE (revoked after the claimed time).
+    """
+
+    #: genTime of the signature's own validated RFC 3161 signature-time-stamp (a POE)
+    TIMESTAMP = "timestamp"
+    #: genTime of a later validated PDF document time-stamp covering the signature (a POE)
+    DOCUMENT_TIMESTAMP = "document time-stamp"
+    #: ``at=`` given by the caller, taken as proven (a POE)
+    VALIDATION_TIME_GIVEN = "validation time given"
+    #: the CMS signing-time signed attribute (claimed by the signer)
+    SIGNING_TIME_ATTRIBUTE = "signing-time attribute (claimed)"
+    #: a PDF signature dictionary's /M entry (claimed by the signer)
+    PDF_M = "/M (claimed)"
+    #: no time at all: the signature was validated now
+    NONE = "none"
+
+    @property
+    def is_proof(self) -> bool:
+        """True for a proof of existence (time-stamp, document time-stamp, given time)."""
+        return self in (SigningTimeSource.TIMESTAMP, SigningTimeSource.DOCUMENT_TIMESTAMP,
+                        SigningTimeSource.VALIDATION_TIME_GIVEN)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: RFC 5280 5.3.1 CRLReason names by code (7 is unused)
+RFC5280_REASONS: dict[int, str] = {
+    0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
+    5: "cessationOfOperation", 6: "certificateHold", 8: "removeFromCRL", 9: "privilegeWithdrawn",
+    10: "aACompromise",
+}
+_REASON_KEYS = {name.lower(): name for name in RFC5280_REASONS.values()}
+
+
+def rfc5280_reason_name(reason: Any) -> str | None:
+    """The RFC 5280 name of a revocation reason (``keyCompromise``, ``cACompromise``, ...).
+
+    Accepts cryptography's :class:`~cryptography.x509.ReasonFlags` (or its ``.name`` such as
+    ``key_compromise``), asn1crypto's native names (``key_compromise``, ``ca_compromise``,
+    ``aa_compromise``, ...), the RFC names themselves in any case or with ``-``/``_``, and the
+    CRLReason code (an int). ``None`` gives ``None``; an unknown code gives
+    ``"unknown (N)"``; an unknown name raises ValueError, another type TypeError.
+    """
+    if reason is None:
+        return None
+    if isinstance(reason, enum.Enum):  # cryptography's ReasonFlags: value is the RFC name
+        reason = reason.value
+    if isinstance(reason, bool):
+        raise TypeError(f"revocation reason must be a name, a ReasonFlags or a code, not {reason!r}")
+    if isinstance(reason, int):
+        return RFC5280_REASONS.get(reason, f"unknown ({reason})")
+    if not isinstance(reason, str):
+        raise TypeError(f"revocation reason must be a name, a ReasonFlags or a code, not {type(reason).__name__}")
+    name = _REASON_KEYS.get(reason.strip().replace("-", "").replace("_", "").lower())
+    if name is None:
+        raise ValueError(f"unknown revocation reason {reason!r}")
+    return name
+
+
 @dataclasses.dataclass(frozen=True)
 class CertInfo:
     """One certificate of a path, as shown in a report."""
@@ -92,6 +157,8 @@ class SignerIdentity:
     subject: str
     common_name: str | None = None
     organization: str | None = None
+    #: the organizationIdentifier (2.5.4.97) value as written, e.g. ``NTRCN-91110000600037341L``
+    organization_identifier: str | None = None
     #: Unified Social Credit Code, from organizationIdentifier (2.5.4.97, prefix such as
     #: ``NTRCN-`` removed) or, failing that, from serialNumber (2.5.4.5)
     uscc: str | None = None
@@ -110,9 +177,31 @@ class RevocationEvidence:
     this_update: _dt.datetime | None = None
     next_update: _dt.datetime | None = None
     revocation_time: _dt.datetime | None = None
+    #: RFC 5280 name (``keyCompromise``, ...): see :func:`rfc5280_reason_name`
     revocation_reason: str | None = None
     issuer: str | None = None  # CRL issuer / OCSP responder name
     message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyQualifier:
+    """A policy qualifier of a valid policy (RFC 5280 4.2.1.4): a CPS pointer or a user notice."""
+
+    kind: str  # "cps" or "user-notice" (or the qualifier's OID when unknown)
+    cps_uri: str | None = None
+    notice_text: str | None = None  # explicitText
+    organization: str | None = None  # noticeRef organization
+    notice_numbers: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidPolicy:
+    """A policy of the valid policy set (RFC 5280 6.1.5 (g)): the user-domain policy, the
+    issuer-domain policy it was mapped from (the same when not mapped), and its qualifiers."""
+
+    policy: str
+    issuer_domain_policy: str
+    qualifiers: tuple[PolicyQualifier, ...] = ()
 
 
 class _Report:
@@ -128,6 +217,11 @@ class _Report:
         return _to_plain(self)
 
     def to_json(self, **kw: Any) -> str:
+        """JSON text as ``unica ... --json`` prints it: UTF-8 characters as such (a Chinese
+        subject stays readable, ``ensure_ascii=False``), indented by 2. ``kw`` go to
+        :func:`json.dumps` and override those defaults. Encode the result as UTF-8 to write it."""
+        kw.setdefault("ensure_ascii", False)
+        kw.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kw)
 
 
@@ -146,6 +240,53 @@ class ValidationReport(_Report):
     messages: tuple[str, ...] = ()
     #: "validated" or "cache" (a path validated before, within its time bucket)
     source: str = "validated"
+    #: the valid policy set with qualifiers (empty when no policy is valid for the path)
+    valid_policies: tuple[ValidPolicy, ...] = ()
+    #: the revocation policy applied: "hard-fail", "soft-fail" or "off"
+    revocation_policy: str = "hard-fail"
+    #: who decided the path: "pyhanko-certvalidator" (the authority), "fast path" or "trust anchor"
+    engine: str = "pyhanko-certvalidator"
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureChecks:
+    """The individual checks of one signature; each is a status text (``"ok"``, ``"ok (v2)"``,
+    ``"mismatch"``, ``"invalid"``, ``"absent"``, ...) or None when the check was not reached
+    or does not apply."""
+
+    #: the signer's certificate was found in the CMS ("not found" when it was not)
+    signer_certificate: str | None = None
+    #: signed attributes present ("absent": the signature is over the content itself)
+    signed_attributes: str | None = None
+    message_digest: str | None = None
+    content_type: str | None = None
+    #: ESS signing-certificate(-v2) attribute: "ok (v2)", "ok (v1)", "absent", "mismatch"
+    signing_certificate: str | None = None
+    #: the signature value under the signer's public key
+    signature: str | None = None
+    #: the RFC 3161 signature-time-stamp unsigned attribute
+    signature_timestamp: str | None = None
+    #: PDF: a later document time-stamp covering this signature ("ok (field DocTs1)")
+    document_timestamp: str | None = None
+    #: revocation data carried by the signature / the PDF's DSS ("2 CRL(s), 0 OCSP response(s)")
+    embedded_revocation_data: str | None = None
+    #: time-stamp tokens: the message imprint against what the token time-stamps
+    message_imprint: str | None = None
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """(label, status) of the checks made, in order, for display: labels are the field
+        names with ``-`` (``message-digest``)."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                yield f.name.replace("_", "-"), v
+
+    def to_dict(self) -> dict[str, str]:
+        """The checks made (None dropped), keyed by field name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in dataclasses.fields(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,11 +297,11 @@ class SignatureReport(_Report):
     sub_indication: SubIndication | None
     format: str  # "CAdES-B-B", "CAdES-B-T", "PAdES-B-B", ...
     signer: SignerIdentity | None
+    #: the proof of existence used as validation time if any, else the claimed signing time
     signing_time: _dt.datetime | None
-    #: where signing_time comes from: "timestamp" (a validated RFC 3161 token: a POE),
-    #: "signing-time attribute" (claimed by the signer), or "validation time"
-    signing_time_source: str
-    checks: dict[str, str]  # e.g. {"message-digest": "ok", "signature": "ok", ...}
+    #: where signing_time comes from (see :class:`SigningTimeSource`)
+    signing_time_source: SigningTimeSource
+    checks: SignatureChecks
     certificate: ValidationReport | None
     timestamp: SignatureReport | None = None
     messages: tuple[str, ...] = ()
@@ -201,6 +342,8 @@ class PdfReport(_Report):
 
 
 def _to_plain(value: Any) -> Any:
+    if isinstance(value, SignatureChecks):
+        return value.to_dict()
     if dataclasses.is_dataclass(value):
         return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):

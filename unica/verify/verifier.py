@@ -152,21 +152,12 @@ class Verifier:
 
     # -- signatures (see cms.py / pdf.py) -----------------------------------------------------
 
-    def verify_cms(self, signature, data=None, **kw):
-        from .cms import verify_cms_with
-
-        return verify_cms_with(self, signature, data, **kw)
-
-    def verify_cms_all(self, signature, data=None, **kw):
-        """One SignatureReport per signer of the CMS."""
-        from .cms import verify_cms_all
-
-        return verify_cms_all(self, signature, data, **kw)
-
-    def verify_pdf(self, pdf, **kw):
-        from .pdf import verify_pdf_with
-
-        return verify_pdf_with(self, pdf, **kw)
+    # verify_cms(signature, data=None, *, at, usage, revocation, policies, require_explicit_policy,
+    # inhibit_policy_mapping, inhibit_any_policy, strict, signer_index), verify_cms_all(...) and
+    # verify_pdf(pdf, *, ...): typed, documented methods defined beside the code they run (their
+    # modules import no Verifier at import time)
+    from .cms import verifier_verify_cms as verify_cms, verifier_verify_cms_all as verify_cms_all
+    from .pdf import verifier_verify_pdf as verify_pdf
 
 
 from cryptography.hazmat.primitives import hashes as _hashes  # noqa: E402
