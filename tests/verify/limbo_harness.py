@@ -35,8 +35,6 @@ LIMBO = _find_limbo()
 
 #: features unica does not implement, with the reason (also in /work/notes/readme-verify.md)
 SKIPPED_FEATURES = {
-    "pedantic-rfc5280": "ambiguous reading of RFC 5280 4.2.1.1 (a cross-signed trust anchor without AKI); "
-    "conflicts with cve::cve-2024-0567, which expects such an anchor to work",
     "pedantic-webpki-eku": "conflicts with rfc5280::eku cases; unica follows RFC 5280 4.2.1.12 (a leaf "
     "without EKU, or with anyExtendedKeyUsage, may be used for any purpose)",
     "rfc5280-incompatible-with-webpki": "unica accepts non-critical name constraints (and enforces them), "
@@ -107,6 +105,8 @@ def run_case(tc: dict) -> tuple[str, str]:
             leaf, trust=trusted, intermediates=inter, at=at, usage=_usage(tc),
             revocation=_CRL_POLICY if crls else OFF, crls=crls, server_name=server_name,
             max_chain_depth=tc.get("max_chain_depth"),
+            # pedantic cases test the RFC 5280 profile rules: run them under strict
+            strict="pedantic-rfc5280" in (tc.get("features") or ()),
         )
     except ValueError as e:
         return "FAILURE", f"rejected: {e}"

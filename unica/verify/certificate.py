@@ -1,19 +1,21 @@
-"""RFC 5280 certificate path building and validation.
+"""RFC 5280 certificate path validation: the orchestration.
 
-The path is built and validated by cryptography's Rust verifier (``cryptography.x509.
-verification``: path building with backtracking over multiple candidate issuers, signatures,
-validity, basic constraints and path length, name constraints, critical extensions, key
-and signature algorithm constraints). unica adds, in Python: RFC 5280 structural rules the
-Rust verifier leaves out (AKI/SKI presence, criticality of name and policy constraints),
-certificate policy processing (RFC 5280 6.1.3-6.1.5), the key usage / EKU of the intended
-use, revocation (:mod:`unica.verify.revocation`), and a diagnosis that turns a failure into
-an ETSI EN 319 102-1 indication. Supplied intermediates are pruned to those that can lie on a
-path by name before path building, which bounds the work an attacker can cause.
+One authority decides every path: pyhanko-certvalidator (:mod:`unica.verify.authority`),
+which implements the section 6 algorithm and section 6.3 revocation completely. A fast path
+(:mod:`unica.verify.fastpath`: cryptography's Rust verifier and plain CRLs) may accept plain
+paths sooner; it never refuses, so whatever it does not accept is decided by the authority.
+unica then adds refusals only: the intended use (key usage / EKU), the RFC 5280 profile
+rules a CA must follow when ``strict`` is set, TLS server rules when a server name is given,
+and a chain-depth limit. Supplied intermediates are pruned to those that can lie on a path
+(by normalised name, RFC 5280 7.1) before path building, which bounds the work an attacker
+can cause.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import functools
 import ipaddress
 from typing import Iterable, Sequence
 
@@ -23,19 +25,23 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .policies import policy_problems
+from . import authority, fastpath
+from .authority import DEFAULT_PATH_POLICY, PathPolicy
 from .report import (
+    PolicyQualifier,
     RevocationEvidence,
     SubIndication,
     ValidationReport,
+    ValidPolicy,
     indication_for,
 )
-from .revocation import CertStatus, RevocationPolicy, RevocationSource
+from .revocation import RevocationPolicy, RevocationSource
 from .usage import Usage
 from ._util import cert_info, signer_identity
 
 #: what cryptography raises on extensions its Python layer refuses
-PARSE_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+PARSE_ERRORS = (ValueError, TypeError, KeyError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType)
 
 #: most intermediates considered for one path (after pruning by name)
 MAX_INTERMEDIATES = 64
@@ -55,7 +61,20 @@ class TrustStore:
         self.anchors: tuple[x509.Certificate, ...] = tuple(uniq.values())
         self.store = xv.Store(list(self.anchors))
         self.subjects = frozenset(a.subject for a in self.anchors)
+        self.normalised_subjects = frozenset(normalised(a.subject) for a in self.anchors)
         self._der = frozenset(uniq)
+        self._pyhanko = None
+
+    def pyhanko_trust(self):
+        """pyhanko-certvalidator's trust manager for these anchors, built once."""
+        if self._pyhanko is None:
+            from asn1crypto import x509 as ax
+            from pyhanko_certvalidator.authority import CertTrustAnchor
+            from pyhanko_certvalidator.context import SimpleTrustManager
+
+            self.asn1_anchors = [ax.Certificate.load(a.public_bytes(_DER)) for a in self.anchors]
+            self._pyhanko = SimpleTrustManager.build(trust_roots=[CertTrustAnchor(a) for a in self.asn1_anchors])
+        return self._pyhanko
 
     def is_anchor(self, cert: x509.Certificate) -> bool:
         return cert.public_bytes(_DER) in self._der
@@ -87,11 +106,9 @@ def _ca_key_usage(policy, cert, ku) -> None:
 
 
 def _with_policy_extensions(p: xv.ExtensionPolicy) -> xv.ExtensionPolicy:
-    """Hook for extensions unica processes itself. The Rust verifier's extension policy cannot
-    name policyConstraints / inhibitAnyPolicy / policyMappings ("unsupported extension OID"),
-    so a path with those critical extensions is refused by it ("unaccounted-for critical
-    extensions") and re-validated by the RFC 5280 fallback engine; unica's own policy
-    processing (:mod:`unica.verify.policies`) then runs on the path either way."""
+    """The Rust verifier's extension policy cannot name policyConstraints / inhibitAnyPolicy /
+    policyMappings, so it refuses a path with those critical extensions; such paths are not
+    plain anyway and go to the authority."""
     return p
 
 
@@ -159,7 +176,7 @@ def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Cer
             per_subject[subj] = per_subject.get(subj, 0) + 1
             per_subject_key[(subj, spki)] = per_subject_key.get((subj, spki), 0) + 1
             cands.append(c)
-    good = set(trust.subjects)
+    good = set(trust.normalised_subjects)
     kept: list[x509.Certificate] = []
     changed = True
     remaining = cands
@@ -167,18 +184,33 @@ def prune_intermediates(leaf: x509.Certificate, intermediates: Iterable[x509.Cer
         changed = False
         rest = []
         for c in remaining:
-            if c.issuer in good:
+            if normalised(c.issuer) in good:
                 kept.append(c)
-                if c.subject not in good:
-                    good.add(c.subject)
+                if normalised(c.subject) not in good:
+                    good.add(normalised(c.subject))
                     changed = True
             else:
                 rest.append(c)
         remaining = rest
         changed = changed or False
-    if leaf.issuer not in good:
+    if normalised(leaf.issuer) not in good:
         return []
     return kept[:MAX_INTERMEDIATES]
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalised_der(der: bytes):
+    from asn1crypto import x509 as ax
+
+    try:
+        return ax.Name.load(der).hashable
+    except Exception:  # a name asn1crypto cannot prepare: compare it as bytes
+        return der
+
+
+def normalised(name: x509.Name):
+    """A key under which names equal per RFC 5280 7.1 (case, white space, string type) meet."""
+    return _normalised_der(name.public_bytes())
 
 
 def _preferred(a: x509.Certificate, b: x509.Certificate, at: _dt.datetime | None) -> bool:
@@ -250,16 +282,18 @@ def _ext(cert, cls):
         return None
 
 
-def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) -> list[str]:
-    """RFC 5280 rules for how certificates are formed that path validation must enforce."""
+def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore, strict: bool = False) -> list[str]:
+    """RFC 5280 rules for how certificates are formed. By default only those a relying party
+    needs to build and check a path unambiguously (key identifiers of CA certificates,
+    positive serials). ``strict`` adds the section 4 rules that bind the CA issuing the
+    certificate but that section 6 does not check: a critical policyConstraints (4.2.1.11)
+    and basicConstraints (4.2.1.9) in CA certificates, and UTCTime for dates before 2050
+    (4.1.2.5)."""
     out = []
     anchor = chain[-1]
     for i, c in enumerate(chain):
         is_anchor = i == len(chain) - 1
         name = c.subject.rfc4514_string() or "(empty subject)"
-        pc = _ext(c, x509.PolicyConstraints)
-        if pc is not None and not pc.critical:
-            out.append(f"{name}: policy constraints extension is not critical (RFC 5280 4.2.1.11)")
         if i > 0 and _ext(c, x509.SubjectKeyIdentifier) is None:
             out.append(f"{name}: CA certificate has no subject key identifier (RFC 5280 4.2.1.2)")
         if not is_anchor and i > 0:
@@ -268,6 +302,8 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) ->
                 out.append(f"{name}: certificate has no authority key identifier (RFC 5280 4.2.1.1)")
         if c.serial_number <= 0 and (not is_anchor or i == 0):
             out.append(f"{name}: serial number is not positive (RFC 5280 4.1.2.2)")
+        if strict:
+            out.extend(_profile_problems(c, name, is_ca=i > 0))
     aki = _ext(anchor, x509.AuthorityKeyIdentifier)
     if aki is not None and len(chain) > 1:
         v = aki.value
@@ -277,6 +313,28 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore) ->
         if (anchor.issuer == anchor.subject and ski is not None and v.key_identifier is not None
                 and v.key_identifier != ski.value.digest):
             out.append("self-signed trust anchor's authority key identifier differs from its subject key identifier")
+    return out
+
+
+def _profile_problems(c: x509.Certificate, name: str, is_ca: bool) -> list[str]:
+    out = []
+    pc = _ext(c, x509.PolicyConstraints)
+    if pc is not None and not pc.critical:
+        out.append(f"{name}: policy constraints extension is not critical (RFC 5280 4.2.1.11)")
+    bc = _ext(c, x509.BasicConstraints)
+    if is_ca and bc is not None and bc.value.ca and not bc.critical:
+        out.append(f"{name}: basic constraints extension of a CA certificate is not critical (RFC 5280 4.2.1.9)")
+    from asn1crypto import x509 as ax
+
+    try:
+        validity = ax.Certificate.load(c.public_bytes(_DER))["tbs_certificate"]["validity"]
+        for field in ("not_before", "not_after"):
+            t = validity[field]
+            if t.name == "general_time" and t.native.year < 2050:
+                out.append(f"{name}: {field.replace('_', '')} before 2050 is encoded as GeneralizedTime "
+                           "(RFC 5280 4.1.2.5)")
+    except (ValueError, TypeError, KeyError):
+        out.append(f"{name}: validity cannot be read")
     return out
 
 
@@ -358,101 +416,19 @@ def _key_problems(cert: x509.Certificate, leaf: bool) -> list[str]:
     return []
 
 
-def _diagnose(leaf, path, trust, at, time_is_proven, rust_error: str):
-    """Turn a failed path validation into (sub-indication, message, path)."""
-    if path is None:
-        return (SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
-                "no certification path from the certificate to a trust anchor "
-                f"(path builder: {rust_error})", [leaf])
-    for i, c in enumerate(path):
-        if trust.is_anchor(c) and i == len(path) - 1:
-            continue
-        nb, na = c.not_valid_before_utc, c.not_valid_after_utc
-        who = "certificate" if i == 0 else f"CA certificate {c.subject.rfc4514_string()}"
-        if at < nb:
-            sub = SubIndication.NOT_YET_VALID if i == 0 else SubIndication.OUT_OF_BOUNDS_NO_POE
-            return sub, f"{who} is not valid before {nb:%Y-%m-%dT%H:%M:%SZ} (validation time {at:%Y-%m-%dT%H:%M:%SZ})", path
-        if at > na:
-            sub = SubIndication.EXPIRED if (i == 0 and time_is_proven) else SubIndication.OUT_OF_BOUNDS_NO_POE
-            return sub, f"{who} expired {na:%Y-%m-%dT%H:%M:%SZ} (validation time {at:%Y-%m-%dT%H:%M:%SZ})", path
-    return SubIndication.CHAIN_CONSTRAINTS_FAILURE, f"path validation failed: {rust_error}", path
-
-
-#: Rust verifier refusals that are web-PKI policy, not RFC 5280: such paths are re-validated
-#: by pyhanko-certvalidator, a full RFC 5280 implementation (self-issued certificates do not
-#: count towards pathLenConstraint; a CA certificate may be the leaf; directoryName
-#: name constraints are supported)
-_FALLBACK_ERRORS = (
+#: Rust verifier refusals (TLS server profile) that are web-PKI policy where RFC 5280, as
+#: decided by the authority, allows the path: self-issued certificates do not count towards
+#: pathLenConstraint, a CA certificate may be the leaf, directoryName constraints exist
+_RFC5280_DIVERGENCES = (
     "basicConstraints.cA must not be asserted in an EE certificate",
     "path length constraint violated",
     "unsupported name constraint",
-    "signature does not match",
-    # critical policy extensions, which the Rust verifier's extension policy cannot name
     "invalid extension: 2.5.29.36:",  # policyConstraints
     "invalid extension: 2.5.29.54:",  # inhibitAnyPolicy
     "invalid extension: 2.5.29.33:",  # policyMappings
+    "invalid extension: 2.5.29.30:",  # nameConstraints
+    "unaccounted-for critical extensions",
 )
-_POLICY_MAPPINGS_OID = x509.ObjectIdentifier("2.5.29.33")
-
-
-def _unknown_critical(chain) -> str | None:
-    for c in chain:
-        for ext in c.extensions:
-            if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) and ext.oid != _POLICY_MAPPINGS_OID:
-                return f"{c.subject.rfc4514_string()}: unrecognised critical extension {ext.oid.dotted_string}"
-    return None
-
-
-def _fallback_path(leaf, inter, trust, at, max_chain_depth, server_name):
-    import asyncio
-
-    from asn1crypto import x509 as ax
-    from pyhanko_certvalidator import CertificateValidator, ValidationContext
-    from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
-
-    def a(c):
-        return ax.Certificate.load(c.public_bytes(_DER))
-
-    ctx = ValidationContext(trust_roots=[a(t) for t in trust.anchors], other_certs=[a(c) for c in inter],
-                            moment=at, revocation_mode="soft-fail", allow_fetching=False)
-    v = CertificateValidator(a(leaf), validation_context=ctx)
-    try:
-        path = asyncio.run(v.async_validate_path())
-    except (PathBuildingError, PathValidationError, ValidationError) as e:
-        return None, str(e)
-    except Exception as e:  # an engine bug must not turn a refusal into a pass
-        return None, f"{type(e).__name__}: {e}"
-    ders = [c.dump() for c in path]  # anchor first
-    by_der = {t.public_bytes(_DER): t for t in (*trust.anchors, *inter, leaf)}
-    chain = [by_der.get(d) or x509.load_der_x509_certificate(d) for d in reversed(ders)]
-    try:
-        unknown = _unknown_critical(chain)
-    except PARSE_ERRORS as e:
-        unknown = f"certificate extensions cannot be parsed: {e}"
-    if unknown:
-        return None, unknown
-    if max_chain_depth is not None:
-        # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
-        if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > max_chain_depth:
-            return None, "maximum chain depth exceeded"
-    bc = _ext(leaf, x509.BasicConstraints)
-    if bc is not None and bc.value.ca:
-        # a CA certificate in leaf position: never a TLS server certificate (CABF 7.1.2.7.8);
-        # elsewhere only a real CA certificate (keyCertSign), as RFC 5280 allows
-        ku = _ext(leaf, x509.KeyUsage)
-        if ku is None or not ku.value.key_cert_sign:
-            return None, "a certificate asserting cA without keyCertSign is no end-entity certificate"
-    if server_name is not None:
-        try:
-            _, ca = _policies()
-            b = xv.PolicyBuilder().store(xv.Store([chain[-1]])).time(at).extension_policies(
-                ca_policy=ca, ee_policy=_ee_extension_policy())
-            b.build_client_verifier()  # policy sanity only
-        except Exception as e:
-            return None, str(e)
-        if not _name_matches(chain[0], server_name):
-            return None, f"certificate does not match {server_name}"
-    return chain, None
 
 
 def _name_matches(leaf: x509.Certificate, server_name: str) -> bool:
@@ -521,96 +497,94 @@ def validate_path(
     max_chain_depth: int | None = None,
     time_is_proven: bool = True,
     claimed_time: _dt.datetime | None = None,
-    initial_policies: frozenset[str] | None = None,
-    require_explicit_policy: bool = False,
+    policy: PathPolicy = DEFAULT_PATH_POLICY,
     embedded=None,
+    fetchers=None,
+    asn1=None,
 ) -> tuple[ValidationReport, _dt.datetime | None]:
-    """Validate; return the report and, when it passed, the time until which it may be reused."""
+    """Validate; return the report and, when it passed, the time until which it may be reused.
+
+    ``asn1`` maps a cryptography certificate to its asn1crypto form (memoised by the
+    Verifier); ``fetchers`` are pyhanko-certvalidator fetchers when fetching is allowed."""
     messages: list[str] = []
-    inter = prune_intermediates(leaf, intermediates, trust, at)
-    builder = xv.PolicyBuilder().store(trust.store).time(at)
-    if max_chain_depth is not None:
-        builder = builder.max_chain_depth(max_chain_depth)
+    engine = "pyhanko-certvalidator"
+    valid_policies: tuple[ValidPolicy, ...] = ()
 
     def report(sub, path, evidence=(), msgs=None) -> ValidationReport:
         return ValidationReport(
             indication=indication_for(sub), sub_indication=sub, validation_time=at,
             path=tuple(cert_info(c) for c in path), signer=signer_identity(leaf),
             usage=usage.name, revocation=tuple(evidence), messages=tuple(msgs if msgs is not None else messages),
+            valid_policies=valid_policies, revocation_policy=revocation.mode, engine=engine,
         )
 
+    if asn1 is None:
+        from asn1crypto import x509 as ax
+
+        def asn1(c):
+            return ax.Certificate.load(c.public_bytes(_DER))
+
+    inter = prune_intermediates(leaf, intermediates, trust, at)
+    evidence: list[RevocationEvidence] = []
+    fresh_until = None
     if trust.is_anchor(leaf) and not intermediates:
+        engine = "trust anchor"
         chain = [leaf]
         if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):
-            sub, msg, _ = _diagnose(leaf, [leaf], trust, at, time_is_proven, "trust anchor outside validity")
-            return report(sub, [leaf], msgs=[msg]), None
+            sub = SubIndication.NOT_YET_VALID if at < leaf.not_valid_before_utc else (
+                SubIndication.EXPIRED if time_is_proven else SubIndication.OUT_OF_BOUNDS_NO_POE)
+            return report(sub, [leaf], msgs=[f"trust anchor is not valid at {at:%Y-%m-%dT%H:%M:%SZ}"]), None
     else:
-        if leaf.issuer not in trust.subjects and not inter:
+        if normalised(leaf.issuer) not in trust.normalised_subjects and not inter and fetchers is None:
             return report(SubIndication.NO_CERTIFICATE_CHAIN_FOUND, [leaf], msgs=[
                 f"no trust anchor or supplied intermediate is named {leaf.issuer.rfc4514_string()!r} "
                 "(the certificate's issuer)"]), None
-        # Candidate paths (names + signatures) are found here; the Rust verifier validates
-        # each in turn, given only that path's intermediates: this bounds its path-building
-        # work, which is exponential on crafted sets of same-subject same-key certificates.
-        cands = candidate_paths(leaf, inter, trust)
-        if not cands:
-            return report(SubIndication.NO_CERTIFICATE_CHAIN_FOUND, [leaf], msgs=[
-                "no certification path from the certificate to a trust anchor (no chain of issuer "
-                "names and valid signatures)"]), None
-        chain = None
-        first_err = None
-        for cand in cands:
-            cand_inter = cand[1:-1]
+        fast = _fast_path(leaf, inter, trust, at, revocation, source, embedded, policy, server_name,
+                          fetchers is not None)
+        if fast is not None:
+            engine = "fast path"
+            chain, evidence, fresh_until, valid_policies = fast
+        else:
             try:
-                if server_name is not None:
-                    _, ca = _policies(server=True)
-                    chain = builder.extension_policies(
-                        ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
-                    ).build_server_verifier(_subject_for(server_name)).verify(leaf, cand_inter)
-                else:
-                    ee, ca = _policies()
-                    chain = builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier().verify(
-                        leaf, cand_inter).chain
-                break
-            except xv.VerificationError as e:
-                err = str(e)
-                if any(k in err for k in _FALLBACK_ERRORS):
-                    chain, fb_err = _fallback_path(leaf, cand_inter, trust, at, max_chain_depth, server_name)
-                    if chain is not None:
-                        messages.append("path validated by the RFC 5280 fallback engine (pyhanko-certvalidator): "
-                                        + err.split("(encountered")[0].strip())
-                        break
-                    if fb_err:
-                        err = f"{err}; RFC 5280 fallback engine: {fb_err}"
-                if first_err is None:
-                    first_err = (err, cand)
-            except ValueError as e:  # e.g. a leaf the verifier cannot parse
+                crls, ocsps = source.asn1_revinfo(embedded)
+                out = authority.validate(
+                    asn1(leaf), anchors=(), intermediates=[asn1(c) for c in inter], at=at, crls=crls, ocsps=ocsps,
+                    mode=revocation.mode, check_ca=revocation.check_ca, policy=policy, fetchers=fetchers,
+                    trust_manager=trust.pyhanko_trust())
+            except PARSE_ERRORS as e:  # a certificate asn1crypto cannot even start to read
                 return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
-        if chain is None:
-            err, cand = first_err
-            sub, msg, path = _diagnose(leaf, cand, trust, at, time_is_proven, err)
-            if sub is SubIndication.CHAIN_CONSTRAINTS_FAILURE:
-                try:
-                    pol = policy_problems(path, initial_policies, require_explicit_policy)
-                except PARSE_ERRORS:  # extensions Python cannot parse
-                    pol = []
-                if pol:
-                    return report(SubIndication.POLICY_PROCESSING_ERROR, path, msgs=pol), None
-            return report(sub, path, msgs=[msg]), None
+            chain = _certs_for(out.path_der, [leaf, *inter, *trust.anchors])
+            if out.sub is not None:
+                return _refusal(out, report, chain, at, time_is_proven, claimed_time), None
+            valid_policies = _valid_policies(out.policies)
+            if revocation.mode != "off":
+                hit = source.delta_revocation(chain, at, embedded)
+                if hit is not None:
+                    i, rt, reason = hit
+                    out = dataclasses.replace(
+                        out, sub=SubIndication.REVOKED if i == 0 else SubIndication.REVOKED_CA_NO_POE,
+                        message=f"a delta CRL lists {'the certificate' if i == 0 else 'a CA certificate'} "
+                                f"as revoked ({reason or 'no reason given'})", revocation_time=rt,
+                        revocation_reason=reason)
+                    return _refusal(out, report, chain, at, time_is_proven, claimed_time), None
+            evidence, fresh_until = source.evidence_for(chain, at, now, embedded, revocation)
+            if out.soft_fail_used:
+                messages.append("soft-fail revocation policy: a certificate without usable revocation data "
+                                "was accepted")
+                fresh_until = min(fresh_until or now + _dt.timedelta(minutes=5), now + _dt.timedelta(minutes=5))
 
+    # refusals unica adds to an accepted path
     try:
-        problems = structural_problems(chain, trust) + wildcard_nc_problems(chain)
+        problems = structural_problems(chain, trust, policy.strict) + wildcard_nc_problems(chain)
         if server_name is not None:
-            problems += webpki_problems(chain)
-        if problems:
-            return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain, msgs=problems), None
-        pol = policy_problems(chain, initial_policies, require_explicit_policy)
-        if pol:
-            return report(SubIndication.POLICY_PROCESSING_ERROR, chain, msgs=pol), None
+            problems += _server_problems(chain, trust, at, server_name, engine)
+        problems += _leaf_and_depth_problems(chain, max_chain_depth)
         uprob = usage.problems(leaf)
     except PARSE_ERRORS as e:  # an extension Python's parser refuses
         return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain,
                       msgs=[f"a certificate extension of the path cannot be processed: {e}"]), None
+    if problems:
+        return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain, msgs=problems), None
     if usage.eku:
         for ca in chain[1:-1]:
             ceku = _ext(ca, x509.ExtendedKeyUsage)
@@ -621,46 +595,173 @@ def validate_path(
     if uprob:
         return report(SubIndication.CHAIN_CONSTRAINTS_FAILURE, chain,
                       msgs=[f"certificate not allowed for {usage.name}: " + "; ".join(uprob)]), None
+    valid = min(c.not_valid_after_utc for c in chain)
+    fresh_until = valid if fresh_until is None else min(valid, fresh_until)
+    return report(None, chain, evidence), fresh_until
 
-    # revocation
-    evidence: list[RevocationEvidence] = []
-    fresh_until = min(c.not_valid_after_utc for c in chain)
-    good_before: _dt.datetime | None = None
+
+def _fast_path(leaf, inter, trust, at, revocation, source, embedded, policy, server_name, online):
+    """(chain, evidence, fresh_until, valid policies) when the fast path accepts; else None
+    (also for anything its parsers refuse: the authority then reads it)."""
+    try:
+        return _fast_path_unguarded(leaf, inter, trust, at, revocation, source, embedded, policy, server_name,
+                                    online)
+    except (*PARSE_ERRORS, UnsupportedAlgorithm, KeyError):
+        return None
+
+
+def _fast_path_unguarded(leaf, inter, trust, at, revocation, source, embedded, policy, server_name, online):
+    if not policy.plain:
+        return None
+    cands = candidate_paths(leaf, inter, trust, max_paths=1)
+    if not cands or not fastpath.plain_chain(cands[0]):
+        return None
+    builder = xv.PolicyBuilder().store(trust.store).time(at)
+    if server_name is not None:
+        _, ca = _policies(server=True)
+        chain = fastpath.rust_chain(builder, leaf, cands[0][1:-1], xv.ExtensionPolicy.webpki_defaults_ee(), ca,
+                                    _subject_for(server_name))
+    else:
+        ee, ca = _policies()
+        chain = fastpath.rust_chain(builder, leaf, cands[0][1:-1], ee, ca)
+    if chain is None:
+        return None
+    evidence, fresh_until = [], None
     if revocation.mode != "off":
         last = len(chain) - 1 if revocation.check_ca else 1
+        crls = source.crl_candidates(embedded)
+        serials = source.ocsp_serials(embedded)
         for i in range(min(last, len(chain) - 1)):
-            cert, issuer = chain[i], chain[i + 1]
-            try:
-                st = source.check(cert, issuer, at, revocation, now, embedded)
-            except PARSE_ERRORS as e:
-                st = CertStatus("unknown", (RevocationEvidence(
-                    certificate=cert.subject.rfc4514_string(), source="CRL/OCSP", origin="-",
-                    status="invalid", message=f"revocation pointers cannot be parsed: {e}"),))
-            evidence.extend(st.evidence)
-            who = "certificate" if i == 0 else f"CA certificate {cert.subject.rfc4514_string()}"
-            if st.status == "revoked":
-                rt = st.revocation_time
-                when = f" on {rt:%Y-%m-%dT%H:%M:%SZ}" if rt else ""
-                if i > 0:
-                    sub = SubIndication.REVOKED_CA_NO_POE
-                elif claimed_time is not None and rt is not None and rt > claimed_time:
-                    sub = SubIndication.REVOKED_NO_POE
-                    messages.append("the claimed signing time is before the revocation, but nothing proves it")
-                else:
-                    sub = SubIndication.REVOKED
-                messages.insert(0, f"{who} was revoked{when}")
-                return report(sub, chain, evidence), None
-            if st.status == "unknown":
-                msg = f"no usable revocation data for the {who}"
-                if revocation.mode == "hard-fail":
-                    return report(SubIndication.TRY_LATER, chain, evidence, [msg + " (hard-fail policy)"]), None
-                messages.append(msg + " (soft-fail: accepted)")
-                fresh_until = min(fresh_until, now + _dt.timedelta(minutes=5))
+            st = fastpath.plain_crl_status(chain[i], chain[i + 1], at, crls, source, serials, online)
+            if st is None:
+                return None
+            evidence.append(st[2])
+            fresh_until = st[1] if fresh_until is None else min(fresh_until, st[1])
+    return chain, evidence, fresh_until, _plain_policies(chain)
+
+
+def _plain_policies(chain) -> tuple[ValidPolicy, ...]:
+    """The valid policy set of a plain path (no mappings, no policy constraints, no
+    relying-party inputs), by RFC 5280 6.1.3 (d)-(e) with expected sets of one policy each;
+    qualifiers from the end-entity certificate."""
+    ANY = authority.ANY_POLICY
+    valid = {ANY}
+    quals: dict = {}
+    for i in range(len(chain) - 2, -1, -1):  # from below the anchor down to the leaf
+        cp = _ext(chain[i], x509.CertificatePolicies)
+        if cp is None:
+            return ()
+        pols = {p.policy_identifier.dotted_string for p in cp.value}
+        new = {p for p in pols - {ANY} if p in valid or ANY in valid}
+        if ANY in pols:
+            new |= valid - pols
+            if ANY in valid:
+                new.add(ANY)
+        valid = new
+        if i == 0:
+            quals = {p.policy_identifier.dotted_string: p.policy_qualifiers or () for p in cp.value}
+    return tuple(ValidPolicy(p, p, tuple(_qualifier(q) for q in quals.get(p, quals.get(ANY, ()))))
+                 for p in sorted(valid))
+
+
+def _qualifier(q) -> PolicyQualifier:
+    if isinstance(q, str):
+        return PolicyQualifier("cps", cps_uri=q)
+    ref = q.notice_reference
+    return PolicyQualifier("user-notice", notice_text=q.explicit_text,
+                           organization=ref.organization if ref else None,
+                           notice_numbers=tuple(ref.notice_numbers) if ref else ())
+
+
+def _valid_policies(policies) -> tuple[ValidPolicy, ...]:
+    out = []
+    for user, issuer, quals in policies:
+        qs = []
+        for qid, value in quals:
+            if qid == "certification_practice_statement":
+                qs.append(PolicyQualifier("cps", cps_uri=str(value)))
+            elif qid == "user_notice":
+                ref = (value or {}).get("notice_ref") or {}
+                qs.append(PolicyQualifier("user-notice", notice_text=(value or {}).get("explicit_text"),
+                                          organization=ref.get("organization"),
+                                          notice_numbers=tuple(ref.get("notice_numbers") or ())))
             else:
-                if st.fresh_until is not None:
-                    fresh_until = min(fresh_until, st.fresh_until)
-                if st.revocation_time is not None:
-                    good_before = st.revocation_time if good_before is None else min(good_before, st.revocation_time)
-                    if good_before is not None:
-                        fresh_until = min(fresh_until, good_before)
-    return report(None, chain, evidence), fresh_until
+                qs.append(PolicyQualifier(str(qid)))
+        out.append(ValidPolicy(user, issuer, tuple(qs)))
+    return tuple(out)
+
+
+def _certs_for(ders, known: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    by_der = {c.public_bytes(_DER): c for c in known}
+    out = []
+    for d in ders:
+        c = by_der.get(d)
+        if c is None:
+            try:
+                c = x509.load_der_x509_certificate(d)
+            except ValueError:
+                continue
+        out.append(c)
+    return out
+
+
+def _refusal(out: "authority.Outcome", report, chain, at, time_is_proven, claimed_time) -> ValidationReport:
+    sub = out.sub
+    evidence = []
+    msgs = [out.message] if out.message else []
+    if sub is SubIndication.OUT_OF_BOUNDS_NO_POE and chain:
+        # the authority checks from the anchor down; the signer's own validity says more
+        if at < chain[0].not_valid_before_utc:
+            sub = SubIndication.NOT_YET_VALID
+        elif at > chain[0].not_valid_after_utc:
+            sub = SubIndication.EXPIRED
+    if sub is SubIndication.EXPIRED and not time_is_proven:
+        sub = SubIndication.OUT_OF_BOUNDS_NO_POE
+    if sub is SubIndication.REVOKED:
+        rt = out.revocation_time
+        if not time_is_proven and claimed_time is not None and rt is not None and rt > claimed_time:
+            sub = SubIndication.REVOKED_NO_POE
+            msgs.append("the claimed signing time is before the revocation, but nothing proves it")
+    if sub in (SubIndication.REVOKED, SubIndication.REVOKED_NO_POE, SubIndication.REVOKED_CA_NO_POE):
+        who = chain[0] if sub is not SubIndication.REVOKED_CA_NO_POE or len(chain) < 2 else None
+        evidence.append(RevocationEvidence(
+            certificate=who.subject.rfc4514_string() if who is not None else "a CA certificate of the path",
+            source="OCSP" if (out.message or "").startswith("OCSP") else "CRL", origin="-", status="revoked",
+            revocation_time=out.revocation_time, revocation_reason=out.revocation_reason))
+    return report(sub, chain or [], evidence, msgs)
+
+
+def _server_problems(chain, trust, at, server_name, engine) -> list[str]:
+    """TLS server rules on a path the authority accepted: the name, CA/B Forum rules, and the
+    Rust verifier's web-PKI checks except where they differ from RFC 5280."""
+    out = webpki_problems(chain)
+    if not _name_matches(chain[0], server_name):
+        out.append(f"certificate does not match {server_name}")
+    if engine != "fast path" and len(chain) > 1:
+        _, ca = _policies(server=True)
+        try:
+            xv.PolicyBuilder().store(xv.Store([chain[-1]])).time(at).extension_policies(
+                ca_policy=ca, ee_policy=xv.ExtensionPolicy.webpki_defaults_ee()
+            ).build_server_verifier(_subject_for(server_name)).verify(chain[0], chain[1:-1])
+        except xv.VerificationError as e:
+            err = str(e)
+            if not any(k in err for k in _RFC5280_DIVERGENCES):
+                out.append(f"TLS server profile: {err.split('(encountered')[0].strip()}")
+        except (ValueError, TypeError) as e:
+            out.append(f"TLS server profile: {e}")
+    return out
+
+
+def _leaf_and_depth_problems(chain, max_chain_depth) -> list[str]:
+    out = []
+    if max_chain_depth is not None:
+        # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
+        if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > max_chain_depth:
+            out.append("maximum chain depth exceeded")
+    if len(chain) > 1:
+        bc = _ext(chain[0], x509.BasicConstraints)
+        if bc is not None and bc.value.ca:
+            ku = _ext(chain[0], x509.KeyUsage)
+            if ku is None or not ku.value.key_cert_sign:
+                out.append("a certificate asserting cA without keyCertSign is no end-entity certificate")
+    return out
