@@ -137,8 +137,9 @@ class PKI:
         self.tsa = make_cert(_name("Unica Test TSA"), self.inter, ku=dict(digital_signature=True),
                              key=rsa.generate_private_key(65537, 2048),
                              eku=[ExtendedKeyUsageOID.TIME_STAMPING], eku_critical=True)
+        # a delegated responder carries id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1), as unica's do
         self.responder = make_cert(_name("Unica Test OCSP"), self.inter, ku=dict(digital_signature=True),
-                                   eku=[ExtendedKeyUsageOID.OCSP_SIGNING])
+                                   eku=[ExtendedKeyUsageOID.OCSP_SIGNING], extra=[(x509.OCSPNoCheck(), False)])
 
     def leaf(self, org, **kw) -> Ident:
         return make_cert(_name(f"{org} seal", org=org, org_id=f"NTRCN-{USCC}"), self.inter, **kw)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
+import ipaddress
 import threading
 from typing import Sequence
 
@@ -92,6 +93,28 @@ class Outcome:
     revoked_index: int | None = None
     #: soft-fail tolerated missing revocation data for some certificate of the path
     soft_fail_used: bool = False
+
+
+# --- iPAddress name constraints -----------------------------------------------------------
+
+
+def _ip_tree_contains(base: str, other: str) -> bool:
+    """RFC 5280 4.2.1.10 iPAddress subtrees, which pyhanko-certvalidator 0.33 leaves to be
+    supplied ("TODO support IP address constraints"): ``base`` is asn1crypto's
+    ``address/prefix`` and ``other`` an address. Malformed values raise, which the engine
+    turns into a refusal (unica refuses non-contiguous masks before this is reached)."""
+    net = ipaddress.ip_network(base, strict=False)
+    addr = ipaddress.ip_address(other)
+    return addr.version == net.version and addr in net
+
+
+def _register_ip_constraints() -> None:
+    from pyhanko_certvalidator import name_trees
+
+    name_trees._name_type_checkers.setdefault(name_trees.GeneralNameType.IP_ADDRESS, _ip_tree_contains)
+
+
+_register_ip_constraints()
 
 
 # --- a per-thread event loop ---------------------------------------------------------------

@@ -302,8 +302,17 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore, st
                 out.append(f"{name}: certificate has no authority key identifier (RFC 5280 4.2.1.1)")
         if c.serial_number <= 0 and (not is_anchor or i == 0):
             out.append(f"{name}: serial number is not positive (RFC 5280 4.1.2.2)")
+        if i == 0 and len(chain) > 1 and _ext(c, x509.NameConstraints) is not None:
+            bc = _ext(c, x509.BasicConstraints)
+            if bc is None or not bc.value.ca:
+                out.append(f"{name}: name constraints in an end-entity certificate (RFC 5280 4.2.1.10)")
+        if is_anchor and len(chain) > 1:
+            for ext in c.extensions:
+                if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension) and ext.oid != _POLICY_MAPPINGS:
+                    out.append(f"{name}: trust anchor has an unrecognised critical extension {ext.oid.dotted_string}")
         if strict:
             out.extend(_profile_problems(c, name, is_ca=i > 0))
+    out.extend(_rfc822_problems(chain))
     aki = _ext(anchor, x509.AuthorityKeyIdentifier)
     if aki is not None and len(chain) > 1:
         v = aki.value
@@ -316,8 +325,37 @@ def structural_problems(chain: Sequence[x509.Certificate], trust: TrustStore, st
     return out
 
 
+_POLICY_MAPPINGS = x509.ObjectIdentifier("2.5.29.33")
+
+
+def _rfc822_problems(chain) -> list[str]:
+    """An rfc822Name constraint is a mailbox, a host or a domain, and a constrained rfc822Name
+    a mailbox: at most one '@' in either (RFC 5280 4.2.1.10, 4.2.1.6). pyhanko-certvalidator
+    splits at the last '@' and would accept ``a@b@example.com`` under ``example.com``."""
+    out, constrained = [], False
+    for c in chain[1:]:
+        nc = _ext(c, x509.NameConstraints)
+        if nc is None:
+            continue
+        for g in (*(nc.value.permitted_subtrees or ()), *(nc.value.excluded_subtrees or ())):
+            if isinstance(g, x509.RFC822Name):
+                constrained = True
+                if g.value.count("@") > 1:
+                    out.append(f"{c.subject.rfc4514_string()}: malformed rfc822Name constraint {g.value!r}")
+    if constrained:
+        san = _ext(chain[0], x509.SubjectAlternativeName)
+        for e in san.value.get_values_for_type(x509.RFC822Name) if san is not None else ():
+            if e.count("@") != 1:
+                out.append(f"certificate: malformed rfc822Name {e!r} under rfc822Name constraints")
+    return out
+
+
 def _profile_problems(c: x509.Certificate, name: str, is_ca: bool) -> list[str]:
     out = []
+    if c.issuer != c.subject:
+        aki = _ext(c, x509.AuthorityKeyIdentifier)
+        if aki is None or aki.value.key_identifier is None:
+            out.append(f"{name}: certificate not self-issued has no authority key identifier (RFC 5280 4.2.1.1)")
     pc = _ext(c, x509.PolicyConstraints)
     if pc is not None and not pc.critical:
         out.append(f"{name}: policy constraints extension is not critical (RFC 5280 4.2.1.11)")
@@ -428,6 +466,7 @@ _RFC5280_DIVERGENCES = (
     "invalid extension: 2.5.29.33:",  # policyMappings
     "invalid extension: 2.5.29.30:",  # nameConstraints
     "unaccounted-for critical extensions",
+    "signature does not match",  # the Rust builder's own candidate choice; signatures were checked
 )
 
 
@@ -577,7 +616,15 @@ def validate_path(
     try:
         problems = structural_problems(chain, trust, policy.strict) + wildcard_nc_problems(chain)
         if server_name is not None:
-            problems += _server_problems(chain, trust, at, server_name, engine)
+            sp = _server_problems(chain, trust, at, server_name, engine)
+            if sp and engine != "fast path":
+                # the TLS rules may want another of the paths: the one the Rust verifier builds,
+                # if the authority accepts it as well
+                alt = _server_alternative(leaf, inter, trust, at, server_name, revocation, source, embedded,
+                                          policy, fetchers, asn1)
+                if alt is not None:
+                    chain, sp = alt, _server_problems(alt, trust, at, server_name, engine)
+            problems += sp
         problems += _leaf_and_depth_problems(chain, max_chain_depth)
         uprob = usage.problems(leaf)
     except PARSE_ERRORS as e:  # an extension Python's parser refuses
@@ -726,9 +773,26 @@ def _refusal(out: "authority.Outcome", report, chain, at, time_is_proven, claime
         who = chain[0] if sub is not SubIndication.REVOKED_CA_NO_POE or len(chain) < 2 else None
         evidence.append(RevocationEvidence(
             certificate=who.subject.rfc4514_string() if who is not None else "a CA certificate of the path",
-            source="OCSP" if (out.message or "").startswith("OCSP") else "CRL", origin="-", status="revoked",
+            source="OCSP" if (out.message or "").startswith("OCSP") else
+            "delta-CRL" if "delta CRL" in (out.message or "") else "CRL", origin="-", status="revoked",
             revocation_time=out.revocation_time, revocation_reason=out.revocation_reason))
     return report(sub, chain or [], evidence, msgs)
+
+
+def _server_alternative(leaf, inter, trust, at, server_name, revocation, source, embedded, policy, fetchers, asn1):
+    _, ca = _policies(server=True)
+    builder = xv.PolicyBuilder().store(trust.store).time(at)
+    alt = fastpath.rust_chain(builder, leaf, list(inter), xv.ExtensionPolicy.webpki_defaults_ee(), ca,
+                              _subject_for(server_name))
+    if alt is None:
+        return None
+    crls, ocsps = source.asn1_revinfo(embedded)
+    out = authority.validate(asn1(leaf), anchors=(), intermediates=[asn1(c) for c in alt[1:-1]], at=at, crls=crls,
+                             ocsps=ocsps, mode=revocation.mode, check_ca=revocation.check_ca, policy=policy,
+                             fetchers=fetchers, trust_manager=trust.pyhanko_trust())
+    if out.sub is not None:
+        return None
+    return _certs_for(out.path_der, [leaf, *alt])
 
 
 def _server_problems(chain, trust, at, server_name, engine) -> list[str]:

@@ -265,9 +265,10 @@ class RevocationSource:
     # -- for the fast path ---------------------------------------------------------------------
 
     def crl_candidates(self, embedded: Embedded | None = None) -> list[tuple[x509.CertificateRevocationList, str]]:
+        """The CRLs at hand that may be used (see :meth:`usable`)."""
         out = [(c, "embedded") for c in (embedded.crls if embedded is not None else ())]
         out += [(c, "offline") for c in self._crls]
-        return out
+        return [(c, o) for c, o in out if self.usable(c)]
 
     def ocsp_serials(self, embedded: Embedded | None = None) -> frozenset[int]:
         """Serials that OCSP responses at hand speak about."""
@@ -309,17 +310,23 @@ class RevocationSource:
         only looks at the entry of the certificate it checks)."""
         pairs = list(zip(embedded.crls, embedded.asn1_crls)) if embedded is not None else []
         pairs += list(zip(self._crls, self._asn1_crls))
-        crls = [a for c, a in pairs if self.entries_usable(c)]
+        crls = [a for c, a in pairs if self.usable(c)]
         ocsps = list(embedded.asn1_ocsp) if embedded is not None else []
         return crls, ocsps + self._asn1_ocsp
 
-    def entries_usable(self, crl: x509.CertificateRevocationList) -> bool:
+    def usable(self, crl: x509.CertificateRevocationList) -> bool:
+        """May the CRL be used at all? Not when it lacks a CRL number or marks it critical
+        (RFC 5280 5.2.3: a conforming CRL has it, non-critical), nor when an entry has an
+        unrecognised critical extension (5.3), which pyhanko-certvalidator 0.33 checks only
+        on the entry of the certificate at hand."""
         key = (b"usable", crl.fingerprint(hashes.SHA256()))
         ok = self._plain.get(key, _EPOCH)
         if ok is None:
             try:
-                ok = not any(x.critical and x.oid not in _KNOWN_ENTRY_EXTS for e in crl for x in e.extensions)
-            except _MALFORMED:
+                num = crl.extensions.get_extension_for_class(x509.CRLNumber)
+                ok = not num.critical and not any(
+                    x.critical and x.oid not in _KNOWN_ENTRY_EXTS for e in crl for x in e.extensions)
+            except (x509.ExtensionNotFound, *_MALFORMED):
                 ok = False
             self._plain.put(key, ok, None)
         return ok
