@@ -36,9 +36,12 @@ def load_config(h: Path | None = None) -> Config:
     path = h / CONFIG_FILE
     if not path.exists():
         return Config(home=h)
+    from unica.boundedio import MAX_TEXT, read_limited
+
+    raw = read_limited(path, MAX_TEXT, "config", unreadable=ConfigurationError)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigurationError(f"config {path}: cannot read: {e}") from None
     for k, v in data.items():
         if k not in _KEYS:

@@ -68,13 +68,15 @@ def audit_verify(public_key_file, db, as_json) -> None:
     Exit status 0 when the log is intact, 4 when it was tampered with."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+    from unica.boundedio import MAX_PUBLIC_KEY, read_limited
     from unica.errors import InputError
     from unica.store.audit import verify_audit
 
     pub = None
     if public_key_file:
+        data = read_limited(public_key_file, MAX_PUBLIC_KEY, "public key file")
         try:
-            pub = load_pem_public_key(open(public_key_file, "rb").read())
+            pub = load_pem_public_key(data)
         except ValueError:
             raise InputError(f"{public_key_file} is not a PEM public key") from None
     report = verify_audit(_store(db), public_key=pub)

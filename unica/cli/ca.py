@@ -172,9 +172,11 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
 @json_option
 def ca_import_cert(name, cert_file, db, as_json) -> None:
     """Install the certificate an external parent issued for pending CA NAME (PEM may include the chain)."""
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.ca.authority import import_cert
 
-    _show_ca(import_cert(_store(db), name, Path(cert_file).read_bytes(), cert_file), as_json)
+    data = read_limited(cert_file, MAX_CERTIFICATE, "certificate file")  # before touching the database
+    _show_ca(import_cert(_store(db), name, data, cert_file), as_json)
 
 
 @ca_group.command("set")
@@ -256,14 +258,11 @@ def _write(text: str, out: str | None) -> None:
 def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_file, passphrase_file, db,
               as_json) -> None:
     """Issue a certificate from a CSR: check it against the profile, lint, record, sign, store."""
+    from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
-    from unica.errors import InputError
     from unica.hsm import load_key
 
-    try:
-        data = click.open_file(csr_file, "rb").read()
-    except OSError as e:
-        raise InputError(f"--csr {csr_file}: cannot read: {e.strerror or e}") from None
+    data = read_limited(csr_file, MAX_CSR, "--csr", stdin=True)
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
@@ -309,6 +308,7 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
     """Issue one certificate per CSR file, in batches: each batch's intents are recorded in one
     transaction before any signature, its certificates stored in a second (bulk re-issuance).
     Progress goes to stderr. Refused requests are listed; the command fails if any was refused."""
+    from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
     from unica.ca.records import pem
     from unica.errors import PolicyViolation
@@ -321,7 +321,7 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
     total = len(csr_files)
     for k in range(0, total, batch_size):
         part = csr_files[k:k + batch_size]
-        results += ca.issue_many([Path(f).read_bytes() for f in part], profile, requester=requester,
+        results += ca.issue_many([read_limited(f, MAX_CSR, "CSR") for f in part], profile, requester=requester,
                                  lint=not no_lint, sources=[f"CSR {f}" for f in part])
         if total > batch_size:
             click.echo(f"\r{len(results)}/{total} requests done", nl=len(results) >= total, err=True)

@@ -10,15 +10,18 @@ from unica.cli.common import passphrase_file_option, pin_file_option
 
 
 def _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss=False):
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.cli.common import key_secrets
     from unica.hsm.objects import load_certificate_bytes
     from unica.sign import load_signer
 
     cert = chain = None
     if cert_file:
-        cert = load_certificate_bytes(Path(cert_file).read_bytes(), f"certificate file {cert_file}")[0]
+        cert = load_certificate_bytes(read_limited(cert_file, MAX_CERTIFICATE, "certificate file"),
+                                      f"certificate file {cert_file}")[0]
     if chain_file:
-        chain = load_certificate_bytes(Path(chain_file).read_bytes(), f"chain file {chain_file}")
+        chain = load_certificate_bytes(read_limited(chain_file, MAX_CERTIFICATE, "chain file"),
+                                       f"chain file {chain_file}")
     return load_signer(key_uri, cert=cert, chain=chain, pss=pss,
                        **key_secrets(key_uri, pin_file, passphrase_file))
 
@@ -47,21 +50,30 @@ def sign_group() -> None:
 @click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
 @click.option("--out", default=None, help="Output file (default: FILE.p7s; only with one FILE).")
 @click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
+@click.option("--max-data-size", default=None, metavar="SIZE",
+              help="Refuse a FILE larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
 def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, detached, pss, out,
-                 as_pem) -> None:
+                 as_pem, max_data_size) -> None:
     """CMS / CAdES-BES signature of each FILE (CAdES-T with --tsa), certificate chain embedded.
 
     Several files are signed with one login, each into FILE.p7s.
     """
+    from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError
     from unica.sign import CMSSigner
 
     if out and len(files) > 1:
         raise InputError("--out takes one FILE; with several, each signature goes to FILE.p7s")
+    limit = data_limit(max_data_size)
     signer = CMSSigner(_identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss))
     for file in files:
-        with open(file, "rb") as f:
-            der = signer.sign(f, detached=detached, tsa_url=tsa_url)
+        try:
+            f = open(file, "rb")
+        except OSError as e:
+            raise InputError(f"file to sign {file}: cannot read: {e.strerror or e}") from None
+        with f:
+            # streamed (hashed chunk by chunk), but never more than the limit: /dev/zero ends here
+            der = signer.sign(LimitedReader(f, limit, "file to sign", file), detached=detached, tsa_url=tsa_url)
         if as_pem:
             import base64
             import textwrap

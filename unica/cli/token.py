@@ -264,10 +264,13 @@ def token_csr(key_uri, subject, uscc, out, pin_file) -> None:
 @json_option
 def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module_path, as_json) -> None:
     """Write a certificate onto the token, with the CKA_ID and label of its key."""
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.hsm.objects import import_certificate, load_certificate_bytes
 
-    certs = load_certificate_bytes(Path(cert_file).read_bytes(), f"certificate file {cert_file}")
-    chain = load_certificate_bytes(Path(chain_file).read_bytes(), f"chain file {chain_file}") if chain_file else []
+    certs = load_certificate_bytes(read_limited(cert_file, MAX_CERTIFICATE, "certificate file"),
+                                   f"certificate file {cert_file}")
+    chain = load_certificate_bytes(read_limited(chain_file, MAX_CERTIFICATE, "chain file"),
+                                   f"chain file {chain_file}") if chain_file else []
     res = import_certificate(token, certs, user_pin(pin_file), chain=chain, remove_old=remove_old,
                              path=module_path)
     if as_json:
@@ -356,6 +359,7 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
     import sys
     import tempfile
 
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.errors import UnicaError
     from unica.hsm.objects import import_certificate, load_certificate_bytes
 
@@ -374,7 +378,8 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
             msg = (proc.stderr.strip().splitlines() or ["no certificate written"])[-1]
             raise UnicaError(f"issuing with CA {ca_name!r} failed: {msg.removeprefix('unica: error: ')} "
                              "(the key stays on the token without a certificate)")
-        certs = load_certificate_bytes(cert_path.read_bytes(), "issued certificate")
+        certs = load_certificate_bytes(read_limited(cert_path, MAX_CERTIFICATE, "issued certificate"),
+                                       "issued certificate")
     return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
 
 

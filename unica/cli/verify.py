@@ -2,6 +2,10 @@
 
 Exit status: 0 TOTAL-PASSED, 10 TOTAL-FAILED, 20 INDETERMINATE; input that cannot be read
 at all is an error (one line on stderr, exit 2).
+
+Every input file is read with a size limit (unica.boundedio): a certificate file, CRL, OCSP
+response, signature or PDF larger than its limit, /dev/zero or an endless pipe is refused
+after at most limit + 1 bytes. FILE (and --data) may be ``-`` for standard input.
 """
 
 from __future__ import annotations
@@ -67,6 +71,16 @@ def _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage
         raise InputError(f"bad verification option: {e}") from None
 
 
+def _input(src: str, what: str):
+    """``src`` for the library: the path itself, or the bytes of standard input for ``-``."""
+    if src != "-":
+        return src
+    from unica.boundedio import limit_for, read_limited
+    from unica.errors import VerificationError
+
+    return read_limited(src, limit_for(what), what, stdin=True, unreadable=VerificationError)
+
+
 def _exit(ctx: click.Context, indication) -> None:
     code = {"TOTAL-PASSED": EXIT_PASSED, "TOTAL-FAILED": EXIT_TOTAL_FAILED}.get(indication.value, EXIT_INDETERMINATE)
     ctx.exit(code)
@@ -122,7 +136,7 @@ def _show_sig_report(rep, indent="") -> None:
 
 
 @verify_group.command("cert")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--server-name", default=None, help="TLS profile: the host name / IP the certificate must match.")
 @_common
 @click.pass_context
@@ -131,7 +145,8 @@ def verify_cert(ctx, file, server_name, trust, untrusted, at, usage, offline, re
     from unica.verify._util import load_certificates
 
     v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
-    certs = load_certificates(file, "certificate")
+    certs = load_certificates(_input(file, "certificate"),
+                              "certificate from standard input" if file == "-" else "certificate")
     rep = v.validate_certificate(certs[0], intermediates=certs[1:], at=_at(at), server_name=server_name)
     if as_json:
         emit_json(rep.to_dict())
@@ -141,18 +156,25 @@ def verify_cert(ctx, file, server_name, trust, untrusted, at, usage, offline, re
 
 
 @verify_group.command("cms")
-@click.argument("sig", type=click.Path(dir_okay=False))
-@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
-              help="The signed content of a detached signature.")
+@click.argument("sig", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--data", "data", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="The signed content of a detached signature ('-' for standard input).")
+@click.option("--max-data-size", default=None, metavar="SIZE",
+              help="Refuse --data larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
 @_common
 @click.pass_context
-def verify_cms_cmd(ctx, sig, data, trust, untrusted, at, usage, offline, revocation, crls, ocsp_responses, as_json):
+def verify_cms_cmd(ctx, sig, data, max_data_size, trust, untrusted, at, usage, offline, revocation, crls,
+                   ocsp_responses, as_json):
     """Verify a CMS / CAdES signature (attached, or detached with --data)."""
-    from unica.verify._util import read_bytes
+    from unica.boundedio import data_limit, read_limited
+    from unica.errors import InputError, VerificationError
 
+    if sig == "-" and data == "-":
+        raise InputError("only one of SIG and --data can be '-' (standard input)")
+    limit = data_limit(max_data_size)
     v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
-    content = read_bytes(data, "data file")[0] if data else None
-    rep = v.verify_cms(sig, content, at=_at(at))
+    content = read_limited(data, limit, "data file", stdin=True, unreadable=VerificationError) if data else None
+    rep = v.verify_cms(_input(sig, "signature"), content, at=_at(at))
     if as_json:
         emit_json(rep.to_dict())
     else:
@@ -161,13 +183,13 @@ def verify_cms_cmd(ctx, sig, data, trust, untrusted, at, usage, offline, revocat
 
 
 @verify_group.command("pdf")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @_common
 @click.pass_context
 def verify_pdf_cmd(ctx, file, trust, untrusted, at, usage, offline, revocation, crls, ocsp_responses, as_json):
     """Verify every signature of a PDF (PAdES)."""
     v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
-    rep = v.verify_pdf(file, at=_at(at))
+    rep = v.verify_pdf(_input(file, "PDF"), at=_at(at))
     if as_json:
         emit_json(rep.to_dict())
     else:

@@ -302,11 +302,10 @@ def parse_profile(data: dict, *, name: str, source: str) -> Profile:
 
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     """Load one profile file; its name is the file name without ``.toml`` unless given."""
+    from unica.boundedio import MAX_TEXT, read_limited
+
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ProfileError(f"profile {p}: cannot read: {e.strerror or e}") from None
+    raw = read_limited(p, MAX_TEXT, "profile", unreadable=ProfileError)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

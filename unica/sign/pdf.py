@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import IO
 
@@ -29,7 +30,12 @@ def sign_pdf(src: str | Path | IO[bytes], out: str | Path | IO[bytes], identity:
         field_name=field, reason=reason, location=location, md_algorithm=identity.digest_algorithm,
         subfilter=fields.SigSeedSubFilter.PADES, use_pades_lta=False)
     pdf_signer = signers.PdfSigner(meta, signer=identity.pyhanko_signer(), timestamper=timestamper(tsa_url))
-    in_f = open(src, "rb") if isinstance(src, (str, Path)) else src
+    if isinstance(src, (str, Path)):
+        from unica.boundedio import MAX_PDF, read_limited
+
+        in_f = io.BytesIO(read_limited(src, MAX_PDF, "PDF"))  # bounded: never more than MAX_PDF in memory
+    else:
+        in_f = src
     try:
         try:
             writer = IncrementalPdfFileWriter(in_f, strict=False)

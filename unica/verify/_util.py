@@ -52,14 +52,15 @@ def one_line(text: object) -> str:
 
 
 def read_bytes(src: bytes | str | os.PathLike[str], what: str) -> tuple[bytes, str]:
-    """-> (bytes, label for messages: ``what`` for bytes given, ``what PATH`` for a file)."""
+    """-> (bytes, label for messages: ``what`` for bytes given, ``what PATH`` for a file).
+
+    A file is read through :func:`unica.boundedio.read_limited` with the limit for ``what``."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         return bytes(src), what
-    try:
-        with open(src, "rb") as f:
-            return f.read(), f"{what} {src}"
-    except OSError as e:
-        raise VerificationError(f"{what} {src}: cannot read: {e.strerror or e}") from None
+    from unica.boundedio import limit_for, read_limited
+
+    # bounded: /dev/zero, a FIFO or a huge file costs at most the limit (MalformedInput beyond it)
+    return read_limited(src, limit_for(what), what, unreadable=VerificationError), f"{what} {src}"
 
 
 def load_certificates(src: CertLike | Iterable[CertLike], what: str = "certificate") -> list[x509.Certificate]:
