@@ -129,3 +129,25 @@ def test_library_does_not_import_ca_or_store():
             "print(bad); sys.exit(1 if bad else 0)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_leaf_alone_follows_aia_ca_issuers(server):
+    """Issue #10 finding 10: the issuing CA is fetched from the leaf's caIssuers URL (bounded,
+    cached); offline, the same input has no chain."""
+    from cryptography import x509
+
+    pki = PKI()
+    aia = x509.AuthorityInformationAccess([x509.AccessDescription(
+        x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(server.url + "/ica.cer"))])
+    leaf = pki.leaf("Aia Ltd", ku=dict(digital_signature=True), cdp=server.url + "/inter.crl", extra=[(aia, False)])
+    server.routes["/ica.cer"] = pki.inter.cert.public_bytes(serialization.Encoding.DER)
+    server.routes["/inter.crl"] = make_crl(pki.inter).public_bytes(serialization.Encoding.DER)
+    pol = RevocationPolicy(mode="hard-fail", check_ca=False)
+    v = Verifier([pki.root.cert], revocation=pol)
+    rep = v.validate_certificate(leaf.cert)
+    assert rep.passed, rep.messages
+    assert [c.subject for c in rep.path][1] == pki.inter.cert.subject.rfc4514_string()
+    v.validate_certificate(leaf.cert, at=NOW + DAY)
+    assert server.hits.count("/ica.cer") == 1  # cached
+    offline = Verifier([pki.root.cert], revocation=RevocationPolicy(mode="hard-fail", fetch=False, check_ca=False))
+    assert offline.validate_certificate(leaf.cert).sub_indication is SubIndication.NO_CERTIFICATE_CHAIN_FOUND

@@ -593,8 +593,10 @@ def validate_path(
             except PARSE_ERRORS as e:  # a certificate asn1crypto cannot even start to read
                 return report(SubIndication.FORMAT_FAILURE, [leaf], msgs=[f"certificate cannot be processed: {e}"]), None
             chain = _certs_for(out.path_der, [leaf, *inter, *trust.anchors])
+            fetched = _fetch_evidence(fetchers, chain, accepted=out.sub is None)
             if out.sub is not None:
-                return _refusal(out, report, chain, at, time_is_proven, claimed_time), None
+                rep = _refusal(out, report, chain, at, time_is_proven, claimed_time)
+                return dataclasses.replace(rep, revocation=(*fetched, *rep.revocation)), None
             valid_policies = _valid_policies(out.policies)
             if revocation.mode != "off":
                 hit = source.delta_revocation(chain, at, embedded)
@@ -607,6 +609,7 @@ def validate_path(
                         revocation_reason=reason)
                     return _refusal(out, report, chain, at, time_is_proven, claimed_time), None
             evidence, fresh_until = source.evidence_for(chain, at, now, embedded, revocation)
+            evidence = [*fetched, *evidence]
             if out.soft_fail_used:
                 messages.append("soft-fail revocation policy: a certificate without usable revocation data "
                                 "was accepted")
@@ -777,6 +780,39 @@ def _refusal(out: "authority.Outcome", report, chain, at, time_is_proven, claime
             "delta-CRL" if "delta CRL" in (out.message or "") else "CRL", origin="-", status="revoked",
             revocation_time=out.revocation_time, revocation_reason=out.revocation_reason))
     return report(sub, chain or [], evidence, msgs)
+
+
+def _fetch_evidence(fetchers, chain, accepted: bool) -> list[RevocationEvidence]:
+    """What was fetched (or failed to be) for this validation, from the fetchers' log, each
+    attributed to the certificate of the path that names the URL."""
+    if fetchers is None:
+        return []
+    from .fetch import fetch_log
+
+    owners: dict[str, str] = {}
+    for c in chain:
+        try:
+            for cls in (x509.CRLDistributionPoints, x509.FreshestCRL):
+                for dp in _ext(c, cls).value if _ext(c, cls) is not None else ():
+                    for gn in dp.full_name or ():
+                        if isinstance(gn, x509.UniformResourceIdentifier):
+                            owners.setdefault(gn.value, c.subject.rfc4514_string())
+            aia = _ext(c, x509.AuthorityInformationAccess)
+            for d in aia.value if aia is not None else ():
+                if isinstance(d.access_location, x509.UniformResourceIdentifier):
+                    owners.setdefault(d.access_location.value, c.subject.rfc4514_string())
+        except PARSE_ERRORS:
+            continue
+    out = []
+    for r in fetch_log(fetchers).records:
+        if r.kind not in ("crl", "ocsp"):
+            continue
+        ok = r.status in ("fetched", "cached")
+        out.append(RevocationEvidence(
+            certificate=owners.get(r.url, "-"), source="CRL" if r.kind == "crl" else "OCSP",
+            origin=(f"fetched: {r.url}" if r.status == "fetched" else f"cache: {r.url}") if ok else f"fetch: {r.url}",
+            status=("good" if accepted else "fetched") if ok else "unavailable", message=r.message or None))
+    return out
 
 
 def _server_alternative(leaf, inter, trust, at, server_name, revocation, source, embedded, policy, fetchers, asn1):

@@ -13,8 +13,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import threading
-import time
-import urllib.request
 from typing import Iterable
 
 from cryptography import x509
@@ -23,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 
-from unica.errors import FetchError, MalformedInput
+from unica.errors import MalformedInput
 
 from .report import RevocationEvidence
 
@@ -115,35 +113,7 @@ def verify_signature(key, signature: bytes, data: bytes, hash_alg, pss: bool = F
 
 # --- fetching and caching ------------------------------------------------------------
 
-
-def http_fetch(url: str, *, body: bytes | None = None, content_type: str | None = None,
-               timeout: float, max_bytes: int) -> bytes:
-    if not url.lower().startswith("http://") and not url.lower().startswith("https://"):
-        raise FetchError(f"{url}: only http(s) URLs are fetched")
-    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
-    if content_type:
-        req.add_header("Content-Type", content_type)
-    # ``timeout`` bounds each socket wait; the deadline bounds the whole transfer, so a server
-    # dripping one byte per (timeout - epsilon) cannot hold a fetch for max_bytes * timeout
-    deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            chunks: list[bytes] = []
-            n = 0
-            while n <= max_bytes:
-                if time.monotonic() > deadline:
-                    raise FetchError(f"{url}: fetch took longer than {timeout:g} s")
-                chunk = resp.read1(min(65536, max_bytes + 1 - n))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                n += len(chunk)
-            data = b"".join(chunks)
-    except OSError as e:
-        raise FetchError(f"{url}: fetch failed: {e}") from None
-    if len(data) > max_bytes:
-        raise FetchError(f"{url}: response larger than {max_bytes} bytes")
-    return data
+from .fetch import http_fetch  # noqa: E402,F401  (the one bounded HTTP client; kept importable here)
 
 
 class _TTLCache:

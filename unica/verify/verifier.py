@@ -70,6 +70,9 @@ class Verifier:
     OIDs; None means anyPolicy). ``strict``: also refuse paths whose CA certificates break the
     RFC 5280 section 4 profile (see :func:`unica.verify.certificate.structural_problems`).
     Every call may override these.
+    ``fetcher``: replaces HTTP (``fetcher(url, body, content_type, timeout, max_bytes) -> bytes``);
+    ``fetch_limits``: a :class:`unica.verify.fetch.FetchLimits` (sizes, time, count, caIssuers
+    depth); by default from the revocation policy's timeout and max_bytes.
     ``time_bucket``: seconds; a cached path is reused only within the same bucket.
     """
 
@@ -95,9 +98,11 @@ class Verifier:
         self._paths = _LRU(cache_size)
         self._certs = _LRU(cache_size)
         self._asn1 = _LRU(cache_size)
+        from .fetch import FetchCache
+
         self._fetcher = fetcher
         self._fetch_limits = fetch_limits
-        self._fetch_cache = None
+        self._fetch_cache = FetchCache()
 
     # -- parsed-certificate memo ------------------------------------------------------------
 
@@ -137,17 +142,15 @@ class Verifier:
         return a
 
     def _fetchers(self, pol: RevocationPolicy):
-        """pyhanko-certvalidator fetchers over unica's bounded HTTP client (caIssuers, CRLs,
-        OCSP), sharing one cache across validations; None when fetching is off."""
+        """pyhanko-certvalidator fetchers for one validation, over unica's bounded HTTP client
+        (caIssuers, CRLs, OCSP), sharing the Verifier's cache; None when fetching is off."""
         if not pol.fetch:
             return None
-        try:
-            from .fetch import FetchCache, FetchLimits, make_fetchers
-        except ImportError:
-            return None
-        if self._fetch_cache is None:
-            self._fetch_cache = FetchCache()
-        limits = self._fetch_limits or FetchLimits(timeout=pol.timeout)
+        from .fetch import FetchLimits, make_fetchers
+
+        limits = self._fetch_limits or FetchLimits(
+            timeout=pol.timeout, max_crl_bytes=pol.max_bytes, max_ocsp_bytes=min(pol.max_bytes, 1 << 20),
+            max_cert_bytes=min(pol.max_bytes, 1 << 20))
         return make_fetchers(limits, self._fetch_cache, fetcher=self._fetcher)
 
     # -- certificate validation -------------------------------------------------------------
