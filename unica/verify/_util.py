@@ -147,4 +147,5 @@ def signer_identity(cert: x509.Certificate | None) -> SignerIdentity:
         organization=_first(name, NameOID.ORGANIZATION_NAME),
         uscc=uscc,
         uscc_source=src,
+        organization_identifier=org_id,
     )
