@@ -39,6 +39,11 @@ def _args(d, *extra):
     return [*extra, "--trust", str(d / "root.pem"), "--untrusted", str(d / "inter.pem"), "--offline"]
 
 
+def _crls(d):
+    """CRLs for every certificate below the root: what the default (hard-fail) needs offline."""
+    return ["--crl", str(d / "inter.crl"), "--crl", str(d / "root.crl")]
+
+
 def test_cert_passes_json(unica, files):
     p = unica("verify", "cert", str(files / "leaf.pem"), *_args(files), "--crl", str(files / "inter.crl"),
               "--crl", str(files / "root.crl"), "--revocation", "hard-fail", "--json")
@@ -59,7 +64,8 @@ def test_cert_with_ocsp_response_file(unica, files):
 
 
 def test_cert_revoked_exit_10(unica, files):
-    p = unica("verify", "cert", str(files / "revoked.pem"), *_args(files), "--crl", str(files / "revoked.crl"))
+    p = unica("verify", "cert", str(files / "revoked.pem"), *_args(files), "--crl", str(files / "revoked.crl"),
+              "--crl", str(files / "root.crl"))
     assert p.returncode == 10, p.stdout + p.stderr
     assert "TOTAL-FAILED / REVOKED" in p.stdout
 
@@ -85,18 +91,20 @@ def test_cert_point_in_time(unica, files):
 
 
 def test_cms_detached(unica, files):
-    p = unica("verify", "cms", str(files / "sig.p7s"), "--data", str(files / "data.bin"), *_args(files))
+    p = unica("verify", "cms", str(files / "sig.p7s"), "--data", str(files / "data.bin"), *_args(files),
+              *_crls(files))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "TOTAL-PASSED" in p.stdout and "timestamp" in p.stdout
     tampered = files / "data2.bin"
     tampered.write_bytes(b"customs declaration 43")
-    p = unica("verify", "cms", str(files / "sig.p7s"), "--data", str(tampered), *_args(files), "--json")
+    p = unica("verify", "cms", str(files / "sig.p7s"), "--data", str(tampered), *_args(files), *_crls(files),
+              "--json")
     assert p.returncode == 10
     assert json.loads(p.stdout)["sub_indication"] == "HASH_FAILURE"
 
 
 def test_pdf(unica, files):
-    p = unica("verify", "pdf", str(files / "signed.pdf"), *_args(files), "--json")
+    p = unica("verify", "pdf", str(files / "signed.pdf"), *_args(files), *_crls(files), "--json")
     assert p.returncode == 0, p.stdout + p.stderr
     rep = json.loads(p.stdout)
     assert rep["indication"] == "TOTAL-PASSED" and rep["signatures"][0]["field_name"] == "Signature1"

@@ -66,7 +66,9 @@ def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, 
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """JSON on stdout, always UTF-8 (names in Chinese stay readable, not \\u-escaped), whatever
+    the locale's encoding."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:

@@ -3,12 +3,19 @@
 Exit status: 0 TOTAL-PASSED, 10 TOTAL-FAILED, 20 INDETERMINATE; input that cannot be read
 at all is an error (one line on stderr, exit 2).
 
+Policy inputs (RFC 5280 6.1.1): --policy OID (repeatable: the user-initial-policy-set, default
+anyPolicy), --require-explicit-policy, --inhibit-policy-mapping, --inhibit-any-policy; --strict
+also applies the RFC 5280 section 4 profile rules to the CA certificates. Revocation is
+hard-fail unless --revocation soft-fail (an explicit opt-in) or off is given.
+
 Every input file is read with a size limit (unica.boundedio): a certificate file, CRL, OCSP
 response, signature or PDF larger than its limit, /dev/zero or an endless pipe is refused
 after at most limit + 1 bytes. FILE (and --data) may be ``-`` for standard input.
 """
 
 from __future__ import annotations
+
+import re
 
 import click
 
@@ -36,12 +43,28 @@ def _common(f):
                      help="document-signing, client-auth, server-auth, timestamping, any, or "
                           "'ku:digitalSignature,nonRepudiation;eku:clientAuth'."),
         click.option("--offline", is_flag=True, help="Fetch nothing over the network."),
-        click.option("--revocation", type=click.Choice(["soft-fail", "hard-fail", "off"]), default="soft-fail",
-                     show_default=True, help="Revocation policy."),
+        click.option("--revocation", type=click.Choice(["hard-fail", "soft-fail", "off"]), default="hard-fail",
+                     show_default=True,
+                     help="hard-fail: every certificate below the trust anchor needs a current CRL or OCSP "
+                          "response, else INDETERMINATE/TRY_LATER. soft-fail: an explicit opt-in to accept a "
+                          "certificate for which no revocation data can be had (the report says soft-fail was "
+                          "used; a revocation found still fails). off: no revocation check."),
         click.option("--crl", "crls", multiple=True, type=click.Path(dir_okay=False),
                      help="A CRL (PEM or DER) to use. Repeatable."),
         click.option("--ocsp-response", "ocsp_responses", multiple=True, type=click.Path(dir_okay=False),
                      help="A DER OCSP response to use. Repeatable."),
+        click.option("--policy", "policies", multiple=True, metavar="OID",
+                     help="An acceptable certificate policy, dotted OID (RFC 5280 user-initial-policy-set). "
+                          "Repeatable; default anyPolicy."),
+        click.option("--require-explicit-policy", is_flag=True,
+                     help="The path must be valid for at least one policy of the set (initial-explicit-policy)."),
+        click.option("--inhibit-policy-mapping", is_flag=True,
+                     help="Do not follow policy mappings (initial-policy-mapping-inhibit)."),
+        click.option("--inhibit-any-policy", is_flag=True,
+                     help="anyPolicy in a CA certificate matches nothing (initial-any-policy-inhibit)."),
+        click.option("--strict", is_flag=True,
+                     help="Also apply the RFC 5280 section 4 profile rules to the CA certificates (critical "
+                          "basicConstraints, key identifiers, ...); default: path validation (section 6) only."),
         json_option,
     ]
     for o in reversed(opts):
@@ -49,7 +72,42 @@ def _common(f):
     return f
 
 
-def _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage):
+_OID = re.compile(r"(0|1|2)\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def _policy_oids(policies) -> list[str]:
+    """--policy values, checked: dotted OIDs (first arc 0-2; second arc at most 39 under 0 and 1)."""
+    from cryptography import x509
+
+    from unica.errors import InputError
+
+    out = []
+    for text in policies:
+        oid = text.strip()
+        m = _OID.fullmatch(oid)
+        if not m or (m.group(1) != "2" and int(m.group(2)) > 39) or len(oid) > 256:
+            raise InputError(f"--policy {text!r}: not a dotted OID (e.g. 2.16.156.112554.1.1; anyPolicy is 2.5.29.32.0)")
+        try:
+            x509.ObjectIdentifier(oid)
+        except ValueError as e:
+            raise InputError(f"--policy {text!r}: not a valid OID: {e}") from None
+        if oid not in out:
+            out.append(oid)
+    return out
+
+
+def _path_policy(opts: dict) -> dict:
+    """The library's policy keywords, only those set (the defaults are the library's own)."""
+    kw: dict = {}
+    if opts["policies"]:
+        kw["policies"] = _policy_oids(opts["policies"])
+    for flag in ("require_explicit_policy", "inhibit_policy_mapping", "inhibit_any_policy", "strict"):
+        if opts[flag]:
+            kw[flag] = True
+    return kw
+
+
+def _verifier(opts: dict):
     import dataclasses
 
     from unica.errors import InputError
@@ -57,16 +115,17 @@ def _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage
     from unica.verify.revocation import policy_named
     from unica.verify._util import read_bytes
 
-    if not trust:
+    if not opts["trust"]:
         raise InputError("--trust is required (a trust anchor certificate file)")
-    pol = policy_named(revocation)
-    if offline:
+    path_kw = _path_policy(opts)  # bad OIDs refused before any file is read
+    pol = policy_named(opts["revocation"])
+    if opts["offline"]:
         pol = dataclasses.replace(pol, fetch=False)
     try:
-        return Verifier(list(trust), intermediates=list(untrusted), revocation=pol,
-                        crls=[read_bytes(c, "CRL")[0] for c in crls],
-                        ocsp_responses=[read_bytes(o, "OCSP response")[0] for o in ocsp_responses],
-                        usage=usage)
+        return Verifier(list(opts["trust"]), intermediates=list(opts["untrusted"]), revocation=pol,
+                        crls=[read_bytes(c, "CRL")[0] for c in opts["crls"]],
+                        ocsp_responses=[read_bytes(o, "OCSP response")[0] for o in opts["ocsp_responses"]],
+                        usage=opts["usage"], **path_kw)
     except ValueError as e:
         raise InputError(f"bad verification option: {e}") from None
 
@@ -92,6 +151,23 @@ def _at(text):
     return parse_time(text) if text else None
 
 
+def _t(t) -> str:
+    return f"{t:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _reason(reason) -> str:
+    """A revocation reason by its RFC 5280 name (the report carries those; codes and
+    cryptography names are mapped too)."""
+    if reason is None:
+        return "unspecified (no reason code)"
+    try:
+        from unica.verify.report import rfc5280_reason_name
+
+        return rfc5280_reason_name(reason) or str(reason)
+    except (ImportError, TypeError, ValueError):
+        return str(reason)
+
+
 def _show_cert_report(rep, indent="") -> None:
     sub = f" / {rep.sub_indication.value}" if rep.sub_indication else ""
     click.echo(f"{indent}Certificate: {rep.indication.value}{sub}")
@@ -99,19 +175,51 @@ def _show_cert_report(rep, indent="") -> None:
     click.echo(f"{indent}  subject:      {s.subject}")
     if s.organization:
         click.echo(f"{indent}  organisation: {s.organization}")
-    if s.uscc:
+    org_id = getattr(s, "organization_identifier", None)
+    if org_id:
+        uscc = f"  (USCC {s.uscc})" if s.uscc and s.uscc_source == "organizationIdentifier" else ""
+        click.echo(f"{indent}  organizationIdentifier: {org_id}{uscc}")
+    if s.uscc and not (org_id and s.uscc_source == "organizationIdentifier"):
         click.echo(f"{indent}  USCC:         {s.uscc} (from {s.uscc_source})")
     click.echo(f"{indent}  usage:        {rep.usage}")
-    click.echo(f"{indent}  validated at: {rep.validation_time:%Y-%m-%dT%H:%M:%SZ}")
+    click.echo(f"{indent}  validated at: {_t(rep.validation_time)}")
     if rep.path:
         click.echo(f"{indent}  path:")
         for c in rep.path:
             click.echo(f"{indent}    - {c.subject}  (serial {c.serial}, {c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d})")
+    policy = getattr(rep, "revocation_policy", None)
+    if policy == "soft-fail":
+        click.echo(f"{indent}  revocation policy: soft-fail (explicit opt-in: a certificate without revocation "
+                   "data is accepted)")
+    elif policy:
+        click.echo(f"{indent}  revocation policy: {policy}")
     for e in rep.revocation:
-        times = " ".join(f"{k}={getattr(e, k):%Y-%m-%dT%H:%M:%SZ}" for k in ("this_update", "next_update", "revocation_time")
-                         if getattr(e, k) is not None)
+        if e.status == "revoked":
+            when = _t(e.revocation_time) if e.revocation_time else "unknown time"
+            origin = f", {e.origin}" if e.origin and e.origin != "-" else ""
+            click.echo(f"{indent}  REVOKED:      {e.certificate} on {when}, reason {_reason(e.revocation_reason)}"
+                       f" (from {e.source}{origin})")
+            continue
+        times = " ".join(f"{k}={_t(getattr(e, k))}" for k in ("this_update", "next_update") if getattr(e, k) is not None)
         click.echo(f"{indent}  revocation:   {e.source} {e.status} [{e.origin}] {times}"
                    + (f" ({e.message})" if e.message else ""))
+    valid = getattr(rep, "valid_policies", ()) or ()
+    if valid:
+        click.echo(f"{indent}  policies:")
+        for vp in valid:
+            mapped = getattr(vp, "issuer_domain_policy", None)
+            via = f"  (mapped from {mapped})" if mapped and mapped != vp.policy else ""
+            click.echo(f"{indent}    - {vp.policy}{via}")
+            for q in getattr(vp, "qualifiers", ()) or ():
+                if getattr(q, "cps_uri", None):
+                    click.echo(f"{indent}        CPS: {q.cps_uri}")
+                if getattr(q, "kind", None) == "user-notice" or getattr(q, "notice_text", None):
+                    ref = ""
+                    if getattr(q, "organization", None):
+                        nums = ", ".join(map(str, getattr(q, "notice_numbers", ()) or ()))
+                        ref = f" [{q.organization}{' ' + nums if nums else ''}]"
+                    text = getattr(q, "notice_text", None)
+                    click.echo(f"{indent}        user notice: {text if text is not None else '(no text)'}{ref}")
     for m in rep.messages:
         click.echo(f"{indent}  ! {m}")
 
@@ -140,14 +248,14 @@ def _show_sig_report(rep, indent="") -> None:
 @click.option("--server-name", default=None, help="TLS profile: the host name / IP the certificate must match.")
 @_common
 @click.pass_context
-def verify_cert(ctx, file, server_name, trust, untrusted, at, usage, offline, revocation, crls, ocsp_responses, as_json):
-    """Validate a certificate: path to a trust anchor, validity, usage, revocation."""
+def verify_cert(ctx, file, server_name, as_json, **opts):
+    """Validate a certificate: path to a trust anchor, validity, usage, policies, revocation."""
     from unica.verify._util import load_certificates
 
-    v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
+    v = _verifier(opts)
     certs = load_certificates(_input(file, "certificate"),
                               "certificate from standard input" if file == "-" else "certificate")
-    rep = v.validate_certificate(certs[0], intermediates=certs[1:], at=_at(at), server_name=server_name)
+    rep = v.validate_certificate(certs[0], intermediates=certs[1:], at=_at(opts["at"]), server_name=server_name)
     if as_json:
         emit_json(rep.to_dict())
     else:
@@ -163,8 +271,7 @@ def verify_cert(ctx, file, server_name, trust, untrusted, at, usage, offline, re
               help="Refuse --data larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
 @_common
 @click.pass_context
-def verify_cms_cmd(ctx, sig, data, max_data_size, trust, untrusted, at, usage, offline, revocation, crls,
-                   ocsp_responses, as_json):
+def verify_cms_cmd(ctx, sig, data, max_data_size, as_json, **opts):
     """Verify a CMS / CAdES signature (attached, or detached with --data)."""
     from unica.boundedio import data_limit, read_limited
     from unica.errors import InputError, VerificationError
@@ -172,9 +279,9 @@ def verify_cms_cmd(ctx, sig, data, max_data_size, trust, untrusted, at, usage, o
     if sig == "-" and data == "-":
         raise InputError("only one of SIG and --data can be '-' (standard input)")
     limit = data_limit(max_data_size)
-    v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
+    v = _verifier(opts)
     content = read_limited(data, limit, "data file", stdin=True, unreadable=VerificationError) if data else None
-    rep = v.verify_cms(_input(sig, "signature"), content, at=_at(at))
+    rep = v.verify_cms(_input(sig, "signature"), content, at=_at(opts["at"]))
     if as_json:
         emit_json(rep.to_dict())
     else:
@@ -186,10 +293,10 @@ def verify_cms_cmd(ctx, sig, data, max_data_size, trust, untrusted, at, usage, o
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @_common
 @click.pass_context
-def verify_pdf_cmd(ctx, file, trust, untrusted, at, usage, offline, revocation, crls, ocsp_responses, as_json):
+def verify_pdf_cmd(ctx, file, as_json, **opts):
     """Verify every signature of a PDF (PAdES)."""
-    v = _verifier(trust, untrusted, offline, revocation, crls, ocsp_responses, usage)
-    rep = v.verify_pdf(_input(file, "PDF"), at=_at(at))
+    v = _verifier(opts)
+    rep = v.verify_pdf(_input(file, "PDF"), at=_at(opts["at"]))
     if as_json:
         emit_json(rep.to_dict())
     else:
