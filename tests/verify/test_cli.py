@@ -26,7 +26,10 @@ def files(tmp_path_factory):
     (d / "revoked.pem").write_bytes(victim.pem)
     (d / "revoked.crl").write_bytes(make_crl(pki.inter, [(victim.cert.serial_number, NOW - DAY)], number=2)
                                     .public_bytes(serialization.Encoding.DER))
-    (d / "leaf.ocsp").write_bytes(make_ocsp(pki.signer.cert, pki.inter, pki.responder))
+    # an OCSP answer is used for a certificate that names an OCSP responder (AIA)
+    ocsp_leaf = pki.leaf("Ocsp Cli Ltd", ku=dict(digital_signature=True), ocsp_url="http://127.0.0.1:9/ocsp")
+    (d / "ocsp-leaf.pem").write_bytes(ocsp_leaf.pem)
+    (d / "leaf.ocsp").write_bytes(make_ocsp(ocsp_leaf.cert, pki.inter, pki.responder))
     data = b"customs declaration 42"
     (d / "data.bin").write_bytes(data)
     (d / "sig.p7s").write_bytes(pyhanko_sign(pki, pki.signer, data))
@@ -55,7 +58,7 @@ def test_cert_passes_json(unica, files):
 
 
 def test_cert_with_ocsp_response_file(unica, files):
-    p = unica("verify", "cert", str(files / "leaf.pem"), *_args(files), "--ocsp-response", str(files / "leaf.ocsp"),
+    p = unica("verify", "cert", str(files / "ocsp-leaf.pem"), *_args(files), "--ocsp-response", str(files / "leaf.ocsp"),
               "--crl", str(files / "root.crl"), "--revocation", "hard-fail", "--json")
     assert p.returncode == 0, p.stdout + p.stderr
     rep = json.loads(p.stdout)
