@@ -5,9 +5,12 @@ entries (:mod:`unica.ca.crl`) and OCSP requests/responses (:mod:`unica.ocsp`). O
 those need is here: TLV framing, INTEGER, OID, times, BOOLEAN, and the AlgorithmIdentifier
 and signature call for each key type.
 
-The writer functions return ``bytes``; the reader (:func:`read_tlv`, :func:`children`)
-never recurses on its own, checks every length against the buffer and raises
-:class:`DERError` (a :class:`unica.errors.MalformedInput`) on anything it cannot frame.
+The writer functions return ``bytes``. The reader (:func:`read_tlv`, :func:`expect`,
+:func:`read_exact`, :func:`children`, :func:`walk`, :func:`decode_oid`) is the only DER reader
+of unica -- the CMS structure layer of :mod:`unica.verify._der` is built on it. It is strict
+(DER, not BER: the rules are listed above :func:`read_tlv`), bounded (no recursion, element
+and nesting limits), and raises :class:`DERError` (a :class:`unica.errors.MalformedInput` and a
+:class:`ValueError`) on anything it cannot frame, never another exception.
 """
 
 from __future__ import annotations
@@ -39,8 +42,12 @@ def ctx(n: int, constructed: bool = True) -> int:
     return (0xA0 if constructed else 0x80) | n
 
 
-class DERError(MalformedInput):
-    """Bytes that should be DER cannot be framed (bad length, truncated, wrong tag)."""
+class DERError(MalformedInput, ValueError):
+    """Bytes that should be DER cannot be framed (bad length, truncated, wrong tag).
+
+    The one DER error type of unica: a :class:`~unica.errors.MalformedInput` (so an
+    :class:`~unica.errors.UnicaError`, exit status 2 in the CLI) and a :class:`ValueError`
+    (what the CMS layer of :mod:`unica.verify` has always raised)."""
 
 
 # --- writer -------------------------------------------------------------------------
@@ -139,21 +146,72 @@ def extension(oid_der: bytes, value_der: bytes, critical: bool = False) -> bytes
 
 
 # --- reader -------------------------------------------------------------------------
+#
+# The one DER reader of unica (unica.ca, unica.ocsp and the CMS layer of unica.verify).
+# Strictness rules, checked on every element it frames:
+#
+# - identifier: one octet. High tag numbers (>= 31, the multi-octet form) are refused, and so
+#   are the universal tag numbers X.680 leaves unassigned or BER-only: 0 (end-of-contents),
+#   14 and 15. Universal types have one form in DER: SEQUENCE, SET, EXTERNAL, EMBEDDED PDV and
+#   CHARACTER STRING are constructed, every other universal type (strings included: no
+#   constructed strings) is primitive; the other form is refused.
+# - length: definite only (0x80, indefinite, is BER), minimal (short form below 128; the long
+#   form without leading zero octets), at most 4 length octets (0xFF is reserved anyway).
+# - bounds: every value ends inside the enclosing ``end`` (itself inside the buffer);
+#   :func:`read_exact` also refuses trailing octets after the element.
+# - bounded work: :func:`read_tlv` reads one header and never recurses; :func:`children`
+#   frames at most ``limit`` elements; :func:`walk` descends at most ``max_depth`` levels and
+#   frames at most ``max_elements`` elements in all, without recursion.
+#
+# Every failure is a :class:`DERError`, whatever the bytes.
+
+#: default element budget of :func:`children` (per call) and :func:`walk` (in all)
+MAX_ELEMENTS = 1 << 20
+#: default nesting limit of :func:`walk` (the outermost element is at depth 0)
+MAX_DEPTH = 64
+_MAX_LENGTH_OCTETS = 4
+_MAX_OID_ARC_OCTETS = 32  # 224 bits: UUID arcs (2.25.x, 128 bits) take 19 octets
+
+
+def _tag_problem(tag: int) -> str | None:
+    number = tag & 0x1F
+    if number == 0x1F:
+        return "DER: high tag numbers (multi-octet identifiers) are not supported"
+    if tag & 0xC0:  # application, context-specific, private: either form
+        return None
+    if number in (0, 14, 15):
+        return f"DER: universal tag number {number} is not allowed" + (
+            " (end-of-contents is BER only)" if number == 0 else "")
+    constructed = bool(tag & 0x20)
+    if constructed != (number in (8, 11, 16, 17, 29)):
+        return (f"DER: universal type {number} must be "
+                f"{'primitive' if constructed else 'constructed'} (tag 0x{tag:02x})")
+    return None
+
+
+#: tag octet -> why DER refuses it, or None
+_TAG_PROBLEM: tuple[str | None, ...] = tuple(_tag_problem(t) for t in range(256))
 
 
 def read_tlv(buf: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
-    """Frame the TLV at ``buf[pos:]``: return ``(tag, value_start, value_end)``.
+    """Frame the TLV at ``buf[pos:end]``: return ``(tag, value_start, value_end)``.
 
-    Only single-byte tags (tag numbers < 31) and definite lengths up to 4 length
-    octets are accepted; everything is bounds-checked against ``end``.
+    ``buf`` is bytes, bytearray or memoryview; ``end`` defaults to ``len(buf)``. Raises
+    :class:`DERError` on anything the rules above refuse.
     """
+    n = len(buf)
     if end is None:
-        end = len(buf)
+        end = n
+    elif end > n:
+        raise DERError(f"DER: end {end} is past the end of the {n}-octet buffer")
+    if pos < 0:
+        raise DERError(f"DER: negative position {pos}")
     if pos + 2 > end:
         raise DERError("DER truncated: no room for tag and length")
     tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise DERError("DER: multi-byte tags are not supported")
+    problem = _TAG_PROBLEM[tag]
+    if problem is not None:
+        raise DERError(problem)
     first = buf[pos + 1]
     pos += 2
     if first < 0x80:
@@ -162,9 +220,13 @@ def read_tlv(buf: bytes, pos: int, end: int | None = None) -> tuple[int, int, in
         nb = first & 0x7F
         if nb == 0:
             raise DERError("DER: indefinite length is not DER")
-        if nb > 4 or pos + nb > end:
-            raise DERError("DER truncated or oversized length")
+        if nb > _MAX_LENGTH_OCTETS:
+            raise DERError(f"DER: {nb} length octets (at most {_MAX_LENGTH_OCTETS} are read)")
+        if pos + nb > end:
+            raise DERError("DER truncated: in the length octets")
         length = int.from_bytes(buf[pos:pos + nb], "big")
+        if length < 0x80 or (length.bit_length() + 7) >> 3 != nb:
+            raise DERError("DER: length not in its shortest form")
         pos += nb
     if pos + length > end:
         raise DERError("DER truncated: value runs past the end")
@@ -179,7 +241,18 @@ def expect(buf: bytes, pos: int, tag: int, end: int | None = None, what: str = "
     return s, e
 
 
-def children(buf: bytes, start: int, end: int, limit: int = 1 << 30):
+def read_exact(buf: bytes, tag: int | None = None, what: str = "element") -> tuple[int, int, int]:
+    """The one TLV that is all of ``buf`` (no trailing octets), optionally of tag ``tag``:
+    ``(tag, value_start, value_end)``."""
+    t, s, e = read_tlv(buf, 0)
+    if tag is not None and t != tag:
+        raise DERError(f"DER: expected tag 0x{tag:02x} for {what}, found 0x{t:02x}")
+    if e != len(buf):
+        raise DERError(f"DER: {len(buf) - e} octets of trailing data after the {what}")
+    return t, s, e
+
+
+def children(buf: bytes, start: int, end: int, limit: int = MAX_ELEMENTS):
     """Yield ``(tag, value_start, value_end, tlv_start)`` for each element in
     ``buf[start:end]``; raise :class:`DERError` after ``limit`` elements."""
     pos = start
@@ -193,22 +266,83 @@ def children(buf: bytes, start: int, end: int, limit: int = 1 << 30):
         pos = e
 
 
+def walk(buf: bytes, start: int = 0, end: int | None = None, *, max_depth: int = MAX_DEPTH,
+         max_elements: int = MAX_ELEMENTS):
+    """Yield ``(depth, tag, value_start, value_end, tlv_start)`` for every element in
+    ``buf[start:end]`` and, depth first, inside every constructed one (document order; the
+    elements of ``buf[start:end]`` are at depth 0). Primitive values (OCTET/BIT STRINGs
+    holding DER included) are not entered. Iterative: :class:`DERError` past ``max_depth``
+    levels or ``max_elements`` elements, never a RecursionError."""
+    if end is None:
+        end = len(buf)
+    stack = [[start, end]]
+    count = 0
+    while stack:
+        frame = stack[-1]
+        pos, lim = frame
+        if pos >= lim:
+            stack.pop()
+            continue
+        depth = len(stack) - 1
+        if depth > max_depth:
+            raise DERError(f"DER: nested more than {max_depth} levels deep")
+        count += 1
+        if count > max_elements:
+            raise DERError(f"DER: more than {max_elements} elements")
+        tag, s, e = read_tlv(buf, pos, lim)
+        frame[0] = e
+        yield depth, tag, s, e, pos
+        if tag & 0x20:
+            stack.append([s, e])
+
+
+def check(buf: bytes, *, max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS) -> int:
+    """Check that ``buf`` is exactly one DER element, framed correctly at every level of
+    constructed nesting (within the limits); return its tag."""
+    tag, _, _ = read_exact(buf)
+    for _ in walk(buf, max_depth=max_depth, max_elements=max_elements):
+        pass
+    return tag
+
+
+#: OBJECT IDENTIFIER contents -> dotted string, for the OIDs seen most (bounded)
+_OID_CACHE: dict[bytes, str] = {}
+
+
 def decode_oid(content: bytes) -> str:
-    if not content or content[-1] & 0x80:
+    """Dotted form of OBJECT IDENTIFIER contents. DER: no empty OID, no subidentifier with a
+    leading 0x80 octet (non-minimal), none left open at the end; subidentifiers of more than
+    32 octets are refused (no unbounded integer-to-text work)."""
+    key = content if type(content) is bytes else bytes(content)
+    s = _OID_CACHE.get(key)
+    if s is not None:
+        return s
+    if not key or key[-1] & 0x80:
         raise DERError("DER: malformed OBJECT IDENTIFIER")
     arcs: list[int] = []
     v = 0
-    for b in content:
+    width = 0
+    for b in key:
+        if width == 0 and b == 0x80:
+            raise DERError("DER: OBJECT IDENTIFIER subidentifier not in its shortest form")
+        width += 1
+        if width > _MAX_OID_ARC_OCTETS:
+            raise DERError(f"DER: OBJECT IDENTIFIER subidentifier longer than {_MAX_OID_ARC_OCTETS} octets")
         v = (v << 7) | (b & 0x7F)
         if not b & 0x80:
             arcs.append(v)
             v = 0
+            width = 0
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(a) for a in head + arcs[1:])
+    s = ".".join(str(a) for a in head + arcs[1:])
+    if len(_OID_CACHE) < 4096 and len(key) <= 64:
+        _OID_CACHE[key] = s
+    return s
 
 
 def decode_integer(content: bytes) -> int:
+    """The value of INTEGER contents (two's complement; not checked for minimal encoding)."""
     if not content:
         raise DERError("DER: empty INTEGER")
     return int.from_bytes(content, "big", signed=True)
