@@ -3,8 +3,8 @@ B-B (signed attributes with message-digest, content-type, signing-certificate(-v
 (an RFC 3161 signature-time-stamp unsigned attribute whose token is itself verified and whose
 TSA certificate is validated; its genTime is then a proof of existence for the signature).
 
-The structure is read with a small DER reader (:mod:`unica.verify._der`); BER input is
-normalised to DER by asn1crypto first.
+The structure is read by the CMS layer :mod:`unica.verify._der` over unica's one strict DER
+reader (:mod:`unica.der`); BER input is normalised to DER by asn1crypto first.
 
 Time (one rule for CMS, CAdES and PAdES, :func:`time_basis`): a proof of existence (POE) comes
 only from a validated time-stamp (the signature-time-stamp; for a PDF signature also a later
@@ -190,6 +190,8 @@ def parse_signed_data(signature: Any) -> _der.SignedDataRaw:
         if ci["content_type"].native != "signed_data":
             raise MalformedInput(f"{name}: CMS content type is {ci['content_type'].native}, not signed-data")
         return _der.parse_signed_data_der(ci.dump(force=True))
+    except _der.DERError as e:
+        raise MalformedInput(f"{name}: not a DER/PEM CMS SignedData ({one_line(e)})") from None
     except MalformedInput:
         raise
     except Exception as e:  # asn1crypto raises many kinds on garbage
