@@ -852,12 +852,17 @@ def _server_problems(chain, trust, at, server_name, engine) -> list[str]:
     return out
 
 
+#: intermediates allowed between the leaf and the anchor unless the caller says otherwise (a
+#: resource bound, as in cryptography's verifier and most TLS stacks)
+DEFAULT_MAX_CHAIN_DEPTH = 8
+
+
 def _leaf_and_depth_problems(chain, max_chain_depth) -> list[str]:
     out = []
-    if max_chain_depth is not None:
-        # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
-        if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > max_chain_depth:
-            out.append("maximum chain depth exceeded")
+    limit = DEFAULT_MAX_CHAIN_DEPTH if max_chain_depth is None else max_chain_depth
+    # self-issued intermediates do not count (RFC 5280 6.1.4 (l))
+    if sum(1 for c in chain[1:-1] if c.issuer != c.subject) > limit:
+        out.append(f"the path has more than {limit} intermediate CA certificates (maximum chain depth)")
     if len(chain) > 1:
         bc = _ext(chain[0], x509.BasicConstraints)
         if bc is not None and bc.value.ca:
