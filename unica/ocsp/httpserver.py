@@ -11,7 +11,11 @@ What it guarantees, whatever the client sends:
 
 - request line + headers at most ``max_header_bytes`` (else 431), the body at most the
   app's ``max_body`` (413 on the Content-Length, or as soon as the body passes it), an
-  unparseable request 400 -- each followed by closing the connection;
+  unparseable request 400 -- each followed by a *lingering close*: the server half-closes
+  (the client reads the answer, then the end), then reads and discards what the client is
+  still sending -- the rest of the declared body, at most ``drain_bytes`` and for at most
+  ``drain_seconds`` -- and closes. (Closing with unread data makes the kernel send a reset,
+  which destroys the answer before the client has read it.)
 - a connection mid-request for more than ``request_timeout`` seconds, or idle for more
   than ``keep_alive`` seconds, is closed (slow clients cannot hold workers);
 - pipelined requests are answered in order; a client that does not read its answers is
@@ -61,7 +65,7 @@ class _Clock:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "url", "body", "body_len", "header_bytes", "busy_since",
-                 "last_seen", "closing", "paused", "keep_alive")
+                 "last_seen", "closing", "paused", "keep_alive", "drain_left", "drain_until")
 
     def __init__(self, server: "HTTPServer"):
         self.server = server
@@ -76,6 +80,8 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.keep_alive = True
+        self.drain_left = None  # lingering close: bytes still to discard (None: not lingering)
+        self.drain_until = 0.0
 
     # --- transport events ------------------------------------------------------------
 
@@ -89,6 +95,11 @@ class _Connection(asyncio.Protocol):
         self.closing = True
 
     def data_received(self, data: bytes) -> None:
+        if self.drain_left is not None:  # an error was answered: discard, up to the bound
+            self.drain_left -= len(data)
+            if self.drain_left <= 0:
+                self.transport.close()
+            return
         if self.closing:
             return
         self.last_seen = self.server.now()
@@ -108,7 +119,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if not self.closing:
+        if not self.closing or self.drain_left is not None:
             self.transport.resume_reading()
 
     # --- parser callbacks ------------------------------------------------------------
@@ -132,8 +143,8 @@ class _Connection(asyncio.Protocol):
                 too_large = int(value) > self.server.max_body
             except ValueError:
                 too_large = False  # the parser refuses a bad length itself
-            if too_large:  # answer now, read no further
-                self._fail(413, b"request body too large\n")
+            if too_large:  # answer now, parse no further (the body is drained, not read)
+                self._fail(413, b"request body too large\n", drain=int(value))
                 raise httptools.HttpParserError("body too large")
 
     def _count(self, n: int) -> None:
@@ -179,7 +190,8 @@ class _Connection(asyncio.Protocol):
 
     # --- answers ----------------------------------------------------------------------
 
-    def _respond(self, version: bytes, method: str, status: int, headers, body: bytes, *, close: bool) -> None:
+    def _respond(self, version: bytes, method: str, status: int, headers, body: bytes, *, close: bool,
+                 linger: bool = False) -> None:
         if version not in (b"1.0", b"1.1"):
             version = b"1.1"
         line = _STATUS_LINES.get((version, status)) or b"HTTP/%s %d Unknown\r\n" % (version, status)
@@ -198,14 +210,34 @@ class _Connection(asyncio.Protocol):
         self.transport.write(b"".join(parts))
         if close:
             self.closing = True
-            self.transport.close()
+            if not linger:
+                self.transport.close()
 
-    def _fail(self, status: int, text: bytes) -> None:
+    def _fail(self, status: int, text: bytes, drain: int | None = None) -> None:
+        """Answer an error and close lingering: half-close, then discard up to ``drain`` bytes
+        (what the client declared it still sends; at most the server's ``drain_bytes``)."""
         self.keep_alive = False
-        self._respond(b"1.1", "GET", status, [(b"content-type", b"text/plain; charset=utf-8")], text, close=True)
+        self._respond(b"1.1", "GET", status, [(b"content-type", b"text/plain; charset=utf-8")], text, close=True,
+                      linger=True)
+        limit = self.server.drain_bytes
+        self.drain_left = limit if drain is None else max(1, min(drain, limit))
+        self.drain_until = self.server.now() + self.server.drain_seconds
+        if self.transport.is_closing():
+            return
+        try:
+            self.transport.write_eof()  # sent once the answer is: the client reads it, then the end
+        except (OSError, RuntimeError, NotImplementedError):
+            self.transport.close()
+            return
+        self.transport.resume_reading()
 
     def expire(self, now: float) -> None:
-        """Close this connection if it is stalled mid-request or idle too long."""
+        """Close this connection if it is stalled mid-request or idle too long, or has lingered
+        long enough after an error."""
+        if self.drain_left is not None:
+            if now > self.drain_until and not self.transport.is_closing():
+                self.transport.close()
+            return
         if self.closing or self.paused:
             return
         if self.busy_since is not None:
@@ -224,10 +256,14 @@ class HTTPServer:
     ``should_exit`` is set (the same interface as ``uvicorn.Server``)."""
 
     def __init__(self, app, *, keep_alive: float = 30.0, request_timeout: float = 10.0,
-                 max_header_bytes: int = 16384, backlog: int = 2048):
+                 max_header_bytes: int = 16384, backlog: int = 2048, drain_bytes: int = 16 * 1024 * 1024,
+                 drain_seconds: float = 5.0):
         self.app = app
         self.keep_alive = keep_alive
         self.request_timeout = request_timeout
+        #: the lingering close after an error answer: at most this much read and dropped, for at most this long
+        self.drain_bytes = drain_bytes
+        self.drain_seconds = drain_seconds
         self.max_header_bytes = max_header_bytes
         self.backlog = backlog
         self.should_exit = False
