@@ -1141,7 +1141,11 @@ def _cert_error_class(case: Case, c: x509.Certificate, code: int, anchor_ok: boo
     if code in _CRL_CODES:
         if c is case.root and anchor_ok:
             return "anchor-revocation"
-        if "crl:idp-dn-no-cdp" in case.link_tags.get(c.serial_number, ()):
+        tags = case.link_tags.get(c.serial_number, frozenset())
+        # only when nothing else spoils that CRL (else openssl's error may have the RFC's reason)
+        spoilt = any(t in ("crl:missing", "crl:stale:alone", "crl:unknown-critical-ext:alone")
+                     or t.startswith("crl:unknown-critical-entry-ext") for t in tags)
+        if "crl:idp-dn-no-cdp" in tags and not spoilt:
             return "idp-dn-no-cdp"
     return None
 
