@@ -110,7 +110,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     err = proc.stderr.strip()
     assert "Traceback" not in err, err
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("unica: error:") or err.startswith("Error:"), err
+    assert err.startswith("unica: error:"), err
     for needle in needles:
         assert needle.lower() in err.lower(), err
 

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from unica.errors import ConfigurationError
+from unica.errors import ConfigurationError, EnvironmentFailure
 
 CONFIG_FILE = "config.toml"
 _KEYS = {"db": str, "profiles_dir": str, "keys_dir": str}
@@ -72,7 +72,17 @@ def db_url(explicit: str | None = None) -> str | None:
 
 
 def write_default_config(h: Path) -> Path:
-    """Create ``config.toml`` (if missing) and the profiles/keys directories."""
+    """Create ``config.toml`` (if missing) and the profiles/keys directories.
+
+    A home that cannot be created or written (read-only file system, permissions, a file
+    where a directory belongs) is an :class:`~unica.errors.EnvironmentFailure`."""
+    try:
+        return _write_default_config(h)
+    except OSError as e:
+        raise EnvironmentFailure.from_os(f"cannot create unica home {h}", e) from None
+
+
+def _write_default_config(h: Path) -> Path:
     h.mkdir(parents=True, exist_ok=True)
     (h / "profiles").mkdir(exist_ok=True)
     keys = h / "keys"

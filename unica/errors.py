@@ -151,3 +151,17 @@ class VerificationError(UnicaError):
 
 class FetchError(UnicaError):
     """Fetching revocation data over the network failed or exceeded its limits."""
+
+
+# --- the environment ---------------------------------------------------------------
+
+
+class EnvironmentFailure(UnicaError):
+    """The system refused something unica needs from it: a directory cannot be created (a
+    read-only file system, permissions), a host name does not resolve, an address cannot be
+    bound (in use, not local). Raised where the operation happens, naming it; exit 1."""
+
+    @classmethod
+    def from_os(cls, what: str, e: OSError) -> "EnvironmentFailure":
+        """``what: <the system's reason>`` (e.g. ``cannot create unica home /x: Read-only file system``)."""
+        return cls(f"{what}: {e.strerror or e}")

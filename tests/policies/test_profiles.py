@@ -163,6 +163,7 @@ def test_durations():
     assert parse_duration("20y") == dt.timedelta(days=7300)
     assert parse_duration("397d") == dt.timedelta(days=397)
     assert parse_duration("12h") == dt.timedelta(hours=12)
-    for bad in ("", "0d", "1w", "-1d", "1.5y"):
+    assert parse_duration("100y") == dt.timedelta(days=36500)
+    for bad in ("", "0d", "1w", "-1d", "1.5y", "101y", "999999d"):  # > 100 years: past the last valid date
         with pytest.raises(ValueError):
             parse_duration(bad)

@@ -30,6 +30,8 @@ UPPER_BOUNDS = {"countryName": 2, "stateOrProvinceName": 128, "localityName": 12
                 "postalCode": 40, "organizationName": 64, "organizationalUnitName": 64,
                 "organizationIdentifier": 128, "commonName": 64, "serialNumber": 64, "title": 64,
                 "givenName": 64, "surname": 64, "pseudonym": 128, "emailAddress": 255, "domainComponent": 63}
+#: longest --subject text accepted (room for every attribute at its bound, escaped)
+MAX_DN_TEXT = 2048
 MULTI = frozenset({"organizationalUnitName", "domainComponent"})
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -46,13 +48,17 @@ def parse_dn(text: str) -> x509.Name:
     t = text.strip()
     if not t:
         raise InputError("subject DN is empty")
+    if len(t) > MAX_DN_TEXT:  # refused before cryptography sees it (it would warn, then fail per attribute)
+        raise InputError(f"subject DN is {len(t)} characters long (at most {MAX_DN_TEXT}; "
+                         f"commonName at most {UPPER_BOUNDS['commonName']})")
     if t.startswith("/"):
         parts = [p for p in re.split(r"(?<!\\)/", t[1:]) if p]
         t = ",".join(p.replace(",", "\\,").replace("\\/", "/") for p in reversed(parts))
     try:
         return x509.Name.from_rfc4514_string(t, _DN_NAMES)
     except ValueError as e:
-        raise InputError(f"bad subject DN {text!r}: {e}") from None
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise InputError(f"bad subject DN {shown!r}: {e}") from None
 
 
 def check_uscc(value: str, where: str) -> str:

@@ -7,6 +7,7 @@ asks for. Nothing here decides what goes into a certificate -- the profile does.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -120,9 +121,16 @@ def csr_request(loaded: tuple, source: str = "CSR") -> CSRRequest:
         if isinstance(ext.value, x509.SubjectAlternativeName):
             sans = tuple(ext.value)
     try:
-        subject = csr.subject
+        # cryptography only warns about an attribute beyond its bound (a 10,000-character CN) when it
+        # parses one: that is a malformed subject here, reported as such and never printed as a warning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            subject = csr.subject
     except (ValueError, KeyError, TypeError) as e:  # Key/TypeError: an attribute string of an odd ASN.1 type
         raise MalformedInput(f"{source}: malformed subject: {type(e).__name__}: {e}") from None
+    bounds = [w for w in caught if w.category is UserWarning]  # not CryptographyDeprecationWarning
+    if bounds:
+        raise MalformedInput(f"{source}: malformed subject: {bounds[0].message}")
     return CSRRequest(public_key=public_key, key_type=kt, subject=subject, requested_sans=sans,
                       requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr,
                       spki_der=_canonical_spki(info, kt))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option, table
+from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
+                               table)
 
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
 
@@ -361,7 +362,7 @@ def cert_group() -> None:
 @click.option("--status", default=None, help="pending, valid, revoked, hold, failed, expired.")
 @click.option("--expiring", default=None, metavar="DURATION", help="Valid ones expiring within, e.g. 30d.")
 @click.option("--requester", default=None)
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=LIMIT, default=None)
 @db_option
 @json_option
 def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, db, as_json) -> None:

@@ -22,6 +22,10 @@ def passphrase_file_option(f):
                         help="Read the key-file passphrase from this file (else UNICA_PASSPHRASE, else a prompt).")(f)
 
 
+#: ``--limit N``: a row count the database can take (SQLite INTEGER, PostgreSQL bigint)
+LIMIT = click.IntRange(1, 2**31 - 1)
+
+
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
 

@@ -1,16 +1,31 @@
 """Entry point of the ``unica`` command.
 
 Each area of the CLI lives in its own module under ``unica.cli`` and exposes
-``COMMANDS``: a list of click commands or groups added to the root group. The root
-turns every :class:`unica.errors.UnicaError` into one line on stderr and the error's
-exit code; no traceback reaches the operator (set ``UNICA_DEBUG=1`` to see one).
+``COMMANDS``: a list of click commands or groups added to the root group.
+
+:func:`main` is the one place that maps failures to exit statuses, each reported as one
+line ``unica: error: ...`` on stderr (no traceback, no click "Usage:" block):
+
+* 2: a usage error (unknown command or option, missing argument, a value of the wrong type
+  or out of its range -- option types carry their ranges) and malformed input
+  (:class:`~unica.errors.InputError`, :class:`~unica.errors.ConfigurationError`, ...);
+* 3: refused by policy (:class:`~unica.errors.PolicyViolation`);
+* 1: the environment or an operation failed (:class:`~unica.errors.EnvironmentFailure`,
+  raised where the system refused: a read-only home, an address in use, a host that does
+  not resolve; :class:`~unica.errors.StoreError`, token errors, ...);
+* 70: a bug -- any other exception (set ``UNICA_DEBUG=1`` for its traceback).
+
+Library warnings never reach the operator's screen, and human output never fails on the
+terminal's encoding (characters it cannot show are written as ``\\uXXXX`` escapes).
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
+import warnings
 
 import click
 
@@ -28,6 +43,9 @@ COMMAND_MODULES = [
     "sign",
     "verify",
 ]
+
+#: exit status for a usage error (click's, like InputError's)
+EXIT_USAGE = 2
 
 #: exit status for a bug (an exception that is not a UnicaError)
 EXIT_INTERNAL = 70
@@ -52,14 +70,21 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and exit with) its status."""
+    _prepare_process()
     try:
         # without standalone mode, click returns a command's ctx.exit(N) status instead of raising
         rv = cli.main(args=argv, prog_name="unica", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("unica: aborted", err=True)
         code = 130
-    except click.ClickException as e:
+    except _NoArgsIsHelp as e:  # a group named alone: its help, as click shows it
         e.show()
+        code = e.exit_code
+    except click.UsageError as e:
+        click.echo(f"unica: error: {_usage_message(e)}", err=True)
+        code = EXIT_USAGE
+    except click.ClickException as e:
+        click.echo(f"unica: error: {_one_line(e.format_message())}", err=True)
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
@@ -89,6 +114,30 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+#: click >= 8.2 raises this (a UsageError) for a group given no command; older click exits 0
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _usage_message(e: click.UsageError) -> str:
+    """``ocsp serve: Invalid value for '--workers': 0 is not in the range x>=1 (see 'unica ocsp
+    serve --help')``: the command, click's message, where to read more -- on one line."""
+    path = e.ctx.command_path if e.ctx is not None else "unica"
+    command = path.partition(" ")[2]
+    message = _one_line(e.format_message()).rstrip(".")
+    return f"{command + ': ' if command else ''}{message} (see '{path} --help')"
+
+
+def _prepare_process() -> None:
+    """Human output that cannot fail on the terminal's encoding (``PYTHONIOENCODING=latin-1``
+    and a Chinese CA name), and no library warnings (e.g. cryptography's) on the operator's
+    screen unless debugging."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    if not os.environ.get("UNICA_DEBUG"):
+        warnings.simplefilter("ignore")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from unica.cli.ca import _store, db_option
+from unica.cli.ca import KEY_TYPES, _store, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
 
 
@@ -44,7 +44,8 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
 @ocsp_group.command("signer")
 @click.option("--ca", "ca_name", required=True, help="The CA whose responses the signer signs.")
 @click.option("--key", "key_uri", default=None, help="Use this existing key (else a new one is generated).")
-@click.option("--key-type", default="ec-p256", show_default=True, help="Type of a new signer key.")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True,
+              help="Type of a new signer key.")
 @click.option("--token", default=None, help="Generate the new signer key on this token (else a file in UNICA_HOME/keys).")
 @click.option("--renew-if-due", is_flag=True, help="Only act if there is no signer or less than 1/3 of its life is left.")
 @db_option
@@ -124,15 +125,23 @@ def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -
         click.echo(f"{r.ca}: " + ("another refresher is at work; skipped" if r.skipped else f"{r.signed} responses signed"))
 
 
+def _url_prefix(value: str) -> str:
+    if not (value.startswith("/") and value.endswith("/")):
+        raise click.BadParameter(f"{value!r} must start and end with '/' (e.g. /ocsp/)")
+    return value
+
+
 @ocsp_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes sharing the socket.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes sharing the socket.")
 @click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: every CA).")
-@click.option("--prefix", default="/", show_default=True, help="URL path the responder is published at.")
-@click.option("--poll-interval", type=float, default=0.25, show_default=True,
+@click.option("--prefix", default="/", show_default=True, callback=lambda ctx, param, v: _url_prefix(v),
+              help="URL path the responder is published at (starts and ends with '/').")
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
               help="Seconds between checks for status changes (revocations reach every node within it).")
-@click.option("--refresh-interval", type=float, default=30.0, show_default=True,
+@click.option("--refresh-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds between pre-sign refreshes (0: none; needs the signer keys).")
 @click.option("--no-signer-keys", is_flag=True, help="Load no signing key: a pure lookup node for pre-signed CAs.")
 @db_option

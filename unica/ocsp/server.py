@@ -40,13 +40,24 @@ def make_server(app, **kw):
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; a host that does not resolve or an address that
+    cannot be bound (in use, not local, a privileged port) is an EnvironmentFailure."""
+    from unica.errors import EnvironmentFailure
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except socket.gaierror as e:
+        sock.close()
+        raise EnvironmentFailure.from_os(f"cannot resolve host {host!r}", e) from None
+    except OSError as e:
+        sock.close()
+        raise EnvironmentFailure.from_os(f"cannot listen on {host}:{port}", e) from None
     sock.set_inheritable(True)
     return sock
 

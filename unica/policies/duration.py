@@ -8,6 +8,8 @@ import re
 
 _UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _RE = re.compile(r"^\s*(\d{1,6})\s*([ydhms])\s*$")
+#: the longest duration accepted: any validity or look-ahead from now stays a valid date
+MAX_YEARS = 100
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -20,6 +22,8 @@ def parse_duration(text: str) -> dt.timedelta:
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
     if seconds <= 0:
         raise ValueError(f"duration {text!r} must be positive")
+    if seconds > MAX_YEARS * _UNITS["y"]:
+        raise ValueError(f"duration {text!r} is longer than {MAX_YEARS} years")
     return dt.timedelta(seconds=seconds)
 
 

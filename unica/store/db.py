@@ -255,7 +255,10 @@ def open_store(url: str | None = None, *, create: bool = False) -> Store:
         if path and path != ":memory:":
             p = Path(path)
             if create:
-                p.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise StoreError(f"cannot create the database directory {p.parent}: {e.strerror or e}") from None
             elif not p.exists():
                 raise StoreError(f"no unica database at {p} (run 'unica init', or set UNICA_HOME / UNICA_DB)")
     try:
