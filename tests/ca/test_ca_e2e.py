@@ -74,6 +74,8 @@ def test_issue_every_builtin_end_entity_profile(pki, tmp_path, profile, sub_kind
     if profile == "enterprise-sign":
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         assert ku.digital_signature and ku.content_commitment and not ku.key_encipherment
+        assert list(eku.value) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                                   x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")]  # issue #11 item 5
         org = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0]
         assert org.value == "测试科技有限公司" and org._type.name == "UTF8String"
         assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)[0].value == USCC

@@ -35,7 +35,11 @@ def test_builtins_load_and_say_what_the_issue_asks():
                      "ocsp-signer", "timestamping"}
     es = get_profile("enterprise-sign", Path("/nonexistent"))
     assert es.key_usage == ("digitalSignature", "nonRepudiation") and es.subject.uscc == "required"
-    assert get_profile("enterprise-auth", Path("/x")).extended_key_usage == ("1.3.6.1.5.5.7.3.2",)
+    # issue #11 item 5: clientAuth + emailProtection, what NSS (pdfsig, certutil -u S) and OpenSSL's
+    # S/MIME-signing purpose require of a signer; documentSigning (RFC 9336) alongside
+    assert es.extended_key_usage == ("1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.36")
+    ea = get_profile("enterprise-auth", Path("/x"))
+    assert ea.extended_key_usage == ("1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.4") and ea.key_usage == ("digitalSignature",)
     ocsp = get_profile("ocsp-signer", Path("/x"))
     assert ocsp.ocsp_nocheck and ocsp.extended_key_usage == ("1.3.6.1.5.5.7.3.9",)
     ts = get_profile("timestamping", Path("/x"))

@@ -77,9 +77,12 @@ class CASettings:
     ca_issuers_url: str | None = None
     crl_shards: int | None = None
     profiles: tuple[str, ...] | None = None
+    #: where the delta CRLs are published: base CRLs carry it as their Freshest CRL pointer
+    #: (RFC 5280 5.2.6); certificates do not (it stays changeable with ``ca set``)
+    delta_crl_url: str | None = None
 
     def check(self) -> None:
-        for field in ("crl_url", "ocsp_url", "ca_issuers_url"):
+        for field in ("crl_url", "ocsp_url", "ca_issuers_url", "delta_crl_url"):
             v = getattr(self, field)
             if v is None or v == "":
                 continue
@@ -95,15 +98,18 @@ class CASettings:
         """:meth:`check`, and the CRL URL / shard count agree for a CA created with these."""
         self.check()
         shards = self.crl_shards or 1
-        has = bool(self.crl_url) and "{shard}" in self.crl_url
-        if shards > 1 and not has:
-            raise InputError(f"with --crl-shards {shards} the --crl-url must contain {{shard}}")
-        if shards == 1 and has:
-            raise InputError("the --crl-url has {shard} but --crl-shards is 1")
+        for field in ("crl_url", "delta_crl_url"):
+            url = getattr(self, field)
+            opt = "--" + field.replace("_", "-")
+            has = bool(url) and "{shard}" in url
+            if shards > 1 and not has and (field == "crl_url" or url):
+                raise InputError(f"with --crl-shards {shards} the {opt} must contain {{shard}}")
+            if shards == 1 and has:
+                raise InputError(f"the {opt} has {{shard}} but --crl-shards is 1")
 
     def apply(self, row) -> dict:
         changed = {}
-        for field in ("crl_url", "ocsp_url", "ca_issuers_url", "crl_shards"):
+        for field in ("crl_url", "ocsp_url", "ca_issuers_url", "crl_shards", "delta_crl_url"):
             v = getattr(self, field)
             if v is not None:
                 v = v or None if isinstance(v, str) else v
@@ -117,6 +123,10 @@ class CASettings:
             raise InputError(f"CA {row.name!r}: with --crl-shards {shards} the CRL URL must contain {{shard}}")
         if shards == 1 and row.crl_url and "{shard}" in row.crl_url:
             raise InputError(f"CA {row.name!r}: the CRL URL has {{shard}} but --crl-shards is 1")
+        if shards > 1 and row.delta_crl_url and "{shard}" not in row.delta_crl_url:
+            raise InputError(f"CA {row.name!r}: with --crl-shards {shards} the delta CRL URL must contain {{shard}}")
+        if shards == 1 and row.delta_crl_url and "{shard}" in row.delta_crl_url:
+            raise InputError(f"CA {row.name!r}: the delta CRL URL has {{shard}} but --crl-shards is 1")
         return changed
 
 
@@ -254,6 +264,8 @@ def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, par
     apply_subject_rules(prof, dn, f"CA {name}")  # refuse before a key is made
     parent_ca = IssuingCA(store, parent, key=parent_key)
     issuer = parent_ca.issuer  # CAUnusable (expired, pending) before any key is made
+    if validity:
+        _check_within_parent(prof, issuer, validity, now)
     if key.key_type:
         engine.check_key(prof, _key_type_hint(key), f"CA {name}")
     uri, k = key.obtain(name)
@@ -271,6 +283,20 @@ def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, par
             "kind": "subordinate", "parent": issuer.name, "key_uri": uri, "subject": row.subject_text,
             "profile": prof.name, "fingerprint_sha256": issued.fingerprint_sha256})
     return ca_info(store, name)
+
+
+def _check_within_parent(prof: Profile, issuer, validity: str, now: dt.datetime | None) -> None:
+    """An explicit ``--validity`` that would outlive the parent is refused (the engine would cut
+    the certificate to the parent's notAfter: the operator asked for something else)."""
+    if issuer.not_after is None:
+        return
+    start = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0) - engine.BACKDATE
+    end = start + prof.validity
+    if end > issuer.not_after:
+        left = issuer.not_after - start
+        raise PolicyViolation(
+            f"--validity {validity} would end {end:%Y-%m-%d %H:%M}Z, after the parent CA {issuer.name!r} expires "
+            f"({issuer.not_after:%Y-%m-%d %H:%M}Z); at most {left.days}d is possible")
 
 
 def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: Path, *,
@@ -374,7 +400,8 @@ def _row_info(row, parent_name: str | None) -> dict:
         "not_after": row.not_after.isoformat() if row.not_after else None,
         "ski": row.ski.hex() if row.ski else None,
         "fingerprint_sha256": engine.fingerprint(row.cert_der) if row.cert_der else None,
-        "crl_url": row.crl_url, "crl_shards": row.crl_shards, "ocsp_url": row.ocsp_url,
+        "crl_url": row.crl_url, "delta_crl_url": row.delta_crl_url, "crl_shards": row.crl_shards,
+        "ocsp_url": row.ocsp_url,
         "ca_issuers_url": row.ca_issuers_url, "profiles": list(row.profiles or []),
         "expired": bool(row.not_after and row.not_after <= dt.datetime.now(dt.timezone.utc)),
     }

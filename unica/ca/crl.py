@@ -250,7 +250,9 @@ def build_crl(
     - ``issuer``: the CA certificate (its subject is the CRL issuer, its subject key id
       the AKI) or a :class:`CRLIssuer`.
     - ``signing_key``: the CA's private key (any ``cryptography`` private key, token keys
-      included); ``hash_alg`` defaults to SHA-256 (None for Ed25519/Ed448); ``rsa_pss``
+      included); ``hash_alg`` defaults to the hash unica pairs with the key for certificates
+      too (:func:`unica.hsm.keytypes.default_hash_for`: SHA-384 for P-384, SHA-256 for P-256 and
+      RSA, none for Ed25519/Ed448); ``rsa_pss``
       signs with RSASSA-PSS.
     - ``delta_base``: makes this a delta CRL (critical Delta CRL Indicator naming the base
       CRL number); ``freshest_crl_urls``: the Freshest CRL pointer of a base CRL.
@@ -279,6 +281,10 @@ def build_crl(
     if idp is not None and not isinstance(idp, IssuingDistributionPoint):
         raise TypeError("idp must be an IssuingDistributionPoint")
 
+    if hash_alg is None:
+        from unica.hsm.keytypes import default_hash_for
+
+        hash_alg = default_hash_for(signing_key)  # the issuance code's choice: one hash per CA key
     scheme = SignatureScheme(signing_key, hash_alg, rsa_pss=rsa_pss)
 
     exts = [

@@ -27,6 +27,9 @@ def _store(db: str | None, create: bool = False):
 
 def _settings_options(f):
     f = click.option("--crl-url", default=None, help="CRL distribution point URL ({shard} with --crl-shards > 1).")(f)
+    f = click.option("--delta-crl-url", default=None,
+                     help="Where delta CRLs are published: base CRLs name it as their Freshest CRL "
+                          "({shard} with --crl-shards > 1).")(f)
     f = click.option("--ocsp-url", default=None, help="OCSP responder URL for AIA.")(f)
     f = click.option("--ca-issuers-url", default=None, help="URL of this CA's certificate for AIA caIssuers.")(f)
     f = click.option("--crl-shards", type=int, default=None, help="Number of CRL partitions (default 1).")(f)
@@ -35,14 +38,22 @@ def _settings_options(f):
     return f
 
 
-def _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set):
+def _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url=None):
     from unica.ca.authority import CASettings
 
     profiles = None
     if profile_set is not None:
         profiles = tuple(p.strip() for p in profile_set.split(",") if p.strip())
     return CASettings(crl_url=crl_url, ocsp_url=ocsp_url, ca_issuers_url=ca_issuers_url, crl_shards=crl_shards,
-                      profiles=profiles)
+                      profiles=profiles, delta_crl_url=delta_crl_url)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"unica: warning: {' '.join(message.split())}", err=True)
+
+
+#: a root valid longer than this is warned about (CA/B Forum and ETSI practice: 20-25 years)
+LONG_ROOT_YEARS = 30
 
 
 def _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file):
@@ -109,15 +120,21 @@ def _key_options(f):
 @passphrase_file_option
 @db_option
 @json_option
-def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, crl_url, ocsp_url, ca_issuers_url,
-                   crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
+def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, crl_url, delta_crl_url, ocsp_url,
+                   ca_issuers_url, crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
     """Create a self-signed root CA NAME."""
+    import datetime as dt
+
     from unica.ca.authority import create_root
 
     store = _store(db)
     info = create_root(store, name, subject, _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
                        validity=validity, profile=profile,
-                       settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set))
+                       settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url))
+    life = dt.datetime.fromisoformat(info["not_after"]) - dt.datetime.fromisoformat(info["not_before"])
+    if life > dt.timedelta(days=365 * LONG_ROOT_YEARS):
+        _warn(f"root CA {name!r} is valid for {life.days // 365} years (until {info['not_after'][:10]}), more than "
+              f"{LONG_ROOT_YEARS}: its key must stay safe for that long; 20-25 years is usual")
     _show_ca(info, as_json)
 
 
@@ -137,9 +154,9 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 @passphrase_file_option
 @db_option
 @json_option
-def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, validity, profile, crl_url, ocsp_url,
-                  ca_issuers_url, crl_shards, profile_set, parent_pin_file, pin_file, passphrase_file, db,
-                  as_json) -> None:
+def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, validity, profile, crl_url,
+                  delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, parent_pin_file, pin_file,
+                  passphrase_file, db, as_json) -> None:
     """Create a subordinate CA NAME, signed by --parent (or by an external CA via --csr-out)."""
     from unica.ca.authority import create_external_sub, create_sub, ca_info
     from unica.errors import InputError
@@ -147,7 +164,7 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
     if (parent is None) == (csr_out is None):
         raise InputError("give exactly one of --parent NAME or --csr-out FILE")
     store = _store(db)
-    settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set)
+    settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url)
     if csr_out:
         info = create_external_sub(store, name, subject,
                                    _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
@@ -158,11 +175,20 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
         return
     from unica.hsm import load_key
 
-    parent_uri = ca_info(store, parent)["key_uri"]
+    pinfo = ca_info(store, parent)
+    parent_uri = pinfo["key_uri"]
     parent_key = load_key(parent_uri, **key_secrets(parent_uri, parent_pin_file or pin_file, passphrase_file))
     info = create_sub(store, name, parent, subject,
                       _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
                       parent_key=parent_key, validity=validity, profile=profile, settings=settings)
+    if not pinfo["crl_url"] and not pinfo["ocsp_url"]:
+        _warn(f"parent CA {parent!r} publishes no revocation (no CRL URL, no OCSP URL): the certificate of {name!r} "
+              f"names no CRL or OCSP responder, so relying parties that require revocation checking (unica "
+              f"verify's default hard-fail) cannot accept what {name!r} issues; give the parent one before creating "
+              f"subordinates: unica ca set {parent} --crl-url URL")
+    if not validity and pinfo["not_after"] and info["not_after"] == pinfo["not_after"]:
+        _warn(f"the certificate of {name!r} ends with its parent {parent!r} ({pinfo['not_after'][:10]}), "
+              f"before the validity of profile {profile!r} runs out")
     _show_ca(info, as_json)
 
 
@@ -185,12 +211,12 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
 @_settings_options
 @db_option
 @json_option
-def ca_set(name, crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, db, as_json) -> None:
+def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, db, as_json) -> None:
     """Change CA NAME's settings (an empty string clears a URL)."""
     from unica.ca.authority import set_ca
 
-    _show_ca(set_ca(_store(db), name, _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set)),
-             as_json)
+    _show_ca(set_ca(_store(db), name, _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set,
+                                                delta_crl_url)), as_json)
 
 
 @ca_group.command("list")

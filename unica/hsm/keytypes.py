@@ -81,12 +81,14 @@ def key_identifier(public_key) -> bytes:
 
 
 def default_hash_for(public_key) -> hashes.HashAlgorithm | None:
-    """The signature hash unica pairs with a key: SHA-384 for P-384, none for EdDSA, else SHA-256."""
+    """The signature hash unica pairs with a key (certificates, CRLs, signatures): SHA-384 for
+    P-384, SHA-512 for P-521 (RFC 5480 4), none for EdDSA, else SHA-256."""
     if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
                                ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return None
     if isinstance(public_key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
-        return hashes.SHA384() if public_key.curve.key_size >= 384 else hashes.SHA256()
+        size = public_key.curve.key_size
+        return hashes.SHA512() if size >= 521 else hashes.SHA384() if size >= 384 else hashes.SHA256()
     if isinstance(public_key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
         return hashes.SHA256()
     raise UnsupportedKeyType(f"unsupported key type {type(public_key).__name__}")

@@ -241,6 +241,17 @@ def head_revision() -> str:
     return ScriptDirectory(str(Path(__file__).parent / "migrations")).get_current_head()
 
 
+def _create_private(p: Path) -> None:
+    """Create the SQLite file mode 0600 before SQLite does (it would use 0644 under the usual
+    umask; its journal and WAL files take the database file's mode). An existing file is left as it is."""
+    try:
+        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError(f"cannot create the database {p}: {e.strerror or e}") from None
+
+
 def open_store(url: str | None = None, *, create: bool = False) -> Store:
     """Open the database at ``url`` (default :func:`default_db_url`).
 
@@ -261,6 +272,8 @@ def open_store(url: str | None = None, *, create: bool = False) -> Store:
                     raise StoreError(f"cannot create the database directory {p.parent}: {e.strerror or e}") from None
             elif not p.exists():
                 raise StoreError(f"no unica database at {p} (run 'unica init', or set UNICA_HOME / UNICA_DB)")
+            if create:
+                _create_private(p)
     try:
         if create:
             upgrade(store)
