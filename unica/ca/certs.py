@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from unica.ca.records import get_ca_row, pem
 from unica.errors import CertificateNotFound, InputError
 
 STATUSES = ("pending", "valid", "revoked", "hold", "failed", "expired")
@@ -33,6 +32,23 @@ def _info(row, ca_name: str, now: dt.datetime) -> dict:
         "requester": row.requester, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "revocation_reason": row.revocation_reason, "created_at": row.created_at.isoformat(),
     }
+
+
+def get_ca_row(session, name: str):
+    """The CA row named ``name`` (imported on use: 'cert show' without --ca does not need the CA services)."""
+    from unica.ca.records import get_ca_row as _get
+
+    return _get(session, name)
+
+
+def pem(der: bytes) -> str:
+    """A stored certificate's DER as PEM (as cryptography writes it; without loading cryptography,
+    so 'unica cert show' starts fast)."""
+    import base64
+
+    b64 = base64.b64encode(der).decode("ascii")
+    return ("-----BEGIN CERTIFICATE-----\n" + "".join(b64[i:i + 64] + "\n" for i in range(0, len(b64), 64))
+            + "-----END CERTIFICATE-----\n")
 
 
 def list_certs(store, f: CertFilter = CertFilter()) -> list[dict]:

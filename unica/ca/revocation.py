@@ -21,41 +21,61 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from cryptography import x509
 from sqlalchemy import and_, delete, or_, select
 
-from unica.ca.crl import CRLIssuer, RevokedEntry, ShardScheme, build_crl
-from unica.ca.records import get_ca_row
 from unica.errors import CertificateNotFound, ConfigurationError, InputError, RevocationError
 from unica.store import models as m
 
-#: RFC 5280 5.3.1 reason names (cryptography's spelling), keyed by a loose form
-_REASONS = {r.value.lower(): r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from unica.ca.crl import RevokedEntry
+
+#: RFC 5280 5.3.1 reason names as cryptography spells them (the values of x509.ReasonFlags, but
+#: removeFromCRL), keyed by a loose form: revoking needs no cryptography (a fast ``unica revoke``)
+_REASON_VALUES = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                  "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise")
+_REASONS = {v.lower(): v for v in _REASON_VALUES}
+_HOLD = "certificateHold"
 
 DEFAULT_CRL_VALIDITY = dt.timedelta(days=7)
 DEFAULT_DELTA_VALIDITY = dt.timedelta(days=1)
 
 
+def get_ca_row(session, name: str) -> m.CA:
+    """The CA row named ``name`` (the CA services are imported on use: ``unica revoke SERIAL``
+    without --ca starts without them)."""
+    from unica.ca.records import get_ca_row as _get
+
+    return _get(session, name)
+
+
+def reason_value(text: str | x509.ReasonFlags | None) -> str:
+    """The RFC 5280 name of a revocation reason (``keyCompromise``): ``keyCompromise``,
+    ``key-compromise``, ``key_compromise`` and ``x509.ReasonFlags.key_compromise`` all name it."""
+    if text is None:
+        return "unspecified"
+    given = text
+    if not isinstance(text, str):
+        text = getattr(text, "value", None)  # an x509.ReasonFlags
+        if not isinstance(text, str):
+            raise InputError(f"unknown revocation reason {given!r}")
+    key = text.strip().replace("-", "").replace("_", "").lower()
+    if key == "removefromcrl":
+        raise InputError("removeFromCRL is not a revocation reason; use 'unica release' to lift a hold")
+    value = _REASONS.get(key)
+    if value is None:
+        raise InputError(f"unknown revocation reason {given!r} (one of: {', '.join(_REASON_VALUES)})")
+    return value
+
+
 def parse_reason(text: str | x509.ReasonFlags | None) -> x509.ReasonFlags:
     """``keyCompromise``, ``key-compromise`` and ``key_compromise`` all name the same reason."""
-    if text is None:
-        return x509.ReasonFlags.unspecified
-    if isinstance(text, x509.ReasonFlags):
-        reason = text
-    else:
-        key = text.strip().replace("-", "").replace("_", "").lower()
-        if key == "removefromcrl":
-            reason = x509.ReasonFlags.remove_from_crl
-        else:
-            reason = _REASONS.get(key)
-        if reason is None:
-            names = ", ".join(r.value for r in _REASONS.values())
-            raise InputError(f"unknown revocation reason {text!r} (one of: {names})")
-    if reason is x509.ReasonFlags.remove_from_crl:
-        raise InputError("removeFromCRL is not a revocation reason; use 'unica release' to lift a hold")
-    return reason
+    from cryptography import x509
+
+    return x509.ReasonFlags(reason_value(text))
 
 
 def parse_serial(text: str | int) -> int:
@@ -130,7 +150,7 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
            invalidity_date: dt.datetime | None = None, at: dt.datetime | None = None) -> RevocationState:
     """Revoke (or, with ``certificateHold``, suspend) a certificate."""
     serial = parse_serial(serial)
-    reason_flag = parse_reason(reason)
+    reason_v = reason_value(reason)
     now = at or m.utcnow()
     if invalidity_date is not None:
         if invalidity_date.tzinfo is None:
@@ -144,7 +164,7 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
         if cert.status == "revoked":
             raise RevocationError(f"certificate {cert.serial} of CA {ca_row.name!r} is already revoked "
                                   f"({cert.revocation_reason}, {cert.revoked_at:%Y-%m-%d %H:%M:%SZ})")
-        hold = reason_flag is x509.ReasonFlags.certificate_hold
+        hold = reason_v == _HOLD
         if hold and cert.status == "hold":
             raise RevocationError(f"certificate {cert.serial} of CA {ca_row.name!r} is already on hold")
         was = cert.status
@@ -152,7 +172,7 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
         # a hold made final keeps its original revocation date (RFC 5280 5.3.1)
         if not (was == "hold" and cert.revoked_at is not None):
             cert.revoked_at = now
-        cert.revocation_reason = reason_flag.value
+        cert.revocation_reason = reason_v
         cert.invalidity_date = invalidity_date
         cert.updated_at = now
         _drop_presigned(s, cert)
@@ -160,7 +180,7 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
         if sub is not None and not hold:
             sub.status = "revoked"
         store.audit(s, "certificate.held" if hold else "certificate.revoked", ca=ca_row.name, target=cert.serial,
-                    details={"reason": reason_flag.value, "previous_status": was,
+                    details={"reason": reason_v, "previous_status": was,
                              "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
                              "subject": cert.subject_text,
                              **({"subordinate_ca": sub.name} if sub is not None and not hold else {})})
@@ -185,6 +205,275 @@ def release(store, serial: str | int, *, ca: str | None = None) -> RevocationSta
         store.audit(s, "certificate.released", ca=ca_row.name, target=cert.serial,
                     details={"subject": cert.subject_text})
         return _state(ca_row, cert)
+
+
+# --- revocation at scale -----------------------------------------------------------------
+
+#: certificates per transaction in :func:`revoke_many` and :func:`revoke_by_spki`
+BULK_BATCH = 500
+
+#: why a serial was not revoked (the ``code`` of a :class:`Refusal`)
+REFUSAL_CODES = {
+    "malformed": "not a serial number",
+    "duplicate": "listed more than once",
+    "unknown": "no such certificate",
+    "wrong-ca": "issued by another CA",
+    "ambiguous": "issued by several CAs; give the CA",
+    "not-issued": "never issued",
+    "already-revoked": "already revoked",
+    "already-on-hold": "already on hold",
+    "ca-certificate": "a CA certificate (revoke it on its own)",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One serial :func:`revoke_many` did not revoke, and why (``code``: one of REFUSAL_CODES)."""
+
+    serial: str
+    code: str
+    message: str
+    ca: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"serial": self.serial, "ca": self.ca, "code": self.code, "message": self.message}
+
+
+@dataclass
+class BulkRevocation:
+    """What :func:`revoke_many` / :func:`revoke_by_spki` did: the certificates revoked (CA, serial,
+    previous status), the refusals, and (by SPKI) those that were revoked already."""
+
+    reason: str
+    revoked: list[tuple[str, str, str]]
+    refused: list[Refusal]
+    already_revoked: list[tuple[str, str]]
+    batches: int = 0
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "revoked_count": len(self.revoked), "refused_count": len(self.refused),
+                "revoked": [{"ca": ca, "serial": s, "previous_status": p} for ca, s, p in self.revoked],
+                "refused": [r.to_dict() for r in self.refused],
+                "already_revoked": [{"ca": ca, "serial": s} for ca, s in self.already_revoked],
+                "batches": self.batches}
+
+
+def _bulk_args(reason, invalidity_date, at) -> tuple[str, dt.datetime]:
+    reason_v = reason_value(reason)
+    now = at or m.utcnow()
+    if invalidity_date is not None:
+        if invalidity_date.tzinfo is None:
+            raise InputError("the invalidity date needs a time zone (e.g. 2026-11-20T08:00:00Z)")
+        if invalidity_date > now:
+            raise InputError("the invalidity date cannot be in the future")
+    return reason_v, now
+
+
+def _apply_batch(store, s, rows: list, ca_names: dict, reason_v: str,
+                 invalidity_date: dt.datetime | None, now: dt.datetime, refused_here: int, source: dict) -> list:
+    """Revoke (or hold) ``rows`` (id, serial, ca_id, status, revoked_at) in session ``s``: one
+    many-row UPDATE, one DELETE of their pre-signed OCSP responses, one audit entry. Returns the
+    (CA, serial, previous status) revoked."""
+    from sqlalchemy import bindparam
+
+    from unica.store.bulk import update_many
+
+    if not rows:
+        return []
+    t = m.Certificate.__table__
+    hold = reason_v == _HOLD
+    status = "hold" if hold else "revoked"
+    params = [(status, revoked_at if (prev == "hold" and revoked_at is not None) else now, reason_v,
+               invalidity_date, now, cid, prev)
+              for cid, _serial, _ca_id, prev, revoked_at in rows]
+    conn = s.connection()
+    changed = update_many(conn, t, ("status", "revoked_at", "revocation_reason", "invalidity_date", "updated_at"),
+                          ("id", "status"), params)
+    if changed not in (-1, len(rows)):  # rows are locked: only a bug (or a hand-edited database) gets here
+        raise RevocationError(f"{len(rows) - changed} certificate(s) of the batch changed under the lock; "
+                              "nothing of this batch was revoked")
+    ocsp = m.OCSPResponse.__table__
+    conn.execute(delete(ocsp).where(ocsp.c.cert_id.in_(bindparam("ids", expanding=True))),
+                 {"ids": [r[0] for r in rows]})
+    done = [(ca_names[ca_id], serial, prev) for _cid, serial, ca_id, prev, _r in rows]
+    by_ca: dict[str, list[str]] = {}
+    for ca, serial, _prev in done:
+        by_ca.setdefault(ca, []).append(serial)
+    store.audit(s, "certificate.held_batch" if hold else "certificate.revoked_batch",
+                ca=next(iter(by_ca)) if len(by_ca) == 1 else None, target=f"{len(done)} certificates",
+                details={"count": len(done), "reason": reason_v,
+                         "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
+                         "serials": by_ca if len(by_ca) > 1 else next(iter(by_ca.values())),
+                         "previously_on_hold": [serial for _ca, serial, prev in done if prev == "hold"],
+                         "refused_in_batch": refused_here, **source})
+    return done
+
+
+def _lock(q, store):
+    return q.with_for_update(of=m.Certificate.__table__) if store.dialect != "sqlite" else q
+
+
+def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.ReasonFlags | None = None,
+                invalidity_date: dt.datetime | None = None, at: dt.datetime | None = None,
+                batch_size: int = BULK_BATCH, progress=None) -> BulkRevocation:
+    """Revoke many certificates, given by serial (hex text or int), in transactions of
+    ``batch_size``: each batch is looked up with one query, changed with one many-row UPDATE,
+    and audited with one entry listing its serials.
+
+    A serial that cannot be revoked -- malformed, listed twice, unknown, issued by another CA
+    than ``ca``, issued by several CAs (no ``ca`` given), never issued, already revoked (or on
+    hold, for a hold), or a CA certificate (revoked alone, with ``revoke``: that marks the
+    subordinate CA revoked) -- is collected as a :class:`Refusal`; the rest of its batch is
+    revoked. ``progress(done, refused)`` is called after each batch."""
+    from sqlalchemy import bindparam
+
+    reason_v, now = _bulk_args(reason, invalidity_date, at)
+    if batch_size < 1:
+        raise InputError("the batch size must be at least 1")
+    hold = reason_v == _HOLD
+    with store.read() as s:
+        ca_names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
+        want_id = get_ca_row(s, ca).id if ca is not None else None
+    c = m.Certificate.__table__
+    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at, c.c.is_ca).where(
+        c.c.ca_id.in_(bindparam("cas", expanding=True)), c.c.serial.in_(bindparam("serials", expanding=True))), store)
+    result = BulkRevocation(reason_v, [], [], [])
+    seen: set[int] = set()
+
+    def refuse(serial, code, ca_name=None, message=None):
+        result.refused.append(Refusal(serial, code, message or REFUSAL_CODES[code], ca_name))
+
+    def run(batch: list[tuple[str, str]]) -> None:  # [(as given, stored hex)]
+        before = len(result.refused)
+        with store.write() as s:
+            found: dict[str, list] = {}
+            for row in s.execute(lookup, {"cas": list(ca_names), "serials": [h for _, h in batch]}):
+                found.setdefault(row.serial, []).append(row)
+            todo = []
+            for given, sh in batch:
+                rows = found.get(sh, [])
+                if want_id is not None:
+                    mine = [r for r in rows if r.ca_id == want_id]
+                    if not mine and rows:
+                        refuse(given, "wrong-ca", None, "issued by CA " + ", ".join(
+                            repr(ca_names[r.ca_id]) for r in rows) + f", not {ca!r}")
+                        continue
+                    rows = mine
+                if not rows:
+                    refuse(given, "unknown", ca)
+                    continue
+                if len(rows) > 1:
+                    refuse(given, "ambiguous", None, "issued by CAs " + ", ".join(
+                        sorted(repr(ca_names[r.ca_id]) for r in rows)) + "; give --ca")
+                    continue
+                r = rows[0]
+                name = ca_names[r.ca_id]
+                if r.status in ("pending", "failed"):
+                    refuse(given, "not-issued", name, f"never issued ({r.status})")
+                elif r.status == "revoked":
+                    refuse(given, "already-revoked", name)
+                elif hold and r.status == "hold":
+                    refuse(given, "already-on-hold", name)
+                elif r.is_ca:
+                    refuse(given, "ca-certificate", name)
+                else:
+                    todo.append((r.id, r.serial, r.ca_id, r.status, r.revoked_at))
+            result.revoked += _apply_batch(store, s, todo, ca_names, reason_v, invalidity_date, now,
+                                           len(result.refused) - before, {"source": "serial list"})
+        result.batches += 1
+        if progress:
+            progress(len(result.revoked), len(result.refused))
+
+    batch: list[tuple[str, str]] = []
+    for given in serials:
+        text = given if isinstance(given, str) else str(given)
+        try:
+            n = parse_serial(given)
+        except InputError:
+            refuse(text, "malformed")
+            continue
+        if n in seen:
+            refuse(text, "duplicate")
+            continue
+        seen.add(n)
+        batch.append((text if isinstance(given, str) else m.serial_hex(n), m.serial_hex(n)))
+        if len(batch) >= batch_size:
+            run(batch)
+            batch = []
+    if batch:
+        run(batch)
+    return result
+
+
+def parse_spki_sha256(text: str) -> str:
+    """A SHA-256 of a SubjectPublicKeyInfo: 64 hex digits (colons and case tolerated)."""
+    h = text.strip().lower().replace(":", "")
+    if len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
+        raise InputError(f"bad SPKI SHA-256 {text!r} (64 hexadecimal digits expected)")
+    return h
+
+
+def count_by_spki(store, spki_sha256: str, *, ca: str | None = None) -> int:
+    """How many issued, unrevoked certificates (CA certificates included) carry this key."""
+    from sqlalchemy import func
+
+    h = parse_spki_sha256(spki_sha256)
+    c = m.Certificate.__table__
+    with store.read() as s:
+        q = select(func.count()).select_from(c).where(c.c.spki_sha256 == h, c.c.status.in_(("valid", "hold")))
+        if ca is not None:
+            q = q.where(c.c.ca_id == get_ca_row(s, ca).id)
+        return s.execute(q).scalar()
+
+
+def revoke_by_spki(store, spki_sha256: str, *, ca: str | None = None,
+                   reason: str | x509.ReasonFlags | None = "keyCompromise", invalidity_date: dt.datetime | None = None,
+                   at: dt.datetime | None = None, batch_size: int = BULK_BATCH, progress=None) -> BulkRevocation:
+    """Revoke every issued, unrevoked certificate whose public key has this SHA-256 (of the DER
+    SubjectPublicKeyInfo; the indexed ``spki_sha256`` column), of all CAs or of ``ca``: a
+    compromised key. Batches of ``batch_size`` in one transaction each, audited per batch.
+    CA certificates with that key are refused (revoke them alone); those revoked already are
+    listed in ``already_revoked``. :class:`CertificateNotFound` if no certificate has the key."""
+    from sqlalchemy import func
+
+    h = parse_spki_sha256(spki_sha256)
+    reason_v, now = _bulk_args(reason, invalidity_date, at)
+    if batch_size < 1:
+        raise InputError("the batch size must be at least 1")
+    hold = reason_v == _HOLD
+    live = ("valid",) if hold else ("valid", "hold")
+    c = m.Certificate.__table__
+    with store.read() as s:
+        ca_names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
+        where = [c.c.spki_sha256 == h]
+        if ca is not None:
+            where.append(c.c.ca_id == get_ca_row(s, ca).id)
+        if not s.execute(select(func.count()).select_from(c).where(*where)).scalar():
+            raise CertificateNotFound(f"no certificate with SPKI SHA-256 {h}"
+                                      + (f" issued by CA {ca!r}" if ca is not None else ""))
+        result = BulkRevocation(reason_v, [], [], [])
+        for serial, ca_id, status in s.execute(
+                select(c.c.serial, c.c.ca_id, c.c.status).where(*where, c.c.is_ca.is_(True), c.c.status.in_(live))):
+            result.refused.append(Refusal(serial, "ca-certificate", REFUSAL_CODES["ca-certificate"], ca_names[ca_id]))
+        result.already_revoked = [(ca_names[ca_id], serial) for serial, ca_id in s.execute(
+            select(c.c.serial, c.c.ca_id).where(*where, c.c.status.in_(("revoked", "hold") if hold else ("revoked",))))]
+    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at)
+                   .where(*where, c.c.is_ca.is_(False), c.c.status.in_(live)).order_by(c.c.id).limit(batch_size), store)
+    done_ids: set[int] = set()
+    while True:
+        with store.write() as s:
+            rows = [tuple(r) for r in s.execute(lookup)]
+            if done_ids.intersection(r[0] for r in rows):  # never loop on a row the UPDATE did not change
+                raise RevocationError(f"certificates with SPKI SHA-256 {h} did not change; stopped")
+            done_ids.update(r[0] for r in rows)
+            result.revoked += _apply_batch(store, s, rows, ca_names, reason_v, invalidity_date, now, 0,
+                                           {"source": "spki_sha256", "spki_sha256": h})
+        if not rows:
+            break
+        result.batches += 1
+        if progress:
+            progress(len(result.revoked), len(result.refused))
+    return result
 
 
 # --- CRLs ---------------------------------------------------------------------------
@@ -212,9 +501,6 @@ class GeneratedCRL:
         return d
 
 
-_REASON_BY_VALUE = {r.value: r for r in x509.ReasonFlags}
-
-
 def _epoch(column, dialect: str):
     """A timestamp column as whole seconds since the epoch, computed by the database."""
     from sqlalchemy import BigInteger, Integer, cast, func
@@ -230,6 +516,10 @@ def _revoked_rows(store, ca_id: int, now: dt.datetime, since: dt.datetime | None
 
     The hot path of million-entry CRLs: plain Core rows (no ORM objects), revocation times
     computed as epoch seconds by the database, reasons looked up in a dict."""
+    from cryptography import x509
+
+    from unica.ca.crl import RevokedEntry
+
     c = m.Certificate
     d = store.dialect
     cols = (c.serial, c.status, _epoch(c.revoked_at, d), c.revocation_reason, c.invalidity_date,
@@ -241,7 +531,7 @@ def _revoked_rows(store, ca_id: int, now: dt.datetime, since: dt.datetime | None
         q = q.where(or_(and_(c.status.in_(("revoked", "hold")), c.updated_at > since),
                         and_(c.status == "valid", c.released_at > since)))
     remove = x509.ReasonFlags.remove_from_crl
-    reasons = _REASON_BY_VALUE
+    reasons = {r.value: r for r in x509.ReasonFlags}
     with store.read() as s:
         result = s.connection().execution_options(yield_per=batch).execute(q)
         for part in result.partitions(batch):
@@ -270,6 +560,10 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
     each carries an Issuing Distribution Point with its shard's URL. ``delta`` makes delta
     CRLs against the latest base CRL of the same shard.
     """
+    from cryptography import x509
+
+    from unica.ca.crl import CRLIssuer, ShardScheme, build_crl
+
     # ``taken``: when the entries are read (kept to the microsecond in the CRL row, so the next
     # delta lists exactly what changed after this snapshot); the CRL itself says whole seconds
     taken = now or m.utcnow()

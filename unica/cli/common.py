@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from unica.errors import PinRequired
-from unica.hsm import secrets as _secrets
+
+
+def _secrets():
+    """unica.hsm.secrets, imported when a secret is needed (importing unica.hsm loads cryptography:
+    not at the start of every command)."""
+    from unica.hsm import secrets
+
+    return secrets
 
 
 def pin_file_option(f):
@@ -37,7 +44,7 @@ def _can_prompt() -> bool:
 def secret(env_var: str, file: str | None, what: str, *, confirm: bool = False) -> str:
     """A secret from ``file``, else ``$env_var``, else a hidden prompt (only on a terminal)."""
     try:
-        return _secrets.resolve_secret(env_var, file=file, what=what)
+        return _secrets().resolve_secret(env_var, file=file, what=what)
     except PinRequired:
         if not _can_prompt():
             raise
@@ -46,15 +53,15 @@ def secret(env_var: str, file: str | None, what: str, *, confirm: bool = False) 
 
 
 def user_pin(pin_file: str | None) -> str:
-    return secret(_secrets.USER_PIN, pin_file, "token user PIN")
+    return secret(_secrets().USER_PIN, pin_file, "token user PIN")
 
 
 def so_pin(so_pin_file: str | None) -> str:
-    return secret(_secrets.SO_PIN, so_pin_file, "token SO PIN")
+    return secret(_secrets().SO_PIN, so_pin_file, "token SO PIN")
 
 
 def passphrase(passphrase_file: str | None, *, confirm: bool = False) -> str:
-    return secret(_secrets.PASSPHRASE, passphrase_file, "key passphrase", confirm=confirm)
+    return secret(_secrets().PASSPHRASE, passphrase_file, "key passphrase", confirm=confirm)
 
 
 def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, new: bool = False) -> dict:
@@ -65,7 +72,7 @@ def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, 
     if isinstance(u, FileURI):
         return {"passphrase": passphrase(passphrase_file, confirm=new)}
     if u.pin_source and pin_file is None:
-        return {"pin": _secrets.read_secret_file(u.pin_source)}
+        return {"pin": _secrets().read_secret_file(u.pin_source)}
     return {"pin": user_pin(pin_file)}
 
 

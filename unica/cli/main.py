@@ -21,6 +21,8 @@ terminal's encoding (characters it cannot show are written as ``\\uXXXX`` escape
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import io
 import os
@@ -44,6 +46,20 @@ COMMAND_MODULES = [
     "verify",
 ]
 
+#: the commands each of those modules puts in its ``COMMANDS``: the root group imports a module
+#: only when one of its commands is run (or listed by ``unica --help``), not at every start
+#: (tests/cli/test_startup.py checks that this table and the modules agree)
+MODULE_COMMANDS = {
+    "key": ("key",),
+    "token": ("token",),
+    "ca": ("init", "ca", "issue", "issue-batch", "cert", "profile"),
+    "revoke": ("revoke", "release", "crl", "recover"),
+    "ocsp": ("ocsp",),
+    "audit": ("audit",),
+    "sign": ("sign",),
+    "verify": ("verify",),
+}
+
 #: exit status for a usage error (click's, like InputError's)
 EXIT_USAGE = 2
 
@@ -51,7 +67,58 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """The root group: a command module is imported on first use of one of its commands, so
+    ``unica revoke`` does not pay for importing what ``unica verify`` or ``unica sign`` need.
+    ``commands`` (all of them) still works: reading it imports every module."""
+
+    def __init__(self, *args, modules: dict[str, tuple[str, ...]], **kwargs):
+        self._module_of = {name: module for module, names in modules.items() for name in names}
+        self._loaded: dict[str, click.Command] = {}
+        super().__init__(*args, **kwargs)
+
+    @property
+    def commands(self) -> dict[str, click.Command]:
+        for name in self._module_of:
+            self._load(name)
+        return self._loaded
+
+    @commands.setter
+    def commands(self, value) -> None:  # click.Group.__init__ sets it
+        self._loaded = dict(value or {})
+
+    def _load(self, name: str) -> click.Command | None:
+        if name not in self._loaded and name in self._module_of:
+            module = importlib.import_module(f"unica.cli.{self._module_of[name]}")
+            for command in module.COMMANDS:
+                self._loaded.setdefault(command.name, command)
+        return self._loaded.get(name)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        self._loaded[name or cmd.name] = cmd
+
+    def get_command(self, ctx, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(set(self._module_of) | set(self._loaded))
+
+    def invoke(self, ctx):
+        global _FREEZE_AT_EXIT
+        if not _FREEZE_AT_EXIT:
+            # at exit, skip the interpreter's last full garbage collection over everything the
+            # command loaded (with SQLAlchemy loaded, a third of a short command's time); what is
+            # freed by reference counting still is, files and the database are closed by then
+            _FREEZE_AT_EXIT = True
+            atexit.register(gc.freeze)
+        return super().invoke(ctx)
+
+
+_FREEZE_AT_EXIT = False
+
+
+@click.group(cls=_LazyGroup, modules=MODULE_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="unica")
 def cli() -> None:
     """unica: a certification authority toolkit on PKCS#11 tokens.
@@ -60,12 +127,6 @@ def cli() -> None:
     or ``file:PATH`` (an encrypted PKCS#8 key file). Secrets come from UNICA_PIN,
     UNICA_SO_PIN, UNICA_PASSPHRASE, a --*-file option, or a prompt.
     """
-
-
-for _name in COMMAND_MODULES:
-    _module = importlib.import_module(f"unica.cli.{_name}")
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

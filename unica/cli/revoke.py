@@ -41,18 +41,140 @@ def _print_state(st, as_json: bool) -> None:
 
 
 @click.command("revoke")
-@click.argument("serial")
+@click.argument("serial", required=False)
+@click.option("--serials-file", default=None, metavar="FILE",
+              help="Revoke every serial listed in FILE: one hexadecimal serial a line, '#' starts a comment, "
+                   "'-' reads standard input. Refused ones are reported; the others are revoked.")
+@click.option("--spki-sha256", "spki", default=None, metavar="HEX",
+              help="Revoke every certificate of this public key (SHA-256 of its DER SubjectPublicKeyInfo, "
+                   "64 hex digits, as 'unica cert show' prints it): a compromised key.")
 @click.option("--ca", "ca_name", default=None, help="Issuing CA (needed when the serial is not unique).")
 @click.option("--reason", default="unspecified", show_default=True,
               help="RFC 5280 reason: " + ", ".join(REASONS) + " (certificateHold suspends).")
 @click.option("--invalidity-date", default=None, help="When the key was (suspected) compromised, ISO 8601.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="With --serials-file / --spki-sha256: certificates per transaction (each audited).")
 @db_option
 @json_option
-def revoke_cmd(serial, ca_name, reason, invalidity_date, db, as_json) -> None:
-    """Revoke a certificate (or put it on hold with --reason certificateHold)."""
-    from unica.ca.revocation import revoke
-    st = revoke(_store(db), serial, ca=ca_name, reason=reason, invalidity_date=_when(invalidity_date))
-    _print_state(st, as_json)
+def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, batch_size, db, as_json) -> None:
+    """Revoke a certificate (or put it on hold with --reason certificateHold); with --serials-file or
+    --spki-sha256, many."""
+    from unica.errors import InputError
+
+    given = [n for n, v in (("SERIAL", serial), ("--serials-file", serials_file), ("--spki-sha256", spki))
+             if v is not None]
+    if len(given) != 1:
+        raise InputError("give one of SERIAL, --serials-file FILE or --spki-sha256 HEX"
+                         + (f", not {' and '.join(given)}" if given else ""))
+    if serial is not None:
+        from unica.ca.revocation import revoke
+        st = revoke(_store(db), serial, ca=ca_name, reason=reason, invalidity_date=_when(invalidity_date))
+        _print_state(st, as_json)
+        return
+    from unica.ca import revocation as rv
+
+    when = _when(invalidity_date)
+    rv.reason_value(reason)  # a bad reason is refused before anything is read or opened
+    if spki is not None:
+        digest = rv.parse_spki_sha256(spki)
+        store = _store(db)
+        progress = _Progress(rv.count_by_spki(store, digest, ca=ca_name))
+        res = rv.revoke_by_spki(store, digest, ca=ca_name, reason=reason, invalidity_date=when,
+                                batch_size=batch_size, progress=progress)
+        total = len(res.revoked) + len(res.refused) + len(res.already_revoked)
+    else:
+        serials = _read_serials(serials_file)
+        store = _store(db)
+        progress = _Progress(len(serials))
+        res = rv.revoke_many(store, serials, ca=ca_name, reason=reason, invalidity_date=when,
+                             batch_size=batch_size, progress=progress)
+        total = len(serials)
+    progress.close(len(res.revoked), len(res.refused))
+    if as_json:
+        emit_json(res.to_dict())
+    else:
+        verb = "put on hold" if res.reason == "certificateHold" else "revoked"
+        click.echo(f"{verb} {len(res.revoked)} of {total} certificate(s) ({res.reason}) in {res.batches} "
+                   f"transaction(s); refused {len(res.refused)}"
+                   + (f"; {len(res.already_revoked)} revoked already" if res.already_revoked else ""))
+        for r in res.refused:
+            click.echo(f"refused {r.serial}{' (CA ' + r.ca + ')' if r.ca else ''}: {r.code}: {r.message}")
+    if res.refused:
+        from unica.errors import RevocationError
+
+        raise RevocationError(f"{len(res.refused)} of {total} refused (listed above); the other "
+                              f"{len(res.revoked)} are {'on hold' if res.reason == 'certificateHold' else 'revoked'}")
+
+
+#: a serials file: ~10 million serials of 128 bits
+MAX_SERIALS_FILE = 512 * 1024 * 1024
+
+
+def _read_serials(path: str) -> list[str]:
+    """The serials of a --serials-file (bounded read; '-' is stdin). A malformed line is an input
+    error naming the line, before anything is revoked."""
+    from unica.boundedio import label, read_limited
+    from unica.ca.revocation import parse_serial
+    from unica.errors import InputError, MalformedInput
+
+    data = read_limited(path, MAX_SERIALS_FILE, "serials file", stdin=True)
+    name = f"serials file {label(path, stdin=True)}"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise MalformedInput(f"{name}: not UTF-8 text (byte {e.start})") from None
+    serials = []
+    for n, line in enumerate(text.splitlines(), 1):
+        item = line.split("#", 1)[0].strip()
+        if not item:
+            continue
+        try:
+            parse_serial(item)
+        except InputError:
+            raise MalformedInput(f"{name} line {n}: bad serial number {item[:80]!r} (one hexadecimal serial "
+                                 "a line expected)") from None
+        serials.append(item)
+    if not serials:
+        raise InputError(f"{name}: no serial numbers in it")
+    return serials
+
+
+class _Progress:
+    """Progress of a bulk revocation on stderr: a live line with rate and ETA on a terminal,
+    else a plain line every few seconds (nothing for a run shorter than that)."""
+
+    EVERY = 5.0
+
+    def __init__(self, total: int):
+        import sys
+        import time
+
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.clock = time.monotonic
+        self.start = self.last = self.clock()
+        self.shown = False
+
+    def __call__(self, revoked: int, refused: int) -> None:
+        now = self.clock()
+        if now - self.last < (0.2 if self.tty else self.EVERY):
+            return
+        self.last = now
+        self.shown = True
+        done = revoked + refused
+        rate = done / max(now - self.start, 1e-9)
+        line = f"{done}/{self.total} done ({revoked} revoked, {refused} refused), {rate:.0f}/s"
+        if self.tty:
+            eta = (self.total - done) / rate if rate > 0 and self.total >= done else 0
+            click.echo(f"\r{line}, ETA {eta:.0f} s  ", nl=False, err=True)
+        else:
+            click.echo(f"unica revoke: {line}", err=True)
+
+    def close(self, revoked: int, refused: int) -> None:
+        if self.tty and self.shown:
+            self.last = 0.0
+            self(revoked, refused)
+            click.echo(err=True)
 
 
 @click.command("release")

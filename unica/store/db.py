@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from sqlalchemy import bindparam, create_engine, event, insert, inspect, select, text, update
+from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from unica.errors import ConfigurationError, StoreError
@@ -228,14 +228,30 @@ def upgrade(store: Store) -> None:
     command.upgrade(_alembic_config(store.engine), "head")
 
 
+#: the newest migration under migrations/versions: opening a database compares its
+#: ``alembic_version`` with this in one query, without loading Alembic (a third of a CLI
+#: command's start-up); tests/cli/test_startup.py checks it is Alembic's head
+SCHEMA_HEAD = "0005"
+
+
 def schema_revision(store: Store) -> str | None:
+    """The database's schema revision: one query on ``alembic_version`` (None: no such table)."""
     with store.engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError) as e:
+            if _no_such_table(e):
+                return None
+            raise
+
+
+def _no_such_table(e: SQLAlchemyError) -> bool:
+    orig = getattr(e, "orig", None)
+    return getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig or e).lower()
 
 
 def head_revision() -> str:
+    """The head revision of the migration scripts, as Alembic reads it (loads Alembic)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(Path(__file__).parent / "migrations")).get_current_head()
@@ -281,7 +297,7 @@ def open_store(url: str | None = None, *, create: bool = False) -> Store:
             rev = schema_revision(store)
             if rev is None:
                 raise StoreError(f"database {_redact(url)} is not initialised (run 'unica init')")
-            if rev != head_revision():
+            if rev != SCHEMA_HEAD:
                 raise StoreError(f"database {_redact(url)} is at schema {rev}; run 'unica init' to migrate")
     except OperationalError as e:
         raise StoreError(f"cannot reach the database {_redact(url)}: {_first_line(e)}") from None
