@@ -71,7 +71,8 @@ class ModuleNotFound(TokenError):
 
 
 class PinIncorrect(TokenError):
-    """The token refused the PIN. The token's retry counter has been decremented."""
+    """The token refused the PIN (CKR_PIN_INCORRECT). A token that keeps a retry counter has
+    counted the attempt; not every token keeps one (SoftHSM2 does not)."""
 
 
 class PinLocked(TokenError):

@@ -71,6 +71,9 @@ def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, 
     u = parse_key_uri(uri)
     if isinstance(u, FileURI):
         return {"passphrase": passphrase(passphrase_file, confirm=new)}
+    from unica.hsm.tokens import require_token
+
+    require_token(u.token, u.module_path, u.serial)  # a missing token is said before a PIN is asked
     if u.pin_source and pin_file is None:
         return {"pin": _secrets().read_secret_file(u.pin_source)}
     return {"pin": user_pin(pin_file)}

@@ -45,6 +45,9 @@ def key_show(uri: str, pin_file, passphrase_file, as_json: bool) -> None:
 @json_option
 def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
     """List the key pairs on a token."""
+    from unica.hsm.tokens import require_token
+
+    require_token(token, module_path)  # a missing token is said before a PIN is asked
     keys = list_keys(token, module_path=module_path, pin=user_pin(pin_file))
     if as_json:
         emit_json([k.to_dict() for k in keys])

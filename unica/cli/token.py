@@ -61,6 +61,48 @@ def _subject_name(subject: str | None, uscc: str | None):
     return name, code
 
 
+def _token_pin(token: str, module_path, pin_file) -> str:
+    """The user PIN, asked only once the token is there: a missing token is said first."""
+    from unica.hsm.tokens import require_token
+
+    require_token(token, module_path)
+    return user_pin(pin_file)
+
+
+def _check_subject(name, profile_name: str | None) -> None:
+    """The subject the CA would refuse, refused here (PolicyViolation, exit 3) before the token
+    is touched: the X.520 bounds and string rules always, the profile's subject rules with
+    ``profile_name`` (profiles are local files -- built-in or $UNICA_HOME/profiles -- so the
+    check needs no CA database; what only the CA knows, e.g. its allowed profiles or name
+    constraints, is still checked by the CA)."""
+    from unica.ca.names import apply_subject_rules
+    from unica.policies import SubjectRules, get_profile
+    from unica.policies.model import SUBJECT_ATTRIBUTES, Profile
+
+    if name is None:
+        return
+    if profile_name is None:
+        import datetime as dt
+
+        prof = Profile(name="(any)", source="", kind="end-entity", validity=dt.timedelta(days=1),
+                       subject=SubjectRules(allowed=tuple(SUBJECT_ATTRIBUTES)))
+        apply_subject_rules(prof, name, "subject")
+        return
+    apply_subject_rules(get_profile(profile_name), name, f"subject under profile {profile_name!r}")
+
+
+def _check_key_type(profile_name: str | None, key_type: str) -> None:
+    from unica.errors import PolicyViolation
+    from unica.policies import get_profile
+
+    if profile_name is None:
+        return
+    prof = get_profile(profile_name)
+    if prof.key_types and key_type not in prof.key_types:
+        raise PolicyViolation(f"key type {key_type} is not allowed by profile {profile_name!r} "
+                              f"(allowed: {', '.join(prof.key_types)})")
+
+
 def _write_out(data: bytes, out: str | None) -> None:
     if out is None or out == "-":
         click.echo(data.decode() if data.startswith(b"-----") else data, nl=False)
@@ -184,7 +226,7 @@ def token_objects(token, public_only, pin_file, module_path, as_json) -> None:
     """Keys and certificates on a token: labels, ids, types, sensitivity, certificate subjects."""
     from unica.hsm.objects import list_objects
 
-    objs = list_objects(token, None if public_only else user_pin(pin_file), module_path)
+    objs = list_objects(token, None if public_only else _token_pin(token, module_path, pin_file), module_path)
     if as_json:
         emit_json([o.to_dict() for o in objs])
         return
@@ -225,7 +267,8 @@ def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json)
             kid = bytes.fromhex(key_id)
         except ValueError:
             raise InputError(f"--id {key_id!r} is not hex") from None
-    key = keygen(token, label, key_type, user_pin(pin_file), key_id=kid, module_path=module_path)
+    key = keygen(token, label, key_type, _token_pin(token, module_path, pin_file), key_id=kid,
+                 module_path=module_path)
     info = key_info(key)
     if as_json:
         emit_json(info.to_dict())
@@ -241,15 +284,25 @@ def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json)
 @click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
 @click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
 @click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
+@click.option("--profile", default=None,
+              help="Check the subject and key type against this certificate profile first (the one the CA "
+                   "will issue under; built-in or $UNICA_HOME/profiles).")
 @pin_file_option
-def token_csr(key_uri, subject, uscc, out, pin_file) -> None:
-    """A PKCS#10 request signed with the key on the token (proof of possession)."""
+def token_csr(key_uri, subject, uscc, out, profile, pin_file) -> None:
+    """A PKCS#10 request signed with the key on the token (proof of possession).
+
+    The subject is checked first as a CA checks it: X.520 bounds and string rules always,
+    and the rules of --profile when given (exit 3 when refused)."""
     from unica.cli.common import key_secrets
     from unica.hsm import load_key
     from unica.hsm.enroll import csr_pem, make_csr
 
     name, _ = _subject_name(subject, uscc)
+    _check_subject(name, profile)
     key = load_key(key_uri, **key_secrets(key_uri, pin_file, None))
+    from unica.hsm.keytypes import key_type_of
+
+    _check_key_type(profile, key_type_of(key.public_key()))
     _write_out(csr_pem(make_csr(key, name)), out)
 
 
@@ -271,7 +324,8 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
                                    f"certificate file {cert_file}")
     chain = load_certificate_bytes(read_limited(chain_file, MAX_CERTIFICATE, "chain file"),
                                    f"chain file {chain_file}") if chain_file else []
-    res = import_certificate(token, certs, user_pin(pin_file), chain=chain, remove_old=remove_old,
+    res = import_certificate(token, certs, _token_pin(token, module_path, pin_file), chain=chain,
+                             remove_old=remove_old,
                              path=module_path)
     if as_json:
         emit_json(res.to_dict())
@@ -316,7 +370,16 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
         Path(out).write_bytes(pem)
     res = _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path,
                             ca_pin_file, ca_passphrase_file, db)
-    click.echo(f"renewed: {res.subject!r} on key {r.key_uri} (removed {res.removed} old certificate(s))")
+    old_key = ""
+    if remove_old and r.rekeyed:
+        from unica.hsm.objects import delete_objects
+        from unica.hsm.uri import parse_key_uri
+
+        old_id = parse_key_uri(r.old_key_uri).id
+        if old_id:  # the old pair (and any certificate still carrying its id): the new one is in place
+            gone = delete_objects(r.key.uri.token, pin, key_id=old_id, what="both", path=r.key.uri.module_path)
+            old_key = f" and the old key (id {old_id.hex()}: {len(gone)} object(s))"
+    click.echo(f"renewed: {res.subject!r} on key {r.key_uri} (removed {res.removed} old certificate(s){old_key})")
 
 
 @token_group.command("enroll")
@@ -338,18 +401,42 @@ def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_ou
     from unica.hsm.enroll import csr_pem, keygen, make_csr
 
     name, _ = _subject_name(subject, uscc)  # before touching the token: bad input changes nothing
-    pin = user_pin(pin_file)
+    _check_key_type(profile, key_type)  # and what the profile refuses: refused before a key is made
+    _check_subject(name, profile)
+    pin = _token_pin(token, module_path, pin_file)
     key = keygen(token, label, key_type, pin, module_path=module_path)
-    pem = csr_pem(make_csr(key, name))
+    pem = _remove_key_on_failure(lambda: csr_pem(make_csr(key, name)), token, key, pin, module_path)
     if csr_out:
         Path(csr_out).write_bytes(pem)
-    res = _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
-                            ca_passphrase_file, db)
+    res = _remove_key_on_failure(
+        lambda: _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
+                                  ca_passphrase_file, db), token, key, pin, module_path)
     if as_json:
         emit_json({"key_uri": str(key.uri), **res.to_dict()})
         return
     click.echo(f"enrolled {res.subject!r}: key {key.uri} with its certificate and "
                f"{res.chain_written} CA certificate(s) on token {token!r}")
+
+
+def _remove_key_on_failure(step, token, key, pin, module_path):
+    """``step()``; when it fails, the key pair this enrollment generated (its CKA_ID, nothing
+    else) is removed from the token, so that the same command can simply be run again."""
+    from unica.errors import UnicaError
+    from unica.hsm.objects import delete_objects
+
+    try:
+        return step()
+    except Exception as e:
+        kid = key.uri.id
+        try:
+            delete_objects(token, pin, key_id=kid, what="both", path=module_path)
+            note = f"; the new key {key.uri.object!r} (id {kid.hex()}) was removed from token {token!r}"
+        except UnicaError as cleanup:
+            note = (f"; removing the new key failed too ({' '.join(str(cleanup).split())}): remove it with "
+                    f"'unica token delete --token {token} --id {kid.hex()} --yes'")
+        if isinstance(e, UnicaError):
+            e.args = (" ".join(str(e).split()) + note,)
+        raise
 
 
 def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path,
@@ -375,12 +462,77 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
         # the CA's secrets come from env or the --ca-*-file options: the child cannot prompt
         proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ), stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not cert_path.exists():
+            from unica.errors import InputError, PolicyViolation
+
             msg = (proc.stderr.strip().splitlines() or ["no certificate written"])[-1]
-            raise UnicaError(f"issuing with CA {ca_name!r} failed: {msg.removeprefix('unica: error: ')} "
-                             "(the key stays on the token without a certificate)")
+            msg = msg.removeprefix("unica: error: ").replace(f"CSR {csr_path}", "the request")
+            msg = msg.replace(str(csr_path), "the request").replace(str(cert_path), "the certificate")
+            msg = msg.replace(str(tmp), "(a temporary directory)")
+            # the child's exit status says what kind of failure it was: refused (3), bad input (2)
+            kind = {PolicyViolation.exit_code: PolicyViolation, InputError.exit_code: InputError}.get(
+                proc.returncode, UnicaError)
+            raise kind(f"CA {ca_name!r} did not issue the certificate: {msg}")
         certs = load_certificate_bytes(read_limited(cert_path, MAX_CERTIFICATE, "issued certificate"),
                                        "issued certificate")
     return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
+
+
+@token_group.command("delete")
+@_token_option
+@click.option("--label", default=None, help="CKA_LABEL of the objects (and the objects sharing their CKA_ID).")
+@click.option("--id", "key_id", default=None, help="CKA_ID of the objects, in hex.")
+@click.option("--what", type=click.Choice(["key", "cert", "both"]), default="both", show_default=True,
+              help="The key pair (private and public key), the certificate(s), or both.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@pin_file_option
+@_module_option
+@json_option
+def token_delete(token, label, key_id, what, yes, pin_file, module_path, as_json) -> None:
+    """Delete a key pair and/or its certificates from the token, by label or id.
+
+    Lists what will be deleted and asks for confirmation (or --yes). Deleting a private key
+    cannot be undone: certificates issued for it become unusable for signing.
+    """
+    from unica.cli.common import _can_prompt
+    from unica.errors import InputError, KeyNotFound, UnicaError
+    from unica.hsm.objects import delete_objects, objects_to_delete
+
+    if (label is None) == (key_id is None):
+        raise InputError("name the objects to delete by --label or by --id (one of them)")
+    kid = None
+    if key_id is not None:
+        try:
+            kid = bytes.fromhex(key_id)
+        except ValueError:
+            raise InputError(f"--id {key_id!r} is not hex") from None
+        if not kid:
+            raise InputError("--id is empty")
+    if not yes and not _can_prompt():
+        raise InputError("deleting objects from a token needs confirmation: run it on a terminal, or pass --yes")
+    pin = _token_pin(token, module_path, pin_file)
+    sel = dict(label=label, key_id=kid, what=what, path=module_path)
+    plan = objects_to_delete(token, pin, **sel)
+    if not plan:
+        what_text = {"key": "key", "cert": "certificate", "both": "key or certificate"}[what]
+        named = f"labelled {label!r}" if label is not None else f"with id {key_id}"
+        raise KeyNotFound(f"no {what_text} {named} on token {token!r}")
+    if not yes:
+        click.echo(f"to be deleted from token {token!r}:", err=True)
+        for o in plan:
+            click.echo(f"  {_object_line(o)}", err=True)
+        if not click.confirm(f"delete these {len(plan)} object(s)?", default=False, err=True):
+            raise UnicaError("not confirmed: nothing was deleted")
+    gone = delete_objects(token, pin, **sel)
+    if as_json:
+        emit_json([o.to_dict() for o in gone])
+        return
+    for o in gone:
+        click.echo(f"deleted {_object_line(o)}")
+
+
+def _object_line(o) -> str:
+    extra = f" subject={o.subject}" if o.subject else (f" type={o.key_type}" if o.key_type else "")
+    return f"{o.kind} label={o.label or ''!r} id={o.id.hex() if o.id else ''}{extra}"
 
 
 COMMANDS = [token_group]

@@ -356,3 +356,98 @@ def delete_key_objects(token: str, key_id: bytes, pin: str, path: str | None = N
         return ts.run(rm)
     except p11e.PKCS11Error as e:
         raise TokenError(f"removing objects from token {token!r} failed: {_p11_name(e)}") from None
+
+
+#: what ``unica token delete --what`` removes: object classes
+DELETE_CLASSES = {
+    "key": (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY),
+    "cert": (ObjectClass.CERTIFICATE,),
+    "both": (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE),
+}
+
+
+def _select(session, label: str | None, key_id: bytes | None, what: str, token: str) -> list:
+    """The objects ``delete_objects`` removes: of the classes ``what`` names, those with
+    ``CKA_ID == key_id``, or those labelled ``label`` together with the objects that share
+    their CKA_ID (the pairing convention: a certificate another tool labelled differently).
+    Matches spanning more than one CKA_ID are refused: name the pair by --id."""
+    from unica.errors import InputError
+
+    if (label is None) == (key_id is None):
+        raise InputError("name the objects to delete by --label or by --id (one of them)")
+    if what not in DELETE_CLASSES:
+        raise InputError(f"--what must be key, cert or both, not {what!r}")
+    classes = DELETE_CLASSES[what]
+    objs = []
+    for cls in classes:
+        objs += [(cls, o) for o in session.get_objects({Attribute.CLASS: cls})]
+    if key_id is not None:
+        return [(c, o) for c, o in objs if (_attr(o, Attribute.ID) or b"") == key_id]
+    named = [(c, o) for c, o in objs if _attr(o, Attribute.LABEL) == label]
+    ids = {bytes(_attr(o, Attribute.ID) or b"") for _, o in named}
+    if len(ids) > 1:
+        shown = ", ".join(sorted(i.hex() or "(none)" for i in ids))
+        raise InputError(f"the objects labelled {label!r} on token {token!r} have {len(ids)} different ids "
+                         f"({shown}): name the ones to delete by --id")
+    kid = next(iter(ids), b"")
+    if not kid:
+        return named
+    return [(c, o) for c, o in objs if _attr(o, Attribute.LABEL) == label or (_attr(o, Attribute.ID) or b"") == kid]
+
+
+def _describe_object(cls, obj) -> TokenObject:
+    label = _attr(obj, Attribute.LABEL) or None
+    oid = _attr(obj, Attribute.ID) or None
+    if cls == ObjectClass.CERTIFICATE:
+        cert = _cert_object(obj)
+        return TokenObject(kind="certificate", label=label, id=oid,
+                           subject=dn_text(cert.subject) if cert else None,
+                           serial=format(cert.serial_number, "x") if cert else None,
+                           not_after=cert.not_valid_after_utc.isoformat() if cert else None)
+    kt = _attr(obj, Attribute.KEY_TYPE)
+    return TokenObject(kind=_CLASS_NAMES[cls], label=label, id=oid,
+                       key_type=getattr(kt, "name", str(kt)).lower() if kt is not None else None)
+
+
+_KIND_ORDER = {"private-key": 0, "public-key": 1, "certificate": 2}
+
+
+def objects_to_delete(token: str, pin: str, *, label: str | None = None, key_id: bytes | None = None,
+                      what: str = "both", path: str | None = None) -> list[TokenObject]:
+    """What :func:`delete_objects` with the same arguments would remove (nothing is changed)."""
+    ts = _session(token, pin, path)
+
+    def scan(session):
+        found = [_describe_object(c, o) for c, o in _select(session, label, key_id, what, token)]
+        return sorted(found, key=lambda o: (o.id or b"", _KIND_ORDER.get(o.kind, 9), o.label or ""))
+
+    try:
+        return ts.run(scan)
+    except p11e.PKCS11Error as e:
+        raise TokenError(f"reading the objects of token {token!r} failed: {_p11_name(e)}") from None
+
+
+def delete_objects(token: str, pin: str, *, label: str | None = None, key_id: bytes | None = None,
+                   what: str = "both", path: str | None = None) -> list[TokenObject]:
+    """Destroy the key pair and/or certificates named by ``label`` or ``key_id`` (see
+    :func:`_select`); the objects removed. :class:`KeyNotFound` when nothing matches."""
+    ts = _session(token, pin, path, rw=True)
+
+    def rm(session):
+        chosen = _select(session, label, key_id, what, token)
+        gone = []
+        for cls, obj in chosen:
+            desc = _describe_object(cls, obj)
+            obj.destroy()
+            gone.append(desc)
+        return sorted(gone, key=lambda o: (o.id or b"", _KIND_ORDER.get(o.kind, 9), o.label or ""))
+
+    try:
+        gone = ts.run(rm)
+    except p11e.PKCS11Error as e:
+        raise TokenError(f"deleting objects from token {token!r} failed: {_p11_name(e)}") from None
+    if not gone:
+        what_text = {"key": "key", "cert": "certificate", "both": "key or certificate"}[what]
+        sel = f"labelled {label!r}" if label is not None else f"with id {key_id.hex()}"
+        raise KeyNotFound(f"no {what_text} {sel} on token {token!r}")
+    return gone

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,21 +97,62 @@ class Module:
             return list(self.lib.get_tokens())
 
     def find_token(self, label: str | None = None, serial: str | None = None):
-        """The one token with this label (and/or serial); :class:`TokenNotFound` otherwise."""
+        """The one token with this label (and/or serial); :class:`TokenNotFound` otherwise.
+
+        Not found at first, the module is re-initialised and asked again a few times: a
+        SoftHSM2 process that starts while another one rewrites the token file (each login
+        does, and key generation) can read it half-written -- a slot answering CKR_GENERAL_ERROR, or a token without
+        its label -- and keeps that view until C_Finalize/C_Initialize. Concurrent processes
+        on one token are not an unplugged token.
+        """
+        delay = _REREAD_FIRST_DELAY
+        for attempt in range(_REREAD_TRIES + 1):
+            found, unreadable = self._scan_tokens(label, serial)
+            if found or attempt == _REREAD_TRIES:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, _REREAD_MAX_DELAY)
+            self.reinitialize()
+        if not found:
+            what = f"label {label!r}" if label is not None else f"serial {serial!r}"
+            if unreadable is not None:
+                raise TokenError(f"no readable PKCS#11 token with {what} in {self.path}: a slot kept answering "
+                                 f"{unreadable} (another process busy with the token?); try again")
+            raise TokenNotFound(f"no PKCS#11 token with {what} in {self.path} (is it plugged in?)")
+        if len(found) > 1:
+            raise TokenError(f"{len(found)} tokens have label {label!r}; name the token by serial in the URI")
+        return found[0]
+
+    def _scan_tokens(self, label, serial):
+        """(matching tokens, the CKR name of a slot that could not be read, or None)."""
+        found, unreadable = [], None
         with self.lock:
-            found = []
-            for token in self.lib.get_tokens():
+            try:
+                slots = list(self.lib.get_slots(token_present=True))
+            except p11e.PKCS11Error as e:
+                raise TokenError(f"cannot list the slots of {self.path}: {_p11_name(e)}") from None
+            for slot in slots:
+                try:
+                    token = slot.get_token()
+                except (p11e.GeneralError, p11e.DeviceError, p11e.TokenNotRecognised, p11e.TokenNotPresent) as e:
+                    unreadable = _ckr_name(e)
+                    continue
                 if label is not None and token.label != label:
                     continue
                 if serial is not None and _serial_text(token.serial) != serial:
                     continue
                 found.append(token)
-        if not found:
-            what = f"label {label!r}" if label is not None else f"serial {serial!r}"
-            raise TokenNotFound(f"no PKCS#11 token with {what} in {self.path} (is it plugged in?)")
-        if len(found) > 1:
-            raise TokenError(f"{len(found)} tokens have label {label!r}; name the token by serial in the URI")
-        return found[0]
+        return found, unreadable
+
+    def reinitialize(self) -> None:
+        """C_Finalize + C_Initialize: the module enumerates its slots afresh, as a new process
+        would. Every session of this process is closed first (keys reopen theirs on next use)."""
+        with self.lock:
+            self.drop_sessions()
+            try:
+                self.lib.reinitialize()
+            except p11e.PKCS11Error as e:
+                raise TokenError(f"re-initialising {self.path} failed: {_p11_name(e)}") from None
 
     def session(self, uri: Pkcs11URI, pin: str | None, rw: bool = False) -> "TokenSession":
         """The process's session on the token ``uri`` names, logged in with ``pin`` if given."""
@@ -172,13 +214,32 @@ class TokenSession:
         if self._pin is None:
             self.session = _call(token.open, rw=self.rw)
             return
-        with pin_errors(token.label, "opening a session"):
-            try:
-                self.session = token.open(rw=self.rw, user_pin=self._pin)
-            except p11e.UserAlreadyLoggedIn:
-                # login state is per application: another session already logged in
-                self.session = token.open(rw=self.rw)
+        delay = _REREAD_FIRST_DELAY
+        with pin_errors(token.label, "opening a session", token=token):
+            for attempt in range(_REREAD_TRIES + 1):
+                try:
+                    self.session = self._login(token)
+                    break
+                except (p11e.UserPinNotInitialized, p11e.GeneralError) as e:
+                    # SoftHSM2 reading a half-written token file (see Module.find_token). Not a
+                    # PIN verdict -- a wrong PIN is CKR_PIN_INCORRECT, never retried -- so the
+                    # PIN is sent again only after the token failed to judge it at all
+                    if attempt == _REREAD_TRIES:
+                        raise TokenError(f"opening a session on token {token.label!r} failed: the token "
+                                         f"kept answering {_ckr_name(e)} (another process writing it? no user PIN set?); "
+                                         "try again") from None
+                time.sleep(delay)
+                delay = min(delay * 2, _REREAD_MAX_DELAY)
+                self.module.reinitialize()
+                token = self.token = self.module.find_token(self.label, self.serial)
         self.logged_in = True
+
+    def _login(self, token):
+        try:
+            return token.open(rw=self.rw, user_pin=self._pin)
+        except p11e.UserAlreadyLoggedIn:
+            # login state is per application: another session of this process already logged in
+            return token.open(rw=self.rw)
 
     def reopen(self) -> None:
         self.close()
@@ -205,22 +266,40 @@ class TokenSession:
                 return fn(self.session, *args, **kwargs)
 
 
+#: re-initialisations of a module (see Module.find_token) before a token is reported missing or
+#: unreadable: each one can hit another write again, so several, quickly (about 1.5 s of waiting
+#: in all, paid only when the token is not found at once)
+_REREAD_TRIES = 10
+_REREAD_FIRST_DELAY, _REREAD_MAX_DELAY = 0.02, 0.2
+
+_CKR_NAMES = {"GeneralError": "CKR_GENERAL_ERROR", "DeviceError": "CKR_DEVICE_ERROR",
+              "UserPinNotInitialized": "CKR_USER_PIN_NOT_INITIALIZED",
+              "TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED", "TokenNotPresent": "CKR_TOKEN_NOT_PRESENT"}
+
+
+def _ckr_name(e: Exception) -> str:
+    return _CKR_NAMES.get(type(e).__name__, type(e).__name__)
+
+
 def _p11_name(e: Exception) -> str:
     text = str(e)
     return type(e).__name__ + (f" ({text})" if text and text != type(e).__name__ else "")
 
 
 @contextlib.contextmanager
-def pin_errors(label: str, action: str, *, so: bool = False, new_pin: bool = False):
+def pin_errors(label: str, action: str, *, so: bool = False, new_pin: bool = False, token=None):
     """Map the PKCS#11 errors of a PIN-bearing call on token ``label`` to unica's, one message each.
 
     ``so``: the PIN is the security officer's; ``new_pin``: the call sets a new PIN, so a length
-    or character complaint is about that new PIN (bad input), not a wrong one."""
+    or character complaint is about that new PIN (bad input), not a wrong one. ``token``: the
+    token object, to add what its flags say about the attempts left -- only a final-try flag the
+    token itself sets (SoftHSM2 keeps no retry counter: it never sets one)."""
     who = "SO PIN" if so else "PIN"
     try:
         yield
     except p11e.PinIncorrect:
-        raise PinIncorrect(f"wrong {who} for token {label!r} (the token counts failed attempts)") from None
+        raise PinIncorrect(f"wrong {who} for token {label!r}: the token reported CKR_PIN_INCORRECT"
+                           f"{_pin_count_note(token, so)}") from None
     except p11e.PinLocked:
         raise PinLocked(f"the SO PIN of token {label!r} is locked" if so else
                         f"the user PIN of token {label!r} is locked; the security officer must unblock it") from None
@@ -230,6 +309,24 @@ def pin_errors(label: str, action: str, *, so: bool = False, new_pin: bool = Fal
         raise PinIncorrect(f"the {who} given for token {label!r} has an invalid length or characters") from None
     except p11e.PKCS11Error as e:
         raise TokenError(f"{action} on token {label!r} failed: {_p11_name(e)}") from None
+
+
+def _pin_count_note(token, so: bool) -> str:
+    """What the token's flags say after a wrong PIN ("" when they say nothing, or cannot be read)."""
+    if token is None:
+        return ""
+    from pkcs11.constants import TokenFlag
+
+    try:
+        flags = token.slot.get_token().flags
+    except Exception:
+        return ""
+    # CKF_*_PIN_COUNT_LOW only means "a wrong PIN since the last good one" (SoftHSM2 sets it and
+    # counts nothing): the final-try flag is the one that says something about attempts left
+    final = TokenFlag.SO_PIN_FINAL_TRY if so else TokenFlag.USER_PIN_FINAL_TRY
+    if flags & final:
+        return "; the token reports that the next wrong PIN locks it"
+    return ""
 
 
 def _call(fn, *args, **kwargs):

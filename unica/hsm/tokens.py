@@ -123,6 +123,14 @@ def _info(slot, tok) -> TokenInfo:
     )
 
 
+def require_token(label: str | None, path: str | None = None, serial: str | None = None) -> None:
+    """:class:`TokenNotFound` (or :class:`TokenError`) unless the token is there: the CLI asks
+    for a PIN only after this, so a missing token is reported before anyone types a PIN."""
+    if label is None and serial is None:
+        return
+    get_module(module_path(path)).find_token(label, serial)
+
+
 def token_info(label: str, path: str | None = None) -> TokenInfo:
     """Slot, serial, model, flags and PIN state of the token labelled ``label``."""
     module = get_module(module_path(path))
@@ -230,6 +238,11 @@ def init_token(*, label: str, so_pin: str, user_pin: str, slot_id: int | None = 
                              "the token is initialised, set the user PIN with 'unica token unblock'") from None
         except p11e.PKCS11Error as e:
             raise TokenError(f"setting the user PIN of token {label!r} failed: {_p11_name(e)}") from None
+        # A module may move a freshly initialised token to another slot (SoftHSM2 numbers the
+        # slot of an initialised token after its serial, but keeps this process's view until
+        # re-initialised): enumerate afresh and report the slot every new process sees.
+        module.reinitialize()
+        tok = _token_by_label(module.lib, label)
         return _info(tok.slot, tok.slot.get_token())
 
 
@@ -246,7 +259,7 @@ def change_pin(label: str, old_pin: str, new_pin: str, path: str | None = None) 
         raise InputError("the new PIN is empty")
     module = get_module(module_path(path))
     tok = module.find_token(label)
-    with module.lock, pin_errors(label, "changing the PIN", new_pin=True):
+    with module.lock, pin_errors(label, "changing the PIN", new_pin=True, token=tok):
         with tok.open(rw=True) as session:
             session.set_pin(old_pin, new_pin)
 
@@ -257,6 +270,6 @@ def unblock_pin(label: str, so_pin: str, new_pin: str, path: str | None = None) 
         raise InputError("the new PIN is empty")
     module = get_module(module_path(path))
     tok = module.find_token(label)
-    with module.lock, pin_errors(label, "unblocking the user PIN", so=True, new_pin=True):
+    with module.lock, pin_errors(label, "unblocking the user PIN", so=True, new_pin=True, token=tok):
         with tok.open(rw=True, so_pin=so_pin) as session:
             session.init_pin(new_pin)
