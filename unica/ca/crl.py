@@ -29,25 +29,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica import der
 from unica.der import SignatureScheme, ctx, enc_len, extension, integer, oid, seq, tlv
+from unica.revinfo import REASON_CODES
 
 __all__ = [
     "RevokedEntry", "IssuingDistributionPoint", "ShardScheme", "CRLIssuer",
     "build_crl", "REASON_CODES",
 ]
 
-#: RFC 5280 CRLReason codes
-REASON_CODES: dict[x509.ReasonFlags, int] = {
-    x509.ReasonFlags.unspecified: 0,
-    x509.ReasonFlags.key_compromise: 1,
-    x509.ReasonFlags.ca_compromise: 2,
-    x509.ReasonFlags.affiliation_changed: 3,
-    x509.ReasonFlags.superseded: 4,
-    x509.ReasonFlags.cessation_of_operation: 5,
-    x509.ReasonFlags.certificate_hold: 6,
-    x509.ReasonFlags.remove_from_crl: 8,
-    x509.ReasonFlags.privilege_withdrawn: 9,
-    x509.ReasonFlags.aa_compromise: 10,
-}
 
 _OID_AKI = oid("2.5.29.35")
 _OID_CRL_NUMBER = oid("2.5.29.20")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 
 from unica.cli.ca import KEY_TYPES, _store, db_option
@@ -26,9 +28,9 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
     """PIN / passphrase for the OCSP signer keys of these CAs (asked once per kind)."""
     from sqlalchemy import select
 
-    from unica.ca.records import get_ca_row
     from unica.cli.common import passphrase, user_pin
     from unica.store import models as m
+    from unica.store.cas import get_ca_row
 
     with store.read() as s:
         rows = [get_ca_row(s, n) for n in names] if names else s.scalars(select(m.CA)).all()
@@ -93,7 +95,83 @@ def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
     if as_json:
         emit_json(result)
     else:
-        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+        click.echo(f"CA {result['ca']}: {_settings_line(result)}")
+
+
+def _span(hours: float) -> str:
+    """96.0 -> 4d, 36.0 -> 36h, 0.1666 -> 10m."""
+    minutes = round(hours * 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def _settings_line(eff: dict) -> str:
+    """The effective OCSP settings on one line; those left at their default say so."""
+    defaults = eff.get("defaults", [])
+
+    def mark(key, text):
+        return f"{text} (default)" if key in defaults else text
+
+    return (f"mode={eff['mode']} " + mark("live_nonce", f"live_nonce={'yes' if eff['live_nonce'] else 'no'}") + " "
+            + mark("validity_hours", f"validity={_span(eff['validity_hours'])}") + " "
+            + mark("live_validity_minutes", f"live_validity={_span(eff['live_validity_minutes'] / 60)}"))
+
+
+def _utc(t) -> str:
+    return "-" if t is None else t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _jsonable(v):
+    if isinstance(v, dt.datetime):
+        return _utc(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+@ocsp_group.command("status")
+@click.option("--ca", "ca_names", multiple=True,
+              help="Only these CAs (repeatable; default: every CA with a certificate).")
+@db_option
+@json_option
+def ocsp_status_cmd(ca_names, db, as_json) -> None:
+    """Each CA's OCSP state: mode, signer, validity, pre-signed coverage, next refresh (no key is opened)."""
+    from unica.ocsp.service import ocsp_status
+
+    states = ocsp_status(_store(db), list(ca_names) or None)
+    if as_json:
+        emit_json(_jsonable(states))
+        return
+    if not states:
+        click.echo("no CA with a certificate")
+    for st in states:
+        sg = st["signer"]
+        if sg is None:
+            signer = f"none (run 'unica ocsp signer --ca {st['ca']}')"
+        else:
+            state = "valid" if sg["valid"] else f"NOT VALID ({sg['status']})" if sg["status"] != "valid" else \
+                "NOT VALID (outside its validity)"
+            signer = (f"{sg['serial']}, {state}, {_utc(sg['not_before'])} .. {_utc(sg['not_after'])}, "
+                      f"key {sg['key_uri']}")
+        click.echo(f"CA {st['ca']}")
+        click.echo(f"  settings:     {_settings_line(st)}")
+        click.echo(f"  signer:       {signer}")
+        if st["mode"] == "presigned":
+            p = st["presigned"]
+            click.echo(f"  pre-signed:   {p['stored']}/{p['certificates']} certificates have a response "
+                       f"({p['fresh']} fresh, {p['missing']} missing, {p['expired']} expired; "
+                       f"oldest produced {_utc(p['oldest_produced_at'])}, first expiry {_utc(p['first_next_update'])})")
+            nr = st["next_refresh"]
+            due = "never: no signer to pre-sign with" if sg is None else \
+                "due now" if nr is not None and nr <= dt.datetime.now(dt.timezone.utc) else _utc(nr)
+            lease = st["refresh_lease"]
+            click.echo(f"  next refresh: {due}" + (f" (lease held by {lease.get('holder')} until {lease.get('until')})"
+                                                     if lease else ""))
+        else:
+            click.echo("  pre-signed:   not used (live mode: every answer is signed when asked)")
 
 
 @ocsp_group.command("presign")
@@ -143,12 +221,17 @@ def _url_prefix(value: str) -> str:
               help="Seconds between checks for status changes (revocations reach every node within it).")
 @click.option("--refresh-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds between pre-sign refreshes (0: none; needs the signer keys).")
-@click.option("--no-signer-keys", is_flag=True, help="Load no signing key: a pure lookup node for pre-signed CAs.")
+@click.option("--no-signer-keys", is_flag=True,
+              help="Open no signing key, whatever PIN or passphrase the environment holds: a pure lookup node "
+                   "for pre-signed CAs (what it has no stored response for gets 'unauthorized').")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One line per request on stderr: method, path, CA, serial, HTTP and OCSP status, "
+                   "cache hit or miss, live signing, time taken.")
 @db_option
 @pin_file_option
 @passphrase_file_option
-def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_interval, no_signer_keys, db,
-               pin_file, passphrase_file) -> None:
+def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_interval, no_signer_keys, access_log,
+               db, pin_file, passphrase_file) -> None:
     """Run the OCSP responder (GET and POST, /healthz for load balancers) until stopped."""
     from unica.config import db_url
     from unica.ocsp.server import bind, serve
@@ -156,15 +239,39 @@ def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_int
 
     names = list(ca_names) or None
     secrets = {} if no_signer_keys else _signer_secrets(_store(db), names, pin_file, passphrase_file)
-    app = DBResponderApp(db_url(db), names, poll_interval=poll_interval,
-                         refresh_interval=0 if no_signer_keys else refresh_interval, prefix=prefix, **secrets)
+    app = DBResponderApp(db_url(db), names, load_signers=not no_signer_keys, poll_interval=poll_interval,
+                         refresh_interval=0 if no_signer_keys else refresh_interval, prefix=prefix,
+                         access_log=_access_logger() if access_log else None, **secrets)
     app.build()  # a bad configuration fails here, before the socket opens
+    for ca in app.cas:
+        if ca.signer is not None:
+            click.echo(f"CA {ca.name}: {ca.mode}, signer {ca.signer.signer_cert.serial_number:x} valid until "
+                       f"{_utc(ca.signer.not_after)}", err=True)
+        else:
+            click.echo(f"CA {ca.name}: {ca.mode}, no signer: pre-signed responses only", err=True)
     if workers > 1:
         app.reset()
     sock = bind(host, port, reuse_port=workers > 1)
     click.echo(f"unica OCSP responder on http://{host}:{sock.getsockname()[1]}{prefix} "
                f"({workers} worker{'s' if workers > 1 else ''}); health: /healthz", err=True)
     serve(app, workers=workers, sock=sock)
+
+
+def _access_logger():
+    """The responder's access log: INFO lines on stderr, each stamped with the UTC time."""
+    import logging
+    import sys
+    import time
+
+    logger = logging.getLogger("unica.ocsp.access")
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = logging.Formatter("%(asctime)s ocsp %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
 
 
 COMMANDS = [ocsp_group]

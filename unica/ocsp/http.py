@@ -37,6 +37,11 @@ def _plain(status: int, text: bytes, extra=()) -> tuple[int, list, bytes]:
     return status, [(b"content-type", b"text/plain; charset=utf-8"), *extra], text
 
 
+def _printable(raw: bytes) -> str:
+    """A path for a log line: bytes outside printable ASCII percent-escaped (no log injection)."""
+    return "".join(chr(b) if 0x21 <= b < 0x7f else "%%%02X" % b for b in raw)
+
+
 def _http_date(t: _dt.datetime) -> bytes:
     return format_datetime(t, usegmt=True).encode()
 
@@ -45,9 +50,14 @@ class OCSPApp:
     """ASGI app over a :class:`Responder`. ``prefix`` is the URL path the responder is
     published at (the AIA OCSP URL's path), ending in ``/``."""
 
-    def __init__(self, responder: Responder, prefix: str = "/", health_path: str = "/healthz"):
+    def __init__(self, responder: Responder, prefix: str = "/", health_path: str = "/healthz",
+                 access_log: logging.Logger | None = None):
         if not prefix.startswith("/") or not prefix.endswith("/"):
             raise ValueError(f"OCSP URL prefix {prefix!r} must start and end with '/'")
+        #: where each request is logged, one INFO line (None: nowhere, the fast path)
+        self.access_log = access_log
+        if access_log is not None:
+            self.handle = self._handle_logged
         self.responder = responder
         self.prefix = prefix.encode()
         self.health_path = health_path.encode()
@@ -97,9 +107,11 @@ class OCSPApp:
             more = msg.get("more_body", False)
         return self.handle(method, path, body)
 
-    def handle(self, method: str, path: bytes, body: bytes = b"") -> tuple[int, list, bytes]:
+    def handle(self, method: str, path: bytes, body: bytes = b"",
+               trace: dict | None = None) -> tuple[int, list, bytes]:
         """One request: ``path`` is the raw (percent-encoded) path, ``body`` the whole POST body
-        (its size already checked against ``max_body`` by the server)."""
+        (its size already checked against ``max_body`` by the server). ``trace``: see
+        :meth:`Responder.respond`, plus ``ocsp`` (the OCSP response status)."""
         if method == "GET" or method == "HEAD":
             if path == self.health_path:
                 ok = self.responder.healthy()
@@ -111,24 +123,46 @@ class OCSPApp:
             try:
                 der = decode_get_path(path, self.prefix)
             except MalformedInput:
+                if trace is not None:
+                    trace["ocsp"] = MALFORMED.status.name
                 return 200, [_CT, _NO_STORE], MALFORMED.body
-            answer = self._respond(der)
+            answer = self._respond(der, trace)
             return 200, self._cache_headers(answer), answer.body
         if method == "POST":
             if not (path.startswith(self.prefix) or path + b"/" == self.prefix):
                 return _plain(404, b"not found\n")
-            return 200, [_CT, _NO_STORE], self._respond(body).body
+            return 200, [_CT, _NO_STORE], self._respond(body, trace).body
         return _plain(405, b"method not allowed\n", [(b"allow", b"GET, POST")])
 
-    def _respond(self, der: bytes) -> Answer:
+    def _respond(self, der: bytes, trace: dict | None = None) -> Answer:
         try:
-            return self.responder.respond(der)
+            answer = self.responder.respond(der, trace)
         except StoreError as e:  # the database is down: what is cached was served; ask again later
             log.warning("OCSP answer needs the database, which failed: %s", e)
-            return TRY_LATER
+            answer = TRY_LATER
         except Exception:  # a bug or a failing source: an OCSP internalError, never a 5xx page
             log.exception("OCSP responder failed")
-            return INTERNAL_ERROR
+            answer = INTERNAL_ERROR
+        if trace is not None:
+            trace["ocsp"] = answer.status.name
+        return answer
+
+    def _handle_logged(self, method: str, path: bytes, body: bytes = b"") -> tuple[int, list, bytes]:
+        """:meth:`handle`, then one access-log line: method, path (the prefix for an OCSP GET,
+        whose path is the request itself), CA, serial, HTTP and OCSP status, whether a stored
+        (pre-signed) response was served, and the time taken."""
+        trace: dict = {}
+        t0 = time.perf_counter()
+        status, headers, out = OCSPApp.handle(self, method, path, body, trace)
+        ms = (time.perf_counter() - t0) * 1000
+        ocsp_status = trace.get("ocsp")
+        shown = self.prefix if ocsp_status is not None and method != "POST" else path[:120]
+        serial = trace.get("serial")
+        self.access_log.info("%s %s ca=%s serial=%s http=%d ocsp=%s cache=%s signed=%s %.2fms",
+                             method, _printable(shown), trace.get("ca", "-"),
+                             format(serial, "x") if serial is not None else "-", status, ocsp_status or "-",
+                             trace.get("cache", "-"), trace.get("signed", "-"), ms)
+        return status, headers, out
 
     def _cache_headers(self, answer: Answer) -> list:
         r = answer.cacheable

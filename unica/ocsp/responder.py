@@ -133,7 +133,10 @@ class Responder:
             if ca.signer is not None and source is None:
                 raise ConfigurationError(f"CA {ca.name} can sign live OCSP responses but no status source is given")
 
-    def respond(self, body: bytes) -> Answer:
+    def respond(self, body: bytes, trace: dict | None = None) -> Answer:
+        """The answer to one DER request. ``trace``, if given, is filled for an access log
+        with what applies: ``ca`` (name), ``serial``, ``cache`` (pre-signed CAs: ``hit``, a
+        stored response was served, or ``miss``), ``signed`` (``live``: signed now)."""
         hit = self._parsed.get(body)
         if hit is None:
             try:
@@ -142,6 +145,8 @@ class Responder:
                 return MALFORMED
             ca = self.index.find(req)
             if ca is None:
+                if trace is not None:
+                    trace["serial"] = req.cert_id.serial
                 return UNAUTHORIZED
             if req.nonce is None and self.parse_cache:
                 if len(self._parsed) >= self.parse_cache:
@@ -151,15 +156,25 @@ class Responder:
             req, ca = hit
         now = self.clock()
         serial = req.cert_id.serial
+        if trace is not None:
+            trace["ca"], trace["serial"] = ca.name, serial
         if ca.mode == "presigned" and not (req.nonce is not None and ca.live_nonce):
             if req.cert_id.hash_algorithm == "sha1":
                 r = self.store.get(ca.name, serial)
                 if r is not None and r.next_update > now and r.der and _same_cert_id(r, req):
+                    if trace is not None:
+                        trace["cache"] = "hit"
                     return Answer(r.der, ResponseStatus.successful, r)
-            if ca.signer is None:
+            if trace is not None:
+                trace["cache"] = "miss"
+            if ca.signer is None:  # a lookup-only node (RFC 5019 2.2.3)
                 return UNAUTHORIZED
             # a miss, a stale entry or another hash: signed live, cached like a stored one
+            if trace is not None:
+                trace["signed"] = "live"
             return self._live(ca, req, now, echo_nonce=False)
+        if trace is not None:
+            trace["signed"] = "live"
         return self._live(ca, req, now, echo_nonce=True)
 
     def _live(self, ca: ServedCA, req: OCSPRequestInfo, now: _dt.datetime, echo_nonce: bool) -> Answer:

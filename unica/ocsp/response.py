@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from unica import der
-from unica.ca.crl import REASON_CODES
 from unica.der import SignatureScheme, ctx, enumerated, extension, generalized_time, oid, seq, tlv
 from unica.errors import ConfigurationError
+from unica.revinfo import REASON_CODES
 
 __all__ = ["ResponseStatus", "CertStatus", "GOOD", "UNKNOWN", "ResponseSigner", "ERROR_RESPONSES",
            "SignedResponse"]

@@ -44,7 +44,7 @@ def served_cas(store, names: list[str] | None = None, *, load_signers: bool = Tr
     """The CAs to answer for (all CAs with a certificate, or ``names``), with their signers."""
     from sqlalchemy import select
 
-    from unica.ca.records import get_ca_row
+    from unica.store.cas import get_ca_row
 
     with store.read() as s:
         rows = [get_ca_row(s, n) for n in names] if names else \
@@ -63,10 +63,14 @@ def served_cas(store, names: list[str] | None = None, *, load_signers: bool = Tr
     for name, cert_der, mode, key_uri, signer_der, settings in plans:
         issuer = x509.load_der_x509_certificate(cert_der)
         signer = None
-        if load_signers and key_uri and signer_der:
+        if not load_signers:  # a lookup-only node: no key is opened, whatever secrets the environment holds
+            if mode == "live":
+                raise ConfigurationError(f"CA {name!r} is in live OCSP mode: a node without signer keys cannot "
+                                         "answer for it (serve only pre-signed CAs with --ca)")
+        elif key_uri and signer_der:
             signer = _load_signer(issuer, key_uri, signer_der, pin=pin, passphrase=passphrase,
                                   required=require_signers or mode == "live")
-        if signer is None and (require_signers or mode == "live"):
+        if signer is None and load_signers and (require_signers or mode == "live"):
             raise ConfigurationError(f"CA {name!r} has no OCSP signer (run 'unica ocsp signer --ca {name}')")
         out.append(ServedCA(
             name=name, issuer=issuer, mode=mode, signer=signer,
@@ -94,8 +98,8 @@ def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: 
                    validity: dt.timedelta | None = None) -> dict:
     """Set a CA's OCSP mode (presigned | live), live answers to nonce requests, and the
     validity of pre-signed responses; audited. Returns the CA's OCSP settings."""
-    from unica.ca.records import get_ca_row
     from unica.errors import InputError
+    from unica.store.cas import get_ca_row
 
     if mode is not None and mode not in ("presigned", "live"):
         raise InputError(f"OCSP mode {mode!r} is not presigned or live")
@@ -113,15 +117,85 @@ def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: 
             settings["ocsp_validity_hours"] = changes["validity_hours"] = validity.total_seconds() / 3600
         ca.settings = settings
         store.audit(s, "ocsp.configured", ca=ca_name, details=changes)
-        return {"ca": ca_name, "mode": ca.ocsp_mode, "live_nonce": settings.get("ocsp_live_nonce"),
-                "validity_hours": settings.get("ocsp_validity_hours")}
+        return {"ca": ca_name, **effective_settings(ca)}
+
+
+def effective_settings(row) -> dict:
+    """A CA row's OCSP settings as a responder applies them (defaults filled in): ``mode``,
+    ``live_nonce``, ``validity_hours`` (pre-signed), ``live_validity_minutes``, and ``defaults``:
+    the keys that are defaults rather than set."""
+    settings = dict(row.settings or {})
+    has_signer = row.ocsp_signer_key_uri is not None and row.ocsp_signer_cert_id is not None
+    presigned = _settings_validity(settings, "ocsp_validity_hours", DEFAULT_PRESIGNED_VALIDITY)
+    live = _settings_validity(settings, "ocsp_live_validity_hours", DEFAULT_LIVE_VALIDITY)
+    defaults = [k for k, key in (("live_nonce", "ocsp_live_nonce"), ("validity_hours", "ocsp_validity_hours"),
+                                 ("live_validity_minutes", "ocsp_live_validity_hours")) if settings.get(key) is None]
+    return {
+        "mode": row.ocsp_mode,
+        # a node answers nonce requests live only if it also holds the signer key
+        "live_nonce": bool(settings.get("ocsp_live_nonce", has_signer)),
+        "validity_hours": presigned.total_seconds() / 3600,
+        "live_validity_minutes": live.total_seconds() / 60,
+        "defaults": defaults,
+    }
+
+
+def ocsp_status(store, names: list[str] | None = None, *, now: dt.datetime | None = None) -> list[dict]:
+    """Each CA's OCSP state, read from the database (no key is opened): mode and settings
+    (:func:`effective_settings`), the delegated signer (serial, validity, key URI), the
+    coverage of pre-signed responses (certificates that need one, stored, fresh -- produced
+    within half their validity --, expired), when the next refresh is due (``now`` when a
+    response is missing or past half its validity; a running refresher acts within its
+    ``--refresh-interval``), and the refresher's lease if one is at work."""
+    from sqlalchemy import and_, case, func, select
+
+    from unica.store.cas import get_ca_row
+
+    now = now or m.utcnow()
+    c, r = m.Certificate, m.OCSPResponse
+    out = []
+    with store.read() as s:
+        rows = [get_ca_row(s, n) for n in names] if names else \
+            s.scalars(select(m.CA).where(m.CA.cert_der.is_not(None)).order_by(m.CA.name)).all()
+        for row in rows:
+            eff = effective_settings(row)
+            signer = None
+            if row.ocsp_signer_cert_id is not None:
+                cert = s.get(c, row.ocsp_signer_cert_id)
+                if cert is not None:
+                    signer = {"serial": cert.serial, "not_before": cert.not_before, "not_after": cert.not_after,
+                              "key_uri": row.ocsp_signer_key_uri, "valid": cert.not_before <= now < cert.not_after
+                              and cert.status == "valid", "status": cert.status}
+            alive = and_(c.ca_id == row.id, c.not_after > now, c.status.in_(("valid", "revoked", "hold")))
+            needed = s.execute(select(func.count()).select_from(c).where(alive)).scalar_one()
+            half = dt.timedelta(hours=eff["validity_hours"]) / 2
+            stored, fresh, expired, oldest, first_expiry = s.execute(
+                select(func.count(), func.sum(case((r.produced_at >= now - half, 1), else_=0)),
+                       func.sum(case((r.next_update <= now, 1), else_=0)), func.min(r.produced_at),
+                       func.min(r.next_update))
+                .select_from(r).join(c, c.id == r.cert_id).where(alive)).one()
+            lease = (row.settings or {}).get("ocsp_presign_lease") or None
+            if eff["mode"] != "presigned" or signer is None:  # nothing is (or can be) pre-signed
+                next_refresh = None
+            elif stored < needed or (fresh or 0) < stored:
+                next_refresh = now
+            else:
+                next_refresh = oldest + half if oldest is not None else None
+            out.append({
+                "ca": row.name, **eff, "signer": signer,
+                "presigned": {"certificates": needed, "stored": stored, "fresh": fresh or 0, "missing": needed - stored,
+                              "expired": expired or 0, "oldest_produced_at": oldest,
+                              "first_next_update": first_expiry},
+                "next_refresh": next_refresh, "refresh_lease": lease,
+            })
+    return out
 
 
 # --- pre-signing ----------------------------------------------------------------------
 
 
 def _take_lease(store, ca_name: str, holder: str, now: dt.datetime) -> bool:
-    from unica.ca.records import get_ca_row
+    from unica.store.cas import get_ca_row
 
     with store.write() as s:
         ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
@@ -136,7 +210,7 @@ def _take_lease(store, ca_name: str, holder: str, now: dt.datetime) -> bool:
 
 
 def _drop_lease(store, ca_name: str, holder: str) -> None:
-    from unica.ca.records import get_ca_row
+    from unica.store.cas import get_ca_row
 
     with store.write() as s:
         ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
@@ -215,10 +289,14 @@ class DBResponderApp:
     the database engine, the cache poller and the pre-sign refresher are per process."""
 
     def __init__(self, db_url: str | None, names: list[str] | None, *, pin=None, passphrase=None,
-                 poll_interval: float = 0.25, refresh_interval: float = 30.0, prefix: str = "/"):
+                 load_signers: bool = True, poll_interval: float = 0.25, refresh_interval: float = 30.0,
+                 prefix: str = "/", access_log: logging.Logger | None = None):
         self.db_url = db_url
         self.names = names
-        self._secrets = {"pin": pin, "passphrase": passphrase}
+        #: False: a lookup-only node (pre-signed CAs only); it never opens a key
+        self.load_signers = load_signers
+        self._secrets = {"pin": pin, "passphrase": passphrase} if load_signers else {}
+        self.access_log = access_log
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
         self.prefix = prefix
@@ -232,14 +310,19 @@ class DBResponderApp:
         from unica.store import open_store
 
         store = open_store(self.db_url)
-        cas = served_cas(store, self.names, **self._secrets)
+        cas = served_cas(store, self.names, load_signers=self.load_signers, **self._secrets)
         if not cas:
             raise ConfigurationError("no CA to serve (create one, or name it with --ca)")
         self._cache = CachedPresignedStore(DBPresignedStore(store), poll_interval=self.poll_interval)
         responder = Responder(cas, DBStatusSource(store), self._cache)
         self._store, self._cas = store, cas
-        self._app = OCSPApp(responder, prefix=self.prefix)
+        self._app = OCSPApp(responder, prefix=self.prefix, access_log=self.access_log)
         return self._app
+
+    @property
+    def cas(self) -> list[ServedCA]:
+        """The CAs served, with their signers (after :meth:`build`)."""
+        return list(self._cas)
 
     def reset(self) -> None:
         """Forget what :meth:`build` made (before forking workers: each builds its own)."""
@@ -250,7 +333,7 @@ class DBResponderApp:
     def start_background(self) -> None:
         self._cache.start()
         presigners = [ca for ca in self._cas if ca.mode == "presigned" and ca.signer is not None]
-        if presigners and self.refresh_interval > 0:
+        if presigners and self.refresh_interval > 0 and self.load_signers:
             def refresh():
                 while not self._stop.wait(self.refresh_interval):
                     try:
