@@ -31,6 +31,10 @@ class InputError(UnicaError):
     exit_code = 2
 
 
+class OutputError(UnicaError):
+    """An output file cannot be written: permissions, a read-only file system, a full disk."""
+
+
 class MalformedInput(InputError):
     """Bytes that should be PEM/DER of some structure are not."""
 

@@ -167,6 +167,7 @@ def test_issue_batch_cli(pki, tmp_path):
     good = [openssl_csr(tmp_path, f"/CN=b{i}.example.cn", san=f"DNS:b{i}.example.cn", name=f"b{i}") for i in range(3)]
     bad = openssl_csr(tmp_path, "/CN=weak.example.cn", key="rsa:1024", san="DNS:weak.example.cn", name="weak")
     before = pki.cert_rows()
+    (tmp_path / "out").mkdir()  # unica creates no directories
     p = pki.run("issue-batch", "--ca", _soft(pki), "--profile", "tls-server", "--out-dir", str(tmp_path / "out"),
                 "--no-lint", "--json", *map(str, good), str(bad))
     assert_one_line_error(p, "1 of 4 requests refused")
@@ -186,6 +187,7 @@ def test_issue_batch_in_chunks_shows_progress(pki, tmp_path):
             "certificate.issued_batch")
 
     before, batches_before = pki.cert_rows(), batches()
+    (tmp_path / "out").mkdir()
     p = pki.run("issue-batch", "--ca", _soft(pki), "--profile", "tls-server", "--out-dir", str(tmp_path / "out"),
                 "--batch-size", "2", "--json", *map(str, csrs))
     assert p.returncode == 0, p.stderr

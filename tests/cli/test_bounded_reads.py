@@ -154,6 +154,7 @@ def env(tmp_path_factory) -> Env:
     (d / "sig.p7s").write_bytes(pyhanko_sign(pki, pki.signer, b"bounded data"))
     (d / "signed.pdf").write_bytes(pyhanko_sign_pdf(pki, pki.signer, blank_pdf()))
     (d / "blank.pdf").write_bytes(blank_pdf())
+    (d / "batch-out").mkdir()  # issue-batch --out-dir must exist (unica creates no directories)
     (d / "pub.pem").write_bytes(pki.root.key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 

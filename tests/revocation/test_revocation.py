@@ -153,6 +153,7 @@ def test_partitioned_crls(pki):
     for s in serials[:7]:
         pki.run("revoke", s, "--ca", "big", "--reason", "superseded")
     out_dir = pki.tmp / "crls"
+    out_dir.mkdir()  # unica creates no directories
     results = json.loads(pki.run("crl", "generate", "--ca", "big", "--out-dir", str(out_dir), "--json").stdout)
     assert [r["shard"] for r in results] == [0, 1, 2]
     assert len({r["number"] for r in results}) == 3  # every CRL has its own number

@@ -300,8 +300,14 @@ def _check_within_parent(prof: Profile, issuer, validity: str, now: dt.datetime 
 
 
 def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: Path, *,
-                        settings: CASettings = CASettings()) -> dict:
-    """A subordinate CA whose parent is outside unica: write its CSR, wait for ``import_cert``."""
+                        settings: CASettings = CASettings(), write_csr=None) -> dict:
+    """A subordinate CA whose parent is outside unica: write its CSR, wait for ``import_cert``.
+
+    ``write_csr(pem_bytes)``, when given, writes ``csr_out`` (the CLI's atomic writer). The CSR
+    is written inside the transaction that records the pending CA, after the row is flushed: if
+    writing fails, no CA is recorded (a retry does not find the name taken by a CA whose request
+    was lost).
+    """
     from cryptography.hazmat.primitives import serialization
 
     from unica.hsm.keytypes import default_hash_for
@@ -324,7 +330,11 @@ def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: P
         s.add(row)
         store.audit(s, "ca.csr_created", ca=name, details={"key_uri": uri, "subject": row.subject_text,
                                                            "csr_out": str(csr_out)})
-    Path(csr_out).write_bytes(pem_bytes)
+        s.flush()  # a constraint violation surfaces before the request is written
+        if write_csr is not None:
+            write_csr(pem_bytes)
+        else:
+            Path(csr_out).write_bytes(pem_bytes)
     return ca_info(store, name)
 
 

@@ -3,12 +3,14 @@ commands over :mod:`unica.ca` and :mod:`unica.policies` (no crypto here)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
                                table)
+from unica.cli.output import check_output_dir, check_output_path, write_atomic
 
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
 
@@ -141,7 +143,7 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 @ca_group.command("create-sub")
 @click.argument("name")
 @click.option("--parent", default=None, metavar="NAME", help="The issuing CA in this store.")
-@click.option("--csr-out", type=click.Path(dir_okay=False), default=None,
+@click.option("--csr-out", metavar="FILE", default=None,
               help="External parent: write the CSR here; then 'unica ca import-cert NAME FILE'.")
 @click.option("--subject", required=True, metavar="DN")
 @_key_options
@@ -163,12 +165,14 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
 
     if (parent is None) == (csr_out is None):
         raise InputError("give exactly one of --parent NAME or --csr-out FILE")
+    check_output_path(csr_out, "--csr-out", allow_stdout=False)  # before a key is made
     store = _store(db)
     settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url)
     if csr_out:
         info = create_external_sub(store, name, subject,
                                    _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
-                                   Path(csr_out), settings=settings)
+                                   Path(csr_out), settings=settings,
+                                   write_csr=lambda data: write_atomic(csr_out, data, what="--csr-out"))
         _show_ca(info, as_json)
         if not as_json:
             click.echo(f"CSR written to {csr_out}; after the parent signs it: unica ca import-cert {name} CERT")
@@ -249,20 +253,27 @@ def ca_show(name, db, as_json) -> None:
 @ca_group.command("export")
 @click.argument("name")
 @click.option("--chain", is_flag=True, help="Append the parents up to the root.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
 def ca_export(name, chain, out, db) -> None:
     """Print CA NAME's certificate (PEM)."""
     from unica.ca.authority import export_ca
 
-    _write(export_ca(_store(db), name, chain=chain), out)
+    check_output_path(out)
+    write_atomic(out, export_ca(_store(db), name, chain=chain))
 
 
-def _write(text: str, out: str | None) -> None:
-    if out:
-        Path(out).write_text(text)
-    else:
-        click.echo(text, nl=False)
+def _not_written(issued: list, ca_name: str, chain: bool, err: Exception) -> str:
+    """The error for certificates issued and stored but not delivered: their serials and how to export them."""
+    serials = ", ".join(i.serial_hex for i in issued)
+    what = f"certificate serial {serials} was" if len(issued) == 1 else f"{len(issued)} certificates (serials {serials}) were"
+    return (f"{what} issued by CA {ca_name} and stored, but {_one_line(str(err))}; export again with: "
+            f"unica cert export {issued[0].serial_hex if len(issued) == 1 else 'SERIAL'} --ca {ca_name}"
+            f"{' --chain' if chain else ''} --out FILE")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # --- unica issue ---------------------------------------------------------------------
@@ -273,7 +284,7 @@ def _write(text: str, out: str | None) -> None:
 @click.option("--profile", required=True, metavar="NAME", help="Certificate profile (see 'unica profile list').")
 @click.option("--csr", "csr_file", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="PKCS#10 request, PEM or DER ('-' for stdin).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the certificate here (PEM).")
+@click.option("--out", metavar="FILE", default=None, help="Write the certificate here (PEM).")
 @click.option("--chain", is_flag=True, help="Append the CA chain to the output.")
 @click.option("--requester", default=None, metavar="ID", help="Who asked (recorded with the certificate).")
 @click.option("--no-lint", is_flag=True,
@@ -287,39 +298,47 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
     """Issue a certificate from a CSR: check it against the profile, lint, record, sign, store."""
     from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
+    from unica.errors import OutputError, UnicaError
     from unica.hsm import load_key
 
+    out = None if out == "-" else out
+    check_output_path(out)  # before anything is read, signed or stored
     data = read_limited(csr_file, MAX_CSR, "--csr", stdin=True)
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
     issued = ca.issue(data, profile, requester=requester, lint=not no_lint, source=f"CSR {csr_file}")
-    from unica.ca.records import pem
+    # committed: from here on, a failure must name the serial, never claim that nothing happened
+    try:
+        from unica.ca.records import pem
 
-    text = pem(issued.der)
-    if chain:
-        from unica.ca.authority import export_ca
+        text = pem(issued.der)
+        if chain:
+            from unica.ca.authority import export_ca
 
-        text += export_ca(store, ca_name, chain=True)
-    if as_json:
-        emit_json({"serial": issued.serial_hex, "ca": issued.ca, "profile": issued.profile,
-                   "fingerprint_sha256": issued.fingerprint_sha256, "linted": issued.linted,
-                   "out": out, "pem": None if out else text})
+            text += export_ca(store, ca_name, chain=True)
         if out:
-            Path(out).write_text(text)
-        return
-    if out:
-        Path(out).write_text(text)
-        click.echo(f"issued serial {issued.serial_hex} by CA {issued.ca} under profile {issued.profile} "
-                   f"-> {out}" + ("" if issued.linted else " (NOT linted: --no-lint)"))
-    else:
-        click.echo(text, nl=False)
+            write_atomic(out, text)
+        if as_json:
+            emit_json({"serial": issued.serial_hex, "ca": issued.ca, "profile": issued.profile,
+                       "fingerprint_sha256": issued.fingerprint_sha256, "linted": issued.linted,
+                       "out": out, "pem": None if out else text})
+        elif out:
+            click.echo(f"issued serial {issued.serial_hex} by CA {issued.ca} under profile {issued.profile} "
+                       f"-> {out}" + ("" if issued.linted else " (NOT linted: --no-lint)"))
+        else:
+            click.echo(text, nl=False)
+        sys.stdout.flush()
+    except (OSError, UnicaError) as e:  # an OSError here is standard output's (the file's is an OutputError)
+        if isinstance(e, OSError):
+            e = OutputError(f"cannot write to standard output: {e.strerror or e}")
+        raise OutputError(_not_written([issued], issued.ca, chain, e)) from None
 
 
 @click.command("issue-batch")
 @click.option("--ca", "ca_name", required=True, metavar="NAME", help="The issuing CA.")
 @click.option("--profile", required=True, metavar="NAME", help="Certificate profile.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Write NAME.pem here per CSR.")
+@click.option("--out-dir", required=True, metavar="DIR", help="Write NAME.pem here per CSR (an existing directory).")
 @click.option("--requester", default=None, metavar="ID")
 @click.option("--no-lint", is_flag=True,
               help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
@@ -338,9 +357,15 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
     from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
     from unica.ca.records import pem
-    from unica.errors import PolicyViolation
+    from unica.errors import InputError, OutputError, PolicyViolation
     from unica.hsm import load_key
 
+    check_output_dir(out_dir)  # before anything is read, signed or stored
+    stems: dict[str, str] = {}
+    for f in csr_files:
+        other = stems.setdefault(Path(f).stem, f)
+        if other != f:
+            raise InputError(f"{other} and {f} would both be written to {Path(out_dir) / (Path(f).stem + '.pem')}")
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
@@ -353,22 +378,32 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
         if total > batch_size:
             click.echo(f"\r{len(results)}/{total} requests done", nl=len(results) >= total, err=True)
     d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    report, refused = [], 0
+    report, refused, unwritten, last_error = [], 0, [], None
     for f, r in zip(csr_files, results):
         if isinstance(r, Exception):
             refused += 1
             report.append({"csr": f, "refused": " ".join(str(r).split())})
             continue
         out = d / (Path(f).stem + ".pem")
-        out.write_text(pem(r.der))
+        try:
+            write_atomic(out, pem(r.der), what="--out-dir file")
+        except OutputError as e:  # issued and stored: listed with its serial, not lost
+            unwritten.append(r)
+            last_error = e
+            report.append({"csr": f, "serial": r.serial_hex, "out": None, "linted": r.linted,
+                           "not_written": _one_line(str(e))})
+            continue
         report.append({"csr": f, "serial": r.serial_hex, "out": str(out), "linted": r.linted})
     if as_json:
         emit_json(report)
     else:
         for r in report:
             click.echo(f"refused {r['csr']}: {r['refused']}" if "refused" in r else
+                       f"issued serial {r['serial']} NOT written: {r['not_written']}" if r["out"] is None else
                        f"issued serial {r['serial']} -> {r['out']}" + ("" if r["linted"] else " (NOT linted)"))
+    if unwritten:
+        raise OutputError(_not_written(unwritten, ca_name, False, last_error)
+                          + (f"; {refused} of {len(csr_files)} requests refused" if refused else ""))
     if refused:
         raise PolicyViolation(f"{refused} of {len(csr_files)} requests refused (see above)")
 
@@ -441,13 +476,14 @@ def cert_show(serial, ca_name, db, as_json) -> None:
 @click.argument("serial")
 @click.option("--ca", "ca_name", default=None, metavar="NAME")
 @click.option("--chain", is_flag=True, help="Append the CA chain.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None)
+@click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
 def cert_export(serial, ca_name, chain, out, db) -> None:
     """Print the certificate with SERIAL (PEM)."""
     from unica.ca.certs import export_cert
 
-    _write(export_cert(_store(db), serial, ca_name, chain=chain), out)
+    check_output_path(out)
+    write_atomic(out, export_cert(_store(db), serial, ca_name, chain=chain))
 
 
 # --- unica profile -------------------------------------------------------------------

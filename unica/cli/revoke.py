@@ -197,8 +197,8 @@ def crl_group() -> None:
 @click.option("--ca", "ca_name", required=True, help="The CA whose CRL to sign.")
 @click.option("--delta", is_flag=True, help="A delta CRL against the latest base CRL.")
 @click.option("--shard", type=int, default=None, help="Only this shard of a partitioned CA.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file (DER).")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", metavar="FILE", default=None, help="Output file (DER).")
+@click.option("--out-dir", metavar="DIR", default=None,
               help="Output directory (default UNICA_HOME/crl); files are CA[-SHARD][-delta].crl.")
 @click.option("--validity", default=None, help="How long until nextUpdate, e.g. 7d, 12h (default: 7d base, 1d delta).")
 @db_option
@@ -209,7 +209,12 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
     """Generate and sign the CA's CRL (all shards unless --shard)."""
     from unica.ca.records import get_ca_row
     from unica.ca.revocation import generate_crl
+    from unica.cli.output import check_output_dir, check_output_path
+    from unica.errors import OutputError
     from unica.hsm import load_key
+    # before any CRL number is reserved; the CRL is renamed into place, so no special files, no stdout
+    check_output_path(out, allow_stdout=False, special_ok=False)
+    check_output_dir(out_dir)
     store = _store(db)
     with store.read() as s:
         key_uri = get_ca_row(s, ca_name).key_uri
@@ -220,8 +225,12 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
                        f"{'' if g.shard is None else ' shard ' + str(g.shard)}: {g.entries} entries, "
                        f"{g.size} bytes, next update {g.next_update:%Y-%m-%dT%H:%M:%SZ} -> {g.path}", err=False)
 
-    results = generate_crl(store, ca_name, key=key, delta=delta, shard=shard, out=out, out_dir=out_dir,
-                           validity=_duration(validity), progress=progress)
+    try:
+        results = generate_crl(store, ca_name, key=key, delta=delta, shard=shard, out=out, out_dir=out_dir,
+                               validity=_duration(validity), progress=progress)
+    except OSError as e:  # the file could not be written: the CRL is not recorded, its number is skipped
+        raise OutputError(f"cannot write the CRL: {e.strerror or e}"
+                          + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None
     if as_json:
         emit_json([r.to_dict() for r in results])
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import passphrase_file_option, pin_file_option
+from unica.cli.output import atomic_output, check_output_path, write_atomic
 
 
 def _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss=False):
@@ -64,6 +65,8 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
 
     if out and len(files) > 1:
         raise InputError("--out takes one FILE; with several, each signature goes to FILE.p7s")
+    for file in files:  # every output before the key is touched
+        check_output_path(out or f"{file}.p7s", "--out" if out else "signature file")
     limit = data_limit(max_data_size)
     signer = CMSSigner(_identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss))
     for file in files:
@@ -81,13 +84,14 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
             der = (b"-----BEGIN CMS-----\n" + "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64)).encode()
                    + b"\n-----END CMS-----\n")
         target = out or f"{file}.p7s"
-        Path(target).write_bytes(der)
-        click.echo(f"wrote {target}")
+        write_atomic(target, der, what="--out" if out else "signature file")
+        if target != "-":
+            click.echo(f"wrote {target}")
 
 
 @sign_group.command("pdf")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
-@click.argument("dst", type=click.Path(dir_okay=False))
+@click.argument("dst")
 @_key_options
 @click.option("--field", default="Signature1", show_default=True, help="Signature field (created if missing).")
 @click.option("--reason", default=None, help="Reason recorded in the signature.")
@@ -100,9 +104,12 @@ def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, pa
 
     if Path(src).resolve() == Path(dst).resolve():
         raise InputError("SRC and DST must be different files")
+    check_output_path(dst, "DST")  # before the key is touched
     ident = _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file)
-    sign_pdf(src, dst, ident, field=field, reason=reason, location=location, tsa_url=tsa_url)
-    click.echo(f"wrote {dst}")
+    with atomic_output(dst, what="DST") as f:  # a failed signature leaves DST as it was
+        sign_pdf(src, f, ident, field=field, reason=reason, location=location, tsa_url=tsa_url)
+    if dst != "-":
+        click.echo(f"wrote {dst}")
 
 
 COMMANDS = [sign_group]

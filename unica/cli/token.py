@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import emit_json, json_option, pin_file_option, secret, so_pin, table, user_pin
+from unica.errors import OutputError
 from unica.hsm.keytypes import KeyType
 
 NEW_PIN_ENV = "UNICA_NEW_PIN"
@@ -103,11 +104,17 @@ def _check_key_type(profile_name: str | None, key_type: str) -> None:
                               f"(allowed: {', '.join(prof.key_types)})")
 
 
-def _write_out(data: bytes, out: str | None) -> None:
-    if out is None or out == "-":
-        click.echo(data.decode() if data.startswith(b"-----") else data, nl=False)
-        return
-    Path(out).write_bytes(data)
+def _write_out(data: bytes, out: str | None, what: str = "--out") -> None:
+    """Standard output (None or ``-``) or an atomically written file (checked before any work)."""
+    from unica.cli.output import write_atomic
+
+    write_atomic(out, data, what=what)
+
+
+def _check_out(out: str | None, what: str = "--out") -> None:
+    from unica.cli.output import check_output_path
+
+    check_output_path(out, what)
 
 
 def _ca_secret_options(f):
@@ -299,6 +306,7 @@ def token_csr(key_uri, subject, uscc, out, profile, pin_file) -> None:
 
     name, _ = _subject_name(subject, uscc)
     _check_subject(name, profile)
+    _check_out(out)  # before the PIN is used
     key = load_key(key_uri, **key_secrets(key_uri, pin_file, None))
     from unica.hsm.keytypes import key_type_of
 
@@ -358,16 +366,23 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
     if bool(ca_name) != bool(profile):
         raise InputError("--ca and --profile go together")
     name, code = _subject_name(subject, uscc)
+    _check_out(out)  # before a key is made
     pin = key_secrets(key_uri, pin_file, None)["pin"]
     r = renew(key_uri, pin, rekey=rekey, new_label=new_label, subject=name, org_identifier=code)
     pem = csr_pem(r.csr)
+    if ca_name is None or out:
+        try:
+            _write_out(pem, out)
+        except OutputError as e:
+            if not r.rekeyed:
+                raise
+            raise OutputError(f"new key {r.key_uri} was generated on the token, but {' '.join(str(e).split())}; "
+                              f"make its request again with: unica token csr --key '{r.key_uri}' --subject DN "
+                              "--out FILE") from None
     if ca_name is None:
-        _write_out(pem, out)
         if r.rekeyed:
             click.echo(f"new key: {r.key_uri}", err=True)
         return
-    if out:
-        Path(out).write_bytes(pem)
     res = _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path,
                             ca_pin_file, ca_passphrase_file, db)
     old_key = ""
@@ -403,14 +418,19 @@ def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_ou
     name, _ = _subject_name(subject, uscc)  # before touching the token: bad input changes nothing
     _check_key_type(profile, key_type)  # and what the profile refuses: refused before a key is made
     _check_subject(name, profile)
+    _check_out(csr_out, "--csr-out")
     pin = _token_pin(token, module_path, pin_file)
     key = keygen(token, label, key_type, pin, module_path=module_path)
     pem = _remove_key_on_failure(lambda: csr_pem(make_csr(key, name)), token, key, pin, module_path)
-    if csr_out:
-        Path(csr_out).write_bytes(pem)
     res = _remove_key_on_failure(
         lambda: _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
                                   ca_passphrase_file, db), token, key, pin, module_path)
+    if csr_out:  # a copy, written once the enrollment is complete
+        try:
+            _write_out(pem, csr_out, "--csr-out")
+        except OutputError as e:
+            raise OutputError(f"enrolled {res.subject!r} (key {key.uri} with its certificate on token {token!r}), "
+                              f"but the request copy was not kept: {' '.join(str(e).split())}") from None
     if as_json:
         emit_json({"key_uri": str(key.uri), **res.to_dict()})
         return
