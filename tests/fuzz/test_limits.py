@@ -186,7 +186,7 @@ def evil():
 
 
 def test_fetch_size_limit(evil):
-    from unica.verify.revocation import http_fetch
+    from unica.verify.fetch import http_fetch
 
     for path in ("/big", "/stream"):
         with time_guard(10):
@@ -198,7 +198,7 @@ def test_fetch_size_limit(evil):
 def test_fetch_time_limit(evil):
     """``timeout`` must bound the whole fetch: a server that sends one byte every 0.25 s
     (40 bytes: 10 s) must not hold a 1-second fetch for 10 s."""
-    from unica.verify.revocation import http_fetch
+    from unica.verify.fetch import http_fetch
 
     t0 = time.monotonic()
     try:

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import ipaddress
+import logging
 import threading
 from typing import Sequence
 
@@ -115,6 +116,9 @@ def _register_ip_constraints() -> None:
 
 
 _register_ip_constraints()
+# pyhanko-certvalidator logs the failures it recovers from (with tracebacks) at WARNING; they
+# are reasons inside a result, not events: keep them off the process's stderr
+logging.getLogger("pyhanko_certvalidator").addHandler(logging.NullHandler())
 
 
 # --- a per-thread event loop ---------------------------------------------------------------

@@ -599,14 +599,28 @@ def validate_path(
                 return dataclasses.replace(rep, revocation=(*fetched, *rep.revocation)), None
             valid_policies = _valid_policies(out.policies)
             if revocation.mode != "off":
-                hit = source.delta_revocation(chain, at, embedded)
+                scope = frozenset()
+                if revocation.mode == "hard-fail":
+                    serials = source.ocsp_serials(embedded)
+                    fetched_for = {e.certificate for e in fetched}
+                    last = len(chain) - 1 if revocation.check_ca else 1
+                    scope = frozenset(i for i in range(min(last, len(chain) - 1))
+                                      if chain[i].serial_number not in serials
+                                      and chain[i].subject.rfc4514_string() not in fetched_for)
+                hit = source.rfc_refusal(chain, at, embedded, require_scope=scope, others=inter)
                 if hit is not None:
-                    i, rt, reason = hit
-                    out = dataclasses.replace(
-                        out, sub=SubIndication.REVOKED if i == 0 else SubIndication.REVOKED_CA_NO_POE,
-                        message=f"a delta CRL lists {'the certificate' if i == 0 else 'a CA certificate'} "
-                                f"as revoked ({reason or 'no reason given'})", revocation_time=rt,
-                        revocation_reason=reason)
+                    i, kind, rt, reason = hit
+                    who = "the certificate" if i == 0 else f"CA certificate {chain[i].subject.rfc4514_string()}"
+                    if kind == "no-scope":
+                        out = dataclasses.replace(out, sub=SubIndication.TRY_LATER, message=(
+                            f"the current CRLs at hand that are in scope for {who} do not cover every revocation "
+                            "reason (RFC 5280 6.3.3 (b), (d))"))
+                    else:
+                        out = dataclasses.replace(
+                            out, sub=SubIndication.REVOKED if i == 0 else SubIndication.REVOKED_CA_NO_POE,
+                            message=f"a {'delta ' if kind == 'revoked by delta' else ''}CRL of its issuer lists {who} "
+                                    f"as revoked ({reason or 'no reason given'})",
+                            revocation_time=rt, revocation_reason=reason)
                     return _refusal(out, report, chain, at, time_is_proven, claimed_time), None
             evidence, fresh_until = source.evidence_for(chain, at, now, embedded, revocation)
             evidence = [*fetched, *evidence]
