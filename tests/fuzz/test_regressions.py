@@ -124,8 +124,9 @@ def test_crl_explicit_version_0_and_odd_issuer(seeds):
 
 def test_ocsp_response_unknown_signature_algorithm(seeds):
     """ecdsa-with-SHA256 (1.2.840.10045.4.3.2) changed to an unknown arc: UnsupportedAlgorithm
-    was raised out of validate_certificate; now the response is 'invalid' evidence."""
-    from unica.verify import OFFLINE_HARD_FAIL, Indication, validate_certificate
+    was raised out of validate_certificate; now the response is not used, and with no other
+    revocation data the result is INDETERMINATE/TRY_LATER, with the reason in the messages."""
+    from unica.verify import OFFLINE_HARD_FAIL, Indication, SubIndication, validate_certificate
 
     resp = seeds.ocsp_responses[0]
     sig_alg = bytes.fromhex("06082a8648ce3d040302")
@@ -134,8 +135,8 @@ def test_ocsp_response_unknown_signature_algorithm(seeds):
     ocsp.load_der_ocsp_response(bad)  # still loads: the damage shows only when used
     rep = validate_certificate(seeds.signer.der, trust=[seeds.root.der], intermediates=[seeds.inter.der],
                                revocation=OFFLINE_HARD_FAIL, ocsp_responses=[bad])
-    assert rep.indication is not Indication.TOTAL_PASSED
-    assert any(e.status == "invalid" for e in rep.revocation), rep
+    assert rep.indication is Indication.INDETERMINATE and rep.sub_indication is SubIndication.TRY_LATER, rep
+    assert any("revocation" in m for m in rep.messages), rep
 
 
 def test_cli_verify_cert_hostile_files(seeds, unica, tmp_path):
