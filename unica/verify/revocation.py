@@ -359,7 +359,8 @@ class RevocationSource:
                 if i in require_scope:
                     covered: set = set()
                     for c in fulls:
-                        if _current(c, at) and self._signed_for(c, issuer, others):
+                        # a CRL signed by the certificate's own key cannot vouch for it
+                        if _current(c, at) and self._signed_for(c, issuer, [o for o in others if o != cert]):
                             covered |= _in_scope(c, cert, want)
                     if covered != _ALL_REASONS:
                         return i, "no-scope", None, None
