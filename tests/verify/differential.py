@@ -65,7 +65,10 @@ to every engine.
 Triage of openssl rejections (:func:`explain_openssl`): ``OPENSSL_DIVERGENCES`` lists openssl
 behaviour that RFC 5280 does not have, with the section; a rejection counts as a divergence only
 when every error openssl printed (code, depth, and "[CRL path]" errors mapped onto the CRL issuer's
-path) is recognised as one of them from the case's structure. Where openssl rejects and pyhanko
+path) is recognised as one of them from the case's structure, and, for the classes where the structure
+alone cannot tell, confirmed by an independent check: openssl itself on the delegated CRL signer's
+certificate (nested-crl-path), and Bouncy Castle's PKIX validator on the path with the same policy
+inputs (policy-tree; tests/verify/PkixCheck.java). Where openssl rejects and pyhanko
 accepts, ``PYHANKO_DIVERGENCES`` names known pyhanko-certvalidator 0.33 departures from RFC 5280
 present at the failing certificate: a label for the report, never an excuse (a unica accept there
 stays HARMFUL). Limitation: openssl stops at the first error it cannot continue past (revocation
@@ -1018,6 +1021,25 @@ OPENSSL_DIVERGENCES = {
         "the recursion). openssl fails the CRL issuer path ('CRL path validation error'). Note: the "
         "certificate then vouches for itself; unica agreeing with pyhanko here is an RFC reading, "
         "not a proof of freshness from an independent key."),
+    "nested-crl-path": (
+        "6.3.3 (f)",
+        "the CRL issuer of a certificate is a delegated (indirect) CRL signer whose own path contains a "
+        "certificate that is in turn covered only by another delegated CRL signer. RFC 5280 validates "
+        "the CRL issuer's path like any other path, revocation included. openssl validates a CRL "
+        "issuer's path in a nested context and refuses any further nesting (crypto/x509/x509_vfy.c, "
+        "check_crl_path: 'Don't allow recursive CRL path validation'), so it reports 'CRL path "
+        "validation error' (54). Confirmed case by case: openssl, asked on its own about the CRL "
+        "signer's certificate with the same inputs, accepts it."),
+    "policy-tree": (
+        "6.1.4 (b)(1), 6.1.5 (g)",
+        "openssl 3.0 intersects the user-initial-policy-set with the wrong policies when a CA maps a "
+        "policy that exists at that depth only through anyPolicy (6.1.4 (b)(1) generates the "
+        "issuerDomainPolicy node from the anyPolicy node): for seed 20240610 case 9189 (ca2 maps P1 -> P2, "
+        "the leaf asserts P2) it rejects user set {P1} with 'no explicit policy' (43) and accepts {P2}, "
+        "the inverted result of issue #10 finding 3. Worked by hand: the tree keeps anyPolicy -> "
+        "anyPolicy -> P1 -> P2 -> P2, so 6.1.5 (g) keeps P1 and drops P2. Confirmed case by case: "
+        "Bouncy Castle's PKIX validator (tests/verify/PkixCheck.java, an independent implementation) "
+        "accepts the path with the same policy inputs (and, like unica and pyhanko, rejects {P2})."),
     "anchor-revocation": (
         "6.1, 6.1.3 (a)(3)",
         "with -crl_check_all openssl also wants revocation data for the trust anchor itself; RFC 5280 "
@@ -1132,6 +1154,73 @@ def _crl_paths_for(case: Case, c: x509.Certificate) -> list[list[x509.Certificat
     return [_path_from(case, x) for x in cands]
 
 
+def _names_other_crl_issuer(c: x509.Certificate) -> bool:
+    """Is ``c``'s revocation delegated: does its CRL distribution point name a cRLIssuer other than
+    its issuer, with a CRL of that issuer at hand?"""
+    try:
+        cdp = c.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return False
+    named = {n.value for dp in cdp for n in dp.crl_issuer or () if isinstance(n, x509.DirectoryName)}
+    return bool(named - {c.issuer})
+
+
+def _openssl_accepts_alone(case: Case, c: x509.Certificate) -> bool:
+    """Does openssl, given the case's inputs, accept ``c`` as the certificate to verify?"""
+    d = Path(tempfile.mkdtemp(prefix="unica-diff-nested-"))
+    try:
+        case.write(d)
+        (d / "target.pem").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        args = case.openssl_args(d)
+        args[-1] = str(d / "target.pem")
+        # the user's policy inputs are for the certificate's path, not for its CRL issuer's (6.3.3 (f))
+        kept, it = [], iter(args)
+        for a in it:
+            if a == "-policy":
+                next(it)
+            elif a not in ("-explicit_policy", "-inhibit_map", "-inhibit_any"):
+                kept.append(a)
+        args = [*kept[:-1], "-policy", ANY_POLICY, kept[-1]]
+        try:
+            p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return p.returncode == 0 and not _ERR_RE.search(p.stdout + p.stderr)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_PKIX_CHECK = Path(__file__).with_name("PkixCheck.java")
+
+
+_BCPROV = Path("/usr/share/java/bcprov.jar")  # Debian's libbcprov-java (scripts/setup.sh installs it)
+
+
+def _java_pkix_accepts(case: Case) -> bool:
+    """Does Bouncy Castle's PKIX validator accept the case's path (leaf, chain, root) with the case's
+    policy inputs, revocation off? False when java or Bouncy Castle is missing or anything goes wrong
+    (so nothing is explained)."""
+    java = shutil.which("java")
+    if java is None or not _BCPROV.is_file():
+        return False
+    d = Path(tempfile.mkdtemp(prefix="unica-diff-pkix-"))
+    try:
+        pem = serialization.Encoding.PEM
+        (d / "root.pem").write_bytes(case.root.public_bytes(pem))
+        (d / "chain.pem").write_bytes(b"".join(x.public_bytes(pem) for x in (case.leaf, *reversed(case.chain))))
+        args = [java, "-cp", str(_BCPROV), str(_PKIX_CHECK), str(d / "root.pem"), str(d / "chain.pem"),
+                str(int(case.at.timestamp())),
+                *("1" if flag else "0" for flag in (case.explicit, case.inhibit_map, case.inhibit_any)),
+                *(case.policies if case.policies is not None else ())]
+        try:
+            p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return p.returncode == 0 and p.stdout.startswith("accept")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _is_self_issued(c: x509.Certificate) -> bool:
     return c.subject == c.issuer
 
@@ -1147,7 +1236,50 @@ def _cert_error_class(case: Case, c: x509.Certificate, code: int, anchor_ok: boo
                      or t.startswith("crl:unknown-critical-entry-ext") for t in tags)
         if "crl:idp-dn-no-cdp" in tags and not spoilt:
             return "idp-dn-no-cdp"
+        if _idp_dn_crl_covers(case, c):
+            return "idp-dn-no-cdp"
     return None
+
+
+def _has_dn_idp(crl: x509.CertificateRevocationList) -> bool:
+    """Does the CRL's issuingDistributionPoint name a directoryName distribution point?"""
+    try:
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        return False
+    return any(isinstance(n, x509.DirectoryName) for n in idp.full_name or ())
+
+
+def _idp_dn_crl_covers(case: Case, c: x509.Certificate) -> bool:
+    """Is there, for ``c`` without a CRL distribution point, a CRL at hand that RFC 5280 takes as
+    complete proof of good and that only the idp-dn-no-cdp divergence keeps from openssl: issued
+    under ``c``'s issuer name and signed by a key of a CA certificate of that name in the path,
+    current, direct, all reasons, IDP naming exactly the issuer's DN, no critical extension unica
+    does not know (CRL or entry), and not listing ``c``? (E.g. a key-rollover CA whose old key's
+    CRL covers what the new key issued, while the new key's own CRLs are split by reasons.)"""
+    try:
+        c.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        return False
+    except x509.ExtensionNotFound:
+        pass
+    keys = [x.public_key() for x in (*case.chain, case.root) if x.subject == c.issuer]
+    for crl in case.crls:
+        if crl.issuer != c.issuer or not (crl.last_update_utc <= case.at <= crl.next_update_utc):
+            continue
+        try:
+            idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+        except x509.ExtensionNotFound:
+            continue
+        if (idp.full_name != [x509.DirectoryName(c.issuer)] or idp.only_some_reasons or idp.indirect_crl
+                or idp.only_contains_attribute_certs or idp.only_contains_user_certs or idp.only_contains_ca_certs):
+            continue
+        if any(e.oid == UNKNOWN_EXT for e in crl.extensions) or _entries_with_unknown_critical(crl):
+            continue
+        if crl.get_revoked_certificate_by_serial_number(c.serial_number) is not None:
+            continue
+        if any(crl.is_signature_valid(k) for k in keys):
+            return True
+    return False
 
 
 def explain_openssl(case: Case, o: Outcome) -> str | None:
@@ -1186,10 +1318,17 @@ def explain_openssl(case: Case, o: Outcome) -> str | None:
                     re.fullmatch(r"[a-z0-9.-]+\.[a-z]+", cn) and _violates(cn, x509.DNSName, ncs, dns_tree_contains)
                     for cn in cns):
                 cls = "cn-as-dns"
+        elif code == 43 and depth == 0:  # no explicit policy: openssl's policy tree against Bouncy Castle's
+            cls = "policy-tree" if _java_pkix_accepts(case) else None
         elif code == _CRL_PATH_ERROR:
             if 0 < depth < len(main_path) - 1 and _is_self_issued(c) and all(
                     code2 in _CRL_CODES | {_CRL_PATH_ERROR} for code2, _ in crl_errors):
                 cls = "self-issued-crl-key"
+            elif crl_errors and all(code2 == _CRL_PATH_ERROR for code2, _ in crl_errors) and any(
+                    all(d < len(path) and _names_other_crl_issuer(path[d]) for _, d in crl_errors)
+                    and _openssl_accepts_alone(case, path[0])
+                    for path in _crl_paths_for(case, c)):
+                cls = "nested-crl-path"
             elif crl_errors:
                 for path in _crl_paths_for(case, c):
                     sub = [_cert_error_class(case, path[d], code2, anchor_ok=False) if d < len(path) else None
