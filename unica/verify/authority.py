@@ -25,7 +25,7 @@ from typing import Sequence
 
 from asn1crypto import crl as acrl, ocsp as aocsp, x509 as ax
 
-from .report import SubIndication
+from .report import SubIndication, rfc5280_reason_name
 
 ANY_POLICY = "2.5.29.32.0"
 _PYHANKO_ANY = "any_policy"
@@ -195,20 +195,13 @@ _SOFT_STAGES = (("require", "require"), ("require", "soft"), ("soft", "require")
 _MODES = {"off": (("off", "off"),), "hard-fail": (("require", "require"),), "soft-fail": _SOFT_STAGES}
 
 
-#: RFC 5280 5.3.1 names, from asn1crypto's natives
-_REASONS = {
-    "unspecified": "unspecified", "key_compromise": "keyCompromise", "ca_compromise": "cACompromise",
-    "affiliation_changed": "affiliationChanged", "superseded": "superseded",
-    "cessation_of_operation": "cessationOfOperation", "certificate_hold": "certificateHold",
-    "remove_from_crl": "removeFromCRL", "privilege_withdrawn": "privilegeWithdrawn",
-    "aa_compromise": "aACompromise",
-}
-
-
 def reason_name(native) -> str | None:
-    if native is None:
-        return None
-    return _REASONS.get(str(native), str(native))
+    """The RFC 5280 name of a revocation reason from pyhanko/asn1crypto (``keyCompromise``); an
+    unrecognised value is given back as text rather than raising (the report must still be made)."""
+    try:
+        return rfc5280_reason_name(native)
+    except (TypeError, ValueError):
+        return str(native)
 
 
 # --- the validation ------------------------------------------------------------------------

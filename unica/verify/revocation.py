@@ -23,7 +23,7 @@ from cryptography.x509 import ocsp
 
 from unica.errors import MalformedInput
 
-from .report import RevocationEvidence
+from .report import RevocationEvidence, rfc5280_reason_name
 
 _DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 #: what cryptography raises, lazily, on a damaged CRL / OCSP response / certificate field
@@ -580,8 +580,4 @@ def _reason(entry: x509.RevokedCertificate) -> str | None:
 
 def _reason_name(flag) -> str | None:
     """RFC 5280 name of a cryptography ReasonFlags (``keyCompromise``)."""
-    if flag is None:
-        return None
-    from .authority import reason_name
-
-    return reason_name(flag.name)
+    return rfc5280_reason_name(flag)
