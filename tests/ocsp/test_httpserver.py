@@ -4,14 +4,11 @@ timeouts, pipelining, HTTP/1.0 and HEAD -- hostile or odd clients never stop it 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
 
-from ocsppki import free_port
-from unica.ocsp.httpserver import HTTPServer
-from unica.ocsp.server import bind
+from serving import serving
 
 
 class Echo:
@@ -25,23 +22,8 @@ class Echo:
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    sock = bind("127.0.0.1", port)
-    srv = HTTPServer(Echo(), keep_alive=2.0, request_timeout=1.0, max_header_bytes=2048)
-    t = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    yield port
-    srv.should_exit = True
-    t.join(10)
-    sock.close()
+    with serving(Echo(), keep_alive=2.0, request_timeout=1.0, max_header_bytes=2048) as (srv, port):
+        yield port
 
 
 def _conn(port) -> socket.socket:

@@ -8,14 +8,11 @@ real sockets, 1 MiB and 8 MiB bodies, 20 tries each, every try reads the 413."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
 
-from ocsppki import free_port
-from unica.ocsp.httpserver import HTTPServer
-from unica.ocsp.server import bind
+from serving import serving
 
 
 class Small:
@@ -27,23 +24,8 @@ class Small:
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    sock = bind("127.0.0.1", port)
-    srv = HTTPServer(Small(), request_timeout=5.0)
-    t = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    yield srv, port
-    srv.should_exit = True
-    t.join(10)
-    sock.close()
+    with serving(Small(), request_timeout=5.0) as (srv, port):
+        yield srv, port
 
 
 def _post_and_read(port: int, size: int) -> bytes:
