@@ -8,6 +8,7 @@ import click
 
 from unica.cli.ca import _store, db_option
 from unica.cli.common import LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.completion import complete_ca
 
 #: exit status of ``audit verify`` when the log was tampered with
 EXIT_TAMPERED = 4
@@ -38,7 +39,7 @@ def _since(text: str | None) -> dt.datetime | None:
 @audit_group.command("show")
 @click.option("--since", default=None, help="Only entries newer than this (7d, 12h, or an ISO 8601 time).")
 @click.option("--event", default=None, help="Only this event (e.g. certificate.revoked; * matches any text).")
-@click.option("--ca", "ca_name", default=None, help="Only entries about this CA.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Only entries about this CA.")
 @click.option("--limit", type=LIMIT, default=None)
 @db_option
 @json_option

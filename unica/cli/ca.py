@@ -10,6 +10,7 @@ import click
 
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
                                table)
+from unica.cli.completion import complete_ca, complete_profile
 from unica.cli.output import check_output_dir, check_output_path, write_atomic
 
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
@@ -116,7 +117,7 @@ def _key_options(f):
 @click.option("--subject", required=True, metavar="DN", help="Subject DN, e.g. 'C=CN,O=示例,CN=Root CA'.")
 @_key_options
 @click.option("--validity", default=None, metavar="DURATION", help="e.g. 20y (default: the profile's).")
-@click.option("--profile", default="root-ca", show_default=True)
+@click.option("--profile", shell_complete=complete_profile, default="root-ca", show_default=True)
 @_settings_options
 @pin_file_option
 @passphrase_file_option
@@ -142,13 +143,13 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 
 @ca_group.command("create-sub")
 @click.argument("name")
-@click.option("--parent", default=None, metavar="NAME", help="The issuing CA in this store.")
+@click.option("--parent", shell_complete=complete_ca, default=None, metavar="NAME", help="The issuing CA in this store.")
 @click.option("--csr-out", metavar="FILE", default=None,
               help="External parent: write the CSR here; then 'unica ca import-cert NAME FILE'.")
 @click.option("--subject", required=True, metavar="DN")
 @_key_options
 @click.option("--validity", default=None, metavar="DURATION")
-@click.option("--profile", default="sub-ca", show_default=True)
+@click.option("--profile", shell_complete=complete_profile, default="sub-ca", show_default=True)
 @_settings_options
 @click.option("--parent-pin-file", type=click.Path(dir_okay=False), default=None,
               help="PIN of the parent's token, if it differs from --pin-file / UNICA_PIN.")
@@ -197,7 +198,7 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
 
 
 @ca_group.command("import-cert")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ca)
 @click.argument("cert_file", type=click.Path(exists=True, dir_okay=False))
 @db_option
 @json_option
@@ -211,7 +212,7 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
 
 
 @ca_group.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ca)
 @_settings_options
 @db_option
 @json_option
@@ -240,7 +241,7 @@ def ca_list(db, as_json) -> None:
 
 
 @ca_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ca)
 @db_option
 @json_option
 def ca_show(name, db, as_json) -> None:
@@ -251,7 +252,7 @@ def ca_show(name, db, as_json) -> None:
 
 
 @ca_group.command("export")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ca)
 @click.option("--chain", is_flag=True, help="Append the parents up to the root.")
 @click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
@@ -280,8 +281,8 @@ def _one_line(text: str) -> str:
 
 
 @click.command("issue")
-@click.option("--ca", "ca_name", required=True, metavar="NAME", help="The issuing CA.")
-@click.option("--profile", required=True, metavar="NAME", help="Certificate profile (see 'unica profile list').")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME", help="The issuing CA.")
+@click.option("--profile", shell_complete=complete_profile, required=True, metavar="NAME", help="Certificate profile (see 'unica profile list').")
 @click.option("--csr", "csr_file", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="PKCS#10 request, PEM or DER ('-' for stdin).")
 @click.option("--out", metavar="FILE", default=None, help="Write the certificate here (PEM).")
@@ -336,8 +337,8 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
 
 
 @click.command("issue-batch")
-@click.option("--ca", "ca_name", required=True, metavar="NAME", help="The issuing CA.")
-@click.option("--profile", required=True, metavar="NAME", help="Certificate profile.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME", help="The issuing CA.")
+@click.option("--profile", shell_complete=complete_profile, required=True, metavar="NAME", help="Certificate profile.")
 @click.option("--out-dir", required=True, metavar="DIR", help="Write NAME.pem here per CSR (an existing directory).")
 @click.option("--requester", default=None, metavar="ID")
 @click.option("--no-lint", is_flag=True,
@@ -417,9 +418,9 @@ def cert_group() -> None:
 
 
 @cert_group.command("list")
-@click.option("--ca", "ca_name", default=None, metavar="NAME", help="Only this CA's certificates.")
-@click.option("--issued-by", "issued_by", default=None, metavar="NAME", help="Same as --ca.")
-@click.option("--profile", default=None)
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Only this CA's certificates.")
+@click.option("--issued-by", "issued_by", shell_complete=complete_ca, default=None, metavar="NAME", help="Same as --ca.")
+@click.option("--profile", shell_complete=complete_profile, default=None)
 @click.option("--status", default=None, help="pending, valid, revoked, hold, failed, expired.")
 @click.option("--expiring", default=None, metavar="DURATION", help="Valid ones expiring within, e.g. 30d.")
 @click.option("--requester", default=None)
@@ -451,7 +452,7 @@ def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, d
 
 @cert_group.command("show")
 @click.argument("serial")
-@click.option("--ca", "ca_name", default=None, metavar="NAME")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME")
 @db_option
 @json_option
 def cert_show(serial, ca_name, db, as_json) -> None:
@@ -474,7 +475,7 @@ def cert_show(serial, ca_name, db, as_json) -> None:
 
 @cert_group.command("export")
 @click.argument("serial")
-@click.option("--ca", "ca_name", default=None, metavar="NAME")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME")
 @click.option("--chain", is_flag=True, help="Append the CA chain.")
 @click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
@@ -512,7 +513,7 @@ def profile_list(as_json) -> None:
 
 
 @profile_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profile)
 @json_option
 def profile_show(name, as_json) -> None:
     """Show profile NAME in full."""

@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "audit",
     "sign",
     "verify",
+    "completion",
 ]
 
 #: the commands each of those modules puts in its ``COMMANDS``: the root group imports a module
@@ -58,6 +59,7 @@ MODULE_COMMANDS = {
     "audit": ("audit",),
     "sign": ("sign",),
     "verify": ("verify",),
+    "completion": ("completion",),
 }
 
 #: exit status for a usage error (click's, like InputError's)

@@ -8,6 +8,7 @@ import click
 
 from unica.cli.ca import KEY_TYPES, _store, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.completion import complete_ca
 
 
 @click.group("ocsp")
@@ -44,7 +45,7 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
 
 
 @ocsp_group.command("signer")
-@click.option("--ca", "ca_name", required=True, help="The CA whose responses the signer signs.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="The CA whose responses the signer signs.")
 @click.option("--key", "key_uri", default=None, help="Use this existing key (else a new one is generated).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True,
               help="Type of a new signer key.")
@@ -73,7 +74,7 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
 
 
 @ocsp_group.command("configure")
-@click.option("--ca", "ca_name", required=True)
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True)
 @click.option("--mode", type=click.Choice(["presigned", "live"]), default=None,
               help="presigned: responses signed ahead and looked up; live: signed per request.")
 @click.option("--live-nonce/--no-live-nonce", default=None,
@@ -133,7 +134,7 @@ def _jsonable(v):
 
 
 @ocsp_group.command("status")
-@click.option("--ca", "ca_names", multiple=True,
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True,
               help="Only these CAs (repeatable; default: every CA with a certificate).")
 @db_option
 @json_option
@@ -175,7 +176,7 @@ def ocsp_status_cmd(ca_names, db, as_json) -> None:
 
 
 @ocsp_group.command("presign")
-@click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: every pre-signed CA).")
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, help="Only these CAs (repeatable; default: every pre-signed CA).")
 @click.option("--all", "everything", is_flag=True, help="Re-sign every response, not just those due.")
 @db_option
 @pin_file_option
@@ -214,7 +215,7 @@ def _url_prefix(value: str) -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes sharing the socket.")
-@click.option("--ca", "ca_names", multiple=True, help="Only these CAs (repeatable; default: every CA).")
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, help="Only these CAs (repeatable; default: every CA).")
 @click.option("--prefix", default="/", show_default=True, callback=lambda ctx, param, v: _url_prefix(v),
               help="URL path the responder is published at (starts and ends with '/').")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,

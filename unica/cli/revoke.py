@@ -8,6 +8,7 @@ import click
 
 from unica.cli.ca import _store, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.completion import complete_ca, complete_choices
 
 REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
@@ -48,8 +49,8 @@ def _print_state(st, as_json: bool) -> None:
 @click.option("--spki-sha256", "spki", default=None, metavar="HEX",
               help="Revoke every certificate of this public key (SHA-256 of its DER SubjectPublicKeyInfo, "
                    "64 hex digits, as 'unica cert show' prints it): a compromised key.")
-@click.option("--ca", "ca_name", default=None, help="Issuing CA (needed when the serial is not unique).")
-@click.option("--reason", default="unspecified", show_default=True,
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issuing CA (needed when the serial is not unique).")
+@click.option("--reason", shell_complete=complete_choices(REASONS), default="unspecified", show_default=True,
               help="RFC 5280 reason: " + ", ".join(REASONS) + " (certificateHold suspends).")
 @click.option("--invalidity-date", default=None, help="When the key was (suspected) compromised, ISO 8601.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
@@ -179,7 +180,7 @@ class _Progress:
 
 @click.command("release")
 @click.argument("serial")
-@click.option("--ca", "ca_name", default=None, help="Issuing CA (needed when the serial is not unique).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issuing CA (needed when the serial is not unique).")
 @db_option
 @json_option
 def release_cmd(serial, ca_name, db, as_json) -> None:
@@ -194,7 +195,7 @@ def crl_group() -> None:
 
 
 @crl_group.command("generate")
-@click.option("--ca", "ca_name", required=True, help="The CA whose CRL to sign.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="The CA whose CRL to sign.")
 @click.option("--delta", is_flag=True, help="A delta CRL against the latest base CRL.")
 @click.option("--shard", type=int, default=None, help="Only this shard of a partitioned CA.")
 @click.option("--out", metavar="FILE", default=None, help="Output file (DER).")

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import emit_json, json_option, pin_file_option, secret, so_pin, table, user_pin
+from unica.cli.completion import complete_ca, complete_profile
 from unica.errors import OutputError
 from unica.hsm.keytypes import KeyType
 
@@ -291,7 +292,7 @@ def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json)
 @click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
 @click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
 @click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
-@click.option("--profile", default=None,
+@click.option("--profile", shell_complete=complete_profile, default=None,
               help="Check the subject and key type against this certificate profile first (the one the CA "
                    "will issue under; built-in or $UNICA_HOME/profiles).")
 @pin_file_option
@@ -349,8 +350,8 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 @click.option("--subject", default=None, help="Subject DN (default: the current certificate's subject).")
 @click.option("--uscc", default=None, help="Unified Social Credit Code (organizationIdentifier).")
 @click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
-@click.option("--ca", "ca_name", default=None, help="Issue the request with this local CA and import the result.")
-@click.option("--profile", default=None, help="Certificate profile for --ca.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issue the request with this local CA and import the result.")
+@click.option("--profile", shell_complete=complete_profile, default=None, help="Certificate profile for --ca.")
 @click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
 @pin_file_option
 @_ca_secret_options
@@ -403,8 +404,8 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
 @click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
 @click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
 @click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
-@click.option("--ca", "ca_name", required=True, help="Local CA that issues the certificate.")
-@click.option("--profile", required=True, help="Certificate profile (see 'unica profile list').")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="Local CA that issues the certificate.")
+@click.option("--profile", shell_complete=complete_profile, required=True, help="Certificate profile (see 'unica profile list').")
 @click.option("--csr-out", default=None, help="Also keep the request here.")
 @pin_file_option
 @_ca_secret_options
