@@ -69,8 +69,12 @@ def test_help_lists_every_command_without_loading_the_database(home):
     assert code == 0
     from unica.cli.main import MODULE_COMMANDS
 
-    listed = {line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.strip()}
+    commands, _, aliases = out.split("Commands:", 1)[1].partition("Aliases:")
+    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
     assert listed == {n for names in MODULE_COMMANDS.values() for n in names}
+    from unica.cli.main import ALIASES
+
+    assert {line.split()[0] for line in aliases.splitlines() if line.strip()} == set(ALIASES)
     assert _loaded(modules, NOT_FOR_HELP) == []
     code, modules, out = _modules_after("revoke", "--help", env=env)
     assert code == 0 and "--serials-file" in out and "--spki-sha256" in out

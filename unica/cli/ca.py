@@ -412,9 +412,30 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
 # --- unica cert ----------------------------------------------------------------------
 
 
-@click.group("cert")
+class _CertGroup(click.Group):
+    """``unica cert``: issue, list, show, export here; revoke, hold and release are defined in
+    :mod:`unica.cli.revoke`, imported (and registered here) when one of them is used or listed."""
+
+    ELSEWHERE = ("revoke", "hold", "release")
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in self.ELSEWHERE:
+            import unica.cli.revoke  # noqa: F401
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx):
+        import unica.cli.revoke  # noqa: F401
+
+        return super().list_commands(ctx)
+
+
+@click.group("cert", cls=_CertGroup)
 def cert_group() -> None:
-    """The certificate store: list, show, export."""
+    """Certificates: issue, issue-batch, revoke, hold, release, list, show, export."""
+
+
+cert_group.add_command(issue_cmd)
+cert_group.add_command(issue_batch_cmd)
 
 
 @cert_group.command("list")
@@ -551,4 +572,4 @@ def _emit_profile(d: dict, as_json: bool) -> None:
             click.echo(f"{k}: {v}")
 
 
-COMMANDS = [init_cmd, ca_group, issue_cmd, issue_batch_cmd, cert_group, profile_group]
+COMMANDS = [init_cmd, ca_group, cert_group, profile_group]

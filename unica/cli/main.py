@@ -53,13 +53,22 @@ COMMAND_MODULES = [
 MODULE_COMMANDS = {
     "key": ("key",),
     "token": ("token",),
-    "ca": ("init", "ca", "issue", "issue-batch", "cert", "profile"),
-    "revoke": ("revoke", "release", "crl", "recover"),
+    "ca": ("init", "ca", "cert", "profile"),
+    "revoke": ("crl", "recover"),
     "ocsp": ("ocsp",),
     "audit": ("audit",),
     "sign": ("sign",),
     "verify": ("verify",),
     "completion": ("completion",),
+}
+
+#: the short forms, kept as aliases of the noun-verb commands: an alias *is* that command (the same
+#: click command object: the same options, the same exit codes); ``unica --help`` lists them apart
+ALIASES = {
+    "issue": ("cert", "issue"),
+    "issue-batch": ("cert", "issue-batch"),
+    "revoke": ("cert", "revoke"),
+    "release": ("cert", "release"),
 }
 
 #: exit status for a usage error (click's, like InputError's)
@@ -100,10 +109,19 @@ class _LazyGroup(click.Group):
         self._loaded[name or cmd.name] = cmd
 
     def get_command(self, ctx, cmd_name: str) -> click.Command | None:
+        if cmd_name in ALIASES and cmd_name not in self._module_of:
+            group, sub = ALIASES[cmd_name]
+            parent = self._load(group)
+            return parent.get_command(ctx, sub) if isinstance(parent, click.Group) else None
         return self._load(cmd_name)
 
     def list_commands(self, ctx) -> list[str]:
         return sorted(set(self._module_of) | set(self._loaded))
+
+    def format_commands(self, ctx, formatter) -> None:
+        super().format_commands(ctx, formatter)
+        with formatter.section("Aliases"):
+            formatter.write_dl([(alias, "-> " + " ".join(target)) for alias, target in ALIASES.items()])
 
     def invoke(self, ctx):
         global _FREEZE_AT_EXIT

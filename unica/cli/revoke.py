@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from unica.cli.ca import _store, db_option
+from unica.cli.ca import _store, cert_group, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
 from unica.cli.completion import complete_ca, complete_choices
 
@@ -189,6 +189,21 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
     _print_state(release(_store(db), serial, ca=ca_name), as_json)
 
 
+@click.command("hold")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None, metavar="NAME", help="Issuing CA (needed when the serial is not unique).")
+@click.option("--invalidity-date", default=None, metavar="TIME",
+              help="When the key was (suspected) compromised, ISO 8601 (UTC if no zone).")
+@db_option
+@json_option
+def hold_cmd(serial, ca_name, invalidity_date, db, as_json) -> None:
+    """Put a certificate on hold (revocation reason certificateHold, lifted by 'unica cert release')."""
+    from unica.ca.revocation import revoke
+
+    _print_state(revoke(_store(db), serial, ca=ca_name, reason="certificateHold",
+                        invalidity_date=_when(invalidity_date)), as_json)
+
+
 @click.group("crl")
 def crl_group() -> None:
     """Certificate revocation lists."""
@@ -270,4 +285,9 @@ def recover_cmd(older_than, db, as_json) -> None:
         click.echo(f"released the OCSP pre-signing lease of a stopped process: {lease}")
 
 
-COMMANDS = [revoke_cmd, release_cmd, crl_group, recover_cmd]
+COMMANDS = [crl_group, recover_cmd]
+
+# revoke, hold and release are 'unica cert' commands ('unica revoke' and 'unica release' are aliases:
+# unica.cli.main.ALIASES)
+for _command in (revoke_cmd, hold_cmd, release_cmd):
+    cert_group.add_command(_command)
