@@ -20,6 +20,7 @@ log.level = ERROR
 CONF
 export SOFTHSM2_CONF="$demo/softhsm2.conf"
 export UNICA_HOME="$demo/home"
+unset UNICA_DB   # the demo's database is SQLite in its own home, never one named by the environment
 export UNICA_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
 # secrets: random, kept in a 0600 file, never on a command line of unica
 UNICA_PIN="$(openssl rand -hex 8)"; UNICA_SO_PIN="$(openssl rand -hex 8)"; UNICA_PASSPHRASE="$(openssl rand -hex 12)"
