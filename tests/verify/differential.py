@@ -1282,8 +1282,12 @@ def _idp_dn_crl_covers(case: Case, c: x509.Certificate) -> bool:
     return False
 
 
-def explain_openssl(case: Case, o: Outcome) -> str | None:
+def explain_openssl(case: Case, o: Outcome, *, confirm: bool = True) -> str | None:
     """The documented divergence class(es) that explain every error of an openssl rejection, or None.
+
+    ``confirm=False`` skips the classes that need an independent check in a subprocess (openssl on
+    the CRL signer, Bouncy Castle on the policies): they are then not explained. :func:`run_many`
+    explains cheaply first, and with the checks only the openssl rejections that unica accepts.
 
     Errors marked ``[CRL path]`` belong to the path of a CRL issuer; they are mapped onto the
     candidate CRL issuer paths of the certificates whose main-path error is "CRL path validation
@@ -1319,14 +1323,14 @@ def explain_openssl(case: Case, o: Outcome) -> str | None:
                     for cn in cns):
                 cls = "cn-as-dns"
         elif code == 43 and depth == 0:  # no explicit policy: openssl's policy tree against Bouncy Castle's
-            cls = "policy-tree" if _java_pkix_accepts(case) else None
+            cls = "policy-tree" if confirm and _java_pkix_accepts(case) else None
         elif code == _CRL_PATH_ERROR:
             if 0 < depth < len(main_path) - 1 and _is_self_issued(c) and all(
                     code2 in _CRL_CODES | {_CRL_PATH_ERROR} for code2, _ in crl_errors):
                 cls = "self-issued-crl-key"
             elif crl_errors and all(code2 == _CRL_PATH_ERROR for code2, _ in crl_errors) and any(
                     all(d < len(path) and _names_other_crl_issuer(path[d]) for _, d in crl_errors)
-                    and _openssl_accepts_alone(case, path[0])
+                    and confirm and _openssl_accepts_alone(case, path[0])
                     for path in _crl_paths_for(case, c)):
                 cls = "nested-crl-path"
             elif crl_errors:
@@ -1494,9 +1498,19 @@ def _ref_job(args) -> _RefOut:
     t2 = time.perf_counter()
     o = run_openssl(case, _WORKER_DIR) if openssl else Outcome("skip", "openssl not run (--no-openssl)")
     t3 = time.perf_counter()
-    div = explain_openssl(case, o) if o.verdict == "reject" else None
+    div = explain_openssl(case, o, confirm=False) if o.verdict == "reject" else None
     plabel = explain_pyhanko_accept(case, o) if o.verdict == "reject" and div is None else None
     return _RefOut(p, o, div, plabel, case.features, case.describe(), (t1 - t0, t2 - t1, t3 - t2))
+
+
+def _confirm_job(args) -> tuple[str | None, str | None]:
+    """(divergence, pyhanko label) for an openssl rejection that unica accepts, with the
+    independent checks that the first, cheap explanation skipped."""
+    seed, index, o = args
+    _assert_no_unica()
+    case = generate(seed, index)
+    div = explain_openssl(case, o)
+    return div, (explain_pyhanko_accept(case, o) if div is None else None)
 
 
 def _unica_job(args) -> tuple[Outcome, float, float]:
@@ -1572,6 +1586,13 @@ class Summary:
                                    if r.peers_disagree and r.pyhanko.verdict == "accept")
 
 
+def _result(seed: int, index: int, u: Outcome, t_unica: float, ref: _RefOut) -> Result:
+    klass, harmful, disagree = classify(u, ref.pyhanko, ref.openssl, ref.divergence)
+    return Result(seed, index, klass, harmful, u, ref.pyhanko, ref.openssl, ref.features, ref.description,
+                  ref.divergence, disagree, ref.pyhanko_label if (disagree or harmful) else None,
+                  (ref.times[0], t_unica, ref.times[1], ref.times[2]))
+
+
 def run_many(seed: int, n: int, *, start: int = 0, workers: int | None = None, openssl: bool = True,
              progress=None) -> Summary:
     """Cases ``start .. start+n-1`` of ``seed``. ``workers`` processes in all (default: CPU count,
@@ -1590,15 +1611,18 @@ def run_many(seed: int, n: int, *, start: int = 0, workers: int | None = None, o
             cf.ProcessPoolExecutor(n_uni, mp_context=ctx, initializer=_worker_init) as uni_pool:
         refs = ref_pool.map(_ref_job, [(seed, i, openssl) for i in idx], chunksize=chunk)
         unis = uni_pool.map(_unica_job, [(seed, i) for i in idx], chunksize=chunk)
-        results = []
+        results, refs_kept, todo = [], [], []
         for i, ref, (u, tg, tu) in zip(idx, refs, unis):
-            klass, harmful, disagree = classify(u, ref.pyhanko, ref.openssl, ref.divergence)
-            results.append(Result(seed, i, klass, harmful, u, ref.pyhanko, ref.openssl, ref.features,
-                                  ref.description, ref.divergence, disagree,
-                                  ref.pyhanko_label if (disagree or harmful) else None,
-                                  (ref.times[0], tu, ref.times[1], ref.times[2])))
+            if u.verdict == "accept" and ref.openssl.verdict == "reject" and ref.divergence is None:
+                todo.append(len(results))  # confirmed below, with the checks that cost a subprocess
+            results.append(_result(seed, i, u, tu, ref))
+            refs_kept.append(ref)
             if progress:
                 progress(len(results))
+        confirmed = ref_pool.map(_confirm_job, [(seed, results[k].index, results[k].openssl) for k in todo])
+        for k, (div, plabel) in zip(todo, confirmed):
+            ref = dataclasses.replace(refs_kept[k], divergence=div, pyhanko_label=plabel)
+            results[k] = _result(seed, results[k].index, results[k].unica, results[k].times[1], ref)
     missing = sorted({m.group(1) for r in results
                       for m in [re.match(r"keyword (\w+) not supported", r.unica.detail)] if m})
     return Summary(seed, results, time.perf_counter() - t0, tuple(missing))
