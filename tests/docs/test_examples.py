@@ -265,3 +265,34 @@ def test_harness_refuses_a_foreground_server_and_a_public_host():
             _check_service(Command(1, text, 0), "p.md:1")
     _check_service(Command(1, "unica ocsp serve --host 127.0.0.1 --port 8080 &   # note", 0), "p.md:1")
     _check_service(Command(1, "unica ocsp serve --workers 0   # exit 2", 2), "p.md:1")
+
+
+def test_python_examples_name_what_exists():
+    """The Python examples are fragments (placeholders such as ``p7s_bytes``), so they are not run;
+    every ``from unica… import …`` in them must name a module and attributes that exist."""
+    import ast
+    import importlib
+
+    checked, problems = 0, []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").split("\n")
+        inside = False
+        for no, line in enumerate(lines, 1):
+            m = FENCE.match(line)
+            if m:
+                inside = (not inside) and m.group("lang").lower() == "python"
+                continue
+            if not inside or not re.match(r"\s*from unica[\w.]* import ", line):
+                continue
+            node = ast.parse(line.strip()).body[0]
+            try:
+                mod = importlib.import_module(node.module)
+            except ImportError as e:
+                problems.append(f"{rel(page)}:{no}: {e}")
+                continue
+            for alias in node.names:
+                checked += 1
+                if not hasattr(mod, alias.name):
+                    problems.append(f"{rel(page)}:{no}: {node.module} has no {alias.name}")
+    assert not problems, "\n".join(problems)
+    assert checked > 20, checked
