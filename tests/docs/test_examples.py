@@ -27,6 +27,7 @@ import re
 import shlex
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,3 +297,18 @@ def test_python_examples_name_what_exists():
                     problems.append(f"{rel(page)}:{no}: {node.module} has no {alias.name}")
     assert not problems, "\n".join(problems)
     assert checked > 20, checked
+
+
+def test_profile_examples_pass_the_strict_loader(tmp_path: Path):
+    """Every TOML example in the docs is a profile that ``unica profile check`` accepts."""
+    n = 0
+    for page in PAGES:
+        for i, body in enumerate(re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)):
+            f = tmp_path / f"{page.stem}-{i}.toml"
+            f.write_text(body, encoding="utf-8")
+            env = dict(os.environ, UNICA_HOME=str(tmp_path / "home"))
+            p = subprocess.run([sys.executable, "-m", "unica", "profile", "check", str(f)], env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, f"{rel(page)}: TOML example {i + 1}: {p.stderr}"
+            n += 1
+    assert n >= 1
