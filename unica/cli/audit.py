@@ -66,7 +66,13 @@ def audit_show(since, event, ca_name, limit, db, as_json) -> None:
 def audit_verify(public_key_file, db, as_json) -> None:
     """Check the hash chain and the seals; name every changed, inserted, deleted or reordered entry.
 
-    Exit status 0 when the log is intact, 4 when it was tampered with."""
+    Exit status 0 when the log is intact, 4 when it was tampered with.
+
+    \b
+    Examples:
+      unica audit verify
+      unica audit verify --public-key audit.pub.pem --json
+    """
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     from unica.boundedio import MAX_PUBLIC_KEY, read_limited
@@ -100,7 +106,13 @@ def audit_verify(public_key_file, db, as_json) -> None:
 @passphrase_file_option
 @json_option
 def audit_seal(key_uri, db, pin_file, passphrase_file, as_json) -> None:
-    """Sign the chain up to its newest entry with the audit key (run it periodically, e.g. from cron)."""
+    """Sign the chain up to its newest entry with the audit key (run it periodically, e.g. from cron).
+
+    \b
+    Examples:
+      unica audit seal --key 'pkcs11:token=unica-ca;object=audit'
+      unica audit seal --key file:keys/audit.p8 --passphrase-file /run/secrets/audit
+    """
     from unica.hsm import load_key, sign_raw
     from unica.store.audit import seal_audit
 

@@ -85,7 +85,13 @@ def _show_ca(info: dict, as_json: bool) -> None:
 @click.command("init")
 @db_option
 def init_cmd(db) -> None:
-    """Create UNICA_HOME (config.toml, profiles/, keys/) and the database, or migrate it."""
+    """Create UNICA_HOME (config.toml, profiles/, keys/) and the database, or migrate it.
+
+    \b
+    Examples:
+      unica init
+      unica init --db postgresql://unica@db.example.cn/unica
+    """
     from unica.config import home, write_default_config
 
     h = home()
@@ -125,7 +131,15 @@ def _key_options(f):
 @json_option
 def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, crl_url, delta_crl_url, ocsp_url,
                    ca_issuers_url, crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
-    """Create a self-signed root CA NAME."""
+    """Create a self-signed root CA NAME.
+
+    \b
+    Examples:
+      unica ca create-root root --subject 'C=CN,O=示例认证中心,CN=Example Root CA' \\
+          --key 'pkcs11:token=unica-ca;object=root-ca' --validity 20y \\
+          --crl-url http://crl.example.cn/root.crl
+      unica ca create-root test-root --subject 'C=CN,O=Example,CN=Test Root' --key-type ec-p256
+    """
     import datetime as dt
 
     from unica.ca.authority import create_root
@@ -160,7 +174,16 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, validity, profile, crl_url,
                   delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, parent_pin_file, pin_file,
                   passphrase_file, db, as_json) -> None:
-    """Create a subordinate CA NAME, signed by --parent (or by an external CA via --csr-out)."""
+    """Create a subordinate CA NAME, signed by --parent (or by an external CA via --csr-out).
+
+    \b
+    Examples:
+      unica ca create-sub issuing --parent root --subject 'C=CN,O=示例认证中心,CN=Issuing CA' \\
+          --key-type ec-p256 --crl-url http://crl.example.cn/issuing.crl \\
+          --ocsp-url http://ocsp.example.cn/
+      unica ca create-sub agency --subject 'C=CN,O=示例认证中心,CN=Agency CA' --token unica-ca \\
+          --key-type ec-p384 --csr-out agency.csr
+    """
     from unica.ca.authority import create_external_sub, create_sub, ca_info
     from unica.errors import InputError
 
@@ -203,7 +226,12 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
 @db_option
 @json_option
 def ca_import_cert(name, cert_file, db, as_json) -> None:
-    """Install the certificate an external parent issued for pending CA NAME (PEM may include the chain)."""
+    """Install the certificate an external parent issued for pending CA NAME (PEM may include the chain).
+
+    \b
+    Examples:
+      unica ca import-cert agency agency-from-parent.pem
+    """
     from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.ca.authority import import_cert
 
@@ -217,7 +245,15 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
 @db_option
 @json_option
 def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, db, as_json) -> None:
-    """Change CA NAME's settings (an empty string clears a URL)."""
+    """Change CA NAME's settings (an empty string clears a URL).
+
+    \b
+    Examples:
+      unica ca set issuing --ocsp-url http://ocsp.example.cn/ \\
+          --delta-crl-url http://crl.example.cn/issuing-delta.crl
+      unica ca set issuing --profiles enterprise-sign,enterprise-auth
+      unica ca set issuing --ca-issuers-url ''  # clears it
+    """
     from unica.ca.authority import set_ca
 
     _show_ca(set_ca(_store(db), name, _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set,
@@ -228,7 +264,13 @@ def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, p
 @db_option
 @json_option
 def ca_list(db, as_json) -> None:
-    """List the CAs."""
+    """List the CAs.
+
+    \b
+    Examples:
+      unica ca list
+      unica ca list --json
+    """
     from unica.ca.authority import list_cas
 
     cas = list_cas(_store(db))
@@ -245,7 +287,13 @@ def ca_list(db, as_json) -> None:
 @db_option
 @json_option
 def ca_show(name, db, as_json) -> None:
-    """Show CA NAME: subject, key, validity, URLs, profile set."""
+    """Show CA NAME: subject, key, validity, URLs, profile set.
+
+    \b
+    Examples:
+      unica ca show issuing
+      unica ca show root --json
+    """
     from unica.ca.authority import ca_info
 
     _show_ca(ca_info(_store(db), name), as_json)
@@ -257,7 +305,13 @@ def ca_show(name, db, as_json) -> None:
 @click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
 def ca_export(name, chain, out, db) -> None:
-    """Print CA NAME's certificate (PEM)."""
+    """Print CA NAME's certificate (PEM).
+
+    \b
+    Examples:
+      unica ca export root --out root.pem
+      unica ca export issuing --chain --out chain.pem
+    """
     from unica.ca.authority import export_ca
 
     check_output_path(out)
@@ -296,7 +350,15 @@ def _one_line(text: str) -> str:
 @json_option
 def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_file, passphrase_file, db,
               as_json) -> None:
-    """Issue a certificate from a CSR: check it against the profile, lint, record, sign, store."""
+    """Issue a certificate from a CSR: check it against the profile, lint, record, sign, store.
+
+    \b
+    Examples:
+      unica cert issue --ca issuing --profile enterprise-sign --csr zhangsan.csr \\
+          --out zhangsan.pem
+      unica cert issue --ca issuing --profile tls-server --csr www.csr --out www.pem --chain \\
+          --requester ticket-4711
+    """
     from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
     from unica.errors import OutputError, UnicaError
@@ -354,7 +416,13 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
                     db, as_json) -> None:
     """Issue one certificate per CSR file, in batches: each batch's intents are recorded in one
     transaction before any signature, its certificates stored in a second (bulk re-issuance).
-    Progress goes to stderr. Refused requests are listed; the command fails if any was refused."""
+    Progress goes to stderr. Refused requests are listed; the command fails if any was refused.
+
+    \b
+    Examples:
+      unica cert issue-batch --ca issuing --profile enterprise-auth \\
+          --out-dir issued/ requests/*.csr
+    """
     from unica.boundedio import MAX_CSR, read_limited
     from unica.ca.issuance import IssuingCA
     from unica.ca.records import pem
@@ -477,7 +545,13 @@ def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, d
 @db_option
 @json_option
 def cert_show(serial, ca_name, db, as_json) -> None:
-    """Show the certificate with SERIAL (hex)."""
+    """Show the certificate with SERIAL (hex).
+
+    \b
+    Examples:
+      unica cert show 5F3A9C01D27E
+      unica cert show 5F3A9C01D27E --ca issuing --json
+    """
     from unica.ca.certs import show_cert
 
     info = show_cert(_store(db), serial, ca_name)
@@ -501,7 +575,13 @@ def cert_show(serial, ca_name, db, as_json) -> None:
 @click.option("--out", metavar="FILE", default=None, help="Write here instead of stdout.")
 @db_option
 def cert_export(serial, ca_name, chain, out, db) -> None:
-    """Print the certificate with SERIAL (PEM)."""
+    """Print the certificate with SERIAL (PEM).
+
+    \b
+    Examples:
+      unica cert export 5F3A9C01D27E --ca issuing --out zhangsan.pem
+      unica cert export 5F3A9C01D27E --ca issuing --chain
+    """
     from unica.ca.certs import export_cert
 
     check_output_path(out)
@@ -519,7 +599,13 @@ def profile_group() -> None:
 @profile_group.command("list")
 @json_option
 def profile_list(as_json) -> None:
-    """List the profiles."""
+    """List the profiles.
+
+    \b
+    Examples:
+      unica profile list
+      unica profile list --json
+    """
     from unica.policies import list_profiles
 
     profiles = list_profiles()
@@ -537,7 +623,13 @@ def profile_list(as_json) -> None:
 @click.argument("name", shell_complete=complete_profile)
 @json_option
 def profile_show(name, as_json) -> None:
-    """Show profile NAME in full."""
+    """Show profile NAME in full.
+
+    \b
+    Examples:
+      unica profile show enterprise-sign
+      unica profile show enterprise-sign > unica-data/profiles/customs-sign.toml
+    """
     from unica.policies import get_profile
 
     _emit_profile(get_profile(name).to_dict(), as_json)
@@ -547,7 +639,12 @@ def profile_show(name, as_json) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @json_option
 def profile_check(file, as_json) -> None:
-    """Check a profile FILE strictly (unknown keys, types, impossible combinations)."""
+    """Check a profile FILE strictly (unknown keys, types, impossible combinations).
+
+    \b
+    Examples:
+      unica profile check unica-data/profiles/customs-sign.toml
+    """
     from unica.policies import load_profile_file
 
     p = load_profile_file(file)

@@ -144,9 +144,8 @@ def completion_cmd(shell: str) -> None:
     eval "$(unica completion bash)" in ~/.bashrc; zsh: source the file from ~/.zshrc (after
     compinit); fish loads the file below by itself. Open a new shell afterwards.
 
-    Examples:
-
     \b
+    Examples:
       unica completion bash > ~/.local/share/bash-completion/completions/unica
       unica completion zsh > ~/.zsh/unica-completion.zsh  # then in ~/.zshrc: source it
       unica completion fish > ~/.config/fish/completions/unica.fish

@@ -22,7 +22,13 @@ def key_group() -> None:
 @passphrase_file_option
 @json_option
 def key_generate(uri: str, key_type: str, pin_file, passphrase_file, as_json: bool) -> None:
-    """Generate a key at URI: on a token (sensitive, never extractable) or in a new encrypted file."""
+    """Generate a key at URI: on a token (sensitive, never extractable) or in a new encrypted file.
+
+    \b
+    Examples:
+      unica key generate 'pkcs11:token=unica-ca;object=root-ca' --type ec-p384
+      unica key generate file:keys/ops.p8 --type ec-p256
+    """
     key = generate_key(uri, key_type, **key_secrets(uri, pin_file, passphrase_file, new=True))
     _show(key_info(key, uri), as_json)
 
@@ -33,7 +39,13 @@ def key_generate(uri: str, key_type: str, pin_file, passphrase_file, as_json: bo
 @passphrase_file_option
 @json_option
 def key_show(uri: str, pin_file, passphrase_file, as_json: bool) -> None:
-    """Show a key: type, SPKI SHA-256 and the public key PEM."""
+    """Show a key: type, SPKI SHA-256 and the public key PEM.
+
+    \b
+    Examples:
+      unica key show 'pkcs11:token=unica-ca;object=root-ca'
+      unica key show file:keys/ops.p8 --json
+    """
     key = load_key(uri, **key_secrets(uri, pin_file, passphrase_file))
     _show(key_info(key, uri), as_json)
 
@@ -44,7 +56,12 @@ def key_show(uri: str, pin_file, passphrase_file, as_json: bool) -> None:
 @pin_file_option
 @json_option
 def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
-    """List the key pairs on a token."""
+    """List the key pairs on a token.
+
+    \b
+    Examples:
+      unica key list --token unica-ca
+    """
     from unica.hsm.tokens import require_token
 
     require_token(token, module_path)  # a missing token is said before a PIN is asked

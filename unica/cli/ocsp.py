@@ -56,7 +56,13 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
 @passphrase_file_option
 @json_option
 def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, passphrase_file, as_json) -> None:
-    """Issue (or renew) the CA's delegated OCSP signer certificate (ocsp-signer profile)."""
+    """Issue (or renew) the CA's delegated OCSP signer certificate (ocsp-signer profile).
+
+    \b
+    Examples:
+      unica ocsp signer --ca issuing
+      unica ocsp signer --ca issuing --token unica-ca --key-type ec-p256 --renew-if-due
+    """
     from unica.ca.ocspsigner import ensure_ocsp_signer, issue_ocsp_signer
 
     store = _store(db)
@@ -83,7 +89,13 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
 @db_option
 @json_option
 def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
-    """Choose the CA's OCSP mode and response validity."""
+    """Choose the CA's OCSP mode and response validity.
+
+    \b
+    Examples:
+      unica ocsp configure --ca issuing --mode presigned --validity 4d
+      unica ocsp configure --ca issuing --mode live
+    """
     from unica.errors import InputError
     from unica.ocsp.service import configure_ocsp
     from unica.policies.duration import parse_duration
@@ -139,7 +151,13 @@ def _jsonable(v):
 @db_option
 @json_option
 def ocsp_status_cmd(ca_names, db, as_json) -> None:
-    """Each CA's OCSP state: mode, signer, validity, pre-signed coverage, next refresh (no key is opened)."""
+    """Each CA's OCSP state: mode, signer, validity, pre-signed coverage, next refresh (no key is opened).
+
+    \b
+    Examples:
+      unica ocsp status
+      unica ocsp status --ca issuing --json
+    """
     from unica.ocsp.service import ocsp_status
 
     states = ocsp_status(_store(db), list(ca_names) or None)
@@ -183,7 +201,13 @@ def ocsp_status_cmd(ca_names, db, as_json) -> None:
 @passphrase_file_option
 @json_option
 def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -> None:
-    """Sign the OCSP responses that are due (missing, or past half their validity)."""
+    """Sign the OCSP responses that are due (missing, or past half their validity).
+
+    \b
+    Examples:
+      unica ocsp presign
+      unica ocsp presign --ca issuing --all
+    """
     from unica.ocsp.service import presign, served_cas
 
     store = _store(db)
@@ -233,7 +257,13 @@ def _url_prefix(value: str) -> str:
 @passphrase_file_option
 def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_interval, no_signer_keys, access_log,
                db, pin_file, passphrase_file) -> None:
-    """Run the OCSP responder (GET and POST, /healthz for load balancers) until stopped."""
+    """Run the OCSP responder (GET and POST, /healthz for load balancers) until stopped.
+
+    \b
+    Examples:
+      unica ocsp serve --host 0.0.0.0 --port 8080 --workers 4
+      unica ocsp serve --ca issuing --prefix /ocsp/ --no-signer-keys
+    """
     from unica.config import db_url
     from unica.ocsp.server import bind, serve
     from unica.ocsp.service import DBResponderApp

@@ -59,7 +59,16 @@ def _print_state(st, as_json: bool) -> None:
 @json_option
 def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, batch_size, db, as_json) -> None:
     """Revoke a certificate (or put it on hold with --reason certificateHold); with --serials-file or
-    --spki-sha256, many."""
+    --spki-sha256, many.
+
+    \b
+    Examples:
+      unica cert revoke 5F3A9C01D27E --ca issuing --reason keyCompromise
+      unica cert revoke --serials-file serials.txt --ca issuing --reason superseded
+      unica cert revoke \\
+          --spki-sha256 9b1e0c6f4d2a7e83c5f0b8d91a6e2c47f3d85b09e1a7c64d28f5b3e0a9c71d46 \\
+          --reason keyCompromise
+    """
     from unica.errors import InputError
 
     given = [n for n, v in (("SERIAL", serial), ("--serials-file", serials_file), ("--spki-sha256", spki))
@@ -184,7 +193,12 @@ class _Progress:
 @db_option
 @json_option
 def release_cmd(serial, ca_name, db, as_json) -> None:
-    """Lift a certificate hold."""
+    """Lift a certificate hold.
+
+    \b
+    Examples:
+      unica cert release 5F3A9C01D27E --ca issuing
+    """
     from unica.ca.revocation import release
     _print_state(release(_store(db), serial, ca=ca_name), as_json)
 
@@ -197,7 +211,13 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
 @db_option
 @json_option
 def hold_cmd(serial, ca_name, invalidity_date, db, as_json) -> None:
-    """Put a certificate on hold (revocation reason certificateHold, lifted by 'unica cert release')."""
+    """Put a certificate on hold (revocation reason certificateHold, lifted by 'unica cert release').
+
+    \b
+    Examples:
+      unica cert hold 5F3A9C01D27E --ca issuing
+      unica cert hold 5F3A9C01D27E --ca issuing --json
+    """
     from unica.ca.revocation import revoke
 
     _print_state(revoke(_store(db), serial, ca=ca_name, reason="certificateHold",
@@ -222,7 +242,13 @@ def crl_group() -> None:
 @passphrase_file_option
 @json_option
 def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, passphrase_file, as_json) -> None:
-    """Generate and sign the CA's CRL (all shards unless --shard)."""
+    """Generate and sign the CA's CRL (all shards unless --shard).
+
+    \b
+    Examples:
+      unica crl generate --ca issuing --out issuing.crl
+      unica crl generate --ca issuing --delta --validity 12h --out-dir /srv/www/crl
+    """
     from unica.ca.records import get_ca_row
     from unica.ca.revocation import generate_crl
     from unica.cli.output import check_output_dir, check_output_path
@@ -269,7 +295,13 @@ def _duration(text: str | None) -> dt.timedelta | None:
 @db_option
 @json_option
 def recover_cmd(older_than, db, as_json) -> None:
-    """Roll back what killed processes left: pending issuance intents, temporary CRL files."""
+    """Roll back what killed processes left: pending issuance intents, temporary CRL files.
+
+    \b
+    Examples:
+      unica recover
+      unica recover --older-than 1h --json
+    """
     from unica.ca.recovery import recover
 
     age = _duration(older_than) if older_than not in ("0", "0s") else dt.timedelta(0)

@@ -58,6 +58,14 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
     """CMS / CAdES-BES signature of each FILE (CAdES-T with --tsa), certificate chain embedded.
 
     Several files are signed with one login, each into FILE.p7s.
+
+    \b
+    Examples:
+      unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign'
+      unica sign cms a.xml b.xml --key file:zhangsan.p8 --cert zhangsan.pem \\
+          --chain issuing.pem --detached
+      unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign' \\
+          --tsa http://tsa.example.cn/
     """
     from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError
@@ -98,7 +106,15 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
 @click.option("--location", default=None, help="Location recorded in the signature.")
 def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, field, reason,
                  location) -> None:
-    """PAdES baseline signature of the PDF SRC, written to DST (B-T with --tsa)."""
+    """PAdES baseline signature of the PDF SRC, written to DST (B-T with --tsa).
+
+    \b
+    Examples:
+      unica sign pdf declaration.pdf declaration-signed.pdf \\
+          --key 'pkcs11:token=zhangsan;object=sign'
+      unica sign pdf in.pdf out.pdf --key file:zhangsan.p8 --cert zhangsan.pem \\
+          --chain issuing.pem --reason '申报'
+    """
     from unica.errors import InputError
     from unica.sign import sign_pdf
 

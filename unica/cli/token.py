@@ -136,7 +136,13 @@ def token_group() -> None:
 @_module_option
 @json_option
 def token_list(module_path, as_json: bool) -> None:
-    """List slots with a token: label, serial, model, flags."""
+    """List slots with a token: label, serial, model, flags.
+
+    \b
+    Examples:
+      unica token list
+      unica token list --module /usr/lib/softhsm/libsofthsm2.so
+    """
     from unica.hsm.tokens import list_tokens
 
     tokens = list_tokens(module_path)
@@ -152,7 +158,13 @@ def token_list(module_path, as_json: bool) -> None:
 @_module_option
 @json_option
 def token_info_cmd(token: str, module_path, as_json: bool) -> None:
-    """Slot, serial, model, flags and PIN state (as far as the token reports counters)."""
+    """Slot, serial, model, flags and PIN state (as far as the token reports counters).
+
+    \b
+    Examples:
+      unica token info --token zhangsan
+      unica token info --token zhangsan --json
+    """
     from unica.hsm.tokens import token_info
 
     info = token_info(token, module_path)
@@ -177,7 +189,13 @@ def token_info_cmd(token: str, module_path, as_json: bool) -> None:
 @_module_option
 @json_option
 def token_init(slot_id, free, label, force, so_pin_file, pin_file, module_path, as_json) -> None:
-    """Initialise a token: label, SO PIN, and the user PIN."""
+    """Initialise a token: label, SO PIN, and the user PIN.
+
+    \b
+    Examples:
+      unica token init --free --label zhangsan
+      unica token init --slot 1 --label unica-ca --force
+    """
     from unica.hsm.tokens import init_token
 
     so = secret("UNICA_SO_PIN", so_pin_file, "new token SO PIN", confirm=True)
@@ -204,7 +222,13 @@ def _change_pin(token, pin_file, new_pin_file, module_path) -> None:
 @_new_pin_file_option
 @_module_option
 def token_change_pin(token, pin_file, new_pin_file, module_path) -> None:
-    """The user changes their PIN: the current one (UNICA_PIN/--pin-file), and the new one."""
+    """The user changes their PIN: the current one (UNICA_PIN/--pin-file), and the new one.
+
+    \b
+    Examples:
+      unica token change-pin --token zhangsan
+      unica token change-pin --token zhangsan --pin-file old-pin --new-pin-file new-pin
+    """
     _change_pin(token, pin_file, new_pin_file, module_path)
 
 
@@ -217,7 +241,13 @@ token_group.add_command(token_change_pin, name="set-pin")  # the same command un
 @_new_pin_file_option
 @_module_option
 def token_unblock(token, so_pin_file, new_pin_file, module_path) -> None:
-    """The security officer sets a new user PIN (unblocks a locked one)."""
+    """The security officer sets a new user PIN (unblocks a locked one).
+
+    \b
+    Examples:
+      unica token unblock --token zhangsan
+      unica token unblock --token zhangsan --so-pin-file so-pin --new-pin-file new-pin
+    """
     from unica.hsm.tokens import unblock_pin
 
     unblock_pin(token, so_pin(so_pin_file), _new_pin(new_pin_file), module_path)
@@ -231,7 +261,13 @@ def token_unblock(token, so_pin_file, new_pin_file, module_path) -> None:
 @_module_option
 @json_option
 def token_objects(token, public_only, pin_file, module_path, as_json) -> None:
-    """Keys and certificates on a token: labels, ids, types, sensitivity, certificate subjects."""
+    """Keys and certificates on a token: labels, ids, types, sensitivity, certificate subjects.
+
+    \b
+    Examples:
+      unica token objects --token zhangsan
+      unica token objects --token zhangsan --public-only --json
+    """
     from unica.hsm.objects import list_objects
 
     objs = list_objects(token, None if public_only else _token_pin(token, module_path, pin_file), module_path)
@@ -264,7 +300,12 @@ def _yn(v) -> str:
 @_module_option
 @json_option
 def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json) -> None:
-    """Generate a key pair on the token (sensitive, never extractable, with a CKA_ID)."""
+    """Generate a key pair on the token (sensitive, never extractable, with a CKA_ID).
+
+    \b
+    Examples:
+      unica token keygen --token zhangsan --label sign --key-type ec-p256
+    """
     from unica.errors import InputError
     from unica.hsm import key_info
     from unica.hsm.enroll import keygen
@@ -300,7 +341,14 @@ def token_csr(key_uri, subject, uscc, out, profile, pin_file) -> None:
     """A PKCS#10 request signed with the key on the token (proof of possession).
 
     The subject is checked first as a CA checks it: X.520 bounds and string rules always,
-    and the rules of --profile when given (exit 3 when refused)."""
+    and the rules of --profile when given (exit 3 when refused).
+
+    \b
+    Examples:
+      unica token csr --key 'pkcs11:token=zhangsan;object=sign' \\
+          --subject 'C=CN,O=示例科技有限公司,CN=张三' --uscc 91350100M000100Y43 --profile enterprise-sign \\
+          --out zhangsan.csr
+    """
     from unica.cli.common import key_secrets
     from unica.hsm import load_key
     from unica.hsm.enroll import csr_pem, make_csr
@@ -325,7 +373,12 @@ def token_csr(key_uri, subject, uscc, out, profile, pin_file) -> None:
 @_module_option
 @json_option
 def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module_path, as_json) -> None:
-    """Write a certificate onto the token, with the CKA_ID and label of its key."""
+    """Write a certificate onto the token, with the CKA_ID and label of its key.
+
+    \b
+    Examples:
+      unica token import-cert --token zhangsan zhangsan.pem --chain issuing.pem
+    """
     from unica.boundedio import MAX_CERTIFICATE, read_limited
     from unica.hsm.objects import import_certificate, load_certificate_bytes
 
@@ -357,7 +410,14 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 @_ca_secret_options
 def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file,
                 ca_pin_file, ca_passphrase_file, db) -> None:
-    """A new request with the same key (renewal) or a new key (--rekey); optionally issue and import it."""
+    """A new request with the same key (renewal) or a new key (--rekey); optionally issue and import it.
+
+    \b
+    Examples:
+      unica token renew --key 'pkcs11:token=zhangsan;object=sign' --out renewal.csr
+      unica token renew --key 'pkcs11:token=zhangsan;object=sign' --rekey --ca issuing \\
+          --profile enterprise-sign --remove-old
+    """
     from unica.cli.common import key_secrets
     from unica.errors import InputError
     from unica.hsm.enroll import csr_pem, renew
@@ -413,7 +473,14 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
 @json_option
 def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_out, pin_file, ca_pin_file,
                  ca_passphrase_file, db, module_path, as_json) -> None:
-    """In one step: keygen on the token -> CSR signed on it -> 'unica issue' by a local CA -> import-cert."""
+    """In one step: keygen on the token -> CSR signed on it -> 'unica issue' by a local CA -> import-cert.
+
+    \b
+    Examples:
+      unica token enroll --token zhangsan --label sign --key-type ec-p256 \\
+          --subject 'C=CN,O=示例科技有限公司,CN=张三' --uscc 91350100M000100Y43 --ca issuing \\
+          --profile enterprise-sign
+    """
     from unica.hsm.enroll import csr_pem, keygen, make_csr
 
     name, _ = _subject_name(subject, uscc)  # before touching the token: bad input changes nothing
@@ -513,6 +580,11 @@ def token_delete(token, label, key_id, what, yes, pin_file, module_path, as_json
 
     Lists what will be deleted and asks for confirmation (or --yes). Deleting a private key
     cannot be undone: certificates issued for it become unusable for signing.
+
+    \b
+    Examples:
+      unica token delete --token zhangsan --label sign-old
+      unica token delete --token zhangsan --id 01 --what cert --yes
     """
     from unica.cli.common import _can_prompt
     from unica.errors import InputError, KeyNotFound, UnicaError

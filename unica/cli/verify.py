@@ -249,7 +249,14 @@ def _show_sig_report(rep, indent="") -> None:
 @_common
 @click.pass_context
 def verify_cert(ctx, file, server_name, as_json, **opts):
-    """Validate a certificate: path to a trust anchor, validity, usage, policies, revocation."""
+    """Validate a certificate: path to a trust anchor, validity, usage, policies, revocation.
+
+    \b
+    Examples:
+      unica verify cert zhangsan.pem --trust root.pem --untrusted issuing.pem
+      unica verify cert www.pem --trust root.pem --usage server-auth --server-name www.example.cn
+      unica verify cert zhangsan.pem --trust root.pem --crl root.crl --crl issuing.crl --offline
+    """
     from unica.verify._util import load_certificates
 
     v = _verifier(opts)
@@ -272,7 +279,14 @@ def verify_cert(ctx, file, server_name, as_json, **opts):
 @_common
 @click.pass_context
 def verify_cms_cmd(ctx, sig, data, max_data_size, as_json, **opts):
-    """Verify a CMS / CAdES signature (attached, or detached with --data)."""
+    """Verify a CMS / CAdES signature (attached, or detached with --data).
+
+    \b
+    Examples:
+      unica verify cms declaration.txt.p7s --data declaration.txt --trust root.pem
+      unica verify cms signed.p7s --trust root.pem --crl root.crl --crl issuing.crl \\
+          --offline --json
+    """
     from unica.boundedio import data_limit, read_limited
     from unica.errors import InputError, VerificationError
 
@@ -294,7 +308,14 @@ def verify_cms_cmd(ctx, sig, data, max_data_size, as_json, **opts):
 @_common
 @click.pass_context
 def verify_pdf_cmd(ctx, file, as_json, **opts):
-    """Verify every signature of a PDF (PAdES)."""
+    """Verify every signature of a PDF (PAdES).
+
+    \b
+    Examples:
+      unica verify pdf declaration-signed.pdf --trust root.pem
+      unica verify pdf declaration-signed.pdf --trust root.pem --at 2026-11-20T08:00:00Z \\
+          --revocation soft-fail
+    """
     v = _verifier(opts)
     rep = v.verify_pdf(_input(file, "PDF"), at=_at(opts["at"]))
     if as_json:
