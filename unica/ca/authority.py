@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica import der
 from unica.ca import engine
-from unica.ca.names import apply_subject_rules, name_text, parse_dn
+from unica.ca.names import apply_subject_rules, check_any_subject, name_text, parse_dn
 from unica.ca.records import get_ca_row, name_hash, pem
 from unica.ca.request import CSRRequest
 from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, StoreError
@@ -315,7 +315,7 @@ def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: P
 
     _ensure_new(store, name)
     settings.check_new()
-    dn = parse_dn(subject)
+    dn = check_any_subject(parse_dn(subject), f"CA {name}")  # the bounds any CA applies, before a key is made
     uri, k = key.obtain(name)
     csr = (x509.CertificateSigningRequestBuilder().subject_name(dn)
            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

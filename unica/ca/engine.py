@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ObjectIdentifier
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from unica import der
 from unica.ca.lint import require_clean
@@ -121,8 +121,47 @@ def check_key(profile: Profile, key_type: str, where: str) -> None:
                               f"(allowed: {', '.join(profile.key_types)})")
 
 
+def a_label_form(name: str, where: str) -> str:
+    """``例子.中国`` -> ``xn--fsqu00a.xn--fiqs8s``: a dNSName holds A-labels only (RFC 5280 7.2,
+    IDNA2008 with the UTS #46 mapping, via the ``idna`` package); a leading ``*.`` is kept."""
+    star, rest = ("*.", name[2:]) if name.startswith("*.") else ("", name)
+    try:
+        import idna
+    except ImportError:  # refuse, naming the form to use (IDNA 2003 from the standard library)
+        try:
+            hint = star + rest.encode("idna").decode("ascii")
+        except UnicodeError:
+            hint = None
+        raise PolicyViolation(f"{where}: {name!r} is not an ASCII DNS name; request its IDNA A-label form"
+                              + (f" {hint!r}" if hint else "")) from None
+    try:
+        return star + idna.encode(rest, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as e:
+        raise PolicyViolation(f"{where}: {name!r} is not a valid internationalised domain name "
+                              f"({e})") from None
+
+
+def _cn_like_san(subject: x509.Name, sans: list, where: str) -> x509.Name:
+    """A commonName that repeats a U-label DNS name of the request is written as the A-label the
+    dNSName got, so that the two stay one name (CA/B Forum BR 7.1.4.3: the CN is a copy of a SAN)."""
+    from unica.policies.dn import attribute
+
+    dns = {gn.value for gn in sans if isinstance(gn, x509.DNSName)}
+    cn = [a for a in subject if a.oid == NameOID.COMMON_NAME]
+    if len(cn) != 1 or cn[0].value.isascii() or not dns:
+        return subject
+    try:
+        a_label = a_label_form(cn[0].value, where)
+    except PolicyViolation:
+        return subject
+    if a_label not in dns:
+        return subject
+    return x509.Name([x509.RelativeDistinguishedName(
+        [attribute(a.oid, a_label) if a.oid == NameOID.COMMON_NAME else a for a in rdn]) for rdn in subject.rdns])
+
+
 def _check_dns(name: str, where: str) -> str:
-    n = name.lower()
+    n = name.lower() if name.isascii() else a_label_form(name, where)
     if len(n) > 253 or not _DNS_NAME.match(n):
         raise PolicyViolation(f"{where}: {name!r} is not a valid DNS name")
     return n
@@ -318,6 +357,7 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
         raise PolicyViolation(f"{where}: the request's public key is the key of CA {issuer.name!r}")
     subject = apply_subject_rules(profile, request.subject, where)
     sans = apply_san_rules(profile, request.requested_sans, where)
+    subject = _cn_like_san(subject, sans, where)
     if issuer.name_constraints is not None:
         check_name_constraints(issuer, sans, where)
     serial = serial or new_serial()

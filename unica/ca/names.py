@@ -2,10 +2,12 @@
 
 The CA never copies a requested name as it is: each attribute is checked against the
 profile (allowed, required, at most once), its value against the X.520 bounds, the
-Unified Social Credit Code against its check character, and the name is re-encoded in a
-fixed attribute order with the standard string types (PrintableString for countryName and
-serialNumber, IA5String for emailAddress / domainComponent, UTF8String for the rest -- so
-Chinese organisation names are UTF8String).
+Unified Social Credit Code against its check character, and the name is re-encoded in the
+one attribute order of :mod:`unica.policies.dn` (X.500 hierarchy: C, ST, L, O, OU, CN...)
+with the standard string types (PrintableString for countryName and serialNumber, IA5String
+for emailAddress / domainComponent, UTF8String for the rest -- so Chinese organisation names
+are UTF8String). Bounds count characters, as X.520 does (a 64-character Chinese commonName is
+192 bytes of UTF-8, and is accepted).
 """
 
 from __future__ import annotations
@@ -15,14 +17,11 @@ import re
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from unica.errors import InputError, PolicyViolation
+from unica.errors import PolicyViolation
+from unica.policies.dn import MAX_DN_TEXT, ORDER, attribute, ordered, parse_dn  # noqa: F401 (parse_dn: the one parser)
 from unica.policies.model import ATTRIBUTE_NAME_BY_OID, SUBJECT_ATTRIBUTES, Profile
 from unica.policies.uscc import USCCError, validate_uscc
 
-#: the order the CA writes attributes in (most general first)
-ORDER = ("domainComponent", "countryName", "stateOrProvinceName", "localityName", "streetAddress", "postalCode",
-         "organizationName", "organizationalUnitName", "organizationIdentifier", "title", "surname", "givenName",
-         "pseudonym", "serialNumber", "commonName", "emailAddress")
 _RANK = {n: i for i, n in enumerate(ORDER)}
 
 #: X.520 / RFC 5280 upper bounds (characters)
@@ -30,35 +29,9 @@ UPPER_BOUNDS = {"countryName": 2, "stateOrProvinceName": 128, "localityName": 12
                 "postalCode": 40, "organizationName": 64, "organizationalUnitName": 64,
                 "organizationIdentifier": 128, "commonName": 64, "serialNumber": 64, "title": 64,
                 "givenName": 64, "surname": 64, "pseudonym": 128, "emailAddress": 255, "domainComponent": 63}
-#: longest --subject text accepted (room for every attribute at its bound, escaped)
-MAX_DN_TEXT = 2048
 MULTI = frozenset({"organizationalUnitName", "domainComponent"})
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-#: names accepted in --subject besides the RFC 4514 short names (CN, O, OU, C, ST, L, DC...)
-_DN_NAMES = {**{n: oid for n, oid in SUBJECT_ATTRIBUTES.items()}, "organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER,
-             "OrgId": NameOID.ORGANIZATION_IDENTIFIER, "serialNumber": NameOID.SERIAL_NUMBER,
-             "SN": NameOID.SURNAME, "GN": NameOID.GIVEN_NAME, "E": NameOID.EMAIL_ADDRESS,
-             "emailAddress": NameOID.EMAIL_ADDRESS, "postalCode": NameOID.POSTAL_CODE, "title": NameOID.TITLE}
-
-
-def parse_dn(text: str) -> x509.Name:
-    """``"C=CN, O=示例公司, CN=Root"`` (RFC 4514) or ``"/C=CN/O=示例公司/CN=Root"`` (OpenSSL style)."""
-    t = text.strip()
-    if not t:
-        raise InputError("subject DN is empty")
-    if len(t) > MAX_DN_TEXT:  # refused before cryptography sees it (it would warn, then fail per attribute)
-        raise InputError(f"subject DN is {len(t)} characters long (at most {MAX_DN_TEXT}; "
-                         f"commonName at most {UPPER_BOUNDS['commonName']})")
-    if t.startswith("/"):
-        parts = [p for p in re.split(r"(?<!\\)/", t[1:]) if p]
-        t = ",".join(p.replace(",", "\\,").replace("\\/", "/") for p in reversed(parts))
-    try:
-        return x509.Name.from_rfc4514_string(t, _DN_NAMES)
-    except ValueError as e:
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        raise InputError(f"bad subject DN {shown!r}: {e}") from None
 
 
 def check_uscc(value: str, where: str) -> str:
@@ -73,7 +46,7 @@ def apply_subject_rules(profile: Profile, requested: x509.Name, where: str = "re
     seen: dict[str, int] = {}
     attrs: list[tuple[str, str]] = []
     permitted = profile.subject.permitted
-    for rdn in requested.rdns:
+    for rdn in ordered(requested).rdns:  # the one order (unica.policies.dn), then the rules
         if len(rdn) != 1:
             raise PolicyViolation(f"{where}: multi-valued RDNs are not accepted ({rdn.rfc4514_string()})")
         atv = next(iter(rdn))
@@ -110,8 +83,19 @@ def apply_subject_rules(profile: Profile, requested: x509.Name, where: str = "re
         if need not in seen:
             raise PolicyViolation(f"{where}: subject lacks {need}, which profile {profile.name!r} requires")
     attrs.sort(key=lambda a: _RANK[a[0]])
-    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(SUBJECT_ATTRIBUTES[n], v)])
-                      for n, v in attrs])
+    return x509.Name([x509.RelativeDistinguishedName([attribute(SUBJECT_ATTRIBUTES[n], v)]) for n, v in attrs])
+
+
+def check_any_subject(requested: x509.Name, where: str = "subject") -> x509.Name:
+    """:func:`apply_subject_rules` with every known attribute allowed: the X.520 bounds and the
+    string rules a CA applies whatever the profile (for requests made for a CA outside unica)."""
+    import datetime as dt
+
+    from unica.policies.model import SubjectRules
+
+    anyprof = Profile(name="(any)", source="", kind="end-entity", validity=dt.timedelta(days=1),
+                      subject=SubjectRules(allowed=tuple(SUBJECT_ATTRIBUTES)))
+    return apply_subject_rules(anyprof, requested, where)
 
 
 def name_text(name: x509.Name) -> str:

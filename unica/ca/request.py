@@ -109,6 +109,21 @@ def load_csr(data: bytes, source: str = "CSR") -> tuple:
     return csr, public_key, kt, info
 
 
+def _beyond_bounds(subject: x509.Name) -> str | None:
+    """The attribute cryptography bounds (commonName 1..64, countryName 2) beyond its X.520 bound
+    counted in characters, or None."""
+    from cryptography.x509.oid import NameOID
+
+    for a in subject:
+        if not isinstance(a.value, str):
+            continue
+        if a.oid == NameOID.COMMON_NAME and not 1 <= len(a.value) <= 64:
+            return f"commonName is {len(a.value)} characters long (X.520: 1 to 64)"
+        if a.oid in (NameOID.COUNTRY_NAME, NameOID.JURISDICTION_COUNTRY_NAME) and len(a.value.encode()) != 2:
+            return f"{a.oid._name} {a.value[:10]!r} is not a two-letter code"
+    return None
+
+
 def csr_request(loaded: tuple, source: str = "CSR") -> CSRRequest:
     """The second half of :func:`parse_csr`: what a loaded, verified request asks for."""
     csr, public_key, kt, info = loaded
@@ -121,8 +136,9 @@ def csr_request(loaded: tuple, source: str = "CSR") -> CSRRequest:
         if isinstance(ext.value, x509.SubjectAlternativeName):
             sans = tuple(ext.value)
     try:
-        # cryptography only warns about an attribute beyond its bound (a 10,000-character CN) when it
-        # parses one: that is a malformed subject here, reported as such and never printed as a warning
+        # cryptography only warns about an attribute beyond its bound when it parses one, and counts
+        # UTF-8 bytes: a 10,000-character CN is a malformed subject here (never printed as a warning),
+        # a 30-character Chinese CN (90 bytes) is not -- X.520 bounds count characters
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             subject = csr.subject
@@ -130,7 +146,9 @@ def csr_request(loaded: tuple, source: str = "CSR") -> CSRRequest:
         raise MalformedInput(f"{source}: malformed subject: {type(e).__name__}: {e}") from None
     bounds = [w for w in caught if w.category is UserWarning]  # not CryptographyDeprecationWarning
     if bounds:
-        raise MalformedInput(f"{source}: malformed subject: {bounds[0].message}")
+        over = _beyond_bounds(subject)
+        if over:
+            raise MalformedInput(f"{source}: malformed subject: {over}")
     return CSRRequest(public_key=public_key, key_type=kt, subject=subject, requested_sans=sans,
                       requested_extensions=tuple(e.oid.dotted_string for e in exts), csr=csr,
                       spki_der=_canonical_spki(info, kt))

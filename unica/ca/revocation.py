@@ -553,8 +553,12 @@ def crl_path(ca: str, shard: int | None, delta: bool, directory: Path) -> Path:
 def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: int | None = None,
                  out: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
                  validity: dt.timedelta | None = None, now: dt.datetime | None = None,
-                 progress=None) -> list[GeneratedCRL]:
+                 progress=None, key_loader=None) -> list[GeneratedCRL]:
     """Generate the CRL(s) of a CA from the database and write them (DER).
+
+    Without ``key``, the CA key is loaded with ``key_loader(key_uri)`` (else ``load_key``) once the
+    request passed its checks; a key that cannot be used (a wrong PIN or passphrase, a missing
+    token) is recorded in the audit log as ``crl.refused`` and raised.
 
     Partitioned CAs (``crl_shards`` > 1) get one CRL per shard unless ``shard`` is given;
     each carries an Issuing Distribution Point with its shard's URL. ``delta`` makes delta
@@ -587,9 +591,18 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
     if out is not None and len(wanted) > 1:
         raise InputError(f"CA {ca_name!r} has {shards} CRL shards: use --out-dir, or --shard N with --out")
     if key is None:
+        from unica.errors import StoreError, UnicaError
         from unica.hsm import load_key
 
-        key = load_key(key_uri)
+        try:
+            key = key_loader(key_uri) if key_loader is not None else load_key(key_uri)
+        except UnicaError as e:
+            if not isinstance(e, StoreError):
+                with store.write() as s:
+                    store.audit(s, "crl.refused", ca=ca_name, details={
+                        "reason": " ".join(str(e).split()), "error": type(e).__name__, "delta": delta,
+                        "shard": shard})
+            raise
     validity = validity or _validity(settings, delta)
     next_update = now + validity
     directory = Path(out_dir) if out_dir else Path(out).parent if out else _default_dir()

@@ -84,21 +84,39 @@ def _show_ca(info: dict, as_json: bool) -> None:
 
 @click.command("init")
 @db_option
-def init_cmd(db) -> None:
+@click.option("--new-audit-chain", is_flag=True,
+              help="Initialise over an existing empty (0-byte) SQLite file: a new database and audit chain "
+                   "(recorded in the audit log). Without it, init refuses such a file.")
+def init_cmd(db, new_audit_chain) -> None:
     """Create UNICA_HOME (config.toml, profiles/, keys/) and the database, or migrate it.
+
+    An existing database that is not unica's (other tables, not SQLite) is refused, and so is
+    an empty (0-byte) SQLite file unless --new-audit-chain is given: a unica database that was
+    truncated or replaced looks like that, and its CAs' keys remain in keys/ and on tokens.
 
     \b
     Examples:
       unica init
       unica init --db postgresql://unica@db.example.cn/unica
     """
-    from unica.config import home, write_default_config
+    from unica.config import db_url, home, write_default_config
+    from unica.errors import StoreError
+    from unica.store.db import INIT_EMPTY_FILE, default_db_url, init_check
 
     h = home()
+    url = db_url(db) or default_db_url()
+    found = init_check(url)  # before anything is written
+    if found == INIT_EMPTY_FILE and not new_audit_chain:
+        raise StoreError(f"the database {url} exists and is empty (0 bytes): if it was a unica database, "
+                         f"its CAs' records and audit chain are lost while their keys remain -- restore it from a "
+                         f"backup; to start a new database and audit chain in it: unica init --new-audit-chain")
     cfg = write_default_config(h)
     store = _store(db, create=True)
+    details = {"home": str(h.resolve()), "db": repr(store)}
+    if found == INIT_EMPTY_FILE:
+        details["new_audit_chain"] = "over an existing empty (0-byte) database file (--new-audit-chain)"
     with store.write() as s:
-        store.audit(s, "home.initialised", details={"home": str(h.resolve()), "db": repr(store)})
+        store.audit(s, "home.initialised", details=details)
     click.echo(f"unica home {h.resolve()}: config {cfg.name}, profiles/, keys/; database {store!r} ready")
 
 

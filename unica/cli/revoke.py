@@ -249,7 +249,6 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
       unica crl generate --ca issuing --out issuing.crl
       unica crl generate --ca issuing --delta --validity 12h --out-dir /srv/www/crl
     """
-    from unica.ca.records import get_ca_row
     from unica.ca.revocation import generate_crl
     from unica.cli.output import check_output_dir, check_output_path
     from unica.errors import OutputError
@@ -258,9 +257,10 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
     check_output_path(out, allow_stdout=False, special_ok=False)
     check_output_dir(out_dir)
     store = _store(db)
-    with store.read() as s:
-        key_uri = get_ca_row(s, ca_name).key_uri
-    key = load_key(key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
+
+    def key_loader(key_uri):  # after the CA and shard are checked; a refused key is audited (crl.refused)
+        return load_key(key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
+
     def progress(g):
         if not as_json:
             click.echo(f"CRL {g.number}{' (delta of ' + str(g.base_number) + ')' if g.is_delta else ''}"
@@ -268,8 +268,8 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
                        f"{g.size} bytes, next update {g.next_update:%Y-%m-%dT%H:%M:%SZ} -> {g.path}", err=False)
 
     try:
-        results = generate_crl(store, ca_name, key=key, delta=delta, shard=shard, out=out, out_dir=out_dir,
-                               validity=_duration(validity), progress=progress)
+        results = generate_crl(store, ca_name, key_loader=key_loader, delta=delta, shard=shard, out=out,
+                               out_dir=out_dir, validity=_duration(validity), progress=progress)
     except OSError as e:  # the file could not be written: the CRL is not recorded, its number is skipped
         raise OutputError(f"cannot write the CRL: {e.strerror or e}"
                           + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None

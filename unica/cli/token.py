@@ -44,7 +44,8 @@ def _new_pin(new_pin_file) -> str:
 
 
 def _subject_name(subject: str | None, uscc: str | None):
-    """The CA core's DN parser (RFC 4514 or /A=v/...), plus the checked USCC in organizationIdentifier."""
+    """The one DN parser (unica.policies.dn: RFC 4514 or /A=v/..., encoded C, ST, L, O, OU, CN...),
+    plus the checked USCC in organizationIdentifier."""
     from unica.ca.names import parse_dn
     from unica.errors import InputError
     from unica.policies.uscc import USCCError, validate_uscc
@@ -58,8 +59,9 @@ def _subject_name(subject: str | None, uscc: str | None):
         raise InputError(f"bad --uscc {uscc!r}: {e}") from None
     if name is not None:
         from unica.hsm.enroll import with_org_identifier
+        from unica.policies.dn import ordered
 
-        name = with_org_identifier(name, code)
+        name = ordered(with_org_identifier(name, code))  # the one DN order (unica.policies.dn)
     return name, code
 
 

@@ -268,6 +268,70 @@ def _create_private(p: Path) -> None:
         raise StoreError(f"cannot create the database {p}: {e.strerror or e}") from None
 
 
+#: what :func:`init_check` finds where ``unica init`` would create the database
+INIT_NEW, INIT_UNICA, INIT_EMPTY_FILE = "new", "unica", "empty-file"
+
+
+def init_check(url: str | None = None) -> str:
+    """What is at ``url`` before ``unica init`` creates or migrates anything there.
+
+    ``"new"``: nothing (no SQLite file, or a PostgreSQL database with no tables: what a DBA's
+    CREATE DATABASE gives); ``"unica"``: a unica database (to migrate); ``"empty-file"``: an
+    existing SQLite file of 0 bytes -- a unica database that was truncated or replaced looks
+    like this, and starting over in it begins a new audit chain while the old CAs' keys
+    remain, so the caller refuses it unless told. A file that is not an SQLite database, or a
+    database with tables but no unica schema, is a :class:`StoreError` (nothing is written).
+    """
+    from sqlalchemy import inspect
+
+    url = url or default_db_url()
+    engine = _make_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":  # read with the standard library, read-only: no WAL switch
+            import sqlite3
+
+            path = engine.url.database
+            if not path or path == ":memory:":
+                return INIT_NEW
+            p = Path(path)
+            if not p.exists():
+                return INIT_NEW
+            if p.is_file() and p.stat().st_size == 0:
+                return INIT_EMPTY_FILE
+            try:
+                with p.open("rb") as f:
+                    magic = f.read(16)
+            except OSError as e:
+                raise StoreError(f"cannot read the database {p}: {e.strerror or e}") from None
+            if magic != b"SQLite format 3\x00":
+                raise StoreError(f"{p} is not an SQLite database: unica init does not write into it "
+                                 f"(choose another UNICA_HOME or --db)")
+            try:
+                conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+                try:
+                    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                finally:
+                    conn.close()
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot read the database {p}: {e}") from None
+        else:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+    except OperationalError as e:
+        raise StoreError(f"cannot reach the database {_redact(url)}: {_first_line(e)}") from None
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error on {_redact(url)}: {_first_line(e)}") from None
+    finally:
+        engine.dispose()
+    if "alembic_version" in tables:
+        return INIT_UNICA
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(f"database {_redact(url)} holds other tables ({shown}) and no unica schema: "
+                         f"unica init does not write into it (choose another UNICA_HOME or --db)")
+    return INIT_NEW
+
+
 def open_store(url: str | None = None, *, create: bool = False) -> Store:
     """Open the database at ``url`` (default :func:`default_db_url`).
 
