@@ -418,9 +418,13 @@ def _row_info(row, parent_name: str | None) -> dict:
 
 
 def ca_info(store, name: str) -> dict:
+    from unica.ca.crls import ca_crl_state
+
     with store.read() as s:
         row = get_ca_row(s, name)
-        return _row_info(row, row.parent.name if row.parent_id and row.parent else None)
+        info = _row_info(row, row.parent.name if row.parent_id and row.parent else None)
+        info.update(ca_crl_state(s, row))  # CRL number, next updates, delta CRL configured
+        return info
 
 
 def list_cas(store) -> list[dict]:

@@ -18,6 +18,12 @@ class CertFilter:
     expiring_within: dt.timedelta | None = None
     requester: str | None = None
     limit: int | None = None
+    #: text the subject DN contains (case-insensitive)
+    subject: str | None = None
+    #: a Unified Social Credit Code carried in the subject's organizationIdentifier (bare or NTRCN-)
+    uscc: str | None = None
+    #: valid, not yet expired, and expiring before this (aware) time
+    expires_before: dt.datetime | None = None
 
 
 def _info(row, ca_name: str, now: dt.datetime) -> dict:
@@ -74,12 +80,39 @@ def list_certs(store, f: CertFilter = CertFilter()) -> list[dict]:
         if f.expiring_within is not None:
             q = q.where(m.Certificate.status == "valid", m.Certificate.not_after > now,
                         m.Certificate.not_after <= now + f.expiring_within)
+        if f.expires_before is not None:
+            q = q.where(m.Certificate.status == "valid", m.Certificate.not_after > now,
+                        m.Certificate.not_after <= f.expires_before)
         if f.requester:
             q = q.where(m.Certificate.requester == f.requester)
+        if f.subject:
+            q = q.where(m.Certificate.subject_text.icontains(f.subject, autoescape=True))
+        if f.uscc:
+            q = q.where(_uscc_clause(m.Certificate.subject_text, f.uscc))
         q = q.order_by(m.Certificate.id)
         if f.limit:
             q = q.limit(f.limit)
         return [_info(row, name, now) for row, name in s.execute(q).all()]
+
+
+def _uscc_clause(column, uscc: str):
+    """The subject (RFC 4514 text, as stored) has an organizationIdentifier that is this code,
+    bare or with the ETSI ``NTRCN-`` prefix: a whole attribute value, not a substring."""
+    from sqlalchemy import func, or_
+
+    from unica.policies.uscc import USCCError, validate_uscc
+
+    try:
+        code = validate_uscc(uscc.strip().upper())
+    except USCCError as e:
+        raise InputError(f"--uscc: {e}") from None
+    text = func.upper(column)
+    clauses = []
+    for value in (code, "NTRCN-" + code):
+        attr = f"ORGANIZATIONIDENTIFIER={value}"
+        clauses += [text == attr, text.startswith(attr + ","), text.endswith("," + attr),
+                    text.contains("," + attr + ",")]
+    return or_(*clauses)
 
 
 def _find(s, serial: str, ca: str | None):

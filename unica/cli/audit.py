@@ -7,7 +7,8 @@ import datetime as dt
 import click
 
 from unica.cli.ca import _store, db_option
-from unica.cli.common import LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
+                               table)
 from unica.cli.completion import complete_ca
 
 #: exit status of ``audit verify`` when the log was tampered with
@@ -22,6 +23,7 @@ def audit_group() -> None:
 def _since(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
+    from unica.cli.when import FORMS, parse_when
     from unica.errors import InputError
     from unica.policies.duration import parse_duration
 
@@ -30,32 +32,70 @@ def _since(text: str | None) -> dt.datetime | None:
     except ValueError:
         pass
     try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"bad --since {text!r} (a duration such as 7d, or an ISO 8601 time)") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+        return parse_when(text, "--since")
+    except InputError:
+        raise InputError(f"bad --since {text!r}: expected a duration such as 7d or 12h, or {FORMS}") from None
+
+
+def _value(v) -> str:
+    """A detail value as an operator reads it: yes/no, not True/False; lists and mappings compact."""
+    import json
+
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    return str(v)
+
+
+def _entry_dict(e) -> dict:
+    """An entry for --json: keys without a value are left out (no nulls)."""
+    d = {"id": e.id, "at": e.at.isoformat(), "event": e.event, "actor": e.actor, "ca": e.ca_name,
+         "target": e.target, "details": {k: v for k, v in (e.details or {}).items() if v is not None},
+         "hash": e.hash, "prev_hash": e.prev_hash}
+    return {k: v for k, v in d.items() if v is not None}
 
 
 @audit_group.command("show")
-@click.option("--since", default=None, help="Only entries newer than this (7d, 12h, or an ISO 8601 time).")
-@click.option("--event", default=None, help="Only this event (e.g. certificate.revoked; * matches any text).")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Only entries about this CA.")
-@click.option("--limit", type=LIMIT, default=None)
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only entries at or after WHEN: a duration back from now (7d, 12h), a date (2026-11-20) or "
+                   "an ISO 8601 time; no zone means UTC.")
+@click.option("--event", default=None, metavar="EVENT",
+              help="Only this event (e.g. certificate.revoked; * matches any text: 'crl.*').")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Only entries about this CA.")
+@click.option("--actor", default=None, metavar="WHO",
+              help="Only entries by this actor: user@host:pid as shown, or just the user or user@host "
+                   "(* matches any text).")
+@click.option("--tail", type=LIMIT, default=None, metavar="N", help="Only the N newest entries (after the filters).")
+@click.option("--limit", type=LIMIT, default=None, metavar="N", help="At most N entries, in the order shown.")
+@click.option("--oldest-first", is_flag=True, help="In chain order, oldest first (default: newest first).")
 @db_option
 @json_option
-def audit_show(since, event, ca_name, limit, db, as_json) -> None:
-    """List audit entries, oldest first."""
+def audit_show(since, event, ca_name, actor, tail, limit, oldest_first, db, as_json) -> None:
+    """List audit entries, newest first; the filters are combined (all must match).
+
+    Showing does not check the chain: 'unica audit verify' does.
+
+    \b
+    Examples:
+      unica audit show --tail 20
+      unica audit show --ca root --event 'crl.*' --since 2026-11-01
+      unica audit show --actor alice --since 12h --json
+    """
     from unica.store.audit import audit_entries
 
-    entries = audit_entries(_store(db), since=_since(since), event=event, ca=ca_name, limit=limit)
+    entries = audit_entries(_store(db), since=_since(since), event=event, ca=ca_name, actor=actor, limit=limit,
+                            tail=tail, newest_first=not oldest_first)
     if as_json:
-        emit_json([{"id": e.id, "at": e.at.isoformat(), "event": e.event, "actor": e.actor, "ca": e.ca_name,
-                    "target": e.target, "details": e.details, "hash": e.hash} for e in entries])
+        emit_json([_entry_dict(e) for e in entries])
         return
-    for e in entries:
-        details = " ".join(f"{k}={v}" for k, v in (e.details or {}).items() if v is not None)
-        click.echo(f"{e.id:>6} {e.at:%Y-%m-%dT%H:%M:%SZ} {e.event:<24} {e.ca_name or '-':<12} {e.target or '-'}"
-                   f"  {details}  [{e.actor}]")
+    if not entries:
+        click.echo("no audit entries match", err=True)
+        return
+    table([[str(e.id), f"{e.at:%Y-%m-%dT%H:%M:%SZ}", e.event, e.ca_name or "—", e.target or "—", e.actor,
+            " ".join(f"{k}={_value(v)}" for k, v in (e.details or {}).items() if v is not None)]
+           for e in entries],
+          ["ID", "TIME", "EVENT", "CA", "TARGET", "ACTOR", "DETAILS"])
 
 
 @audit_group.command("verify")

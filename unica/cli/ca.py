@@ -76,7 +76,9 @@ def _show_ca(info: dict, as_json: bool) -> None:
     for k, v in info.items():
         if isinstance(v, list):
             v = ", ".join(v) or "(any)" if k == "profiles" else ", ".join(v)
-        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'' if v is None else v}")
+        elif isinstance(v, bool):
+            v = "yes" if v else "no"
+        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'—' if v is None else v}")
 
 
 # --- unica init ----------------------------------------------------------------------
@@ -530,12 +532,30 @@ cert_group.add_command(issue_batch_cmd)
 @click.option("--profile", shell_complete=complete_profile, default=None)
 @click.option("--status", default=None, help="pending, valid, revoked, hold, failed, expired.")
 @click.option("--expiring", default=None, metavar="DURATION", help="Valid ones expiring within, e.g. 30d.")
+@click.option("--expires-within", "expires_within", type=click.IntRange(1, 36500), default=None, metavar="DAYS",
+              help="Valid ones expiring within DAYS days (as --expiring DAYSd).")
+@click.option("--expires-before", "expires_before", default=None, metavar="WHEN",
+              help="Valid ones expiring before WHEN: a date (2027-01-01) or an ISO 8601 time; no zone means UTC.")
+@click.option("--subject", "subject_text", default=None, metavar="TEXT",
+              help="Subject DN contains TEXT (case-insensitive), e.g. 'O=示例' or 'example.cn'.")
+@click.option("--uscc", default=None, metavar="CODE",
+              help="Subject organizationIdentifier is this Unified Social Credit Code (bare or NTRCN-).")
 @click.option("--requester", default=None)
 @click.option("--limit", type=LIMIT, default=None)
 @db_option
 @json_option
-def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, db, as_json) -> None:
-    """List certificates."""
+def cert_list(ca_name, issued_by, profile, status, expiring, expires_within, expires_before, subject_text, uscc,
+              requester, limit, db, as_json) -> None:
+    """List certificates; the filters are combined (all must match).
+
+    \b
+    Examples:
+      unica cert list --status valid --expires-within 30
+      unica cert list --subject 'O=示例' --profile enterprise-sign
+      unica cert list --uscc 91350100M000100Y43 --json
+    """
+    import datetime as dt
+
     from unica.ca.certs import CertFilter, list_certs
     from unica.errors import InputError
     from unica.policies import parse_duration
@@ -548,8 +568,17 @@ def cert_list(ca_name, issued_by, profile, status, expiring, requester, limit, d
             within = parse_duration(expiring)
         except ValueError as e:
             raise InputError(f"--expiring: {e}") from None
+    if expires_within is not None:
+        days = dt.timedelta(days=expires_within)
+        within = days if within is None else min(within, days)
+    before = None
+    if expires_before is not None:
+        from unica.cli.when import parse_when
+
+        before = parse_when(expires_before, "--expires-before")
     rows = list_certs(_store(db), CertFilter(ca=ca_name or issued_by, profile=profile, status=status,
-                                             expiring_within=within, requester=requester, limit=limit))
+                                             expiring_within=within, requester=requester, limit=limit,
+                                             subject=subject_text, uscc=uscc, expires_before=before))
     if as_json:
         emit_json(rows)
         return

@@ -7,7 +7,9 @@ import datetime as dt
 import click
 
 from unica.cli.ca import _store, cert_group, db_option
-from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option,
+                               pin_file_option, table)
+from unica.cli.show import entries_option
 from unica.cli.completion import complete_ca, complete_choices
 
 REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
@@ -275,6 +277,111 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
                           + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None
     if as_json:
         emit_json([r.to_dict() for r in results])
+
+
+@crl_group.command("list")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Only this CA's CRLs.")
+@click.option("--latest", is_flag=True, help="Only the newest CRL of each kind (base, delta) and shard per CA.")
+@click.option("--limit", type=LIMIT, default=None, metavar="N", help="At most N CRLs.")
+@db_option
+@json_option
+def crl_list(ca_name, latest, limit, db, as_json) -> None:
+    """List the CRLs issued, per CA, newest first: number, base or delta, this and next update,
+    entries, where it was published (file and URL).
+
+    \b
+    Examples:
+      unica crl list
+      unica crl list --ca root --latest --json
+    """
+    from unica.ca.crls import list_crls
+
+    records = list_crls(_store(db), ca=ca_name, latest=latest, limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in records])
+        return
+    if not records:
+        click.echo("no CRLs issued yet" + (f" by CA {ca_name}" if ca_name else "")
+                   + " ('unica crl generate --ca NAME' makes one)", err=True)
+        return
+    table([[r.ca, str(r.number), _crl_kind(r), "—" if r.shard is None else str(r.shard),
+            f"{r.this_update:%Y-%m-%dT%H:%M:%SZ}",
+            f"{r.next_update:%Y-%m-%dT%H:%M:%SZ}" + (" (overdue)" if r.overdue() else ""),
+            str(r.entries), r.path or "(not written: a newer CRL was published first)", r.url or "—"]
+           for r in records],
+          ["CA", "NUMBER", "KIND", "SHARD", "THIS-UPDATE", "NEXT-UPDATE", "ENTRIES", "FILE", "URL"])
+
+
+def _crl_kind(r) -> str:
+    return f"delta of {r.base_number}" if r.is_delta else "base"
+
+
+_FILE_STATES = {
+    "current": "holds this CRL",
+    "replaced": "now holds another CRL, normally a newer one",
+    "missing": "missing",
+    "unpublished": "not written: a newer CRL had been published to its file first",
+}
+
+
+@crl_group.command("show")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME", help="The CA that issued the CRL.")
+@click.option("--number", type=click.IntRange(1, 2**63 - 1), default=None, metavar="N",
+              help="CRL number N (default: the newest base CRL, or delta CRL with --delta).")
+@click.option("--delta", is_flag=True, help="The newest delta CRL.")
+@click.option("--shard", type=click.IntRange(0, 2**31 - 1), default=None, metavar="N",
+              help="Of this shard (a partitioned CA).")
+@entries_option
+@db_option
+@json_option
+def crl_show(ca_name, number, delta, shard, entries, db, as_json) -> None:
+    """Show a CRL the CA issued: its record (number, kind, this and next update, entries, where it
+    was published) and, while its file still holds it, what the CRL says (issuer, extensions,
+    revoked entries).
+
+    \b
+    Examples:
+      unica crl show --ca root
+      unica crl show --ca root --number 7 --entries all
+      unica crl show --ca root --delta --json
+    """
+    from unica.ca.crls import find_crl
+    from unica.cli.show import describe_crl, parse_entries, print_fields
+    from unica.errors import InputError
+
+    if number is not None and delta:
+        raise InputError("give --number N or --delta, not both")
+    limit = parse_entries(entries)
+    r = find_crl(_store(db), ca_name, number, delta=delta, shard=shard)
+    content = None
+    if r.der is not None:
+        from cryptography import x509
+
+        try:
+            content = describe_crl(x509.load_der_x509_crl(r.der), limit)
+        except ValueError:  # the recorded hash matched: cannot happen unless the CRL was written wrong
+            content = None
+    if as_json:
+        d = r.to_dict()
+        if content is not None:
+            d["crl"] = content
+        emit_json(d)
+        return
+    fields = {"ca": r.ca, "number": r.number, "kind": _crl_kind(r), "shard": r.shard,
+              "this_update": r.this_update.replace(microsecond=0).isoformat(),
+              "next_update": r.next_update.isoformat(), "overdue": r.overdue(), "superseded": r.superseded,
+              "entries": r.entries, "sha256": r.sha256,
+              "file": f"{r.path} ({_FILE_STATES[r.file_state]})" if r.path else _FILE_STATES["unpublished"],
+              "url": r.url}
+    if content is not None:  # what the CRL itself says, less what the record said already
+        fields.update({k: v for k, v in content.items() if k not in fields and k not in (
+            "kind", "crl_number", "crl_kind")})
+    print_fields({k: v for k, v in fields.items() if v is not None})
+    if content is None and r.file_state == "current":
+        click.echo("(the CRL file holds this CRL but is larger than 256 MiB: its content is not shown)")
+    elif content is None:
+        click.echo("(the CRL itself is not shown: its file no longer holds it; the database keeps its record, "
+                   "not its bytes)")
 
 
 def _duration(text: str | None) -> dt.timedelta | None:

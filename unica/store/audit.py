@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased
 
 from unica.store import models as m
 from unica.store.db import GENESIS_HASH, Store, append_audit, audit_entry_hash
@@ -186,15 +187,48 @@ def seal_audit(store: Store, sign, public_key, key_uri: str) -> m.AuditSeal | No
         return seal
 
 
+def _like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _glob(text: str) -> str:
+    """A LIKE pattern from text where ``*`` matches any text and nothing else is special."""
+    return "%".join(_like_escape(part) for part in text.split("*"))
+
+
 def audit_entries(store: Store, *, since: dt.datetime | None = None, event: str | None = None,
-                  ca: str | None = None, limit: int | None = None) -> list[m.AuditEntry]:
-    q = select(m.AuditEntry).order_by(m.AuditEntry.id)
+                  ca: str | None = None, actor: str | None = None, limit: int | None = None,
+                  tail: int | None = None, newest_first: bool = False) -> list[m.AuditEntry]:
+    """Audit entries, filtered in the database, in chain order (or ``newest_first``).
+
+    ``event`` and ``actor`` take ``*`` as "any text"; without a ``*``, ``actor`` also matches
+    the user (``alice`` for ``alice@host:pid``) or user and host (``alice@host``) of an entry.
+    ``tail``: only the ``tail`` newest entries (after the filters), still in the order asked;
+    ``limit``: at most ``limit`` entries from the start of that order.
+    """
+    e = m.AuditEntry
+    q = select(e)
     if since is not None:
-        q = q.where(m.AuditEntry.at >= since)
+        q = q.where(e.at >= since)
     if event is not None:
-        q = q.where(m.AuditEntry.event.like(event.replace("*", "%")))
+        q = q.where(e.event.like(_glob(event), escape="\\"))
     if ca is not None:
-        q = q.where(m.AuditEntry.ca_name == ca)
+        q = q.where(e.ca_name == ca)
+    if actor is not None:
+        if "*" in actor:
+            q = q.where(e.actor.like(_glob(actor), escape="\\"))
+        else:
+            lit = _like_escape(actor)
+            q = q.where(or_(e.actor == actor, e.actor.like(lit + "@%", escape="\\"),
+                            e.actor.like(lit + ":%", escape="\\")))
+    if tail is not None:
+        q = q.order_by(e.id.desc()).limit(tail)
+        if not newest_first:
+            sub = q.subquery()
+            q = select(aliased(e, sub)).order_by(sub.c.id)
+    else:
+        q = q.order_by(e.id.desc() if newest_first else e.id)
     if limit is not None:
         q = q.limit(limit)
     with store.read() as s:
