@@ -207,7 +207,7 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
 
 @click.command("hold")
 @click.argument("serial")
-@click.option("--ca", "ca_name", default=None, metavar="NAME", help="Issuing CA (needed when the serial is not unique).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Issuing CA (needed when the serial is not unique).")
 @click.option("--invalidity-date", default=None, metavar="TIME",
               help="When the key was (suspected) compromised, ISO 8601 (UTC if no zone).")
 @db_option
