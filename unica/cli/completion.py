@@ -1,8 +1,9 @@
 """Shell completion: ``unica completion bash|zsh|fish`` and the value completers.
 
 The shell calls ``unica`` again with ``_UNICA_COMPLETE`` set at each TAB; click's shell
-completion machinery answers (commands, options, choices, file paths) and the completers
-here answer for the values click cannot know:
+completion machinery answers (commands, options, choices, file paths; for fish with unica's own
+script, see :class:`FishComplete`) and the completers here answer for the values click cannot
+know:
 
 * ``--ca`` (and a CA NAME argument): the CA names in the database;
 * ``--profile`` (and a profile NAME argument): the built-in and operator profile names;
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import click
+import click.shell_completion
 
 #: the shells click generates a completion script for
 SHELLS = ("bash", "zsh", "fish")
@@ -132,6 +134,46 @@ def complete_choices(values: Iterable[str]):
         return values
 
     return complete
+
+
+#: fish: one candidate a line, ``TYPE,VALUE`` or ``TYPE,VALUE<TAB>HELP`` (fish shows the help beside it)
+_SOURCE_FISH = """\
+function %(complete_func)s;
+    set -l response (env %(complete_var)s=fish_complete COMP_WORDS=(commandline -cp) \
+COMP_CWORD=(commandline -t) %(prog_name)s);
+
+    for completion in $response;
+        set -l metadata (string split --max 1 "," -- $completion);
+
+        if test "$metadata[1]" = "dir";
+            __fish_complete_directories $metadata[2];
+        else if test "$metadata[1]" = "file";
+            __fish_complete_path $metadata[2];
+        else if test "$metadata[1]" = "plain";
+            echo $metadata[2];
+        end;
+    end;
+end;
+
+complete --no-files --command %(prog_name)s --arguments "(%(complete_func)s)";
+"""
+
+
+class FishComplete(click.shell_completion.FishComplete):
+    """click's fish completion with a script and a format of unica's own: click 8.4.0's script splits
+    its own ``string split \\n`` line in two and fish flattens its three-line answers, so no
+    candidate is ever offered (pallets/click#3502). Registered for ``fish`` by importing this module,
+    which :func:`unica.cli.main.main` does whenever the shell asks for completions."""
+
+    source_template = _SOURCE_FISH
+
+    def format_completion(self, item: click.shell_completion.CompletionItem) -> str:
+        help_text = " ".join((item.help or "").split())  # one line, whatever the help holds
+        value = " ".join(str(item.value).splitlines())
+        return f"{item.type},{value}" + (f"\t{help_text}" if help_text else "")
+
+
+click.shell_completion.add_completion_class(FishComplete, "fish")
 
 
 @click.command("completion")

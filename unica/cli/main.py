@@ -154,6 +154,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and exit with) its status."""
     _prepare_process()
+    if os.environ.get("_UNICA_COMPLETE"):  # the shell asks for completions: unica's fish format
+        import unica.cli.completion  # noqa: F401
     try:
         # without standalone mode, click returns a command's ctx.exit(N) status instead of raising
         rv = cli.main(args=argv, prog_name="unica", standalone_mode=False)
