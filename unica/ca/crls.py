@@ -176,17 +176,20 @@ def _with_file(record: CRLRecord, max_bytes: int) -> CRLRecord:
 
 
 def ca_crl_state(session, ca_row) -> dict:
-    """What ``unica ca show`` says of a CA's CRLs: the last number issued, the newest base CRL's
-    and delta CRL's next update, whether a delta CRL URL is configured. Keys without a value
-    are left out."""
+    """What ``unica ca show`` says of a CA's CRLs: the number and next update of its newest base
+    CRL and of its newest delta CRL, and whether a delta CRL URL is configured (base CRLs then
+    name it as their Freshest CRL). Keys without a value are left out."""
     from sqlalchemy import select
 
     from unica.store import models as m
 
-    out: dict = {"crl_number": ca_row.crl_number or None}
-    for delta, key in ((False, "crl_next_update"), (True, "delta_crl_next_update")):
-        nxt = session.scalars(select(m.CRL.next_update).where(m.CRL.ca_id == ca_row.id, m.CRL.is_delta.is_(delta))
+    out: dict = {}
+    for delta, prefix in ((False, "crl"), (True, "delta_crl")):
+        row = session.execute(select(m.CRL.number, m.CRL.next_update)
+                              .where(m.CRL.ca_id == ca_row.id, m.CRL.is_delta.is_(delta))
                               .order_by(m.CRL.number.desc()).limit(1)).first()
-        out[key] = nxt.isoformat() if nxt is not None else None
+        if row is not None:
+            out[f"{prefix}_number"] = row.number
+            out[f"{prefix}_next_update"] = row.next_update.isoformat()
     out["delta_crl_configured"] = bool(ca_row.delta_crl_url)
-    return {k: v for k, v in out.items() if v is not None}
+    return out
