@@ -193,6 +193,28 @@ def test_choices_and_paths_are_clicks(home):
     assert ("plain", "--reason") in complete("revoke", "--", home=home)
 
 
+def test_ca_names_from_postgresql(pg_url):
+    """Another database than SQLite is read through the store (the same query)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"unica_completion_{TAG}"
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            c.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        engine.dispose()
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    env = {"UNICA_DB": url, "UNICA_PASSPHRASE": PASSPHRASE}
+    for args in (["init"], ["ca", "create-root", f"pg-{TAG}", "--subject", "C=CN,O=补全测试,CN=PG Root",
+                            "--key-type", "ec-p256"]):
+        p = run_unica(*args, env=env)
+        assert p.returncode == 0, p.stderr
+    assert values("crl", "generate", "--ca", "", home=None, env={"UNICA_DB": url}) == [f"pg-{TAG}"]
+    assert values("crl", "generate", "--db", url, "--ca", "pg", home=None) == [f"pg-{TAG}"]
+
+
 # --- never loud -----------------------------------------------------------------------
 
 

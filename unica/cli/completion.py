@@ -11,8 +11,10 @@ know:
 
 A completer runs on every TAB, so it is cheap (the SQLite database is read with the standard
 library, read-only, one query; profiles are file names) and never fails loudly: no database, a
-locked or broken one, a bad ``config.toml`` -- no candidates, no traceback, nothing written.
-This module imports only click and the standard library: the command modules import it.
+locked or broken one, a bad ``config.toml`` -- no candidates, no traceback, and no database or
+directory is created (SQLite may add the ``-wal``/``-shm`` files of an existing database, with its
+permissions, as any reader does). This module imports only click and the standard library when it
+is loaded: the command modules import it.
 """
 
 from __future__ import annotations
