@@ -173,7 +173,7 @@ def test_status_reports_signer_coverage_and_next_refresh(ops):
     states = {s["ca"]: s for s in json.loads(pki.run("ocsp", "status", "--json").stdout)}
     assert set(states) == {"root", "sub"}
     sub, root = states["sub"], states["root"]
-    assert sub["mode"] == "presigned" and sub["validity_hours"] == 96 and sub["live_validity_minutes"] == 10
+    assert sub["mode"] == "presigned" and sub["validity_hours"] == 96 and sub["live_validity_minutes"] == 5
     assert sub["live_nonce"] is True and "validity_hours" in sub["defaults"]
     signer = sub["signer"]
     assert signer["valid"] is True and signer["key_uri"].startswith("pkcs11:")
@@ -201,10 +201,10 @@ def test_configure_shows_effective_values(ops):
     pki = ops
     shown = json.loads(pki.run("ocsp", "configure", "--ca", "root", "--json").stdout)
     assert shown == {"ca": "root", "mode": "presigned", "live_nonce": False, "validity_hours": 96.0,
-                     "live_validity_minutes": 10.0,
+                     "live_validity_minutes": 5.0,
                      "defaults": ["live_nonce", "validity_hours", "live_validity_minutes"]}
     out = pki.run("ocsp", "configure", "--ca", "root", "--validity", "36h", "--no-live-nonce").stdout
-    assert out.strip() == "CA root: mode=presigned live_nonce=no validity=36h live_validity=10m (default)"
+    assert out.strip() == "CA root: mode=presigned live_nonce=no validity=36h live_validity=5m (default)"
     assert "None" not in pki.run("ocsp", "configure", "--ca", "sub").stdout
 
 

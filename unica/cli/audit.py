@@ -140,7 +140,7 @@ def audit_verify(public_key_file, db, as_json) -> None:
 
 
 @audit_group.command("seal")
-@click.option("--key", "key_uri", required=True, help="The audit key (pkcs11:... or file:...).")
+@click.option("--key", "key_uri", required=True, metavar="URI", help="The audit key (pkcs11:... or file:...).")
 @db_option
 @pin_file_option
 @passphrase_file_option

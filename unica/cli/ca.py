@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
-                               table)
+                               secret_file_option, table)
 from unica.cli.completion import complete_ca, complete_profile
 from unica.cli.output import check_output_dir, check_output_path, write_atomic
 
@@ -143,7 +143,8 @@ def _key_options(f):
 @click.option("--subject", required=True, metavar="DN", help="Subject DN, e.g. 'C=CN,O=示例,CN=Root CA'.")
 @_key_options
 @click.option("--validity", default=None, metavar="DURATION", help="e.g. 20y (default: the profile's).")
-@click.option("--profile", shell_complete=complete_profile, default="root-ca", show_default=True)
+@click.option("--profile", shell_complete=complete_profile, default="root-ca", show_default=True, metavar="NAME",
+              help="Certificate profile of the CA certificate (see 'unica profile list').")
 @_settings_options
 @pin_file_option
 @passphrase_file_option
@@ -183,10 +184,11 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 @click.option("--subject", required=True, metavar="DN")
 @_key_options
 @click.option("--validity", default=None, metavar="DURATION")
-@click.option("--profile", shell_complete=complete_profile, default="sub-ca", show_default=True)
+@click.option("--profile", shell_complete=complete_profile, default="sub-ca", show_default=True, metavar="NAME",
+              help="Certificate profile of the CA certificate (see 'unica profile list').")
 @_settings_options
-@click.option("--parent-pin-file", type=click.Path(dir_okay=False), default=None,
-              help="PIN of the parent's token, if it differs from --pin-file / UNICA_PIN.")
+@secret_file_option("--parent-pin-file", "parent CA's token PIN (when it differs from the --pin-file one)",
+                    "UNICA_PIN")
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -422,10 +424,10 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
 @click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME", help="The issuing CA.")
 @click.option("--profile", shell_complete=complete_profile, required=True, metavar="NAME", help="Certificate profile.")
 @click.option("--out-dir", required=True, metavar="DIR", help="Write NAME.pem here per CSR (an existing directory).")
-@click.option("--requester", default=None, metavar="ID")
+@click.option("--requester", default=None, metavar="ID", help="Who asked (recorded with the certificates).")
 @click.option("--no-lint", is_flag=True,
               help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True, metavar="N",
               help="Requests per batch: each batch is two transactions.")
 @click.argument("csr_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @pin_file_option
@@ -529,8 +531,9 @@ cert_group.add_command(issue_batch_cmd)
 @cert_group.command("list")
 @click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Only this CA's certificates.")
 @click.option("--issued-by", "issued_by", shell_complete=complete_ca, default=None, metavar="NAME", help="Same as --ca.")
-@click.option("--profile", shell_complete=complete_profile, default=None)
-@click.option("--status", default=None, help="pending, valid, revoked, hold, failed, expired.")
+@click.option("--profile", shell_complete=complete_profile, default=None, metavar="NAME",
+              help="Only certificates issued under this profile.")
+@click.option("--status", default=None, metavar="STATUS", help="pending, valid, revoked, hold, failed, expired.")
 @click.option("--expiring", default=None, metavar="DURATION", help="Valid ones expiring within, e.g. 30d.")
 @click.option("--expires-within", "expires_within", type=click.IntRange(1, 36500), default=None, metavar="DAYS",
               help="Valid ones expiring within DAYS days (as --expiring DAYSd).")
@@ -540,8 +543,8 @@ cert_group.add_command(issue_batch_cmd)
               help="Subject DN contains TEXT (case-insensitive), e.g. 'O=示例' or 'example.cn'.")
 @click.option("--uscc", default=None, metavar="CODE",
               help="Subject organizationIdentifier is this Unified Social Credit Code (bare or NTRCN-).")
-@click.option("--requester", default=None)
-@click.option("--limit", type=LIMIT, default=None)
+@click.option("--requester", default=None, metavar="ID", help="Only certificates this requester asked for.")
+@click.option("--limit", type=LIMIT, default=None, metavar="N", help="At most N certificates.")
 @db_option
 @json_option
 def cert_list(ca_name, issued_by, profile, status, expiring, expires_within, expires_before, subject_text, uscc,

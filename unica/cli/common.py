@@ -19,14 +19,32 @@ def _secrets():
     return secrets
 
 
+#: the type of every ``--*pin-file`` / ``--*passphrase-file`` option: a file, or ``-`` for a line of
+#: standard input (several secrets read from standard input come one per line, in the order asked)
+SECRET_FILE = click.Path(dir_okay=False, allow_dash=True)
+
+
+def secret_file_option(name: str, what: str, env_var: str, dest: str | None = None):
+    """``--NAME FILE``: read ``what`` from FILE's first line ('-': standard input), else ``$env_var``,
+    else a prompt. Every secret-file option is made here, so all read the same way."""
+    def deco(f):
+        return click.option(name, *([dest] if dest else []), type=SECRET_FILE, metavar="FILE", default=None,
+                            help=f"Read the {what} from this file's first line ('-': standard input; else "
+                                 f"{env_var}, else a prompt on a terminal).")(f)
+    return deco
+
+
 def pin_file_option(f):
-    return click.option("--pin-file", type=click.Path(dir_okay=False), default=None,
-                        help="Read the token user PIN from this file (else UNICA_PIN, else a prompt).")(f)
+    return secret_file_option("--pin-file", "token user PIN", "UNICA_PIN")(f)
 
 
 def passphrase_file_option(f):
-    return click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
-                        help="Read the key-file passphrase from this file (else UNICA_PASSPHRASE, else a prompt).")(f)
+    return secret_file_option("--passphrase-file", "key-file passphrase", "UNICA_PASSPHRASE")(f)
+
+
+def module_option(f):
+    return click.option("--module", "module_path", default=None, metavar="PATH",
+                        help="PKCS#11 module (else UNICA_PKCS11_MODULE, else SoftHSM2).")(f)
 
 
 #: ``--limit N``: a row count the database can take (SQLite INTEGER, PostgreSQL bigint)
@@ -41,27 +59,57 @@ def _can_prompt() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def secret(env_var: str, file: str | None, what: str, *, confirm: bool = False) -> str:
-    """A secret from ``file``, else ``$env_var``, else a hidden prompt (only on a terminal)."""
+#: the longest line a secret read from standard input may have
+_MAX_STDIN_SECRET = 4096
+
+
+def _stdin_secret(what: str) -> str:
+    """One line of standard input (``--pin-file -``): the next secret, without its line ending."""
+    from unica.errors import ConfigurationError
+
+    line = sys.stdin.buffer.readline(_MAX_STDIN_SECRET + 1) if sys.stdin is not None else b""
+    if len(line) > _MAX_STDIN_SECRET:
+        raise ConfigurationError(f"the {what} line on standard input is too long for a PIN or passphrase")
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"the {what} on standard input is not UTF-8") from None
+    if not text:
+        raise ConfigurationError(f"no {what} on standard input (one line expected)")
+    return text
+
+
+def secret(env_var: str, file: str | None, what: str, *, confirm: bool = False, prompt: str | None = None) -> str:
+    """A secret from ``file`` (``-``: a line of standard input), else ``$env_var``, else a hidden
+    prompt (only on a terminal) that says what it wants: ``prompt``, e.g. "PIN for token 'CA-HSM'"."""
+    if file == "-":
+        return _stdin_secret(what)
     try:
         return _secrets().resolve_secret(env_var, file=file, what=what)
     except PinRequired:
         if not _can_prompt():
             raise
-    return click.prompt(f"{what[0].upper()}{what[1:]}", hide_input=True, confirmation_prompt=confirm,
-                        err=True)
+    text = prompt or f"{what[0].upper()}{what[1:]}"
+    return click.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
 
 
-def user_pin(pin_file: str | None) -> str:
-    return secret(_secrets().USER_PIN, pin_file, "token user PIN")
+def user_pin(pin_file: str | None, token: str | None = None) -> str:
+    """The user PIN of ``token`` (named in the prompt)."""
+    return secret(_secrets().USER_PIN, pin_file, "token user PIN",
+                  prompt=f"PIN for token {token!r}" if token else "Token user PIN")
 
 
-def so_pin(so_pin_file: str | None) -> str:
-    return secret(_secrets().SO_PIN, so_pin_file, "token SO PIN")
+def so_pin(so_pin_file: str | None, token: str | None = None) -> str:
+    """The current SO PIN of ``token`` (named in the prompt)."""
+    return secret(_secrets().SO_PIN, so_pin_file, "token SO PIN",
+                  prompt=f"Current SO PIN of token {token!r}" if token else "Current token SO PIN")
 
 
-def passphrase(passphrase_file: str | None, *, confirm: bool = False) -> str:
-    return secret(_secrets().PASSPHRASE, passphrase_file, "key passphrase", confirm=confirm)
+def passphrase(passphrase_file: str | None, *, confirm: bool = False, path=None) -> str:
+    """The passphrase of the key file ``path`` (named in the prompt; ``confirm``: a new file's)."""
+    where = f" for key file {path}" if path is not None else ""
+    return secret(_secrets().PASSPHRASE, passphrase_file, "key passphrase", confirm=confirm,
+                  prompt=f"{'New passphrase' if confirm else 'Passphrase'}{where}")
 
 
 def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, new: bool = False) -> dict:
@@ -70,13 +118,13 @@ def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, 
 
     u = parse_key_uri(uri)
     if isinstance(u, FileURI):
-        return {"passphrase": passphrase(passphrase_file, confirm=new)}
+        return {"passphrase": passphrase(passphrase_file, confirm=new, path=u.path)}
     from unica.hsm.tokens import require_token
 
     require_token(u.token, u.module_path, u.serial)  # a missing token is said before a PIN is asked
     if u.pin_source and pin_file is None:
         return {"pin": _secrets().read_secret_file(u.pin_source)}
-    return {"pin": user_pin(pin_file)}
+    return {"pin": user_pin(pin_file, u.token)}
 
 
 def emit_json(data: Any) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option, table, user_pin
+from unica.cli.common import (emit_json, json_option, key_secrets, module_option, passphrase_file_option,
+                              pin_file_option, table, user_pin)
 from unica.hsm import KeyType, generate_key, key_info, list_keys, load_key
 
 KEY_TYPES = [k.value for k in KeyType]
@@ -17,7 +18,8 @@ def key_group() -> None:
 
 @key_group.command("generate")
 @click.argument("uri")
-@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
+@click.option("--key-type", "--type", "key_type", type=click.Choice(KEY_TYPES), required=True,
+              help="Key type and size (--type is the older name).")
 @pin_file_option
 @passphrase_file_option
 @json_option
@@ -51,8 +53,8 @@ def key_show(uri: str, pin_file, passphrase_file, as_json: bool) -> None:
 
 
 @key_group.command("list")
-@click.option("--token", "token", required=True, help="Token label.")
-@click.option("--module", "module_path", default=None, help="PKCS#11 module (else UNICA_PKCS11_MODULE).")
+@click.option("--token", "token", required=True, metavar="LABEL", help="Token label.")
+@module_option
 @pin_file_option
 @json_option
 def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
@@ -65,7 +67,7 @@ def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
     from unica.hsm.tokens import require_token
 
     require_token(token, module_path)  # a missing token is said before a PIN is asked
-    keys = list_keys(token, module_path=module_path, pin=user_pin(pin_file))
+    keys = list_keys(token, module_path=module_path, pin=user_pin(pin_file, token))
     if as_json:
         emit_json([k.to_dict() for k in keys])
         return

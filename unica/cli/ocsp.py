@@ -36,20 +36,27 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
     with store.read() as s:
         rows = [get_ca_row(s, n) for n in names] if names else s.scalars(select(m.CA)).all()
         uris = [r.ocsp_signer_key_uri for r in rows if r.ocsp_signer_key_uri]
+    from unica.hsm.uri import FileURI, parse_key_uri
+
+    parsed = [parse_key_uri(u) for u in uris]
+    tokens = sorted({u.token for u in parsed if not isinstance(u, FileURI)})
+    files = sorted({str(u.path) for u in parsed if isinstance(u, FileURI)})
     out = {}
-    if any(u.startswith("pkcs11:") for u in uris):
-        out["pin"] = user_pin(pin_file)
-    if any(u.startswith("file:") for u in uris):
-        out["passphrase"] = passphrase(passphrase_file)
+    if tokens:  # the prompt names the token(s) it is for
+        out["pin"] = user_pin(pin_file, tokens[0] if len(tokens) == 1 else None)
+    if files:
+        out["passphrase"] = passphrase(passphrase_file, path=", ".join(files))
     return out
 
 
 @ocsp_group.command("signer")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="The CA whose responses the signer signs.")
-@click.option("--key", "key_uri", default=None, help="Use this existing key (else a new one is generated).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME",
+              help="The CA whose responses the signer signs.")
+@click.option("--key", "key_uri", default=None, metavar="URI", help="Use this existing key (else a new one is generated).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True,
               help="Type of a new signer key.")
-@click.option("--token", default=None, help="Generate the new signer key on this token (else a file in UNICA_HOME/keys).")
+@click.option("--token", default=None, metavar="LABEL",
+              help="Generate the new signer key on this token (else a file in UNICA_HOME/keys).")
 @click.option("--renew-if-due", is_flag=True, help="Only act if there is no signer or less than 1/3 of its life is left.")
 @db_option
 @pin_file_option
@@ -80,15 +87,17 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
 
 
 @ocsp_group.command("configure")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True)
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME", help="The CA to configure.")
 @click.option("--mode", type=click.Choice(["presigned", "live"]), default=None,
               help="presigned: responses signed ahead and looked up; live: signed per request.")
 @click.option("--live-nonce/--no-live-nonce", default=None,
               help="In pre-signed mode, answer requests carrying a nonce live (needs the signer key).")
-@click.option("--validity", default=None, help="Validity of pre-signed responses (e.g. 4d).")
+@click.option("--validity", default=None, metavar="DURATION", help="Validity of pre-signed responses (e.g. 4d).")
+@click.option("--live-validity", default=None, metavar="DURATION",
+              help="Validity of live answers, nextUpdate - thisUpdate (default 5m; 1m to 7d, e.g. 15m, 1h).")
 @db_option
 @json_option
-def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
+def ocsp_configure(ca_name, mode, live_nonce, validity, live_validity, db, as_json) -> None:
     """Choose the CA's OCSP mode and response validity.
 
     \b
@@ -100,11 +109,14 @@ def ocsp_configure(ca_name, mode, live_nonce, validity, db, as_json) -> None:
     from unica.ocsp.service import configure_ocsp
     from unica.policies.duration import parse_duration
 
-    try:
-        span = parse_duration(validity) if validity is not None else None
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    result = configure_ocsp(_store(db), ca_name, mode=mode, live_nonce=live_nonce, validity=span)
+    spans = {}
+    for option, text in (("--validity", validity), ("--live-validity", live_validity)):
+        try:
+            spans[option] = parse_duration(text) if text is not None else None
+        except ValueError as e:
+            raise InputError(f"{option}: {e}") from None
+    result = configure_ocsp(_store(db), ca_name, mode=mode, live_nonce=live_nonce, validity=spans["--validity"],
+                            live_validity=spans["--live-validity"])
     if as_json:
         emit_json(result)
     else:
@@ -146,7 +158,7 @@ def _jsonable(v):
 
 
 @ocsp_group.command("status")
-@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True,
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, metavar="NAME",
               help="Only these CAs (repeatable; default: every CA with a certificate).")
 @db_option
 @json_option
@@ -194,7 +206,8 @@ def ocsp_status_cmd(ca_names, db, as_json) -> None:
 
 
 @ocsp_group.command("presign")
-@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, help="Only these CAs (repeatable; default: every pre-signed CA).")
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, metavar="NAME",
+              help="Only these CAs (repeatable; default: every pre-signed CA).")
 @click.option("--all", "everything", is_flag=True, help="Re-sign every response, not just those due.")
 @db_option
 @pin_file_option
@@ -239,7 +252,8 @@ def _url_prefix(value: str) -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes sharing the socket.")
-@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, help="Only these CAs (repeatable; default: every CA).")
+@click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, metavar="NAME",
+              help="Only these CAs (repeatable; default: every CA).")
 @click.option("--prefix", default="/", show_default=True, callback=lambda ctx, param, v: _url_prefix(v),
               help="URL path the responder is published at (starts and ends with '/').")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,

@@ -51,11 +51,14 @@ def _print_state(st, as_json: bool) -> None:
 @click.option("--spki-sha256", "spki", default=None, metavar="HEX",
               help="Revoke every certificate of this public key (SHA-256 of its DER SubjectPublicKeyInfo, "
                    "64 hex digits, as 'unica cert show' prints it): a compromised key.")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issuing CA (needed when the serial is not unique).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME",
+              help="Issuing CA (needed when the serial is not unique).")
 @click.option("--reason", shell_complete=complete_choices(REASONS), default="unspecified", show_default=True,
+              metavar="REASON",
               help="RFC 5280 reason: " + ", ".join(REASONS) + " (certificateHold suspends).")
-@click.option("--invalidity-date", default=None, help="When the key was (suspected) compromised, ISO 8601.")
-@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+@click.option("--invalidity-date", default=None, metavar="WHEN",
+              help="When the key was (suspected) compromised: a date or an ISO 8601 time; no zone means UTC.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True, metavar="N",
               help="With --serials-file / --spki-sha256: certificates per transaction (each audited).")
 @db_option
 @json_option
@@ -191,7 +194,8 @@ class _Progress:
 
 @click.command("release")
 @click.argument("serial")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issuing CA (needed when the serial is not unique).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME",
+              help="Issuing CA (needed when the serial is not unique).")
 @db_option
 @json_option
 def release_cmd(serial, ca_name, db, as_json) -> None:
@@ -207,9 +211,10 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
 
 @click.command("hold")
 @click.argument("serial")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME", help="Issuing CA (needed when the serial is not unique).")
-@click.option("--invalidity-date", default=None, metavar="TIME",
-              help="When the key was (suspected) compromised, ISO 8601 (UTC if no zone).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME",
+              help="Issuing CA (needed when the serial is not unique).")
+@click.option("--invalidity-date", default=None, metavar="WHEN",
+              help="When the key was (suspected) compromised: a date or an ISO 8601 time; no zone means UTC.")
 @db_option
 @json_option
 def hold_cmd(serial, ca_name, invalidity_date, db, as_json) -> None:
@@ -232,13 +237,16 @@ def crl_group() -> None:
 
 
 @crl_group.command("generate")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="The CA whose CRL to sign.")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME",
+              help="The CA whose CRL to sign.")
 @click.option("--delta", is_flag=True, help="A delta CRL against the latest base CRL.")
-@click.option("--shard", type=int, default=None, help="Only this shard of a partitioned CA.")
+@click.option("--shard", type=click.IntRange(0, 2**31 - 1), default=None, metavar="N",
+              help="Only this shard of a partitioned CA.")
 @click.option("--out", metavar="FILE", default=None, help="Output file (DER).")
 @click.option("--out-dir", metavar="DIR", default=None,
               help="Output directory (default UNICA_HOME/crl); files are CA[-SHARD][-delta].crl.")
-@click.option("--validity", default=None, help="How long until nextUpdate, e.g. 7d, 12h (default: 7d base, 1d delta).")
+@click.option("--validity", default=None, metavar="DURATION",
+              help="How long until nextUpdate, e.g. 7d, 12h (default: 7d base, 1d delta).")
 @db_option
 @pin_file_option
 @passphrase_file_option

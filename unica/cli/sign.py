@@ -35,7 +35,8 @@ def _key_options(f):
                      help="PEM CA certificates to embed (default: the CA certificates on the token).")(f)
     f = click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Signer certificate (default: the key's certificate on the token).")(f)
-    f = click.option("--key", "key_uri", required=True, help="Key URI (pkcs11:token=...;object=... or file:PATH).")(f)
+    f = click.option("--key", "key_uri", required=True, metavar="URI",
+                     help="Key URI (pkcs11:token=...;object=... or file:PATH).")(f)
     return f
 
 
@@ -49,7 +50,7 @@ def sign_group() -> None:
 @_key_options
 @click.option("--detached/--attached", default=True, help="Detached signature (default) or content inside.")
 @click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
-@click.option("--out", default=None, help="Output file (default: FILE.p7s; only with one FILE).")
+@click.option("--out", default=None, metavar="FILE", help="Output file (default: FILE.p7s; only with one FILE).")
 @click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
 @click.option("--max-data-size", default=None, metavar="SIZE",
               help="Refuse a FILE larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
@@ -102,7 +103,7 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
 @click.argument("dst")
 @_key_options
 @click.option("--field", default="Signature1", show_default=True, help="Signature field (created if missing).")
-@click.option("--reason", default=None, help="Reason recorded in the signature.")
+@click.option("--reason", default=None, metavar="TEXT", help="Reason recorded in the signature (free text).")
 @click.option("--location", default=None, help="Location recorded in the signature.")
 def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, field, reason,
                  location) -> None:

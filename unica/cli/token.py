@@ -11,36 +11,35 @@ from pathlib import Path
 
 import click
 
-from unica.cli.common import emit_json, json_option, pin_file_option, secret, so_pin, table, user_pin
+from unica.cli.common import (emit_json, json_option, module_option, pin_file_option, secret, secret_file_option,
+                              so_pin, table, user_pin)
 from unica.cli.completion import complete_ca, complete_profile
 from unica.errors import OutputError
 from unica.hsm.keytypes import KeyType
 
 NEW_PIN_ENV = "UNICA_NEW_PIN"
-KEY_TYPES = [k.value for k in KeyType if k.is_ec or k.is_rsa]
+#: the same choices as every --key-type (a token refuses ed25519 with a clear error)
+KEY_TYPES = [k.value for k in KeyType]
 
-
-def _module_option(f):
-    return click.option("--module", "module_path", default=None,
-                        help="PKCS#11 module (else UNICA_PKCS11_MODULE, else SoftHSM2).")(f)
+_module_option = module_option
 
 
 def _token_option(f):
-    return click.option("--token", "token", required=True, help="Token label.")(f)
+    return click.option("--token", "token", required=True, metavar="LABEL", help="Token label.")(f)
 
 
-def _so_pin_file_option(f):
-    return click.option("--so-pin-file", type=click.Path(dir_okay=False), default=None,
-                        help="Read the SO PIN from this file (else UNICA_SO_PIN, else a prompt).")(f)
+def _key_type_option(f):
+    return click.option("--key-type", "--type", "key_type", type=click.Choice(KEY_TYPES), required=True,
+                        help="Key type and size (--type is the older name).")(f)
 
 
-def _new_pin_file_option(f):
-    return click.option("--new-pin-file", type=click.Path(dir_okay=False), default=None,
-                        help=f"Read the new user PIN from this file (else {NEW_PIN_ENV}, else a prompt).")(f)
+_so_pin_file_option = secret_file_option("--so-pin-file", "token SO PIN", "UNICA_SO_PIN")
+_new_pin_file_option = secret_file_option("--new-pin-file", "new token user PIN", NEW_PIN_ENV)
 
 
-def _new_pin(new_pin_file) -> str:
-    return secret(NEW_PIN_ENV, new_pin_file, "new token user PIN", confirm=True)
+def _new_pin(new_pin_file, token: str | None = None) -> str:
+    return secret(NEW_PIN_ENV, new_pin_file, "new token user PIN", confirm=True,
+                  prompt=f"New user PIN for token {token!r}" if token else None)
 
 
 def _subject_name(subject: str | None, uscc: str | None):
@@ -70,7 +69,7 @@ def _token_pin(token: str, module_path, pin_file) -> str:
     from unica.hsm.tokens import require_token
 
     require_token(token, module_path)
-    return user_pin(pin_file)
+    return user_pin(pin_file, token)
 
 
 def _check_subject(name, profile_name: str | None) -> None:
@@ -121,11 +120,11 @@ def _check_out(out: str | None, what: str = "--out") -> None:
 
 
 def _ca_secret_options(f):
-    f = click.option("--db", default=None, help="CA database URL for --ca (else UNICA_DB / UNICA_HOME).")(f)
-    f = click.option("--ca-passphrase-file", type=click.Path(dir_okay=False), default=None,
-                     help="Passphrase file of the CA's key file (else UNICA_PASSPHRASE).")(f)
-    f = click.option("--ca-pin-file", type=click.Path(dir_okay=False), default=None,
-                     help="PIN file for the CA's token (else UNICA_PIN).")(f)
+    from unica.cli.ca import db_option
+
+    f = db_option(f)
+    f = secret_file_option("--ca-passphrase-file", "passphrase of the CA's key file", "UNICA_PASSPHRASE")(f)
+    f = secret_file_option("--ca-pin-file", "PIN of the CA's token", "UNICA_PIN")(f)
     return f
 
 
@@ -184,8 +183,10 @@ def token_info_cmd(token: str, module_path, as_json: bool) -> None:
 @token_group.command("init")
 @click.option("--slot", "slot_id", type=int, default=None, help="Slot id of the token to initialise.")
 @click.option("--free", is_flag=True, help="Use the first slot with an uninitialised token.")
-@click.option("--label", required=True, help="New token label (at most 32 bytes of UTF-8).")
-@click.option("--force", is_flag=True, help="Re-initialise a token that is initialised (ERASES all its objects).")
+@click.option("--label", required=True, metavar="LABEL", help="New token label (at most 32 bytes of UTF-8).")
+@click.option("--force", is_flag=True,
+              help="Re-initialise a token that is initialised (ERASES all its objects): asks for its current SO PIN, "
+                   "which stays its SO PIN.")
 @_so_pin_file_option
 @pin_file_option
 @_module_option
@@ -200,8 +201,14 @@ def token_init(slot_id, free, label, force, so_pin_file, pin_file, module_path, 
     """
     from unica.hsm.tokens import init_token
 
-    so = secret("UNICA_SO_PIN", so_pin_file, "new token SO PIN", confirm=True)
-    pin = secret("UNICA_PIN", pin_file, "new token user PIN", confirm=True)
+    current = _initialised_token(slot_id, module_path) if force and slot_id is not None else None
+    if current is not None:  # C_InitToken over an initialised token takes its current SO PIN (and keeps it)
+        so = secret("UNICA_SO_PIN", so_pin_file, "current token SO PIN",
+                    prompt=f"Current SO PIN of token {current.label!r} in slot {slot_id} (--force erases the token)")
+    else:
+        so = secret("UNICA_SO_PIN", so_pin_file, "new token SO PIN", confirm=True,
+                    prompt=f"New SO PIN for token {label!r}")
+    pin = secret("UNICA_PIN", pin_file, "new token user PIN", confirm=True, prompt=f"New user PIN for token {label!r}")
     info = init_token(label=label, so_pin=so, user_pin=pin, slot_id=slot_id, free=free, force=force,
                       path=module_path)
     if as_json:
@@ -210,11 +217,23 @@ def token_init(slot_id, free, label, force, so_pin_file, pin_file, module_path, 
     click.echo(f"initialised token {info.label!r} in slot {info.slot_id} (serial {info.serial})")
 
 
-def _change_pin(token, pin_file, new_pin_file, module_path) -> None:
-    from unica.hsm.tokens import change_pin
+def _initialised_token(slot_id: int, module_path):
+    """The initialised token in slot ``slot_id`` (None if there is none: init_token says why)."""
+    from unica.errors import UnicaError
+    from unica.hsm.tokens import list_tokens
 
-    old = user_pin(pin_file)
-    change_pin(token, old, _new_pin(new_pin_file), module_path)
+    try:
+        return next((t for t in list_tokens(module_path) if t.slot_id == slot_id and t.initialized), None)
+    except UnicaError:
+        return None
+
+
+def _change_pin(token, pin_file, new_pin_file, module_path) -> None:
+    from unica.hsm.tokens import change_pin, require_token
+
+    require_token(token, module_path)  # a missing token is said before a PIN is asked
+    old = user_pin(pin_file, token)
+    change_pin(token, old, _new_pin(new_pin_file, token), module_path)
     click.echo(f"changed the user PIN of token {token!r}")
 
 
@@ -252,7 +271,10 @@ def token_unblock(token, so_pin_file, new_pin_file, module_path) -> None:
     """
     from unica.hsm.tokens import unblock_pin
 
-    unblock_pin(token, so_pin(so_pin_file), _new_pin(new_pin_file), module_path)
+    from unica.hsm.tokens import require_token
+
+    require_token(token, module_path)  # a missing token is said before a PIN is asked
+    unblock_pin(token, so_pin(so_pin_file, token), _new_pin(new_pin_file, token), module_path)
     click.echo(f"set a new user PIN on token {token!r}")
 
 
@@ -295,9 +317,10 @@ def _yn(v) -> str:
 
 @token_group.command("keygen")
 @_token_option
-@click.option("--label", required=True, help="Label of the new key pair.")
-@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
-@click.option("--id", "key_id", default=None, help="CKA_ID in hex (default: the key identifier, SHA-1 of the key).")
+@click.option("--label", required=True, metavar="LABEL", help="Label of the new key pair.")
+@_key_type_option
+@click.option("--id", "key_id", default=None, metavar="HEX",
+              help="CKA_ID in hex (default: the key identifier, SHA-1 of the key).")
 @pin_file_option
 @_module_option
 @json_option
@@ -331,11 +354,13 @@ def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json)
 
 
 @token_group.command("csr")
-@click.option("--key", "key_uri", required=True, help="Key URI (pkcs11:token=...;object=...).")
-@click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
-@click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
-@click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
-@click.option("--profile", shell_complete=complete_profile, default=None,
+@click.option("--key", "key_uri", required=True, metavar="URI", help="Key URI (pkcs11:token=...;object=...).")
+@click.option("--subject", required=True, metavar="DN",
+              help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
+@click.option("--uscc", default=None, metavar="CODE",
+              help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
+@click.option("--out", default=None, metavar="FILE", help="Write the PEM request here (default: stdout).")
+@click.option("--profile", shell_complete=complete_profile, default=None, metavar="NAME",
               help="Check the subject and key type against this certificate profile first (the one the CA "
                    "will issue under; built-in or $UNICA_HOME/profiles).")
 @pin_file_option
@@ -399,14 +424,16 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 
 
 @token_group.command("renew")
-@click.option("--key", "key_uri", required=True, help="URI of the key whose certificate is renewed.")
+@click.option("--key", "key_uri", required=True, metavar="URI", help="URI of the key whose certificate is renewed.")
 @click.option("--rekey", is_flag=True, help="Generate a new key on the token (re-key) instead of reusing it.")
-@click.option("--new-label", default=None, help="Label of the new key with --rekey (default: LABEL-<utc time>).")
-@click.option("--subject", default=None, help="Subject DN (default: the current certificate's subject).")
-@click.option("--uscc", default=None, help="Unified Social Credit Code (organizationIdentifier).")
-@click.option("--out", default=None, help="Write the PEM request here (default: stdout).")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, help="Issue the request with this local CA and import the result.")
-@click.option("--profile", shell_complete=complete_profile, default=None, help="Certificate profile for --ca.")
+@click.option("--new-label", default=None, metavar="LABEL",
+              help="Label of the new key with --rekey (default: LABEL-<utc time>).")
+@click.option("--subject", default=None, metavar="DN", help="Subject DN (default: the current certificate's subject).")
+@click.option("--uscc", default=None, metavar="CODE", help="Unified Social Credit Code (organizationIdentifier).")
+@click.option("--out", default=None, metavar="FILE", help="Write the PEM request here (default: stdout).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME",
+              help="Issue the request with this local CA and import the result.")
+@click.option("--profile", shell_complete=complete_profile, default=None, metavar="NAME", help="Certificate profile for --ca.")
 @click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
 @pin_file_option
 @_ca_secret_options
@@ -462,13 +489,17 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
 
 @token_group.command("enroll")
 @_token_option
-@click.option("--label", required=True, help="Label of the new key pair.")
-@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type and size.")
-@click.option("--subject", required=True, help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
-@click.option("--uscc", default=None, help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
-@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, help="Local CA that issues the certificate.")
-@click.option("--profile", shell_complete=complete_profile, required=True, help="Certificate profile (see 'unica profile list').")
-@click.option("--csr-out", default=None, help="Also keep the request here.")
+@click.option("--label", required=True, metavar="LABEL", help="Label of the new key pair.")
+@_key_type_option
+@click.option("--subject", required=True, metavar="DN",
+              help="Subject DN, RFC 4514 (CN=...,O=...,C=CN) or /C=CN/O=.../CN=...")
+@click.option("--uscc", default=None, metavar="CODE",
+              help="Unified Social Credit Code, put in organizationIdentifier (2.5.4.97).")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME",
+              help="Local CA that issues the certificate.")
+@click.option("--profile", shell_complete=complete_profile, required=True, metavar="NAME",
+              help="Certificate profile (see 'unica profile list').")
+@click.option("--csr-out", default=None, metavar="FILE", help="Also keep the request here.")
 @pin_file_option
 @_ca_secret_options
 @_module_option
@@ -544,13 +575,20 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
         csr_path = Path(tmp) / "req.pem"
         cert_path = Path(tmp) / "cert.pem"
         csr_path.write_bytes(csr_pem_bytes)
-        args = [sys.executable, "-m", "unica", "issue", "--ca", ca_name, "--profile", profile,
+        args = [sys.executable, "-m", "unica", "cert", "issue", "--ca", ca_name, "--profile", profile,
                 "--csr", str(csr_path), "--out", str(cert_path), "--chain"]
-        for opt, val in (("--pin-file", ca_pin_file), ("--passphrase-file", ca_passphrase_file), ("--db", db)):
-            if val:
+        env = dict(os.environ)
+        for opt, val, var in (("--pin-file", ca_pin_file, "UNICA_PIN"),
+                              ("--passphrase-file", ca_passphrase_file, "UNICA_PASSPHRASE"), ("--db", db, None)):
+            if val == "-":  # read here (the child's standard input is not ours), handed over as the child's env
+                from unica.cli.common import secret
+
+                env[var] = secret(var, "-", "PIN of the CA's token" if opt == "--pin-file" else
+                                  "passphrase of the CA's key file")
+            elif val:
                 args += [opt, val]
         # the CA's secrets come from env or the --ca-*-file options: the child cannot prompt
-        proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ), stdin=subprocess.DEVNULL)
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not cert_path.exists():
             from unica.errors import InputError, PolicyViolation
 
@@ -569,8 +607,9 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
 
 @token_group.command("delete")
 @_token_option
-@click.option("--label", default=None, help="CKA_LABEL of the objects (and the objects sharing their CKA_ID).")
-@click.option("--id", "key_id", default=None, help="CKA_ID of the objects, in hex.")
+@click.option("--label", default=None, metavar="LABEL",
+              help="CKA_LABEL of the objects (and the objects sharing their CKA_ID).")
+@click.option("--id", "key_id", default=None, metavar="HEX", help="CKA_ID of the objects, in hex.")
 @click.option("--what", type=click.Choice(["key", "cert", "both"]), default="both", show_default=True,
               help="The key pair (private and public key), the certificate(s), or both.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")

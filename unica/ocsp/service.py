@@ -30,7 +30,8 @@ from unica.store import models as m
 log = logging.getLogger("unica.ocsp.service")
 
 DEFAULT_PRESIGNED_VALIDITY = dt.timedelta(days=4)
-DEFAULT_LIVE_VALIDITY = dt.timedelta(minutes=10)
+#: nextUpdate - thisUpdate of a live answer, unless ``unica ocsp configure --live-validity`` says otherwise
+DEFAULT_LIVE_VALIDITY = dt.timedelta(minutes=5)
 LEASE = dt.timedelta(minutes=5)
 
 
@@ -95,9 +96,10 @@ def _load_signer(issuer, key_uri: str, signer_der: bytes, *, pin, passphrase, re
 
 
 def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: bool | None = None,
-                   validity: dt.timedelta | None = None) -> dict:
-    """Set a CA's OCSP mode (presigned | live), live answers to nonce requests, and the
-    validity of pre-signed responses; audited. Returns the CA's OCSP settings."""
+                   validity: dt.timedelta | None = None, live_validity: dt.timedelta | None = None) -> dict:
+    """Set a CA's OCSP mode (presigned | live), live answers to nonce requests, the validity
+    of pre-signed responses and of live ones (nextUpdate - thisUpdate); audited. Returns the
+    CA's OCSP settings."""
     from unica.errors import InputError
     from unica.store.cas import get_ca_row
 
@@ -105,6 +107,8 @@ def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: 
         raise InputError(f"OCSP mode {mode!r} is not presigned or live")
     if validity is not None and validity <= dt.timedelta(0):
         raise InputError("the validity of pre-signed OCSP responses must be positive")
+    if live_validity is not None and not dt.timedelta(minutes=1) <= live_validity <= dt.timedelta(days=7):
+        raise InputError("the validity of live OCSP responses must be between 1 minute and 7 days")
     with store.write() as s:
         ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
         settings = dict(ca.settings or {})
@@ -115,6 +119,9 @@ def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: 
             settings["ocsp_live_nonce"] = changes["live_nonce"] = live_nonce
         if validity is not None:
             settings["ocsp_validity_hours"] = changes["validity_hours"] = validity.total_seconds() / 3600
+        if live_validity is not None:
+            settings["ocsp_live_validity_hours"] = live_validity.total_seconds() / 3600
+            changes["live_validity_minutes"] = live_validity.total_seconds() / 60
         ca.settings = settings
         store.audit(s, "ocsp.configured", ca=ca_name, details=changes)
         return {"ca": ca_name, **effective_settings(ca)}
