@@ -395,3 +395,117 @@ def test_live_ocsp_validity_is_configurable(live_pki):
     assert any(e.get("details", {}).get("live_validity_minutes") == 15.0 for e in audit)
     pki.run("ocsp", "configure", "--ca", "sub", "--live-validity", "5m")
 
+
+# --- times without a zone are UTC, everywhere ----------------------------------------------
+
+#: a local zone far from UTC: a time read as local instead of UTC would be 8 hours off
+FAR_FROM_UTC = {"TZ": "Asia/Shanghai"}
+
+#: every option that takes a point in time (WHEN)
+TIME_OPTIONS = {"--since", "--invalidity-date", "--expires-before", "--at"}
+
+
+def test_every_time_option_is_a_when_that_says_utc():
+    found = {}
+    for name, path, param, _ctx in _options():
+        if param.metavar == "WHEN" or name in TIME_OPTIONS:
+            found.setdefault(name, []).append(path)
+            assert param.metavar == "WHEN", (path, name)
+            assert "no zone means UTC" in (param.help or ""), (path, name, param.help)
+    assert set(found) >= TIME_OPTIONS, found
+
+
+def test_the_one_parser():
+    import datetime as dt
+
+    from unica.cli.when import parse_when
+    from unica.errors import InputError
+
+    utc = dt.timezone.utc
+    assert parse_when("2026-11-20", "--x") == dt.datetime(2026, 11, 20, tzinfo=utc)
+    assert parse_when("2026-11-20T08:00", "--x") == dt.datetime(2026, 11, 20, 8, tzinfo=utc)
+    assert parse_when("2026-11-20T08:00:00Z", "--x") == dt.datetime(2026, 11, 20, 8, tzinfo=utc)
+    assert parse_when("2026-11-20T16:00:00+08:00", "--x") == dt.datetime(2026, 11, 20, 8, tzinfo=utc)
+    for bad in ("2026-13-01", "yesterday", "2026-11-20T25:00", ""):
+        with pytest.raises(InputError, match="--x"):
+            parse_when(bad, "--x")
+
+
+@pytest.fixture(scope="module")
+def dated_pki(tmp_path_factory):
+    from tests.revocation.conftest import make_pki
+
+    return make_pki(run_unica, tmp_path_factory.mktemp("dates"))
+
+
+def _run(pki, *args, ok=True):
+    p = run_unica(*args, env={**pki.env, **FAR_FROM_UTC})
+    if ok:
+        assert p.returncode == 0, (args, p.stderr)
+    return p
+
+
+def test_revoke_and_hold_invalidity_date_without_zone_is_utc(dated_pki):
+    pki = dated_pki
+    for cmd in (["cert", "revoke"], ["revoke"], ["cert", "hold"]):
+        serial = pki.issue("sub")["serial"]
+        extra = ["--reason", "keyCompromise"] if "revoke" in cmd else []
+        st = json.loads(_run(pki, *cmd, serial, "--ca", "sub", *extra, "--invalidity-date", "2026-11-20T08:00",
+                             "--json").stdout)
+        assert st["invalidity_date"] in ("2026-11-20T08:00:00+00:00", "2026-11-20T08:00:00Z"), (cmd, st)
+    serial = pki.issue("sub")["serial"]
+    st = json.loads(_run(pki, "cert", "revoke", serial, "--ca", "sub", "--invalidity-date", "2026-11-20",
+                         "--json").stdout)
+    assert st["invalidity_date"].startswith("2026-11-20T00:00:00"), st
+    p = _run(pki, "cert", "revoke", pki.issue("sub")["serial"], "--invalidity-date", "20/11/2026", ok=False)
+    assert p.returncode == 2 and p.stderr.startswith("unica: error: ") and "--invalidity-date" in p.stderr
+
+
+def test_audit_since_without_zone_is_utc(dated_pki):
+    import datetime as dt
+
+    pki = dated_pki
+    entries = json.loads(_run(pki, "audit", "show", "--json", "--oldest-first").stdout)
+    newest = dt.datetime.fromisoformat(entries[-1]["at"]).astimezone(dt.timezone.utc)
+    naive = (newest - dt.timedelta(seconds=1)).replace(tzinfo=None, microsecond=0).isoformat()
+    shown = json.loads(_run(pki, "audit", "show", "--since", naive, "--json").stdout)
+    assert entries[-1]["id"] in {e["id"] for e in shown}
+    # eight hours later in UTC is after every entry: read as Shanghai time, it would be now
+    later = (newest + dt.timedelta(hours=8, minutes=1)).replace(tzinfo=None, microsecond=0).isoformat()
+    assert json.loads(_run(pki, "audit", "show", "--since", later, "--json").stdout) == []
+
+
+def test_cert_list_expires_before_without_zone_is_utc(dated_pki):
+    import datetime as dt
+
+    pki = dated_pki
+    serial = pki.issue("sub")["serial"]
+    info = json.loads(_run(pki, "cert", "show", serial, "--json").stdout)
+    end = dt.datetime.fromisoformat(info["not_after"].replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    just_after = (end + dt.timedelta(minutes=1)).replace(tzinfo=None).isoformat(timespec="seconds")
+    just_before = (end - dt.timedelta(minutes=1)).replace(tzinfo=None).isoformat(timespec="seconds")
+    listed = lambda when: {r["serial"] for r in json.loads(  # noqa: E731
+        _run(pki, "cert", "list", "--ca", "sub", "--expires-before", when, "--json").stdout)}
+    assert serial in listed(just_after)
+    assert serial not in listed(just_before)
+
+
+def test_verify_at_without_zone_is_utc(dated_pki):
+    import datetime as dt
+
+    from cryptography import x509
+
+    pki = dated_pki
+    serial = pki.issue("sub")["serial"]
+    leaf = pki.tmp / f"{serial}.pem"
+    leaf.write_text(_run(pki, "cert", "export", serial).stdout)
+    start = x509.load_pem_x509_certificate(leaf.read_bytes()).not_valid_before_utc
+    root, sub = pki.export("root"), pki.export("sub")
+
+    def verify(at: dt.datetime) -> int:
+        return _run(pki, "verify", "cert", str(leaf), "--trust", str(root), "--untrusted", str(sub),
+                    "--usage", "any", "--revocation", "off", "--offline",
+                    "--at", at.replace(tzinfo=None).isoformat(timespec="seconds"), ok=False).returncode
+
+    assert verify(start + dt.timedelta(minutes=1)) == 0
+    assert verify(start - dt.timedelta(minutes=1)) != 0

@@ -143,7 +143,7 @@ def test_bulk_input_errors_exit_2_and_change_nothing(pki):
         ([s, "--spki-sha256", "ab" * 32], ["give one of"]),
         ([], ["give one of SERIAL"]),
         (["--spki-sha256", "ab" * 32, "--reason", "bored"], ["unknown revocation reason"]),
-        (["--serials-file", str(bad), "--invalidity-date", "2026-11-01"], ["time zone"]),
+        (["--serials-file", str(bad), "--invalidity-date", "2026-13-01"], ["bad --invalidity-date"]),
     ]:
         r = pki.unica("revoke", *args, env=pki.env)
         assert_one_line_error(r, *needles)

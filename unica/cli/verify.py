@@ -37,8 +37,9 @@ def _common(f):
                      help="Trust anchor certificate file (PEM may hold several). Repeatable. Required."),
         click.option("--untrusted", "untrusted", multiple=True, type=click.Path(dir_okay=False),
                      help="Extra intermediate CA certificates for path building. Repeatable."),
-        click.option("--at", "at", default=None,
-                     help="Validation time (ISO 8601, UTC if no zone): point-in-time validation."),
+        click.option("--at", "at", default=None, metavar="WHEN",
+                     help="Validation time (point-in-time validation): a date or an ISO 8601 time; no zone "
+                          "means UTC."),
         click.option("--usage", default="document-signing", show_default=True,
                      help="document-signing, client-auth, server-auth, timestamping, any, or "
                           "'ku:digitalSignature,nonRepudiation;eku:clientAuth'."),
@@ -146,9 +147,10 @@ def _exit(ctx: click.Context, indication) -> None:
 
 
 def _at(text):
-    from unica.verify._util import parse_time
+    """--at, read by the one parser of command-line times (unica.cli.when): no zone means UTC."""
+    from unica.cli.when import parse_when
 
-    return parse_time(text) if text else None
+    return parse_when(text, "--at") if text else None
 
 
 def _t(t) -> str:
