@@ -189,9 +189,9 @@ def test_issue_batch_in_chunks_shows_progress(pki, tmp_path):
     before, batches_before = pki.cert_rows(), batches()
     (tmp_path / "out").mkdir()
     p = pki.run("issue-batch", "--ca", _soft(pki), "--profile", "tls-server", "--out-dir", str(tmp_path / "out"),
-                "--batch-size", "2", "--json", *map(str, csrs))
+                "--batch-size", "2", "--json", *map(str, csrs), env={"UNICA_PROGRESS": "always"})
     assert p.returncode == 0, p.stderr
     assert [r["csr"] for r in _json.loads(p.stdout)] == list(map(str, csrs))
-    assert "5/5 requests done" in p.stderr and "2/5 requests done" in p.stderr
+    assert "5/5 requests done" in p.stderr and "2/5 requests done" in p.stderr  # progress lines, even a short run
     assert pki.cert_rows() == before + 5
     assert batches() == batches_before + 3  # 2 + 2 + 1

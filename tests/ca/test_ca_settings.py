@@ -96,7 +96,7 @@ def test_delta_crl_url_makes_base_crls_carry_freshest_crl(h):
     h.ok("ca", "set", "sub-delta", "--delta-crl-url", "http://crl2.unica.test/sub-delta.crl")
     assert "URI:http://crl2.unica.test/sub-delta.crl" in h.crl_text("sub-delta")
     h.ok("ca", "set", "sub-delta", "--delta-crl-url", "")
-    assert h.show("sub-delta")["delta_crl_url"] is None
+    assert h.show("sub-delta").get("delta_crl_url") is None  # --json leaves out what has no value
     assert "Freshest CRL" not in h.crl_text("sub-delta")
 
 

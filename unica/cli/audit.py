@@ -159,7 +159,8 @@ def audit_seal(key_uri, db, pin_file, passphrase_file, as_json) -> None:
     key = load_key(key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
     seal = seal_audit(_store(db), lambda msg: sign_raw(key, msg), key.public_key(), key_uri)
     if as_json:
-        emit_json(None if seal is None else {"seal": seal.id, "upto": seal.upto_id, "hash": seal.upto_hash})
+        emit_json({"sealed": False, "reason": "nothing new to seal"} if seal is None else
+                  {"sealed": True, "seal": seal.id, "upto": seal.upto_id, "hash": seal.upto_hash})
     elif seal is None:
         click.echo("nothing new to seal")
     else:

@@ -114,12 +114,13 @@ def init_cmd(db, new_audit_chain) -> None:
                          f"backup; to start a new database and audit chain in it: unica init --new-audit-chain")
     cfg = write_default_config(h)
     store = _store(db, create=True)
-    details = {"home": str(h.resolve()), "db": repr(store)}
+    shown = store.engine.url.render_as_string(hide_password=True)  # the URL, never a password
+    details = {"home": str(h.resolve()), "db": shown}
     if found == INIT_EMPTY_FILE:
         details["new_audit_chain"] = "over an existing empty (0-byte) database file (--new-audit-chain)"
     with store.write() as s:
         store.audit(s, "home.initialised", details=details)
-    click.echo(f"unica home {h.resolve()}: config {cfg.name}, profiles/, keys/; database {store!r} ready")
+    click.echo(f"unica home {h.resolve()}: config {cfg.name}, profiles/, keys/; database {shown} ready")
 
 
 # --- unica ca ------------------------------------------------------------------------
@@ -460,14 +461,16 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
+    from unica.cli.progress import Progress
+
     results: list = []
     total = len(csr_files)
-    for k in range(0, total, batch_size):
-        part = csr_files[k:k + batch_size]
-        results += ca.issue_many([read_limited(f, MAX_CSR, "CSR") for f in part], profile, requester=requester,
-                                 lint=not no_lint, sources=[f"CSR {f}" for f in part])
-        if total > batch_size:
-            click.echo(f"\r{len(results)}/{total} requests done", nl=len(results) >= total, err=True)
+    with Progress("unica issue-batch", total if total > batch_size else 0, unit="requests done") as bar:
+        for k in range(0, total, batch_size):
+            part = csr_files[k:k + batch_size]
+            results += ca.issue_many([read_limited(f, MAX_CSR, "CSR") for f in part], profile, requester=requester,
+                                     lint=not no_lint, sources=[f"CSR {f}" for f in part])
+            bar.update(len(results), note=f"{sum(isinstance(r, Exception) for r in results)} refused")
     d = Path(out_dir)
     report, refused, unwritten, last_error = [], 0, [], None
     for f, r in zip(csr_files, results):
@@ -608,12 +611,10 @@ def cert_show(serial, ca_name, db, as_json) -> None:
     if as_json:
         emit_json(info)
         return
+    from unica.cli.common import show_fields
+
     pem_text = info.pop("pem")
-    width = max(len(k) for k in info) + 1
-    for k, v in info.items():
-        if isinstance(v, list):
-            v = ", ".join(v)
-        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'' if v is None else v}")
+    show_fields(info)
     if pem_text:
         click.echo(pem_text, nl=False)
 
@@ -673,16 +674,25 @@ def profile_list(as_json) -> None:
 @click.argument("name", shell_complete=complete_profile)
 @json_option
 def profile_show(name, as_json) -> None:
-    """Show profile NAME in full.
+    """Show profile NAME in full, as the TOML of a profile file: every setting with its effective
+    value, ready to copy as a template (save as UNICA_HOME/profiles/NEW.toml, edit, then
+    'unica profile check FILE').
 
     \b
     Examples:
       unica profile show enterprise-sign
       unica profile show enterprise-sign > unica-data/profiles/customs-sign.toml
     """
-    from unica.policies import get_profile
+    from unica.policies import BUILTIN_DIR, get_profile
 
-    _emit_profile(get_profile(name).to_dict(), as_json)
+    p = get_profile(name)
+    if as_json:
+        emit_json(p.to_dict())
+        return
+    origin = "built-in" if Path(p.source).parent == BUILTIN_DIR else f"from {p.source}"
+    click.echo(f"# profile {p.name} ({origin}), with every setting at its effective value.\n"
+               f"# A template: save as $UNICA_HOME/profiles/NEW-NAME.toml, edit, check with 'unica profile check FILE'.\n"
+               + _profile_toml(p.to_dict()), nl=False)
 
 
 @profile_group.command("check")
@@ -704,19 +714,46 @@ def profile_check(file, as_json) -> None:
         click.echo(f"profile {file}: OK ({p.name}, {p.kind})")
 
 
-def _emit_profile(d: dict, as_json: bool) -> None:
-    if as_json:
-        emit_json(d)
-        return
-    for k, v in d.items():
-        if isinstance(v, dict):
-            click.echo(f"{k}:")
-            for k2, v2 in v.items():
-                if isinstance(v2, (list, tuple)):
-                    v2 = ", ".join(map(str, v2)) or "-"
-                click.echo(f"  {k2}: {v2}")
-        else:
-            click.echo(f"{k}: {v}")
+def _toml_value(v) -> str:
+    """A TOML value: strings as basic strings (JSON's escapes are TOML's; DEL escaped too), lists inline."""
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _profile_toml(d: dict) -> str:
+    """The TOML profile file for ``Profile.to_dict()`` ``d``: loaded back (tomllib, then
+    'unica profile check' / UNICA_HOME/profiles) it is the same profile. What the file format
+    does not hold is left out: name and source (the file's name and place), basic_constraints.ca
+    (the kind says it), an absent path length, name constraints or policy, and the criticality of
+    an empty extended key usage."""
+    lines = [f"{k} = {_toml_value(d[k])}" for k in ("description", "kind", "validity", "ocsp_nocheck")]
+    tables = {
+        "key_usage": d["key_usage"],
+        "extended_key_usage": {"usages": d["extended_key_usage"]["usages"],
+                               **({"critical": d["extended_key_usage"]["critical"]}
+                                  if d["extended_key_usage"]["usages"] else {})},
+        "basic_constraints": {k: v for k, v in d["basic_constraints"].items() if k != "ca" and v is not None},
+        "keys": d["keys"],
+        "subject": d["subject"],
+        "subject_alt_name": d["subject_alt_name"],
+        "name_constraints": {k: v for k, v in (d.get("name_constraints") or {}).items() if v},
+        "revocation_info": d["revocation_info"],
+        "csr": d["csr"],
+    }
+    for name, table in tables.items():
+        if table:
+            lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    for policy in d["certificate_policies"]:
+        lines += ["", "[[certificate_policies]]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()
+                                                     if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 COMMANDS = [init_cmd, ca_group, cert_group, profile_group]

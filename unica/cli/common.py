@@ -127,10 +127,57 @@ def key_secrets(uri: str, pin_file: str | None, passphrase_file: str | None, *, 
     return {"pin": user_pin(pin_file, u.token)}
 
 
+def _json_value(v: Any) -> Any:
+    """What ``json`` cannot write itself: times in ISO 8601, bytes in hex, enums by value."""
+    import datetime as dt
+    import enum
+
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, (set, frozenset)):
+        return sorted(v, key=str)
+    return str(v)
+
+
+def _without_nulls(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _without_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_without_nulls(x) for x in v if x is not None]
+    return v
+
+
 def emit_json(data: Any) -> None:
     """JSON on stdout, always UTF-8 (names in Chinese stay readable, not \\u-escaped), whatever
-    the locale's encoding."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+    the locale's encoding.
+
+    Never ``null``: a field without a value (a root's parent, a certificate's revocation time
+    while it is valid, a URL not set) is left out, so a reader tests for the key (``.get()``,
+    jq's ``//``). Times are ISO 8601, bytes hexadecimal. ``None`` as the whole document is
+    written as ``{}`` (commands give their "nothing happened" results a meaningful shape).
+    """
+    data = {} if data is None else _without_nulls(data)
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_value).encode("utf-8"))
+
+
+def show_fields(info: dict) -> None:
+    """``key: value`` lines, values aligned: ``revoked_at`` reads ``revoked at:``, ``None`` is
+    ``-``, a boolean ``yes`` / ``no``, a list comma-separated (``-`` when empty)."""
+    if not info:
+        return
+    width = max(len(k) for k in info) + 1
+    for k, v in info.items():
+        if isinstance(v, bool):
+            v = "yes" if v else "no"
+        elif isinstance(v, (list, tuple)):
+            v = ", ".join(map(str, v)) or "-"
+        elif v is None or v == "":
+            v = "-"
+        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {v}")
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
@@ -139,7 +186,7 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     Widths are counted in terminal cells by ``rich`` (:func:`rich.cells.cell_len`: East Asian
     wide characters take two), so Chinese text lines up. The same plain text on a terminal and
     in a pipe: no colour, no box, no wrapping or cutting (a long row stays one line, for grep
-    and cut), no trailing spaces. A cell ``None`` prints as ``-``; a control character (a
+    and cut), no trailing spaces. An empty cell (``None``, ``""``) prints as ``-``; a control character (a
     hostile subject's newline or carriage return) as a ``\\xNN`` escape, so that one row stays
     one line.
 
@@ -154,7 +201,7 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     control = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
     def cell(v) -> str:
-        return "-" if v is None else control.sub(lambda m: f"\\x{ord(m.group()):02x}", str(v))
+        return "-" if v is None or v == "" else control.sub(lambda m: f"\\x{ord(m.group()):02x}", str(v))
 
     text = [[cell(h) for h in header]] + [[cell(v) for v in r] for r in rows]
     cells = [[cell_len(v) for v in r] for r in text]

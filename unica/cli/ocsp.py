@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import click
@@ -78,7 +79,9 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
                   **key_secrets(key_uri or (f"pkcs11:token={token}" if token else "file:x"), pin_file, passphrase_file))
     info = ensure_ocsp_signer(store, ca_name, **kwargs) if renew_if_due else issue_ocsp_signer(store, ca_name, **kwargs)
     if as_json:
-        emit_json(info.to_dict() if info else None)
+        # not due: a result that says so, never null
+        emit_json({**info.to_dict(), "issued": True} if info else
+                  {"ca": ca_name, "issued": False, "reason": "the OCSP signer is not due for renewal"})
     elif info is None:
         click.echo(f"CA {ca_name}: the OCSP signer is not due for renewal")
     else:
@@ -229,11 +232,18 @@ def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -
                      **_signer_secrets(store, names, pin_file, passphrase_file))
     cas = [c for c in cas if c.mode == "presigned" and (names or c.signer is not None)]
 
-    def progress(ca, done, total):
-        if not as_json:
-            click.echo(f"\r{ca}: {done}/{total} responses signed", nl=done >= total, err=True)
+    from unica.cli.progress import Progress
 
-    results = presign(store, cas, everything=everything, progress=progress)
+    bars: list = []  # one per CA, made at its first batch (when its count of due responses is known)
+    with contextlib.ExitStack() as stack:
+        def progress(ca, done, total):
+            if not bars or bars[-1].label != f"CA {ca}":
+                if bars:
+                    bars[-1].close()
+                bars.append(stack.enter_context(Progress(f"CA {ca}", total, unit="responses signed")))
+            bars[-1].update(done)
+
+        results = presign(store, cas, everything=everything, progress=progress)
     if as_json:
         emit_json([r.to_dict() for r in results])
         return

@@ -16,13 +16,18 @@ REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
 
 
-def _when(text: str | None, option: str = "--invalidity-date") -> dt.datetime | None:
-    """A time from the command line, read by the one parser (unica.cli.when): no zone means UTC."""
+def _when(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
-    from unica.cli.when import parse_when
+    from unica.errors import InputError
 
-    return parse_when(text, option)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"bad time {text!r} (ISO 8601 expected, e.g. 2026-11-20T08:00:00Z)") from None
+    if t.tzinfo is None:
+        raise InputError(f"time {text!r} has no time zone (add Z or +08:00)")
+    return t
 
 
 def _print_state(st, as_json: bool) -> None:
@@ -85,21 +90,25 @@ def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, bat
 
     when = _when(invalidity_date)
     rv.reason_value(reason)  # a bad reason is refused before anything is read or opened
+    from unica.cli.progress import Progress
+
+    def shown(p):
+        return lambda revoked, refused: p.update(revoked + refused, note=f"{refused} refused")
+
     if spki is not None:
         digest = rv.parse_spki_sha256(spki)
         store = _store(db)
-        progress = _Progress(rv.count_by_spki(store, digest, ca=ca_name))
-        res = rv.revoke_by_spki(store, digest, ca=ca_name, reason=reason, invalidity_date=when,
-                                batch_size=batch_size, progress=progress)
+        with Progress("unica revoke", rv.count_by_spki(store, digest, ca=ca_name)) as p:
+            res = rv.revoke_by_spki(store, digest, ca=ca_name, reason=reason, invalidity_date=when,
+                                    batch_size=batch_size, progress=shown(p))
         total = len(res.revoked) + len(res.refused) + len(res.already_revoked)
     else:
         serials = _read_serials(serials_file)
         store = _store(db)
-        progress = _Progress(len(serials))
-        res = rv.revoke_many(store, serials, ca=ca_name, reason=reason, invalidity_date=when,
-                             batch_size=batch_size, progress=progress)
+        with Progress("unica revoke", len(serials)) as p:
+            res = rv.revoke_many(store, serials, ca=ca_name, reason=reason, invalidity_date=when,
+                                 batch_size=batch_size, progress=shown(p))
         total = len(serials)
-    progress.close(len(res.revoked), len(res.refused))
     if as_json:
         emit_json(res.to_dict())
     else:
@@ -147,44 +156,6 @@ def _read_serials(path: str) -> list[str]:
     if not serials:
         raise InputError(f"{name}: no serial numbers in it")
     return serials
-
-
-class _Progress:
-    """Progress of a bulk revocation on stderr: a live line with rate and ETA on a terminal,
-    else a plain line every few seconds (nothing for a run shorter than that)."""
-
-    EVERY = 5.0
-
-    def __init__(self, total: int):
-        import sys
-        import time
-
-        self.total = total
-        self.tty = sys.stderr.isatty()
-        self.clock = time.monotonic
-        self.start = self.last = self.clock()
-        self.shown = False
-
-    def __call__(self, revoked: int, refused: int) -> None:
-        now = self.clock()
-        if now - self.last < (0.2 if self.tty else self.EVERY):
-            return
-        self.last = now
-        self.shown = True
-        done = revoked + refused
-        rate = done / max(now - self.start, 1e-9)
-        line = f"{done}/{self.total} done ({revoked} revoked, {refused} refused), {rate:.0f}/s"
-        if self.tty:
-            eta = (self.total - done) / rate if rate > 0 and self.total >= done else 0
-            click.echo(f"\r{line}, ETA {eta:.0f} s  ", nl=False, err=True)
-        else:
-            click.echo(f"unica revoke: {line}", err=True)
-
-    def close(self, revoked: int, refused: int) -> None:
-        if self.tty and self.shown:
-            self.last = 0.0
-            self(revoked, refused)
-            click.echo(err=True)
 
 
 @click.command("release")

@@ -419,7 +419,8 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
     if as_json:
         emit_json(res.to_dict())
         return
-    click.echo(f"wrote certificate {res.subject!r} for key {res.label!r} (id {res.id.hex()}) "
+    key = f"key {res.label!r} (id {res.id.hex()})" if res.label else f"key id {res.id.hex()}"
+    click.echo(f"wrote certificate {res.subject!r} for {key} "
                f"and {res.chain_written} CA certificate(s); removed {res.removed} old certificate(s)")
 
 
@@ -437,8 +438,9 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 @click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
 @pin_file_option
 @_ca_secret_options
+@json_option
 def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file,
-                ca_pin_file, ca_passphrase_file, db) -> None:
+                ca_pin_file, ca_passphrase_file, db, as_json) -> None:
     """A new request with the same key (renewal) or a new key (--rekey); optionally issue and import it.
 
     \b
@@ -460,7 +462,7 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
     pin = key_secrets(key_uri, pin_file, None)["pin"]
     r = renew(key_uri, pin, rekey=rekey, new_label=new_label, subject=name, org_identifier=code)
     pem = csr_pem(r.csr)
-    if ca_name is None or out:
+    if (ca_name is None and not as_json) or out:  # with --json and no --out, the request is in the JSON
         try:
             _write_out(pem, out)
         except OutputError as e:
@@ -470,11 +472,14 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
                               f"make its request again with: unica token csr --key '{r.key_uri}' --subject DN "
                               "--out FILE") from None
     if ca_name is None:
-        if r.rekeyed:
+        if as_json:
+            emit_json({"key_uri": str(r.key_uri), "rekeyed": r.rekeyed,
+                       **({"out": out} if out else {"csr": pem.decode("ascii") if isinstance(pem, bytes) else pem})})
+        elif r.rekeyed:
             click.echo(f"new key: {r.key_uri}", err=True)
         return
-    res = _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path,
-                            ca_pin_file, ca_passphrase_file, db)
+    res, leaf = _issue_and_import(r.key.uri.token, pem, ca_name, profile, pin, remove_old, r.key.uri.module_path,
+                                  ca_pin_file, ca_passphrase_file, db)
     old_key = ""
     if remove_old and r.rekeyed:
         from unica.hsm.objects import delete_objects
@@ -484,7 +489,14 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
         if old_id:  # the old pair (and any certificate still carrying its id): the new one is in place
             gone = delete_objects(r.key.uri.token, pin, key_id=old_id, what="both", path=r.key.uri.module_path)
             old_key = f" and the old key (id {old_id.hex()}: {len(gone)} object(s))"
-    click.echo(f"renewed: {res.subject!r} on key {r.key_uri} (removed {res.removed} old certificate(s){old_key})")
+            old_key_objects = len(gone)
+    if as_json:
+        emit_json({"key_uri": str(r.key_uri), "rekeyed": r.rekeyed, **_issued(leaf, ca_name), **res.to_dict(),
+                   **({"old_key_removed": old_key_objects} if old_key else {})})
+        return
+    issued = _issued(leaf, ca_name)
+    click.echo(f"renewed: {res.subject!r} on key {r.key_uri}: serial {issued['serial']} by CA {ca_name}, valid "
+               f"until {issued['not_after']} (removed {res.removed} old certificate(s){old_key})")
 
 
 @token_group.command("enroll")
@@ -523,7 +535,7 @@ def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_ou
     pin = _token_pin(token, module_path, pin_file)
     key = keygen(token, label, key_type, pin, module_path=module_path)
     pem = _remove_key_on_failure(lambda: csr_pem(make_csr(key, name)), token, key, pin, module_path)
-    res = _remove_key_on_failure(
+    res, leaf = _remove_key_on_failure(
         lambda: _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
                                   ca_passphrase_file, db), token, key, pin, module_path)
     if csr_out:  # a copy, written once the enrollment is complete
@@ -532,11 +544,22 @@ def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_ou
         except OutputError as e:
             raise OutputError(f"enrolled {res.subject!r} (key {key.uri} with its certificate on token {token!r}), "
                               f"but the request copy was not kept: {' '.join(str(e).split())}") from None
+    issued = _issued(leaf, ca_name)
     if as_json:
-        emit_json({"key_uri": str(key.uri), **res.to_dict()})
+        emit_json({"key_uri": str(key.uri), **issued, **res.to_dict()})
         return
-    click.echo(f"enrolled {res.subject!r}: key {key.uri} with its certificate and "
+    click.echo(f"enrolled {res.subject!r}: serial {issued['serial']} by CA {ca_name}, valid until "
+               f"{issued['not_after']}; key {key.uri} with its certificate and "
                f"{res.chain_written} CA certificate(s) on token {token!r}")
+
+
+def _issued(cert, ca_name: str) -> dict:
+    """What a script needs of the certificate an enroll / renew had issued: serial, CA, validity."""
+    import datetime as dt
+
+    return {"serial": f"{cert.serial_number:x}", "ca": ca_name,
+            "not_before": cert.not_valid_before_utc.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_valid_after_utc.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _remove_key_on_failure(step, token, key, pin, module_path):
@@ -562,7 +585,8 @@ def _remove_key_on_failure(step, token, key, pin, module_path):
 
 def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path,
                       ca_pin_file=None, ca_passphrase_file=None, db=None):
-    """Issue ``csr_pem_bytes`` with the local CA (``unica issue``) and write the result onto the token."""
+    """Issue ``csr_pem_bytes`` with the local CA (``unica issue``) and write the result onto the token:
+    the import's result and the certificate issued."""
     import subprocess
     import sys
     import tempfile
@@ -602,7 +626,8 @@ def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, m
             raise kind(f"CA {ca_name!r} did not issue the certificate: {msg}")
         certs = load_certificate_bytes(read_limited(cert_path, MAX_CERTIFICATE, "issued certificate"),
                                        "issued certificate")
-    return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path)
+    # the certificate issued (first; the chain follows) with the import's result
+    return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path), certs[0]
 
 
 @token_group.command("delete")

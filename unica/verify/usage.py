@@ -60,11 +60,12 @@ class Usage:
                     pass
             if self.key_usage_any and not (have & self.key_usage_any):
                 out.append(
-                    f"key usage {sorted(have) or 'none'} allows none of {sorted(self.key_usage_any)}"
+                    f"key usage {', '.join(sorted(have)) or 'none'} allows none of "
+                    f"{', '.join(sorted(self.key_usage_any))}"
                 )
             missing = self.key_usage_all - have
             if missing:
-                out.append(f"key usage lacks {sorted(missing)}")
+                out.append(f"key usage lacks {', '.join(sorted(missing))}")
         try:
             eku = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
@@ -80,8 +81,8 @@ class Usage:
                 if not ok:
                     out.append(
                         "extended key usage "
-                        f"{sorted(o.dotted_string for o in eku)} allows none of "
-                        f"{sorted(o.dotted_string for o in self.eku)}"
+                        f"{', '.join(sorted(o.dotted_string for o in eku))} allows none of "
+                        f"{', '.join(sorted(o.dotted_string for o in self.eku))}"
                     )
         return out
 
