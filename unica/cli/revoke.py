@@ -16,18 +16,13 @@ REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
 
 
-def _when(text: str | None) -> dt.datetime | None:
+def _when(text: str | None, option: str = "--invalidity-date") -> dt.datetime | None:
+    """A time from the command line, read by the one parser (unica.cli.when): no zone means UTC."""
     if text is None:
         return None
-    from unica.errors import InputError
+    from unica.cli.when import parse_when
 
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"bad time {text!r} (ISO 8601 expected, e.g. 2026-11-20T08:00:00Z)") from None
-    if t.tzinfo is None:
-        raise InputError(f"time {text!r} has no time zone (add Z or +08:00)")
-    return t
+    return parse_when(text, option)
 
 
 def _print_state(st, as_json: bool) -> None:
