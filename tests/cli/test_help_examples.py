@@ -2,7 +2,7 @@
 something ends with an ``Examples:`` block (click's ``\\b``, so the lines are shown as written)
 of one to three invocations. The examples cannot drift: each is parsed by click's own parser
 against the command tree, so it names the command whose help it is (by its noun-verb name, not
-an alias), existing options, every required option and argument, no extra argument, and values
+an alias), existing options by their current names, every required option and argument, no extra argument, and values
 of the right choice or range. The command tree is walked from the click root, so a command added
 later without examples fails here.
 """
@@ -80,6 +80,9 @@ def parse_example(line: str) -> tuple[click.Command, tuple[str, ...], dict]:
         sub = cmd.get_command(None, words[i])
         assert sub is not None, f"{line}: no command {words[i]!r} in 'unica {' '.join(path)}'"
         cmd, path, i = sub, (*path, words[i]), i + 1
+    for word in words[i:]:
+        for param in cmd.params:
+            assert word.partition("=")[0] not in param.opts[1:], f"{line}: {word}: use {param.opts[0]}, the current name"
     ctx = click.Context(cmd, info_name=" ".join(("unica", *path)))
     opts, extra, _order = cmd.make_parser(ctx).parse_args(list(words[i:]))
     assert not extra, f"{line}: extra arguments {extra}"
@@ -116,7 +119,8 @@ def test_the_example_parser_refuses_what_would_drift():
                  "unica ca show issuing extra",                                      # an extra argument
                  "unica verify cert a.pem --revocation sometimes",                   # not a choice
                  "unica ocsp serve --workers 0",                                     # out of range
-                 "unica cert issue --ca"):                                           # an option without value
+                 "unica cert issue --ca",                                            # an option without value
+                 "unica key generate file:k.p8 --type ec-p256"):                     # an option's older name
         with pytest.raises((AssertionError, click.ClickException)):
             parse_example(line)
     cmd, path, opts = parse_example("unica cert export 5F3A --ca issuing --out x.pem > /dev/null  # comment")

@@ -28,8 +28,8 @@ def key_generate(uri: str, key_type: str, pin_file, passphrase_file, as_json: bo
 
     \b
     Examples:
-      unica key generate 'pkcs11:token=unica-ca;object=root-ca' --type ec-p384
-      unica key generate file:keys/ops.p8 --type ec-p256
+      unica key generate 'pkcs11:token=unica-ca;object=root-ca' --key-type ec-p384
+      unica key generate file:keys/ops.p8 --key-type ec-p256
     """
     key = generate_key(uri, key_type, **key_secrets(uri, pin_file, passphrase_file, new=True))
     _show(key_info(key, uri), as_json)
