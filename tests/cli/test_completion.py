@@ -88,6 +88,59 @@ def test_every_command_name_is_offered(home):
         assert values(name, "", home=home) == group.list_commands(None), name
 
 
+def test_aliases_are_offered_at_the_root_but_walks_see_each_command_once(home, tmp_path):
+    """``unica iss<TAB>`` offers ``issue`` (and ``issue-batch``): the aliases are completed beside the
+    commands, sorted with them, with their target as help; loading no command module to do so. The
+    tree (``list_commands``, ``commands``: what the walks of tests/cli and tests/docs read) still
+    holds each command once, under its noun-verb name."""
+    from unica.cli.main import ALIASES, cli
+
+    assert values("iss", home=home) == ["issue", "issue-batch"]
+    assert values("re", home=home) == ["recover", "release", "revoke"]
+    assert values("rel", home=home) == ["release"]
+    top = values("", home=home)
+    assert set(top) >= set(ALIASES) and top == sorted(set(top)), top
+    assert set(values("-", home=home)) == {"--version", "-h", "--help"}  # options: no alias among them
+    zsh = run_unica(env={"_UNICA_COMPLETE": "zsh_complete", "COMP_WORDS": "unica iss", "COMP_CWORD": "1",
+                         "UNICA_HOME": str(home), "UNICA_DB": None}).stdout.splitlines()
+    assert zsh == ["plain", "issue", "-> cert issue", "plain", "issue-batch", "-> cert issue-batch"], zsh
+    # an alias completes like its command afterwards (the same click command object)
+    assert values("issue", "--", home=home) == values("cert", "issue", "--", home=home)
+    assert "--profile" in values("issue", "--", home=home)
+
+    assert not set(ALIASES) & set(cli.list_commands(None))
+    assert not set(ALIASES) & set(cli.commands)
+
+    probe = ("import atexit, json, sys\n"
+             "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+             "from unica.cli.main import main\nmain(sys.argv[1:])\n")
+    env = {**os.environ, "_UNICA_COMPLETE": "bash_complete", "COMP_WORDS": "unica iss", "COMP_CWORD": "1"}
+    p = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.split() == ["plain,issue", "plain,issue-batch"], p
+    import json
+
+    modules = set(json.loads(p.stderr.strip().splitlines()[-1]))
+    assert not {f"unica.cli.{m}" for m in ("ca", "revoke", "key", "token", "ocsp", "audit")} & modules
+
+    bash = shutil.which("bash")
+    assert bash, "bash is needed"
+    script = tmp_path / "unica.bash"
+    script.write_text(run_unica("completion", "bash").stdout)
+    env = {**_unica_on_path(tmp_path), "UNICA_HOME": str(home)}
+    env.pop("UNICA_DB", None)
+    program = f"""
+source {script}
+COMP_WORDS=(unica iss)
+COMP_CWORD=1
+_unica_completion unica
+printf 'reply:%s\\n' "${{COMPREPLY[@]}}"
+"""
+    p = subprocess.run([bash, "--norc", "--noprofile", "-c", program], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.splitlines() == ["reply:issue", "reply:issue-batch"]
+
+
 def test_lazy_loading_holds_when_completing():
     """A TAB after ``--ca`` reads SQLite with the standard library: no SQLAlchemy, no store, no
     cryptography, and only the command module it needs."""

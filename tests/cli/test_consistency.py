@@ -261,7 +261,7 @@ def test_the_passphrase_prompt_names_the_key_file(tmp_path):
     prompts, out, code = _on_a_terminal(["key", "show", f"file:{key}"], ["terminal pass phrase"], env)
     assert code == 0, out
     assert prompts == [f"Passphrase for key file {key}:"]
-    assert "SPKI SHA-256" in out
+    assert "spki sha256:" in out
 
 
 def test_the_pin_prompt_names_the_token(token_label):

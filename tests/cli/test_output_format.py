@@ -199,6 +199,53 @@ def test_human_fields_say_yes_no_and_dash(home):
     assert init.returncode == 0 and "<Store" not in init.stdout and "sqlite:///" in init.stdout, init.stdout
 
 
+#: a field line of the show commands: a lower-case label (the --json key, ``_`` read as a space), aligned values
+FIELD_LINE = re.compile(r"^([a-z][a-z0-9 ]*):( +)(\S.*)$")
+
+
+def _fields(text: str) -> dict[str, tuple[str, int]]:
+    """The ``label: value`` lines before any PEM block: label -> (value, column the value starts at)."""
+    lines = text.split("-----BEGIN", 1)[0].splitlines()
+    fields = {}
+    for line in lines:
+        m = FIELD_LINE.match(line)
+        assert m, f"not a lower-case 'label: value' line: {line!r}\n{text}"
+        fields[m.group(1)] = (m.group(3), m.end(2))
+    return fields
+
+
+def test_show_commands_print_fields_one_way(home):
+    """ca show, cert show, key show, token info and token keygen: the same lower-case labels as
+    their --json keys, values in one column, ``-`` for a field without a value (never an em dash),
+    ``yes`` / ``no`` (the one helper, unica.cli.common.show_fields)."""
+    outs = {
+        "ca show root": home.ok("ca", "show", home.root).stdout,
+        "ca show sub": home.ok("ca", "show", home.sub).stdout,
+        "cert show": home.ok("cert", "show", home.valid).stdout,
+        "key show pkcs11": home.ok("key", "show", f"pkcs11:token=unica-aux;object={home.key_label}").stdout,
+        "key show file": home.ok("key", "show", f"file:{home.dir / 'audit.p8'}").stdout,
+        "token info": home.ok("token", "info", "--token", "unica-aux").stdout,
+    }
+    for what, out in outs.items():
+        fields = _fields(out)
+        assert len({column for _, column in fields.values()}) == 1, (what, out)
+        assert "—" not in out, (what, out)
+    root = _fields(outs["ca show root"])
+    assert root["parent"][0] == "-" and root["ocsp url"][0] == "-" and root["expired"][0] == "no"
+    assert _fields(outs["ca show sub"])["parent"][0] == home.root
+    for what in ("key show pkcs11", "key show file"):
+        key = _fields(outs[what])
+        assert list(key) == ["uri", "type", "spki sha256"], (what, key)
+        assert key["type"][0] == "ec-p256" and re.fullmatch(r"[0-9a-f]{64}", key["spki sha256"][0])
+        assert "-----BEGIN PUBLIC KEY-----" in outs[what]
+    assert _fields(outs["key show file"])["uri"][0] == f"file:{home.dir / 'audit.p8'}"
+    token = _fields(outs["token info"])
+    assert token["label"][0] == "unica-aux" and {"slot", "serial", "flags", "user pin", "so pin"} <= set(token)
+    keygen = home.ok("token", "keygen", "--token", "unica-aux", "--label", f"fields-{home.tag}", "--key-type",
+                     "ec-p256").stdout
+    assert list(_fields(keygen)) == ["uri", "type", "id", "spki sha256"], keygen
+
+
 def _cells(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
                for c in text)

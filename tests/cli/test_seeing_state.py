@@ -269,6 +269,9 @@ def test_ca_show_has_the_crl_number_and_next_update(world):
     text = world.ok("ca", "show", world.ca).stdout
     assert re.search(r"^crl number:\s+3$", text, re.M)
     assert re.search(r"^delta crl configured:\s+yes$", text, re.M)
+    assert re.search(r"^expired:\s+no$", text, re.M)
+    assert re.search(r"^parent:\s+-$", text, re.M)  # a root: no parent, '-' as in every show and table
+    assert "—" not in text
     assert not REPRS.search(text)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
-                               secret_file_option, table)
+                               secret_file_option, show_fields, table)
 from unica.cli.completion import complete_ca, complete_profile
 from unica.cli.output import check_output_dir, check_output_path, write_atomic
 
@@ -72,13 +72,8 @@ def _show_ca(info: dict, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    width = max(len(k) for k in info) + 1
-    for k, v in info.items():
-        if isinstance(v, list):
-            v = ", ".join(v) or "(any)" if k == "profiles" else ", ".join(v)
-        elif isinstance(v, bool):
-            v = "yes" if v else "no"
-        click.echo(f"{(k.replace('_', ' ') + ':').ljust(width + 1)} {'—' if v is None else v}")
+    # no profiles listed: the CA issues with any profile (not "-", which reads as "none")
+    show_fields({**info, "profiles": info["profiles"] or "(any)"} if "profiles" in info else info)
 
 
 # --- unica init ----------------------------------------------------------------------
@@ -611,8 +606,6 @@ def cert_show(serial, ca_name, db, as_json) -> None:
     if as_json:
         emit_json(info)
         return
-    from unica.cli.common import show_fields
-
     pem_text = info.pop("pem")
     show_fields(info)
     if pem_text:

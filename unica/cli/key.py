@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from unica.cli.common import (emit_json, json_option, key_secrets, module_option, passphrase_file_option,
-                              pin_file_option, table, user_pin)
+                              pin_file_option, show_fields, table, user_pin)
 from unica.hsm import KeyType, generate_key, key_info, list_keys, load_key
 
 KEY_TYPES = [k.value for k in KeyType]
@@ -79,9 +79,7 @@ def _show(info, as_json: bool) -> None:
     if as_json:
         emit_json(info.to_dict())
         return
-    click.echo(f"URI:          {info.uri}")
-    click.echo(f"Type:         {info.key_type}")
-    click.echo(f"SPKI SHA-256: {info.spki_sha256}")
+    show_fields({"uri": info.uri, "type": info.key_type, "spki_sha256": info.spki_sha256})
     click.echo(info.public_pem().rstrip())
 
 

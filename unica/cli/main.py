@@ -120,6 +120,19 @@ class _LazyGroup(click.Group):
     def list_commands(self, ctx) -> list[str]:
         return sorted(set(self._module_of) | set(self._loaded))
 
+    def shell_complete(self, ctx, incomplete: str) -> list:
+        """A TAB on a command name offers the aliases too (``unica iss<TAB>``: ``issue``), beside
+        the commands, in one sorted list. Only here: :meth:`list_commands` leaves them out, so
+        walks of the command tree see each command once. Offering an alias loads no module."""
+        results = super().shell_complete(ctx, incomplete)
+        aliases = [alias for alias in ALIASES if alias.startswith(incomplete) and alias not in self._module_of]
+        if not aliases:
+            return results
+        from click.shell_completion import CompletionItem
+
+        results += [CompletionItem(alias, help="-> " + " ".join(ALIASES[alias])) for alias in aliases]
+        return sorted(results, key=lambda item: item.value)
+
     def format_commands(self, ctx, formatter) -> None:
         super().format_commands(ctx, formatter)
         with formatter.section("Aliases"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from unica.cli.common import (emit_json, json_option, module_option, pin_file_option, secret, secret_file_option,
-                              so_pin, table, user_pin)
+                              show_fields, so_pin, table, user_pin)
 from unica.cli.completion import complete_ca, complete_profile
 from unica.errors import OutputError
 from unica.hsm.keytypes import KeyType
@@ -172,12 +172,10 @@ def token_info_cmd(token: str, module_path, as_json: bool) -> None:
     if as_json:
         emit_json(info.to_dict())
         return
-    for k, v in [("Label", info.label), ("Slot", f"{info.slot_id} ({info.slot_description})"),
-                 ("Serial", info.serial), ("Manufacturer", info.manufacturer), ("Model", info.model),
-                 ("Hardware", info.hardware_version), ("Firmware", info.firmware_version),
-                 ("Flags", ",".join(info.flags)), ("User PIN", info.user_pin_status),
-                 ("SO PIN", info.so_pin_status)]:
-        click.echo(f"{k + ':':14}{v}")
+    show_fields({"label": info.label, "slot": f"{info.slot_id} ({info.slot_description})", "serial": info.serial,
+                 "manufacturer": info.manufacturer, "model": info.model, "hardware_version": info.hardware_version,
+                 "firmware_version": info.firmware_version, "flags": ",".join(info.flags),
+                 "user_pin": info.user_pin_status, "so_pin": info.so_pin_status})
 
 
 @token_group.command("init")
@@ -347,10 +345,8 @@ def token_keygen(token, label, key_type, key_id, pin_file, module_path, as_json)
     if as_json:
         emit_json(info.to_dict())
         return
-    click.echo(f"URI:          {info.uri}")
-    click.echo(f"Type:         {info.key_type}")
-    click.echo(f"ID:           {info.id.hex() if info.id else ''}")
-    click.echo(f"SPKI SHA-256: {info.spki_sha256}")
+    show_fields({"uri": info.uri, "type": info.key_type, "id": info.id.hex() if info.id else None,
+                 "spki_sha256": info.spki_sha256})
 
 
 @token_group.command("csr")
