@@ -92,7 +92,7 @@ def audit_show(since, event, ca_name, actor, tail, limit, oldest_first, db, as_j
     if not entries:
         click.echo("no audit entries match", err=True)
         return
-    table([[str(e.id), f"{e.at:%Y-%m-%dT%H:%M:%SZ}", e.event, e.ca_name or "—", e.target or "—", e.actor,
+    table([[str(e.id), f"{e.at:%Y-%m-%dT%H:%M:%SZ}", e.event, e.ca_name, e.target, e.actor,
             " ".join(f"{k}={_value(v)}" for k, v in (e.details or {}).items() if v is not None)]
            for e in entries],
           ["ID", "TIME", "EVENT", "CA", "TARGET", "ACTOR", "DETAILS"])

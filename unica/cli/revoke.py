@@ -273,10 +273,10 @@ def crl_list(ca_name, latest, limit, db, as_json) -> None:
         click.echo("no CRLs issued yet" + (f" by CA {ca_name}" if ca_name else "")
                    + " ('unica crl generate --ca NAME' makes one)", err=True)
         return
-    table([[r.ca, str(r.number), _crl_kind(r), "—" if r.shard is None else str(r.shard),
+    table([[r.ca, str(r.number), _crl_kind(r), None if r.shard is None else str(r.shard),
             f"{r.this_update:%Y-%m-%dT%H:%M:%SZ}",
             f"{r.next_update:%Y-%m-%dT%H:%M:%SZ}" + (" (overdue)" if r.overdue() else ""),
-            str(r.entries), r.path or "(not written: a newer CRL was published first)", r.url or "—"]
+            str(r.entries), r.path or "(not written: a newer CRL was published first)", r.url]
            for r in records],
           ["CA", "NUMBER", "KIND", "SHARD", "THIS-UPDATE", "NEXT-UPDATE", "ENTRIES", "FILE", "URL"])
 

@@ -448,7 +448,7 @@ def print_fields(d: dict) -> None:
         total = d.get(total_key) if total_key else len(rows)
         click.echo(f"{key.replace('_', ' ')}" + (f" ({len(rows)} of {total}):" if total != len(rows) else ":"))
         header = list(dict.fromkeys(k for r in rows for k in r))
-        table([[_text(r.get(h, "—")) for h in header] for r in rows], [h.replace("_", " ").upper() for h in header])
+        table([[_text(r[h]) if h in r else None for h in header] for r in rows], [h.replace("_", " ").upper() for h in header])
 
 
 def parse_entries(text: str) -> int | None:
