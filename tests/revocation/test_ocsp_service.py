@@ -166,7 +166,8 @@ def test_two_worker_processes(served):
 def test_signer_renewal_only_when_due_and_errors(served):
     pki = served
     r = pki.run("ocsp", "signer", "--ca", "sub", "--renew-if-due", "--json")
-    assert json.loads(r.stdout) is None  # a fresh 90-day signer is not due
+    # a fresh 90-day signer is not due: "nothing done" as an object, never a JSON null
+    assert json.loads(r.stdout) == {"ca": "sub", "issued": False, "reason": "the OCSP signer is not due for renewal"}
     assert_one_line_error(pki.unica("ocsp", "presign", "--ca", "nope", env=pki.env), "no CA named")
     assert_one_line_error(pki.unica("ocsp", "configure", "--ca", "sub", "--validity", "soon", env=pki.env),
                           "bad duration")
