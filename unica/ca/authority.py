@@ -21,6 +21,7 @@ from unica import der
 from unica.ca import engine
 from unica.ca.names import apply_subject_rules, check_any_subject, name_text, parse_dn
 from unica.ca.records import get_ca_row, name_hash, pem
+from unica.store.cas import ca_row_info, list_cas  # noqa: F401 (list_cas: part of this module's API)
 from unica.ca.request import CSRRequest
 from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, StoreError
 from unica.hsm.keytypes import key_identifier, key_type_of
@@ -402,40 +403,14 @@ def set_ca(store, name: str, settings: CASettings) -> dict:
     return ca_info(store, name)
 
 
-def _row_info(row, parent_name: str | None) -> dict:
-    return {
-        "name": row.name, "status": row.status, "parent": parent_name, "subject": row.subject_text,
-        "key_uri": row.key_uri,
-        "not_before": row.not_before.isoformat() if row.not_before else None,
-        "not_after": row.not_after.isoformat() if row.not_after else None,
-        "ski": row.ski.hex() if row.ski else None,
-        "fingerprint_sha256": engine.fingerprint(row.cert_der) if row.cert_der else None,
-        "crl_url": row.crl_url, "delta_crl_url": row.delta_crl_url, "crl_shards": row.crl_shards,
-        "ocsp_url": row.ocsp_url,
-        "ca_issuers_url": row.ca_issuers_url, "profiles": list(row.profiles or []),
-        "expired": bool(row.not_after and row.not_after <= dt.datetime.now(dt.timezone.utc)),
-    }
-
-
 def ca_info(store, name: str) -> dict:
     from unica.ca.crls import ca_crl_state
 
     with store.read() as s:
         row = get_ca_row(s, name)
-        info = _row_info(row, row.parent.name if row.parent_id and row.parent else None)
+        info = ca_row_info(row, row.parent.name if row.parent_id and row.parent else None)
         info.update(ca_crl_state(s, row))  # CRL number, next updates, delta CRL configured
         return info
-
-
-def list_cas(store) -> list[dict]:
-    from sqlalchemy import select
-
-    from unica.store import models as m
-
-    with store.read() as s:
-        rows = s.execute(select(m.CA).order_by(m.CA.id)).scalars().all()
-        names = {r.id: r.name for r in rows}
-        return [_row_info(r, names.get(r.parent_id)) for r in rows]
 
 
 def export_ca(store, name: str, chain: bool = False) -> str:

@@ -289,7 +289,7 @@ def ca_list(db, as_json) -> None:
       unica ca list
       unica ca list --json
     """
-    from unica.ca.authority import list_cas
+    from unica.store.cas import list_cas  # not unica.ca.authority: listing needs no certificate code
 
     cas = list_cas(_store(db))
     if as_json:
