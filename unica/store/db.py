@@ -44,8 +44,12 @@ def default_db_url() -> str:
 def _make_engine(url: str) -> Engine:
     try:
         u = make_url(url)
-    except ArgumentError:
-        raise ConfigurationError(f"bad database URL {_redact(url)!r}") from None
+        u.port  # noqa: B018 - a malformed port (e.g. 'host:x') raises ValueError here, not at connect
+    except (ArgumentError, ValueError):
+        shown = url if "://" not in url else _redact(url)  # no scheme, no credentials to hide
+        raise ConfigurationError(
+            f"bad database URL {shown!r}: --db / UNICA_DB take a URL such as sqlite:////srv/unica/unica.db "
+            "or postgresql+psycopg://user@host/unica") from None
     if u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg")
     if u.get_backend_name() == "sqlite":
