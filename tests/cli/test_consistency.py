@@ -23,17 +23,11 @@ import click
 import pytest
 
 from tests.conftest import run_unica
+from tests.clitree import all_commands
 from unica.cli.main import ALIASES, cli
 
 
-def _walk(command: click.Command, path: tuple[str, ...] = ()):
-    yield path, command
-    if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk(command.commands[name], (*path, name))
-
-
-COMMANDS = list(_walk(cli))
+COMMANDS = list(all_commands(cli))
 
 #: option name -> {command path: why it differs}; a command not listed here must agree with the rest
 EXCEPTIONS = {

@@ -22,19 +22,13 @@ import click
 import pytest
 
 from tests.conftest import run_unica
+from tests.clitree import all_commands
 from unica.cli.main import cli
 
 PASSPHRASE = "exit-codes-passphrase-4"
 
 
-def _walk(command: click.Command, path: tuple[str, ...] = ()):
-    yield path, command
-    if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk(command.commands[name], (*path, name))
-
-
-COMMANDS = list(_walk(cli))
+COMMANDS = list(all_commands(cli))
 
 
 def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

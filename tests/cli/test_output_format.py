@@ -20,7 +20,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import pytest
 
 from tests.ca.conftest import PASSPHRASE, openssl_csr
@@ -383,19 +382,10 @@ NO_JSON = {
 
 
 def _leaf_commands():
+    from tests.clitree import leaf_commands
     from unica.cli.main import cli
 
-    def walk(cmd, path):
-        if isinstance(cmd, click.Group):
-            ctx = click.Context(cmd)
-            for name in cmd.list_commands(ctx):
-                sub = cmd.get_command(ctx, name)
-                if sub is not None and not getattr(sub, "hidden", False):
-                    yield from walk(sub, [*path, name])
-        else:
-            yield " ".join(path), cmd
-
-    return dict(walk(cli, []))
+    return {" ".join(path): cmd for path, cmd in leaf_commands(cli)}
 
 
 def test_every_command_that_prints_data_has_json():

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import click
 
+from tests.clitree import leaf_commands
 from unica.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = (REPO / "docs" / "reference.md").read_text(encoding="utf-8")
 
 
-def _leaves(cmd: click.Command, path: list[str]):
-    if isinstance(cmd, click.Group):
-        ctx = click.Context(cmd)
-        for name in cmd.list_commands(ctx):
-            sub = cmd.get_command(ctx, name)
-            if sub is not None and not getattr(sub, "hidden", False):
-                yield from _leaves(sub, [*path, name])
-    else:
-        yield path, cmd
 
 
 def _synopses() -> list[str]:
@@ -58,7 +50,7 @@ def _resolve(words: list[str]) -> tuple[list[str], click.Command | None]:
 
 def test_every_command_is_in_the_reference():
     missing = []
-    for path, _ in _leaves(cli, []):
+    for path, _ in leaf_commands(cli):
         name = " ".join(path)
         if f"unica {name}" not in REFERENCE and f"alias `{path[-1]}`" not in REFERENCE:
             missing.append(name)
