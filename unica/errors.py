@@ -170,3 +170,24 @@ class EnvironmentFailure(UnicaError):
     def from_os(cls, what: str, e: OSError) -> "EnvironmentFailure":
         """``what: <the system's reason>`` (e.g. ``cannot create unica home /x: Read-only file system``)."""
         return cls(f"{what}: {e.strerror or e}")
+
+
+# --- joint operation ------------------------------------------------------------------
+
+
+class NotAuthorized(PolicyViolation):
+    """No authenticated operator, or the operator may not do this (role, office, a revoked or
+    expired certificate, a bad or replayed card signature). Exit 3; audited."""
+
+
+class ApprovalPending(UnicaError):
+    """The operation is under dual control: it was recorded as request ``request_id`` and runs
+    when its quorum approves. Not a failure (the CLI prints the id and exits 0)."""
+
+    exit_code = 0
+
+    def __init__(self, request_id: str, operation: str, needed: int, have: int, expires_at):
+        self.request_id, self.operation, self.needed, self.have, self.expires_at = (
+            request_id, operation, needed, have, expires_at)
+        super().__init__(f"{operation} is under dual control: request {request_id} waits for "
+                         f"{needed - have} more approval(s) of {needed} (expires {expires_at:%Y-%m-%d %H:%M}Z)")

@@ -62,6 +62,7 @@ class IssuingCA:
                 self._issuer, self._unusable = None, e
         self._key = key
         self._key_loader = key_loader
+        self._office: str | None = None  # the RA office of the officer issuing (recorded with each certificate)
 
     @property
     def issuer(self) -> engine.Issuer:
@@ -103,8 +104,27 @@ class IssuingCA:
             pass
 
     def issue(self, csr: bytes | CSRRequest, profile: str | Profile, *, requester: str | None = None,
-              lint: bool = True, source: str = "CSR", now: dt.datetime | None = None) -> Issued:
-        """Issue one certificate for ``csr`` under ``profile`` (see the module docstring)."""
+              lint: bool = True, source: str = "CSR", now: dt.datetime | None = None, auth=None) -> Issued:
+        """Issue one certificate for ``csr`` under ``profile`` (see the module docstring).
+
+        ``auth``: the operator (see :mod:`unica.auth`); an RA officer's certificate records their
+        office. Under an approval rule for ``cert.issue:PROFILE`` this raises ApprovalPending."""
+        pname = profile.name if isinstance(profile, Profile) else profile
+        with self._authorized(issue_operation(self.name, pname, [csr], requester, lint), auth):
+            return self._issue(csr, profile, requester=requester, lint=lint, source=source, now=now)
+
+    @contextlib.contextmanager
+    def _authorized(self, op, auth):
+        from unica.auth import authorized
+
+        with authorized(self.store, op, auth) as actor:
+            self._office = actor.office if "ra-officer" in actor.roles else None
+            try:
+                yield actor
+            finally:
+                self._office = None
+
+    def _issue(self, csr, profile, *, requester, lint, source, now) -> Issued:
         pname = profile.name if isinstance(profile, Profile) else profile
         try:
             prof = self.profile(profile)
@@ -124,7 +144,8 @@ class IssuingCA:
         return self._store_signed(prepared, cert_der, requester)
 
     def issue_many(self, requests: list, profile: str | Profile, *, requester: str | None = None,
-                   lint: bool = True, now: dt.datetime | None = None, sources: list[str] | None = None) -> list:
+                   lint: bool = True, now: dt.datetime | None = None, sources: list[str] | None = None,
+                   auth=None) -> list:
         """Issue a batch (bulk re-issuance): the same steps as :meth:`issue`, but the intents
         of the whole batch are recorded in one transaction before any is signed, and the
         signed certificates are stored, with one audit entry listing them, in a second.
@@ -138,8 +159,10 @@ class IssuingCA:
         Without linting, Python's cyclic garbage collector is paused for the batch: nothing on
         this path makes reference cycles, and after pkilint has been loaded each full
         collection would scan its tables again (a third of the time of a batch)."""
-        with _gc_paused(not lint):
-            return self._issue_many(requests, profile, requester=requester, lint=lint, now=now, sources=sources)
+        pname = profile.name if isinstance(profile, Profile) else profile
+        with self._authorized(issue_operation(self.name, pname, requests, requester, lint), auth):
+            with _gc_paused(not lint):
+                return self._issue_many(requests, profile, requester=requester, lint=lint, now=now, sources=sources)
 
     def _issue_many(self, requests, profile, *, requester, lint, now, sources) -> list:
         pname = profile.name if isinstance(profile, Profile) else profile
@@ -172,7 +195,7 @@ class IssuingCA:
             self._insert_intents([p for _, _, p in ready], requester)
         except _Collision:
             for i, request, _ in ready:  # astronomically rare: fall back to one by one
-                out[i] = self.issue(request, prof, requester=requester, lint=lint, now=now)
+                out[i] = self._issue(request, prof, requester=requester, lint=lint, source="CSR", now=now)
             return out
         try:
             ders = engine.sign_many([p for _, _, p in ready], key, issuer.public_key,
@@ -189,14 +212,14 @@ class IssuingCA:
 
     _INTENT_COLUMNS = ("ca_id", "serial", "status", "subject_text", "subject_der", "sans", "not_before",
                        "not_after", "profile", "is_ca", "tbs_der", "spki_sha256", "requester", "created_at",
-                       "updated_at")
+                       "updated_at", "office")
 
     def _intent_row(self, p, requester, now) -> tuple:
         from unica.store import models as m
 
         return (self.ca_id, m.serial_hex(p.serial), "pending", name_text(p.subject), p.subject_der,
                 list(p.sans), p.not_before, p.not_after, p.profile, p.is_ca, p.tbs_der, p.spki_sha256, requester,
-                now, now)
+                now, now, self._office)
 
     def _insert_intents(self, prepared: list, requester) -> None:
         from sqlalchemy.exc import IntegrityError
@@ -340,3 +363,30 @@ def _gc_paused(pause: bool):
 
 class _Collision(Exception):
     """A serial number collided with one already recorded for this CA."""
+
+
+def issue_operation(ca: str, profile: str, requests: list, requester: str | None, lint: bool):
+    """The :class:`unica.auth.Operation` of issuing ``requests`` (CSRs, as given) under ``profile``:
+    what the operator's card signs, and what an approved request runs again."""
+    import base64
+
+    from unica.auth import Operation
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def encoded(r) -> str:
+        if isinstance(r, CSRRequest):  # a request built without a CSR: its key and subject
+            if r.csr is None:
+                spki = r.spki_der or r.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                return "subject:" + r.subject.rfc4514_string() + ";spki:" + base64.b64encode(spki).decode()
+            r = r.csr
+        if hasattr(r, "public_bytes"):
+            r = r.public_bytes(Encoding.DER)
+        return base64.b64encode(bytes(r)).decode()
+
+    params = {"profile": profile, "requester": requester, "lint": lint}
+    if len(requests) == 1:
+        params["csr"] = encoded(requests[0])
+    else:
+        params["csrs"] = [encoded(r) for r in requests]
+    return Operation("cert.issue", ca=ca, params=params)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from unica.cli.acting import as_option, operator_auth
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
                                secret_file_option, show_fields, table)
 from unica.cli.completion import complete_ca, complete_profile
@@ -362,6 +363,7 @@ def _one_line(text: str) -> str:
 @click.option("--requester", default=None, metavar="ID", help="Who asked (recorded with the certificate).")
 @click.option("--no-lint", is_flag=True,
               help="Skip pkilint before signing (bulk re-issuance only; recorded in the audit log).")
+@as_option
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -388,7 +390,8 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
     store = _store(db)
     ca = IssuingCA(store, ca_name)
     ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, pin_file, passphrase_file)))
-    issued = ca.issue(data, profile, requester=requester, lint=not no_lint, source=f"CSR {csr_file}")
+    issued = ca.issue(data, profile, requester=requester, lint=not no_lint, source=f"CSR {csr_file}",
+                      auth=operator_auth())
     # committed: from here on, a failure must name the serial, never claim that nothing happened
     try:
         from unica.ca.records import pem
@@ -426,6 +429,7 @@ def issue_cmd(ca_name, profile, csr_file, out, chain, requester, no_lint, pin_fi
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True, metavar="N",
               help="Requests per batch: each batch is two transactions.")
 @click.argument("csr_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@as_option
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -464,7 +468,7 @@ def issue_batch_cmd(ca_name, profile, out_dir, requester, no_lint, batch_size, c
         for k in range(0, total, batch_size):
             part = csr_files[k:k + batch_size]
             results += ca.issue_many([read_limited(f, MAX_CSR, "CSR") for f in part], profile, requester=requester,
-                                     lint=not no_lint, sources=[f"CSR {f}" for f in part])
+                                     lint=not no_lint, sources=[f"CSR {f}" for f in part], auth=operator_auth())
             bar.update(len(results), note=f"{sum(isinstance(r, Exception) for r in results)} refused")
     d = Path(out_dir)
     report, refused, unwritten, last_error = [], 0, [], None

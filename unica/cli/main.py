@@ -32,7 +32,7 @@ import warnings
 import click
 
 from unica import __version__
-from unica.errors import UnicaError
+from unica.errors import ApprovalPending, UnicaError
 
 #: modules under unica.cli that contribute commands, in help order
 COMMAND_MODULES = [
@@ -42,6 +42,7 @@ COMMAND_MODULES = [
     "revoke",
     "ocsp",
     "audit",
+    "operator",
     "sign",
     "verify",
     "show",
@@ -58,6 +59,7 @@ MODULE_COMMANDS = {
     "revoke": ("crl", "recover"),
     "ocsp": ("ocsp",),
     "audit": ("audit",),
+    "operator": ("operator", "office", "approval-rule", "approval"),
     "sign": ("sign",),
     "verify": ("verify",),
     "show": ("show",),
@@ -186,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
+    except ApprovalPending as e:  # not a failure: the request waits for its approvers
+        click.echo(f"pending: request {e.request_id}: {e.operation} waits for {e.needed - e.have} more "
+                   f"approval(s) of {e.needed}, until {e.expires_at:%Y-%m-%d %H:%M}Z "
+                   f"(unica approval approve {e.request_id} --as KEY_URI)")
+        code = 0
     except UnicaError as e:
         click.echo(f"unica: error: {_one_line(str(e)) or type(e).__name__}", err=True)
         code = e.exit_code

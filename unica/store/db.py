@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -27,6 +28,11 @@ from unica.errors import ConfigurationError, StoreError
 from unica.store import models as m
 
 GENESIS_HASH = "0" * 64
+
+#: the operator acting in this context (an :class:`unica.auth.guard.Actor`, set by
+#: :func:`unica.auth.guard.authorized` while an operation runs): every audit entry appended
+#: meanwhile names them -- the actor column, and ``operator`` (and approvers) in the details
+CURRENT_ACTOR: ContextVar = ContextVar("unica_current_actor", default=None)
 
 
 def unica_home() -> Path:
@@ -187,6 +193,11 @@ def append_audit(session: Session, event: str, *, ca: str | None = None, target:
     """Append one entry inside the session's transaction (Core statements: it is on the
     issuance hot path). The head row is locked, so concurrent appends never fork the chain."""
     details = dict(details or {})
+    acting = CURRENT_ACTOR.get()
+    if acting is not None:
+        actor = actor or acting.audit_actor
+        for k, v in acting.audit_details().items():
+            details.setdefault(k, v)
     _check_no_secrets(details)
     read_head, add_entry, move_head = _audit_statements()
     conn = session.connection()
@@ -235,7 +246,7 @@ def upgrade(store: Store) -> None:
 #: the newest migration under migrations/versions: opening a database compares its
 #: ``alembic_version`` with this in one query, without loading Alembic (a third of a CLI
 #: command's start-up); tests/cli/test_startup.py checks it is Alembic's head
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 def schema_revision(store: Store) -> str | None:

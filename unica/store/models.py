@@ -138,6 +138,8 @@ class Certificate(Base):
     fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spki_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the RA office that issued it (None: issued by an admin or before offices existed)
+    office: Mapped[str | None] = mapped_column(String(64), nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     invalidity_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -217,3 +219,101 @@ class AuditSeal(Base):
     key_uri: Mapped[str] = mapped_column(Text, nullable=False)
     public_key_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     signature: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+# --- joint operation: operators, offices, dual control (migration 0006) ---------------------------
+
+
+class Operator(Base):
+    """A person who runs the CA: a certificate unica issued under the ``operator`` profile, whose
+    key is on that person's card. Identified by the card key (``spki_sha256``)."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    serial: Mapped[str] = mapped_column(String(42), nullable=False)
+    issuer_ca_id: Mapped[int | None] = mapped_column(ForeignKey("cas.id"), nullable=True)
+    subject_text: Mapped[str] = mapped_column(Text, nullable=False)
+    spki_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    #: admin | ra-officer | auditor | custodian (a list)
+    roles: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    office: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: active | disabled
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Office(Base):
+    """An RA office: the CAs and profiles its officers may use."""
+
+    __tablename__ = "offices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    cas: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    profiles: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+
+class ApprovalRule(Base):
+    """An operation that waits for ``approvals`` distinct operators (of ``role``, if set)."""
+
+    __tablename__ = "approval_rules"
+
+    operation: Mapped[str] = mapped_column(String(96), primary_key=True)
+    approvals: Mapped[int] = mapped_column(Integer, nullable=False)
+    role: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+
+class ApprovalRequest(Base):
+    """An operation waiting for its quorum: exactly what was asked (``params``) and its digest."""
+
+    __tablename__ = "approval_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: the rule that applied (``cert.issue:agency-sign`` or the operation's name)
+    rule: Mapped[str] = mapped_column(String(96), nullable=False)
+    ca_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    approvals_needed: Mapped[int] = mapped_column(Integer, nullable=False)
+    role: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), nullable=False)
+    #: pending | executing | executed | failed | rejected | expired
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    result: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class Approval(Base):
+    """One operator's signed decision on a request (the requester's own signature included)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "operator_id", name="uq_approvals_request_operator"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("approval_requests.id"), nullable=False, index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), nullable=False)
+    #: request | approve | reject
+    decision: Mapped[str] = mapped_column(String(16), nullable=False)
+    nonce: Mapped[str] = mapped_column(String(64), nullable=False)
+    signed_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    signature: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class OperatorNonce(Base):
+    """Nonces of operator signatures already used: a signed request runs once."""
+
+    __tablename__ = "operator_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(nullable=False)
