@@ -43,6 +43,10 @@ DEFAULT_REQUEST_LIFETIME = dt.timedelta(hours=24)
 #: CA-level certificate, or one issued before offices existed -- an admin's business)
 UNSCOPED = object()
 
+#: the office scope of a bulk operation: checked per certificate by the caller
+#: (:meth:`Actor.may_act_on`); authorize only checks that the operator is an admin or an officer
+PER_ITEM = object()
+
 
 @dataclass(frozen=True)
 class ApprovedExecution:
@@ -83,6 +87,14 @@ class Actor:
             out["approval_request"] = self.request_id
             out["approvers"] = list(self.approvers)
         return out
+
+    def may_act_on(self, office: str | None) -> bool:
+        """May this actor revoke, hold or release a certificate of ``office`` (None: CA-level)?"""
+        if not self.is_operator:
+            return True
+        if office is None:
+            return "admin" in self.roles
+        return "ra-officer" in self.roles and self.office == office
 
     def to_dict(self) -> dict:
         return {"name": self.name, "serial": self.serial, "subject": self.subject, "roles": list(self.roles),
@@ -206,6 +218,9 @@ def scope_problem(session, row: m.Operator, op: Operation, target_office=UNSCOPE
             return f"operator {row.name} is not an ra-officer (roles: {', '.join(sorted(roles)) or 'none'})"
         return _office_problem(session, row, op.ca, profile)
     if op.name in ("cert.revoke", "cert.hold", "cert.release"):
+        if target_office is PER_ITEM:
+            return None if roles & {"admin", "ra-officer"} else (
+                f"operator {row.name} may not {op.name.split('.')[1]} certificates (needs role admin or ra-officer)")
         if target_office is UNSCOPED or target_office is None:
             return None if "admin" in roles else (
                 f"operator {row.name} may not {op.name.split('.')[1]} this certificate: it belongs to no RA office "
