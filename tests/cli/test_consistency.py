@@ -47,6 +47,9 @@ EXCEPTIONS = {
     "--label": {
         "token init": "the token's label; elsewhere the label of a key pair or object (both LABEL)",
     },
+    "--out": {
+        "backup": "a DIR: a backup is several files (database, profiles, manifest); elsewhere one FILE",
+    },
 }
 
 #: options made by one shared helper: the same help text in every command

@@ -46,6 +46,7 @@ COMMAND_MODULES = [
     "sign",
     "verify",
     "show",
+    "backup",
     "completion",
 ]
 
@@ -63,6 +64,7 @@ MODULE_COMMANDS = {
     "sign": ("sign",),
     "verify": ("verify",),
     "show": ("show",),
+    "backup": ("backup", "restore"),
     "completion": ("completion",),
 }
 
