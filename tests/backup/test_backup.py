@@ -261,3 +261,26 @@ def test_password_goes_to_pg_tools_in_the_environment_only():
     assert "host='db.example.cn'" in conninfo and "port='5433'" in conninfo and "sslmode='require'" in conninfo
     _, env = _conninfo("postgresql+psycopg://unica@db.example.cn/unica")
     assert "PGPASSWORD" not in env or env["PGPASSWORD"] == os.environ.get("PGPASSWORD")
+
+
+def test_a_manifest_that_disagrees_with_the_database_leaves_the_target_empty(backend, tmp_path, token_label):
+    """The files match their hashes but the manifest was edited (its audit head): the restored
+    database is checked against it before anything is committed, and the target is emptied again."""
+    kind, fresh_db = backend
+    work = tmp_path / "work"
+    work.mkdir()
+    old = Site(tmp_path / "old-home", work, fresh_db())
+    _hierarchy(old, token_label)
+    out = tmp_path / "backup"
+    old.ok("backup", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["audit_head"]["hash"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    new = Site(tmp_path / "new-home", work, fresh_db())
+    p = new.run("restore", "--from", str(out))
+    assert p.returncode == 1
+    assert_one_line_error(p, "audit head differs from the manifest")
+    if kind == "sqlite":
+        assert not (new.home / "unica.db").exists()
+    else:
+        assert scalar(new.db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
