@@ -40,6 +40,8 @@ EXCEPTIONS = {
     },
     "--reason": {
         "sign pdf": "the free-text /Reason of a PDF signature (PAdES), not an RFC 5280 revocation reason",
+        "approval reject": "free text: why the approver rejects a request under dual control (issue #12 names "
+                           "'--reason TEXT'), not an RFC 5280 revocation reason",
     },
     "--subject": {
         "cert list": "a filter: TEXT the subject DN contains, not a DN to put in a certificate",

@@ -16,6 +16,7 @@ from unica.cli.common import (emit_json, json_option, key_secrets, passphrase_fi
 from unica.cli.completion import complete_ca, complete_profile
 
 ROLE_CHOICE = click.Choice(["admin", "ra-officer", "auditor", "custodian"])
+REQUEST_STATES = ("pending", "executing", "executed", "failed", "rejected", "expired")
 
 
 # --- operators --------------------------------------------------------------------------------
@@ -38,7 +39,7 @@ def _show_operator(info: dict, as_json: bool) -> None:
 @click.option("--role", "roles", multiple=True, type=ROLE_CHOICE, required=True,
               help="A role (repeat for several): admin, ra-officer, auditor, custodian.")
 @click.option("--office", default=None, metavar="NAME", help="The RA office (required for an ra-officer).")
-@click.option("--cert", "cert_file", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--cert", "cert_file", required=True, type=click.Path(dir_okay=False),
               help="The operator's certificate (issued by unica under the 'operator' profile), PEM or DER.")
 @as_option
 @db_option
@@ -55,7 +56,7 @@ def operator_add(name, roles, office, cert_file, db, as_json) -> None:
     from unica.auth.operators import add_operator
     from unica.boundedio import MAX_CERTIFICATE, read_limited
 
-    data = read_limited(cert_file, MAX_CERTIFICATE, "--cert", stdin=True)
+    data = read_limited(cert_file, MAX_CERTIFICATE, "--cert")
     info = add_operator(_store(db), name, roles, data, office=office, auth=operator_auth())
     if as_json:
         emit_json(info)
@@ -160,9 +161,9 @@ def _show_office(info: dict, as_json: bool) -> None:
 
 @office_group.command("add")
 @click.argument("name")
-@click.option("--ca", "cas", multiple=True, required=True, shell_complete=complete_ca, metavar="CA",
+@click.option("--ca", "cas", multiple=True, required=True, shell_complete=complete_ca, metavar="NAME",
               help="A CA the office may use (repeat for several).")
-@click.option("--profile", "profiles", multiple=True, required=True, shell_complete=complete_profile, metavar="P",
+@click.option("--profile", "profiles", multiple=True, required=True, shell_complete=complete_profile, metavar="NAME",
               help="A profile the office may issue (repeat for several).")
 @as_option
 @db_option
@@ -182,9 +183,9 @@ def office_add(name, cas, profiles, db, as_json) -> None:
 
 @office_group.command("set")
 @click.argument("name")
-@click.option("--ca", "cas", multiple=True, shell_complete=complete_ca, metavar="CA",
+@click.option("--ca", "cas", multiple=True, shell_complete=complete_ca, metavar="NAME",
               help="The office's CAs (replaces them).")
-@click.option("--profile", "profiles", multiple=True, shell_complete=complete_profile, metavar="P",
+@click.option("--profile", "profiles", multiple=True, shell_complete=complete_profile, metavar="NAME",
               help="The office's profiles (replaces them).")
 @as_option
 @db_option
@@ -305,8 +306,8 @@ def approval_group() -> None:
 
 
 @approval_group.command("list")
-@click.option("--status", type=click.Choice(["pending", "executing", "executed", "failed", "rejected", "expired"]),
-              default=None, help="Only requests in this state.")
+@click.option("--status", default=None, metavar="STATUS",
+              help="Only requests in this state: " + ", ".join(REQUEST_STATES) + ".")
 @db_option
 @json_option
 def approval_list(status, db, as_json) -> None:
@@ -317,7 +318,10 @@ def approval_list(status, db, as_json) -> None:
       unica approval list --status pending
     """
     from unica.auth.approvals import list_requests
+    from unica.errors import InputError
 
+    if status is not None and status not in REQUEST_STATES:
+        raise InputError(f"bad --status {status!r}: one of {', '.join(REQUEST_STATES)}")
     rows = list_requests(_store(db), status=status)
     if as_json:
         emit_json(rows)
