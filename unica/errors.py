@@ -122,6 +122,26 @@ class LintFailure(PolicyViolation):
         self.findings = tuple(findings)
 
 
+class KeyNotExtractable(PolicyViolation):
+    """The token refuses to wrap the key (CKR_KEY_UNEXTRACTABLE): it was generated without
+    ``--backup-allowed``, so it cannot be backed up."""
+
+
+class KeyBackupRefused(PolicyViolation):
+    """A key backup or restore is refused: a custodian certificate unfit for key agreement, a card
+    that holds no share of this backup, a restored key that is not the CA certificate's."""
+
+
+class SharesMissing(KeyBackupRefused):
+    """Fewer key-backup shares than the threshold were given."""
+
+    def __init__(self, message: str, *, threshold: int, given: int):
+        super().__init__(message)
+        self.threshold = threshold
+        self.given = given
+        self.missing = threshold - given
+
+
 class CANotFound(UnicaError):
     """No CA has that name."""
 

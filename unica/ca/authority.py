@@ -40,12 +40,20 @@ class KeySpec:
     token: str | None = None
     pin: str | None = None
     passphrase: str | None = None
+    #: a new token key that is sensitive but wrappable (``unica key backup``), never readable in plaintext
+    backup_allowed: bool = False
 
     def __post_init__(self):
         if (self.uri is None) == (self.key_type is None):
             raise InputError("give exactly one of --key URI or --key-type TYPE")
         if self.token and self.uri:
             raise InputError("--token goes with --key-type (a --key URI already names its token)")
+        if self.backup_allowed and not (self.key_type and self.token):
+            raise InputError("--backup-allowed goes with --key-type and --token (a key generated on a token)")
+
+    def settings(self) -> dict:
+        """What the CA's settings JSON records about its key."""
+        return {"backup_allowed": bool(self.backup_allowed)}
 
     def target_uri(self, ca_name: str) -> str:
         if self.uri:
@@ -66,7 +74,8 @@ class KeySpec:
         uri = self.target_uri(ca_name)
         if self.uri:
             return uri, load_key(uri, pin=self.pin, passphrase=self.passphrase)
-        return uri, generate_key(uri, self.key_type, pin=self.pin, passphrase=self.passphrase)
+        return uri, generate_key(uri, self.key_type, pin=self.pin, passphrase=self.passphrase,
+                                 backup_allowed=self.backup_allowed)
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,7 @@ def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str |
     with store.write() as s:
         row = m.CA(name=name, key_uri=uri, subject_der=prepared.subject_der,
                    subject_text=name_text(prepared.subject), status="pending", crl_shards=1, profiles=[],
-                   settings={})
+                   settings=key.settings())
         settings.apply(row)
         s.add(row)
         s.flush()
@@ -275,7 +284,7 @@ def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, par
     issued = parent_ca.issue(req, prof, requester="unica ca create-sub", source=f"CA {name}", now=now)
     with store.write() as s:
         row = m.CA(name=name, parent_id=parent_ca.ca_id, key_uri=uri, subject_der=b"", subject_text="",
-                   status="pending", crl_shards=1, profiles=[], settings={})
+                   status="pending", crl_shards=1, profiles=[], settings=key.settings())
         settings.apply(row)
         _fill_ca_row(row, issued.der)
         s.add(row)
@@ -324,7 +333,7 @@ def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: P
     pem_bytes = csr.public_bytes(serialization.Encoding.PEM)
     with store.write() as s:
         row = m.CA(name=name, key_uri=uri, subject_der=dn.public_bytes(), subject_text=name_text(dn),
-                   status="pending", crl_shards=1, profiles=[], settings={},
+                   status="pending", crl_shards=1, profiles=[], settings=key.settings(),
                    ski=key_identifier(k.public_key()), key_hash=key_identifier(k.public_key()),
                    name_hash=name_hash(dn))
         settings.apply(row)
@@ -409,6 +418,7 @@ def ca_info(store, name: str) -> dict:
     with store.read() as s:
         row = get_ca_row(s, name)
         info = ca_row_info(row, row.parent.name if row.parent_id and row.parent else None)
+        info["backup_allowed"] = bool((row.settings or {}).get("backup_allowed"))
         info.update(ca_crl_state(s, row))  # CRL number, next updates, delta CRL configured
         return info
 

@@ -60,12 +60,12 @@ def _warn(message: str) -> None:
 LONG_ROOT_YEARS = 30
 
 
-def _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file):
+def _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file, backup_allowed=False):
     from unica.ca.authority import KeySpec
 
-    spec = KeySpec(uri=key_uri, key_type=key_type, token=token)
+    spec = KeySpec(uri=key_uri, key_type=key_type, token=token, backup_allowed=backup_allowed)
     uri = spec.target_uri(name)
-    return KeySpec(uri=key_uri, key_type=key_type, token=token,
+    return KeySpec(uri=key_uri, key_type=key_type, token=token, backup_allowed=backup_allowed,
                    **key_secrets(uri, pin_file, passphrase_file, new=key_uri is None))
 
 
@@ -132,6 +132,10 @@ def _key_options(f):
     f = click.option("--key-type", type=click.Choice(KEY_TYPES), default=None, help="Generate a new key of this type.")(f)
     f = click.option("--token", default=None, metavar="LABEL",
                      help="With --key-type: generate on this PKCS#11 token (else an encrypted file in UNICA_HOME/keys).")(f)
+    f = click.option("--backup-allowed", is_flag=True,
+                     help="With --key-type and --token: the key is sensitive but wrappable, so 'unica key backup' "
+                          "can back it up to custodians (never readable in plaintext). Without it the key can "
+                          "never leave the token.")(f)
     return f
 
 
@@ -147,8 +151,8 @@ def _key_options(f):
 @passphrase_file_option
 @db_option
 @json_option
-def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, crl_url, delta_crl_url, ocsp_url,
-                   ca_issuers_url, crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
+def ca_create_root(name, subject, key_uri, key_type, token, backup_allowed, validity, profile, crl_url, delta_crl_url,
+                   ocsp_url, ca_issuers_url, crl_shards, profile_set, pin_file, passphrase_file, db, as_json) -> None:
     """Create a self-signed root CA NAME.
 
     \b
@@ -157,13 +161,16 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
           --key 'pkcs11:token=unica-ca;object=root-ca' --validity 20y \\
           --crl-url http://crl.example.cn/root.crl
       unica ca create-root test-root --subject 'C=CN,O=Example,CN=Test Root' --key-type ec-p256
+      unica ca create-root port-root --subject 'C=CN,O=示例口岸,CN=Port Root CA' --key-type ec-p384 \\
+          --token unica-ca --backup-allowed
     """
     import datetime as dt
 
     from unica.ca.authority import create_root
 
     store = _store(db)
-    info = create_root(store, name, subject, _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+    info = create_root(store, name, subject,
+                       _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file, backup_allowed),
                        validity=validity, profile=profile,
                        settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url))
     life = dt.datetime.fromisoformat(info["not_after"]) - dt.datetime.fromisoformat(info["not_before"])
@@ -190,7 +197,7 @@ def ca_create_root(name, subject, key_uri, key_type, token, validity, profile, c
 @passphrase_file_option
 @db_option
 @json_option
-def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, validity, profile, crl_url,
+def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, backup_allowed, validity, profile, crl_url,
                   delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, parent_pin_file, pin_file,
                   passphrase_file, db, as_json) -> None:
     """Create a subordinate CA NAME, signed by --parent (or by an external CA via --csr-out).
@@ -213,7 +220,8 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
     settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url)
     if csr_out:
         info = create_external_sub(store, name, subject,
-                                   _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+                                   _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file,
+                                             backup_allowed),
                                    Path(csr_out), settings=settings,
                                    write_csr=lambda data: write_atomic(csr_out, data, what="--csr-out"))
         _show_ca(info, as_json)
@@ -226,7 +234,7 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, vali
     parent_uri = pinfo["key_uri"]
     parent_key = load_key(parent_uri, **key_secrets(parent_uri, parent_pin_file or pin_file, passphrase_file))
     info = create_sub(store, name, parent, subject,
-                      _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file),
+                      _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file, backup_allowed),
                       parent_key=parent_key, validity=validity, profile=profile, settings=settings)
     if not pinfo["crl_url"] and not pinfo["ocsp_url"]:
         _warn(f"parent CA {parent!r} publishes no revocation (no CRL URL, no OCSP URL): the certificate of {name!r} "
@@ -261,22 +269,37 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
 @ca_group.command("set")
 @click.argument("name", shell_complete=complete_ca)
 @_settings_options
+@click.option("--key", "key_uri", default=None, metavar="URI",
+              help="Point the CA at this key (a restored one: 'unica key restore'); it must match the CA "
+                   "certificate's public key.")
+@pin_file_option
+@passphrase_file_option
 @db_option
 @json_option
-def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, db, as_json) -> None:
-    """Change CA NAME's settings (an empty string clears a URL).
+def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, key_uri, pin_file,
+           passphrase_file, db, as_json) -> None:
+    """Change CA NAME's settings (an empty string clears a URL), or its key (--key).
 
     \b
     Examples:
       unica ca set issuing --ocsp-url http://ocsp.example.cn/ \\
           --delta-crl-url http://crl.example.cn/issuing-delta.crl
-      unica ca set issuing --profiles enterprise-sign,enterprise-auth
       unica ca set issuing --ca-issuers-url ''  # clears it
+      unica ca set port-root --key 'pkcs11:token=unica-ca-new;object=ca-port-root'
     """
     from unica.ca.authority import set_ca
 
-    _show_ca(set_ca(_store(db), name, _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set,
-                                                delta_crl_url)), as_json)
+    store = _store(db)
+    settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url)
+    if key_uri is not None:
+        from unica.ca.keybackup import set_ca_key
+
+        settings.check()  # bad settings are said before the key is asked for its PIN
+        info = set_ca_key(store, name, key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
+        if settings == type(settings)():
+            _show_ca(info, as_json)
+            return
+    _show_ca(set_ca(store, name, settings), as_json)
 
 
 @ca_group.command("list")

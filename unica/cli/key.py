@@ -1,11 +1,15 @@
-"""``unica key``: generate, list and show keys on tokens and in encrypted files."""
+"""``unica key``: generate, list and show keys on tokens and in encrypted files; back up a CA key
+to M-of-N custodians and restore it."""
 
 from __future__ import annotations
 
 import click
 
+from unica.cli.ca import _store, db_option
 from unica.cli.common import (emit_json, json_option, key_secrets, module_option, passphrase_file_option,
                               pin_file_option, show_fields, table, user_pin)
+from unica.cli.completion import complete_ca
+from unica.cli.output import check_output_path, write_atomic
 from unica.hsm import KeyType, generate_key, key_info, list_keys, load_key
 
 KEY_TYPES = [k.value for k in KeyType]
@@ -13,7 +17,7 @@ KEY_TYPES = [k.value for k in KeyType]
 
 @click.group("key")
 def key_group() -> None:
-    """Keys on PKCS#11 tokens (pkcs11:...) and in encrypted files (file:PATH)."""
+    """Keys on PKCS#11 tokens (pkcs11:...) and in encrypted files (file:PATH); CA key backup and restore."""
 
 
 @key_group.command("generate")
@@ -73,6 +77,99 @@ def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
         return
     table([[k.label or "", k.id.hex() if k.id else "", k.key_type, k.spki_sha256[:16], k.uri] for k in keys],
           ["LABEL", "ID", "TYPE", "SPKI-SHA256", "URI"])
+
+
+@key_group.command("backup")
+@click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME",
+              help="The CA whose token key is backed up (created with --backup-allowed).")
+@click.option("--custodian", "custodians", multiple=True, required=True, metavar="CERT",
+              type=click.Path(dir_okay=False),
+              help="A custodian's card certificate (PEM or DER; EC P-256/P-384, keyAgreement); once per custodian.")
+@click.option("--threshold", type=int, required=True, metavar="M",
+              help="How many custodians must come together to restore (2 to the number of custodians).")
+@click.option("--out", required=True, metavar="FILE",
+              help="The backup file to write (it holds no secret in the clear).")
+@pin_file_option
+@db_option
+@json_option
+def key_backup(ca_name, custodians, threshold, out, pin_file, db, as_json) -> None:
+    """Back up CA NAME's token key to M-of-N custodians: wrapped on the token under a fresh AES-256
+    key, whose Shamir shares are each encrypted to one custodian's card certificate (CMS, ECDH).
+
+    \b
+    Examples:
+      unica key backup --ca port-root --custodian customs.pem --custodian port.pem \\
+          --custodian inspection.pem --threshold 2 --out port-root.keybackup
+    """
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
+    from unica.ca.keybackup import backup_ca_key, load_custodian_certificate
+
+    certs = [load_custodian_certificate(read_limited(f, MAX_CERTIFICATE, "custodian certificate"), f)
+             for f in custodians]
+    check_output_path(out, "--out", allow_stdout=False)  # before the token is asked anything
+    store = _store(db)
+    from unica.ca.authority import ca_info
+
+    key_uri = ca_info(store, ca_name)["key_uri"]
+    pin = key_secrets(key_uri, pin_file, None).get("pin") if key_uri.startswith("pkcs11:") else None
+    data = backup_ca_key(store, ca_name, certs, threshold, pin=pin,
+                         write=lambda d: write_atomic(out, d, what="--out"))
+    from unica.ca.keybackup import load_backup
+
+    summary = load_backup(data).summary()
+    if as_json:
+        emit_json({**summary, "out": out})
+        return
+    click.echo(f"CA {ca_name!r}: key backed up to {out} (backup {summary['backup_id']}); "
+               f"{threshold} of {len(certs)} custodians restore it:")
+    for c in summary["custodians"]:
+        click.echo(f"  {c['subject']} (serial {c['serial']})")
+
+
+@key_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--token", required=True, metavar="LABEL", help="The token to restore the CA key onto.")
+@click.option("--share-key", "share_keys", multiple=True, required=True, metavar="URI",
+              help="A custodian's card key (pkcs11:...; its PIN: pin-source in the URI, else UNICA_PIN, "
+                   "else a prompt naming the card); once per custodian present.")
+@click.option("--label", default=None, metavar="LABEL", help="Label of the restored key (default ca-NAME).")
+@module_option
+@pin_file_option
+@db_option
+@json_option
+def key_restore(file, token, share_keys, label, module_path, pin_file, db, as_json) -> None:
+    """Restore a CA key from a backup FILE onto --token: M custodians' cards each open their share
+    (ECDH on the card); the key is unwrapped on the token and checked against the CA certificate.
+    Then point the CA at it with 'unica ca set NAME --key URI'.
+
+    \b
+    Examples:
+      unica key restore port-root.keybackup --token unica-ca-new \\
+          --share-key 'pkcs11:token=customs-card;object=custodian' \\
+          --share-key 'pkcs11:token=port-card;object=custodian'
+    """
+    from unica.boundedio import read_limited
+    from unica.ca.keybackup import MAX_BACKUP_FILE, load_backup, restore_ca_key
+    from unica.hsm import load_key
+    from unica.hsm.tokens import require_token
+    from unica.hsm.uri import Pkcs11URI
+
+    data = read_limited(file, MAX_BACKUP_FILE, "key backup file")
+    backup = load_backup(data)
+    backup.require_shares(len(set(share_keys)))  # before any card is asked for a PIN
+    store = _store(db)
+    require_token(token, module_path)
+    target = Pkcs11URI(token=token, module_path=module_path)
+    target_pin = user_pin(pin_file, token)
+    keys = [load_key(uri, **key_secrets(uri, None, None)) for uri in dict.fromkeys(share_keys)]
+    result = restore_ca_key(data, target, keys, store=store, label=label, pin=target_pin)
+    if as_json:
+        emit_json(result)
+        return
+    show_fields({"ca": result["ca"], "backup_id": result["backup_id"], "key_uri": result["key_uri"],
+                 "type": result["key_type"], "spki_sha256": result["spki_sha256"],
+                 "custodians": [f"{c['subject']} (serial {c['serial']})" for c in result["custodians_used"]]})
+    click.echo(f"next: unica ca set {result['ca']} --key '{result['key_uri']}'")
 
 
 def _show(info, as_json: bool) -> None:

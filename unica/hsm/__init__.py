@@ -74,17 +74,23 @@ def load_key(uri: str | KeyURI, *, pin: str | None = None, passphrase: str | Non
 
 
 def generate_key(uri: str | KeyURI, key_type: str | KeyType, *, pin: str | None = None,
-                 passphrase: str | None = None):
-    """Generate a new key where ``uri`` says (on the token, or an encrypted file) and return it."""
+                 passphrase: str | None = None, backup_allowed: bool = False):
+    """Generate a new key where ``uri`` says (on the token, or an encrypted file) and return it.
+
+    ``backup_allowed`` (token keys only): sensitive but wrappable, for ``unica key backup``."""
     u = _as_uri(uri)
     kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
     if isinstance(u, FileURI):
+        if backup_allowed:
+            from unica.errors import InputError
+
+            raise InputError("--backup-allowed is for keys generated on a token (add --token LABEL)")
         from unica.hsm.software import generate_file_key
 
         return generate_file_key(u.path, kt, resolve_secret(PASSPHRASE, value=passphrase, what="key passphrase"))
     from unica.hsm.pkcs11 import generate_token_key
 
-    return generate_token_key(u, kt, _pin_for(u, pin))
+    return generate_token_key(u, kt, _pin_for(u, pin), backup_allowed=backup_allowed)
 
 
 def key_info(key, uri: str | KeyURI | None = None) -> KeyInfo:

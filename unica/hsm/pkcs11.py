@@ -418,8 +418,11 @@ def _describe(uri: Pkcs11URI) -> str:
     return " and ".join(bits) or "(no label or id given)"
 
 
-def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str) -> "TokenKey":
+def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_allowed: bool = False) -> "TokenKey":
     """Generate a key pair on the token: private key sensitive, never extractable, with CKA_ID.
+
+    ``backup_allowed``: the private key is extractable (still sensitive): the token wraps it under
+    another key (``unica key backup``) but never reveals it in plaintext.
 
     The CKA_ID is the URI's ``id``, or else the key identifier (SHA-1 of the public key),
     which is also what a certificate for it carries as subject key identifier.
@@ -438,7 +441,7 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str) -> "TokenKey
         temp_id = uri.id or os.urandom(20)
         priv_t = {
             Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+            Attribute.EXTRACTABLE: bool(backup_allowed), Attribute.SIGN: True, Attribute.DECRYPT: False,
             Attribute.UNWRAP: False, Attribute.DERIVE: False,
             Attribute.LABEL: uri.object, Attribute.ID: temp_id,
         }
@@ -594,7 +597,13 @@ class Pkcs11ECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         return self._public_key.curve.key_size
 
     def exchange(self, algorithm, peer_public_key):
-        raise UnsupportedKeyType(f"the key {self.uri} is for signing only")
+        """ECDH on the token (CKM_ECDH1_DERIVE): the shared secret, as cryptography's exchange.
+        The key needs CKA_DERIVE (a key-backup custodian's card key)."""
+        if not isinstance(algorithm, ec.ECDH):
+            raise UnsupportedKeyType(f"the key {self.uri} does ECDH key agreement only")
+        from unica.hsm.wrap import ecdh_shared_secret
+
+        return ecdh_shared_secret(self, peer_public_key)
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
