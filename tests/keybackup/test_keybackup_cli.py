@@ -172,7 +172,9 @@ def test_backup_restore_on_a_fresh_token_after_the_hsm_is_destroyed(ceremony):
 def test_fewer_than_m_shares_says_how_many_are_missing(ceremony, backed_up):
     c = ceremony
     new = c.new_token("kbm")
-    p = c.run("key", "restore", str(backed_up[1]), "--token", new, "--share-key", card_uri(c.cards[1]))
+    # said before any card or token is asked for a PIN (none is available here)
+    p = c.run("key", "restore", str(backed_up[1]), "--token", new, "--share-key", card_uri(c.cards[1]),
+              env={"UNICA_PIN": None})
     assert p.returncode == 3
     assert_one_line_error(p, "1 given", "1 missing")
     # the same card named twice is one share
@@ -237,7 +239,9 @@ def test_unfit_custodians_and_thresholds_are_refused(ceremony, backed_up):
         (c.cert_files, "1", 2, ["--threshold 1"]),
     ]
     for files, m, code, needles in cases:
-        p = c.run("key", "backup", "--ca", root, *_custodian_args(files), "--threshold", m, "--out", str(out))
+        # said before the CA token is asked for its PIN (none is available here)
+        p = c.run("key", "backup", "--ca", root, *_custodian_args(files), "--threshold", m, "--out", str(out),
+                  env={"UNICA_PIN": None})
         assert p.returncode == code, (needles, p.stderr)
         assert_one_line_error(p, *needles)
         assert not out.exists()

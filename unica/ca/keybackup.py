@@ -47,9 +47,9 @@ from unica.errors import (CAUnusable, InputError, KeyBackupRefused, MalformedInp
                           UnsupportedKeyType)
 from unica.hsm.keytypes import key_type_of, spki_sha256
 
-__all__ = ["FORMAT", "KeyBackup", "Custodian", "check_custodian", "load_custodian_certificate", "backup_params",
-           "restore_params", "set_key_params", "backup_ca_key", "load_backup", "restore_ca_key", "set_ca_key",
-           "MAX_BACKUP_FILE"]
+__all__ = ["FORMAT", "KeyBackup", "Custodian", "check_custodian", "check_backup_request",
+           "load_custodian_certificate", "backup_params", "restore_params", "set_key_params", "backup_ca_key",
+           "load_backup", "restore_ca_key", "set_ca_key", "MAX_BACKUP_FILE"]
 
 FORMAT = "unica-ca-key-backup"
 VERSION = 1
@@ -143,6 +143,22 @@ def _check_threshold(threshold: int, n: int) -> None:
         raise InputError(f"at most {MAX_CUSTODIANS} custodians (got {n})")
     if not 2 <= threshold <= n:
         raise InputError(f"--threshold {threshold}: it must be from 2 to the number of custodians ({n})")
+
+
+def check_backup_request(custodians: list[x509.Certificate], threshold: int, *,
+                         now: dt.datetime | None = None) -> None:
+    """What :func:`backup_ca_key` checks before the token is asked anything: 2 <= threshold <= N
+    (:class:`InputError`), each custodian fit (:func:`check_custodian`), no custodian twice
+    (:class:`KeyBackupRefused`). The CLI calls it before asking for the CA token's PIN."""
+    _check_threshold(threshold, len(custodians))
+    seen: dict[str, x509.Certificate] = {}
+    for c in custodians:
+        check_custodian(c, now=now)
+        fp = spki_sha256(c.public_key())
+        if fp in seen:
+            raise KeyBackupRefused(f"custodian certificate {_subject(c)!r} is given twice (or shares a key with "
+                                   f"{_subject(seen[fp])!r}): each share needs its own card")
+        seen[fp] = c
 
 
 # --- the parameters an operator signs ---------------------------------------------------------
@@ -338,18 +354,10 @@ def backup_ca_key(store, ca_name: str, custodians: list[x509.Certificate], thres
     with ``--backup-allowed``), :class:`InputError` (threshold, a key in a file).
     """
     custodians = list(custodians)
+    when = now or dt.datetime.now(dt.timezone.utc)
+    check_backup_request(custodians, threshold, now=when)
     # --- dual control: authorize(store, Operation("key.backup", ca=ca_name,
     #     params=backup_params(ca_name, custodians, threshold)), auth) goes here ---
-    _check_threshold(threshold, len(custodians))
-    when = now or dt.datetime.now(dt.timezone.utc)
-    seen: dict[str, x509.Certificate] = {}
-    for c in custodians:
-        check_custodian(c, now=when)
-        fp = spki_sha256(c.public_key())
-        if fp in seen:
-            raise KeyBackupRefused(f"custodian certificate {_subject(c)!r} is given twice (or shares a key with "
-                                   f"{_subject(seen[fp])!r}): each share needs its own card")
-        seen[fp] = c
 
     from unica.hsm.secrets import USER_PIN, resolve_secret
     from unica.hsm.uri import Pkcs11URI, parse_key_uri

@@ -102,11 +102,12 @@ def key_backup(ca_name, custodians, threshold, out, pin_file, db, as_json) -> No
           --custodian inspection.pem --threshold 2 --out port-root.keybackup
     """
     from unica.boundedio import MAX_CERTIFICATE, read_limited
-    from unica.ca.keybackup import backup_ca_key, load_custodian_certificate
+    from unica.ca.keybackup import backup_ca_key, check_backup_request, load_custodian_certificate
 
     certs = [load_custodian_certificate(read_limited(f, MAX_CERTIFICATE, "custodian certificate"), f)
              for f in custodians]
-    check_output_path(out, "--out", allow_stdout=False)  # before the token is asked anything
+    check_backup_request(certs, threshold)  # before the token is asked anything
+    check_output_path(out, "--out", allow_stdout=False)
     store = _store(db)
     from unica.ca.authority import ca_info
 
