@@ -438,8 +438,9 @@ def _key_name(k) -> str:
     return f"the key {u}" if u is not None else "a share key"
 
 
-def restore_ca_key(backup_bytes: bytes, target_token_uri, share_keys: list, *, store=None, label: str | None = None,
-                   key_id: bytes | None = None, pin: str | None = None, auth=None) -> dict:
+def restore_ca_key(backup_bytes: bytes, target_token_uri, share_keys: list, *, store=None,
+                   label: str | None = None, key_id: bytes | None = None, pin: str | None = None,
+                   auth=None) -> dict:
     """Restore the CA key of the backup file ``backup_bytes`` onto the token ``target_token_uri``
     (``pkcs11:token=LABEL...``, a :class:`Pkcs11URI` or a bare label) with the custodians' card keys
     ``share_keys`` (loaded token keys, or key URIs whose PIN is their pin-source or UNICA_PIN).
