@@ -71,8 +71,23 @@ def _new_key_uri(ca_name: str, token: str | None, now: dt.datetime) -> str:
 
 def issue_ocsp_signer(store, ca_name: str, *, key_uri: str | None = None, key_type: str = "ec-p256",
                       token: str | None = None, ca_key=None, pin: str | None = None,
-                      passphrase: str | None = None, now: dt.datetime | None = None) -> OCSPSignerInfo:
-    """Make a signer key (or use ``key_uri``), have the CA issue its certificate, and point the CA at it."""
+                      passphrase: str | None = None, now: dt.datetime | None = None, auth=None) -> OCSPSignerInfo:
+    """Make a signer key (or use ``key_uri``), have the CA issue its certificate, and point the CA at it.
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``ocsp.signer``, an admin's (checked before a key is made; the issuance runs under it).
+    ``ca_key``, ``pin`` and ``passphrase`` may be functions returning them, called only once the
+    operator is authorized (so a refused operator is never asked for a PIN)."""
+    from unica.auth import Operation, authorized
+
+    op = Operation("ocsp.signer", ca=ca_name, params={"key_uri": key_uri, "key_type": key_type, "token": token})
+    with authorized(store, op, auth):
+        return _issue_ocsp_signer(store, ca_name, key_uri=key_uri, key_type=key_type, token=token, ca_key=ca_key,
+                                  pin=pin, passphrase=passphrase, now=now)
+
+
+def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key, pin, passphrase,
+                       now) -> OCSPSignerInfo:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from unica.ca.issuance import IssuingCA
@@ -80,6 +95,7 @@ def issue_ocsp_signer(store, ca_name: str, *, key_uri: str | None = None, key_ty
     from unica.hsm.keytypes import default_hash_for
 
     now = now or m.utcnow()
+    ca_key, pin, passphrase = (v() if callable(v) else v for v in (ca_key, pin, passphrase))
     with store.read() as s:
         ca = get_ca_row(s, ca_name)
         ca_subject = x509.load_der_x509_certificate(ca.cert_der).subject if ca.cert_der else None
@@ -120,7 +136,8 @@ def issue_ocsp_signer(store, ca_name: str, *, key_uri: str | None = None, key_ty
 def ensure_ocsp_signer(store, ca_name: str, *, now: dt.datetime | None = None, **kwargs) -> OCSPSignerInfo | None:
     """Issue a signer if the CA has none, or renew it when less than a third of its life is left.
 
-    Returns the new signer, or None when the current one is good for a while yet."""
+    Returns the new signer, or None when the current one is good for a while yet (then nothing
+    changes, and no operator is needed: ``auth`` in ``kwargs`` is checked only when due)."""
     now = now or m.utcnow()
     _, cert = current_signer(store, ca_name)
     if not _due(cert, now):

@@ -39,7 +39,21 @@ class RecoveryReport:
 
 
 def recover(store, *, older_than: dt.timedelta = DEFAULT_GRACE, crl_dir: Path | None = None,
-            now: dt.datetime | None = None) -> RecoveryReport:
+            now: dt.datetime | None = None, auth=None) -> RecoveryReport:
+    """Roll back abandoned issuance intents, remove dead processes' temporary CRL files and
+    release their OCSP pre-signing leases.
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``recover``, an admin's."""
+    from unica.auth import Operation, authorized
+
+    op = Operation("recover", params={"older_than_seconds": older_than.total_seconds(),
+                                      "crl_dir": str(crl_dir) if crl_dir is not None else None})
+    with authorized(store, op, auth):
+        return _recover(store, older_than=older_than, crl_dir=crl_dir, now=now)
+
+
+def _recover(store, *, older_than: dt.timedelta, crl_dir: Path | None, now: dt.datetime | None) -> RecoveryReport:
     now = now or m.utcnow()
     c = m.Certificate
     abandoned: list[str] = []

@@ -15,6 +15,7 @@ only if no higher-numbered CRL went to that file first: the published CRL never 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -140,15 +141,76 @@ def _drop_presigned(session, cert: m.Certificate) -> None:
     session.execute(delete(m.OCSPResponse).where(m.OCSPResponse.cert_id == cert.id))
 
 
+# --- who may revoke (joint operation: see unica.auth) --------------------------------------
+
+
+def _operators_exist(session) -> bool:
+    """Whether operators exist (else unica runs as before them, and the auth services -- and
+    cryptography -- are not even imported: a fast ``unica revoke``)."""
+    return session.execute(select(m.Operator.id).limit(1)).first() is not None
+
+
+def _scope_office(is_ca: bool, profile: str | None, office: str | None) -> str | None:
+    """The office whose officers may revoke, hold or release a certificate: its issuing office;
+    None (an admin's) for CA-level certificates (CAs, operators, OCSP signers) and for those
+    issued by an admin or before offices existed."""
+    from unica.auth.operation import CA_LEVEL_PROFILES
+
+    return None if is_ca or profile in CA_LEVEL_PROFILES else office
+
+
+@contextlib.contextmanager
+def _acting(store, operation, auth, operators: bool, *, office: str | None = None, per_item: bool = False):
+    """:func:`unica.auth.authorized` for ``operation()`` (built only when checked) on a
+    certificate of ``office`` (``per_item``: many, checked one by one with :func:`_may_act_on`);
+    yields the actor, or None when no operator exists and none was given (legacy: the OS user)."""
+    if auth is None and not operators:
+        yield None
+        return
+    from unica.auth import PER_ITEM, authorized
+
+    with authorized(store, operation(), auth, target_office=PER_ITEM if per_item else office) as actor:
+        yield actor
+
+
+def _may_act_on(actor, is_ca: bool, profile: str | None, office: str | None) -> bool:
+    return actor is None or actor.may_act_on(_scope_office(is_ca, profile, office))
+
+
+def _hold_or_revoke(reason_v: str) -> str:
+    return "cert.hold" if reason_v == _HOLD else "cert.revoke"
+
+
 def _subordinate_of(session, cert: m.Certificate) -> m.CA | None:
     if not cert.is_ca or cert.der is None:
         return None
     return session.execute(select(m.CA).where(m.CA.cert_der == cert.der)).scalar_one_or_none()
 
 
+def _one_operation(name: str, ca_name: str, serial_hex: str, **params):
+    def build():
+        from unica.auth.operation import Operation
+
+        return Operation(name, ca=ca_name, params={"serial": serial_hex, **params})
+    return build
+
+
+def _lookup(store, serial: int, ca: str | None) -> tuple[str, str, str | None, bool]:
+    """(CA name, serial, office scope, whether operators exist) of the certificate, before the
+    operator is checked: an officer may act only on their own office's certificates."""
+    with store.read() as s:
+        ca_row, cert = _find_cert(s, serial, ca, lock=False)
+        return (ca_row.name, cert.serial, _scope_office(cert.is_ca, cert.profile, cert.office),
+                _operators_exist(s))
+
+
 def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x509.ReasonFlags | None = None,
-           invalidity_date: dt.datetime | None = None, at: dt.datetime | None = None) -> RevocationState:
-    """Revoke (or, with ``certificateHold``, suspend) a certificate."""
+           invalidity_date: dt.datetime | None = None, at: dt.datetime | None = None, auth=None) -> RevocationState:
+    """Revoke (or, with ``certificateHold``, suspend) a certificate.
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``cert.revoke`` (``cert.hold``) by an ra-officer of the certificate's office, or by an admin
+    for a CA-level certificate (a CA's, an operator's, an OCSP signer's) or one of no office."""
     serial = parse_serial(serial)
     reason_v = reason_value(reason)
     now = at or m.utcnow()
@@ -157,6 +219,14 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
             raise InputError("the invalidity date needs a time zone (e.g. 2026-11-20T08:00:00Z)")
         if invalidity_date > now:
             raise InputError("the invalidity date cannot be in the future")
+    ca_name, serial_hex, office, operators = _lookup(store, serial, ca)
+    op = _one_operation(_hold_or_revoke(reason_v), ca_name, serial_hex, reason=reason_v,
+                        invalidity_date=invalidity_date.isoformat() if invalidity_date else None)
+    with _acting(store, op, auth, operators, office=office):
+        return _revoke(store, serial, ca, reason_v, invalidity_date, now)
+
+
+def _revoke(store, serial: int, ca: str | None, reason_v: str, invalidity_date, now) -> RevocationState:
     with store.write() as s:
         ca_row, cert = _find_cert(s, serial, ca, lock=True)
         if cert.status in ("pending", "failed"):
@@ -187,9 +257,17 @@ def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x50
         return _state(ca_row, cert, sub.name if sub is not None and not hold else None)
 
 
-def release(store, serial: str | int, *, ca: str | None = None) -> RevocationState:
-    """Lift a certificate hold: the certificate is valid again (a delta CRL says removeFromCRL)."""
+def release(store, serial: str | int, *, ca: str | None = None, auth=None) -> RevocationState:
+    """Lift a certificate hold: the certificate is valid again (a delta CRL says removeFromCRL).
+
+    ``auth``: the operator acting (operation ``cert.release``; the same scope as :func:`revoke`)."""
     serial = parse_serial(serial)
+    ca_name, serial_hex, office, operators = _lookup(store, serial, ca)
+    with _acting(store, _one_operation("cert.release", ca_name, serial_hex), auth, operators, office=office):
+        return _release(store, serial, ca)
+
+
+def _release(store, serial: int, ca: str | None) -> RevocationState:
     now = m.utcnow()
     with store.write() as s:
         ca_row, cert = _find_cert(s, serial, ca, lock=True)
@@ -223,6 +301,7 @@ REFUSAL_CODES = {
     "already-revoked": "already revoked",
     "already-on-hold": "already on hold",
     "ca-certificate": "a CA certificate (revoke it on its own)",
+    "other-office": "a certificate of another RA office",
 }
 
 
@@ -309,13 +388,50 @@ def _apply_batch(store, s, rows: list, ca_names: dict, reason_v: str,
     return done
 
 
+def _bulk_operation(reason_v: str, ca: str | None, invalidity_date, **what):
+    def build():
+        from unica.auth.operation import Operation
+
+        return Operation(_hold_or_revoke(reason_v), ca=ca, params={
+            "reason": reason_v, "invalidity_date": invalidity_date.isoformat() if invalidity_date else None, **what})
+    return build
+
+
+def _serials_digest(serials) -> str:
+    """SHA-256 over the serials as given, one a line: what an operator's card signs for a list
+    (a list of millions would make a digest input of hundreds of megabytes)."""
+    h = hashlib.sha256()
+    for given in serials:
+        h.update((given if isinstance(given, str) else str(given)).encode("utf-8", "replace") + b"\n")
+    return h.hexdigest()
+
+
+def _office_refusal(actor, office: str | None) -> str:
+    if office is None:
+        return "a CA-level certificate, or one of no RA office: an admin's"
+    return f"a certificate of RA office {office}" + (f" (operator {actor.name}'s office: {actor.office})"
+                                                      if actor.office else "")
+
+
+def _audit_office_refusals(store, s, op_name: str, refused: list[tuple[str, str]]) -> None:
+    """One ``auth.refused`` entry for the certificates of a batch the operator may not act on."""
+    if refused:
+        by_ca: dict[str, list[str]] = {}
+        for ca_name, serial in refused:
+            by_ca.setdefault(ca_name, []).append(serial)
+        store.audit(s, "auth.refused", ca=next(iter(by_ca)) if len(by_ca) == 1 else None, target=op_name,
+                    details={"operation": op_name, "code": "other-office", "count": len(refused),
+                             "reason": "certificates of another RA office (or CA-level ones: an admin's)",
+                             "serials": by_ca if len(by_ca) > 1 else next(iter(by_ca.values()))})
+
+
 def _lock(q, store):
     return q.with_for_update(of=m.Certificate.__table__) if store.dialect != "sqlite" else q
 
 
 def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.ReasonFlags | None = None,
                 invalidity_date: dt.datetime | None = None, at: dt.datetime | None = None,
-                batch_size: int = BULK_BATCH, progress=None) -> BulkRevocation:
+                batch_size: int = BULK_BATCH, progress=None, auth=None) -> BulkRevocation:
     """Revoke many certificates, given by serial (hex text or int), in transactions of
     ``batch_size``: each batch is looked up with one query, changed with one many-row UPDATE,
     and audited with one entry listing its serials.
@@ -324,18 +440,37 @@ def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.Rea
     than ``ca``, issued by several CAs (no ``ca`` given), never issued, already revoked (or on
     hold, for a hold), or a CA certificate (revoked alone, with ``revoke``: that marks the
     subordinate CA revoked) -- is collected as a :class:`Refusal`; the rest of its batch is
-    revoked. ``progress(done, refused)`` is called after each batch."""
-    from sqlalchemy import bindparam
+    revoked. ``progress(done, refused)`` is called after each batch.
 
+    ``auth``: the operator acting (operation ``cert.revoke`` / ``cert.hold`` over the list's
+    SHA-256): once operators exist, each certificate the operator may not act on (another RA
+    office's; a CA-level one, for an officer) is refused (``other-office``, audited)."""
     reason_v, now = _bulk_args(reason, invalidity_date, at)
     if batch_size < 1:
         raise InputError("the batch size must be at least 1")
     hold = reason_v == _HOLD
+    if not isinstance(serials, (list, tuple)):
+        serials = list(serials)
     with store.read() as s:
         ca_names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
         want_id = get_ca_row(s, ca).id if ca is not None else None
+        operators = _operators_exist(s)
+    def op():  # the list is hashed only when an operator is checked
+        return _bulk_operation(reason_v, ca, invalidity_date, serials_sha256=_serials_digest(serials),
+                               count=len(serials))()
+
+    with _acting(store, op, auth, operators, per_item=True) as actor:
+        return _revoke_many(store, serials, ca, reason_v, invalidity_date, now, batch_size, progress, hold, ca_names,
+                            want_id, actor)
+
+
+def _revoke_many(store, serials, ca, reason_v, invalidity_date, now, batch_size, progress, hold, ca_names, want_id,
+                 actor) -> BulkRevocation:
+    from sqlalchemy import bindparam
+
     c = m.Certificate.__table__
-    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at, c.c.is_ca).where(
+    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at, c.c.is_ca, c.c.profile,
+                          c.c.office).where(
         c.c.ca_id.in_(bindparam("cas", expanding=True)), c.c.serial.in_(bindparam("serials", expanding=True))), store)
     result = BulkRevocation(reason_v, [], [], [])
     seen: set[int] = set()
@@ -349,7 +484,7 @@ def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.Rea
             found: dict[str, list] = {}
             for row in s.execute(lookup, {"cas": list(ca_names), "serials": [h for _, h in batch]}):
                 found.setdefault(row.serial, []).append(row)
-            todo = []
+            todo, other_office = [], []
             for given, sh in batch:
                 rows = found.get(sh, [])
                 if want_id is not None:
@@ -376,8 +511,13 @@ def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.Rea
                     refuse(given, "already-on-hold", name)
                 elif r.is_ca:
                     refuse(given, "ca-certificate", name)
+                elif not _may_act_on(actor, r.is_ca, r.profile, r.office):
+                    refuse(given, "other-office", name, _office_refusal(actor, _scope_office(r.is_ca, r.profile,
+                                                                                             r.office)))
+                    other_office.append((name, r.serial))
                 else:
                     todo.append((r.id, r.serial, r.ca_id, r.status, r.revoked_at))
+            _audit_office_refusals(store, s, _hold_or_revoke(reason_v), other_office)
             result.revoked += _apply_batch(store, s, todo, ca_names, reason_v, invalidity_date, now,
                                            len(result.refused) - before, {"source": "serial list"})
         result.batches += 1
@@ -428,13 +568,17 @@ def count_by_spki(store, spki_sha256: str, *, ca: str | None = None) -> int:
 
 def revoke_by_spki(store, spki_sha256: str, *, ca: str | None = None,
                    reason: str | x509.ReasonFlags | None = "keyCompromise", invalidity_date: dt.datetime | None = None,
-                   at: dt.datetime | None = None, batch_size: int = BULK_BATCH, progress=None) -> BulkRevocation:
+                   at: dt.datetime | None = None, batch_size: int = BULK_BATCH, progress=None,
+                   auth=None) -> BulkRevocation:
     """Revoke every issued, unrevoked certificate whose public key has this SHA-256 (of the DER
     SubjectPublicKeyInfo; the indexed ``spki_sha256`` column), of all CAs or of ``ca``: a
     compromised key. Batches of ``batch_size`` in one transaction each, audited per batch.
     CA certificates with that key are refused (revoke them alone); those revoked already are
-    listed in ``already_revoked``. :class:`CertificateNotFound` if no certificate has the key."""
-    from sqlalchemy import func
+    listed in ``already_revoked``. :class:`CertificateNotFound` if no certificate has the key.
+
+    ``auth``: the operator acting (operation ``cert.revoke`` / ``cert.hold`` of the key): once
+    operators exist, the certificates the operator may not act on are refused (``other-office``)."""
+    from sqlalchemy import bindparam, func
 
     h = parse_spki_sha256(spki_sha256)
     reason_v, now = _bulk_args(reason, invalidity_date, at)
@@ -457,22 +601,35 @@ def revoke_by_spki(store, spki_sha256: str, *, ca: str | None = None,
             result.refused.append(Refusal(serial, "ca-certificate", REFUSAL_CODES["ca-certificate"], ca_names[ca_id]))
         result.already_revoked = [(ca_names[ca_id], serial) for serial, ca_id in s.execute(
             select(c.c.serial, c.c.ca_id).where(*where, c.c.status.in_(("revoked", "hold") if hold else ("revoked",))))]
-    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at)
-                   .where(*where, c.c.is_ca.is_(False), c.c.status.in_(live)).order_by(c.c.id).limit(batch_size), store)
-    done_ids: set[int] = set()
-    while True:
-        with store.write() as s:
-            rows = [tuple(r) for r in s.execute(lookup)]
-            if done_ids.intersection(r[0] for r in rows):  # never loop on a row the UPDATE did not change
-                raise RevocationError(f"certificates with SPKI SHA-256 {h} did not change; stopped")
-            done_ids.update(r[0] for r in rows)
-            result.revoked += _apply_batch(store, s, rows, ca_names, reason_v, invalidity_date, now, 0,
-                                           {"source": "spki_sha256", "spki_sha256": h})
-        if not rows:
-            break
-        result.batches += 1
-        if progress:
-            progress(len(result.revoked), len(result.refused))
+        operators = _operators_exist(s)
+    # keyset pages (id > the last one seen): a row refused here stays as it was and is not met again
+    lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at, c.c.profile, c.c.office)
+                   .where(*where, c.c.is_ca.is_(False), c.c.status.in_(live), c.c.id > bindparam("after"))
+                   .order_by(c.c.id).limit(batch_size), store)
+    with _acting(store, _bulk_operation(reason_v, ca, invalidity_date, spki_sha256=h), auth, operators,
+                 per_item=True) as actor:
+        after = 0
+        while True:
+            with store.write() as s:
+                rows = [tuple(r) for r in s.execute(lookup, {"after": after})]
+                todo, other_office = [], []
+                for r in rows:
+                    if _may_act_on(actor, False, r[5], r[6]):
+                        todo.append(r[:5])
+                    else:
+                        name = ca_names[r[2]]
+                        result.refused.append(Refusal(r[1], "other-office",
+                                                      _office_refusal(actor, _scope_office(False, r[5], r[6])), name))
+                        other_office.append((name, r[1]))
+                _audit_office_refusals(store, s, _hold_or_revoke(reason_v), other_office)
+                result.revoked += _apply_batch(store, s, todo, ca_names, reason_v, invalidity_date, now,
+                                               len(other_office), {"source": "spki_sha256", "spki_sha256": h})
+            if not rows:
+                break
+            after = rows[-1][0]
+            result.batches += 1
+            if progress:
+                progress(len(result.revoked), len(result.refused))
     return result
 
 
@@ -553,7 +710,31 @@ def crl_path(ca: str, shard: int | None, delta: bool, directory: Path) -> Path:
 def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: int | None = None,
                  out: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
                  validity: dt.timedelta | None = None, now: dt.datetime | None = None,
-                 progress=None, key_loader=None) -> list[GeneratedCRL]:
+                 progress=None, key_loader=None, auth=None) -> list[GeneratedCRL]:
+    """Generate and write the CA's CRL(s): see :func:`_generate_crl`.
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``crl.generate`` by an admin or an ra-officer, checked before the CA key is opened."""
+    with store.read() as s:
+        operators = _operators_exist(s)
+
+    def op():
+        from unica.auth.operation import Operation
+
+        return Operation("crl.generate", ca=ca_name, params={
+            "delta": delta, "shard": shard, "validity_seconds": validity.total_seconds() if validity else None,
+            "out": os.fspath(out) if out is not None else None,
+            "out_dir": os.fspath(out_dir) if out_dir is not None else None})
+
+    with _acting(store, op, auth, operators):
+        return _generate_crl(store, ca_name, key=key, delta=delta, shard=shard, out=out, out_dir=out_dir,
+                             validity=validity, now=now, progress=progress, key_loader=key_loader)
+
+
+def _generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: int | None = None,
+                  out: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+                  validity: dt.timedelta | None = None, now: dt.datetime | None = None,
+                  progress=None, key_loader=None) -> list[GeneratedCRL]:
     """Generate the CRL(s) of a CA from the database and write them (DER).
 
     Without ``key``, the CA key is loaded with ``key_loader(key_uri)`` (else ``load_key``) once the

@@ -6,6 +6,7 @@ import datetime as dt
 
 import click
 
+from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import _store, db_option
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
                                table)
@@ -49,9 +50,14 @@ def _value(v) -> str:
 
 
 def _entry_dict(e) -> dict:
-    """An entry for --json: keys without a value are left out (no nulls)."""
+    """An entry for --json: keys without a value are left out (no nulls); so are the details of an
+    entry shown without them (unica.ca.auditlog.EntryView)."""
+    from unica.ca.auditlog import EntryView
+
     d = {"id": e.id, "at": e.at.isoformat(), "event": e.event, "actor": e.actor, "ca": e.ca_name,
-         "target": e.target, "details": {k: v for k, v in (e.details or {}).items() if v is not None},
+         "target": e.target,
+         "details": None if isinstance(e, EntryView) else {k: v for k, v in (e.details or {}).items()
+                                                           if v is not None},
          "hash": e.hash, "prev_hash": e.prev_hash}
     return {k: v for k, v in d.items() if v is not None}
 
@@ -69,23 +75,29 @@ def _entry_dict(e) -> dict:
 @click.option("--tail", type=LIMIT, default=None, metavar="N", help="Only the N newest entries (after the filters).")
 @click.option("--limit", type=LIMIT, default=None, metavar="N", help="At most N entries, in the order shown.")
 @click.option("--oldest-first", is_flag=True, help="In chain order, oldest first (default: newest first).")
+@as_option
 @db_option
 @json_option
 def audit_show(since, event, ca_name, actor, tail, limit, oldest_first, db, as_json) -> None:
     """List audit entries, newest first; the filters are combined (all must match).
 
-    Showing does not check the chain: 'unica audit verify' does.
+    Showing does not check the chain: 'unica audit verify' does. Once operators exist, the
+    entries' details are shown to auditors and admins only (--as their card).
 
     \b
     Examples:
       unica audit show --tail 20
       unica audit show --ca root --event 'crl.*' --since 2026-11-01
-      unica audit show --actor alice --since 12h --json
+      unica audit show --actor alice --since 12h --json --as 'pkcs11:token=card-zhao;object=operator'
     """
-    from unica.store.audit import audit_entries
+    from unica.ca.auditlog import entries as audit_entries
 
-    entries = audit_entries(_store(db), since=_since(since), event=event, ca=ca_name, actor=actor, limit=limit,
-                            tail=tail, newest_first=not oldest_first)
+    store = _store(db)
+    entries, full = audit_entries(store, auth=operator_auth(), since=_since(since), event=event, ca=ca_name,
+                                  actor=actor, limit=limit, tail=tail, newest_first=not oldest_first)
+    if not full:
+        click.echo("unica: note: the entries' details are for auditors and admins: shown without them (give --as "
+                   "KEY_URI of an auditor's or admin's card)", err=True)
     if as_json:
         emit_json([_entry_dict(e) for e in entries])
         return
@@ -141,6 +153,7 @@ def audit_verify(public_key_file, db, as_json) -> None:
 
 @audit_group.command("seal")
 @click.option("--key", "key_uri", required=True, metavar="URI", help="The audit key (pkcs11:... or file:...).")
+@as_option
 @db_option
 @pin_file_option
 @passphrase_file_option
@@ -151,13 +164,14 @@ def audit_seal(key_uri, db, pin_file, passphrase_file, as_json) -> None:
     \b
     Examples:
       unica audit seal --key 'pkcs11:token=unica-ca;object=audit'
-      unica audit seal --key file:keys/audit.p8 --passphrase-file /run/secrets/audit
+      unica audit seal --key file:keys/audit.p8 --passphrase-file /run/secrets/audit \\
+          --as 'pkcs11:token=card-zhao;object=operator'
     """
+    from unica.ca.auditlog import seal as seal_audit
     from unica.hsm import load_key, sign_raw
-    from unica.store.audit import seal_audit
 
     key = load_key(key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
-    seal = seal_audit(_store(db), lambda msg: sign_raw(key, msg), key.public_key(), key_uri)
+    seal = seal_audit(_store(db), lambda msg: sign_raw(key, msg), key.public_key(), key_uri, auth=operator_auth())
     if as_json:
         emit_json({"sealed": False, "reason": "nothing new to seal"} if seal is None else
                   {"sealed": True, "seal": seal.id, "upto": seal.upto_id, "hash": seal.upto_hash})

@@ -7,6 +7,7 @@ import datetime as dt
 
 import click
 
+from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import KEY_TYPES, _store, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
 from unica.cli.completion import complete_ca
@@ -59,6 +60,7 @@ def _signer_secrets(store, names, pin_file, passphrase_file) -> dict:
 @click.option("--token", default=None, metavar="LABEL",
               help="Generate the new signer key on this token (else a file in UNICA_HOME/keys).")
 @click.option("--renew-if-due", is_flag=True, help="Only act if there is no signer or less than 1/3 of its life is left.")
+@as_option
 @db_option
 @pin_file_option
 @passphrase_file_option
@@ -69,14 +71,20 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
     \b
     Examples:
       unica ocsp signer --ca issuing
-      unica ocsp signer --ca issuing --token unica-ca --key-type ec-p256 --renew-if-due
+      unica ocsp signer --ca issuing --token unica-ca --key-type ec-p256 --renew-if-due \\
+          --as 'pkcs11:token=card-wang;object=operator'
     """
+    import functools
+
     from unica.ca.ocspsigner import ensure_ocsp_signer, issue_ocsp_signer
 
     store = _store(db)
-    kwargs = dict(key_uri=key_uri, key_type=key_type, token=token,
-                  ca_key=_ca_key(store, ca_name, pin_file, passphrase_file),
-                  **key_secrets(key_uri or (f"pkcs11:token={token}" if token else "file:x"), pin_file, passphrase_file))
+    # the PIN and passphrase are asked for once the operator is authorized (a refusal asks for none)
+    secrets = functools.cache(lambda: key_secrets(key_uri or (f"pkcs11:token={token}" if token else "file:x"),
+                                                  pin_file, passphrase_file))
+    kwargs = dict(key_uri=key_uri, key_type=key_type, token=token, auth=operator_auth(),
+                  ca_key=lambda: _ca_key(store, ca_name, pin_file, passphrase_file),
+                  pin=lambda: secrets().get("pin"), passphrase=lambda: secrets().get("passphrase"))
     info = ensure_ocsp_signer(store, ca_name, **kwargs) if renew_if_due else issue_ocsp_signer(store, ca_name, **kwargs)
     if as_json:
         # not due: a result that says so, never null
@@ -98,6 +106,7 @@ def ocsp_signer(ca_name, key_uri, key_type, token, renew_if_due, db, pin_file, p
 @click.option("--validity", default=None, metavar="DURATION", help="Validity of pre-signed responses (e.g. 4d).")
 @click.option("--live-validity", default=None, metavar="DURATION",
               help="Validity of live answers, nextUpdate - thisUpdate (default 5m; 1m to 7d, e.g. 15m, 1h).")
+@as_option
 @db_option
 @json_option
 def ocsp_configure(ca_name, mode, live_nonce, validity, live_validity, db, as_json) -> None:
@@ -106,7 +115,7 @@ def ocsp_configure(ca_name, mode, live_nonce, validity, live_validity, db, as_js
     \b
     Examples:
       unica ocsp configure --ca issuing --mode presigned --validity 4d
-      unica ocsp configure --ca issuing --mode live
+      unica ocsp configure --ca issuing --mode live --as 'pkcs11:token=card-wang;object=operator'
     """
     from unica.errors import InputError
     from unica.ocsp.service import configure_ocsp
@@ -119,7 +128,7 @@ def ocsp_configure(ca_name, mode, live_nonce, validity, live_validity, db, as_js
         except ValueError as e:
             raise InputError(f"{option}: {e}") from None
     result = configure_ocsp(_store(db), ca_name, mode=mode, live_nonce=live_nonce, validity=spans["--validity"],
-                            live_validity=spans["--live-validity"])
+                            live_validity=spans["--live-validity"], auth=operator_auth())
     if as_json:
         emit_json(result)
     else:
@@ -212,6 +221,7 @@ def ocsp_status_cmd(ca_names, db, as_json) -> None:
 @click.option("--ca", "ca_names", shell_complete=complete_ca, multiple=True, metavar="NAME",
               help="Only these CAs (repeatable; default: every pre-signed CA).")
 @click.option("--all", "everything", is_flag=True, help="Re-sign every response, not just those due.")
+@as_option
 @db_option
 @pin_file_option
 @passphrase_file_option
@@ -222,7 +232,7 @@ def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -
     \b
     Examples:
       unica ocsp presign
-      unica ocsp presign --ca issuing --all
+      unica ocsp presign --ca issuing --all --as 'pkcs11:token=card-wang;object=operator'
     """
     from unica.ocsp.service import presign, served_cas
 
@@ -243,7 +253,7 @@ def ocsp_presign(ca_names, everything, db, pin_file, passphrase_file, as_json) -
                 bars.append(stack.enter_context(Progress(f"CA {ca}", total, unit="responses signed")))
             bars[-1].update(done)
 
-        results = presign(store, cas, everything=everything, progress=progress)
+        results = presign(store, cas, everything=everything, progress=progress, auth=operator_auth())
     if as_json:
         emit_json([r.to_dict() for r in results])
         return

@@ -6,6 +6,7 @@ import datetime as dt
 
 import click
 
+from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import _store, cert_group, db_option
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option,
                                pin_file_option, table)
@@ -55,16 +56,21 @@ def _print_state(st, as_json: bool) -> None:
               help="When the key was (suspected) compromised: a date or an ISO 8601 time; no zone means UTC.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True, metavar="N",
               help="With --serials-file / --spki-sha256: certificates per transaction (each audited).")
+@as_option
 @db_option
 @json_option
 def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, batch_size, db, as_json) -> None:
     """Revoke a certificate (or put it on hold with --reason certificateHold); with --serials-file or
     --spki-sha256, many.
 
+    Once operators exist, an ra-officer revokes the certificates of their own RA office (--as
+    their card), an admin the CA-level ones; in a list, the others are refused one by one.
+
     \b
     Examples:
       unica cert revoke 5F3A9C01D27E --ca issuing --reason keyCompromise
-      unica cert revoke --serials-file serials.txt --ca issuing --reason superseded
+      unica cert revoke --serials-file serials.txt --ca issuing --reason superseded \\
+          --as 'pkcs11:token=card-li;object=operator'
       unica cert revoke \\
           --spki-sha256 9b1e0c6f4d2a7e83c5f0b8d91a6e2c47f3d85b09e1a7c64d28f5b3e0a9c71d46 \\
           --reason keyCompromise
@@ -78,7 +84,8 @@ def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, bat
                          + (f", not {' and '.join(given)}" if given else ""))
     if serial is not None:
         from unica.ca.revocation import revoke
-        st = revoke(_store(db), serial, ca=ca_name, reason=reason, invalidity_date=_when(invalidity_date))
+        st = revoke(_store(db), serial, ca=ca_name, reason=reason, invalidity_date=_when(invalidity_date),
+                    auth=operator_auth())
         _print_state(st, as_json)
         return
     from unica.ca import revocation as rv
@@ -95,14 +102,14 @@ def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, bat
         store = _store(db)
         with Progress("unica revoke", rv.count_by_spki(store, digest, ca=ca_name)) as p:
             res = rv.revoke_by_spki(store, digest, ca=ca_name, reason=reason, invalidity_date=when,
-                                    batch_size=batch_size, progress=shown(p))
+                                    batch_size=batch_size, progress=shown(p), auth=operator_auth())
         total = len(res.revoked) + len(res.refused) + len(res.already_revoked)
     else:
         serials = _read_serials(serials_file)
         store = _store(db)
         with Progress("unica revoke", len(serials)) as p:
             res = rv.revoke_many(store, serials, ca=ca_name, reason=reason, invalidity_date=when,
-                                 batch_size=batch_size, progress=shown(p))
+                                 batch_size=batch_size, progress=shown(p), auth=operator_auth())
         total = len(serials)
     if as_json:
         emit_json(res.to_dict())
@@ -114,10 +121,14 @@ def revoke_cmd(serial, serials_file, spki, ca_name, reason, invalidity_date, bat
         for r in res.refused:
             click.echo(f"refused {r.serial}{' (CA ' + r.ca + ')' if r.ca else ''}: {r.code}: {r.message}")
     if res.refused:
-        from unica.errors import RevocationError
+        from unica.errors import NotAuthorized, RevocationError
 
-        raise RevocationError(f"{len(res.refused)} of {total} refused (listed above); the other "
-                              f"{len(res.revoked)} are {'on hold' if res.reason == 'certificateHold' else 'revoked'}")
+        others = sum(r.code == "other-office" for r in res.refused)
+        # refused by the operator's role or office: exit 3 (policy), like any other refusal of an operator
+        raise (NotAuthorized if others else RevocationError)(
+            f"{len(res.refused)} of {total} refused (listed above"
+            + (f"; {others} of another RA office or CA-level" if others else "") + "); the other "
+            f"{len(res.revoked)} are {'on hold' if res.reason == 'certificateHold' else 'revoked'}")
 
 
 #: a serials file: ~10 million serials of 128 bits
@@ -157,6 +168,7 @@ def _read_serials(path: str) -> list[str]:
 @click.argument("serial")
 @click.option("--ca", "ca_name", shell_complete=complete_ca, default=None, metavar="NAME",
               help="Issuing CA (needed when the serial is not unique).")
+@as_option
 @db_option
 @json_option
 def release_cmd(serial, ca_name, db, as_json) -> None:
@@ -165,9 +177,10 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
     \b
     Examples:
       unica cert release 5F3A9C01D27E --ca issuing
+      unica cert release 5F3A9C01D27E --ca issuing --as 'pkcs11:token=card-li;object=operator'
     """
     from unica.ca.revocation import release
-    _print_state(release(_store(db), serial, ca=ca_name), as_json)
+    _print_state(release(_store(db), serial, ca=ca_name, auth=operator_auth()), as_json)
 
 
 @click.command("hold")
@@ -176,6 +189,7 @@ def release_cmd(serial, ca_name, db, as_json) -> None:
               help="Issuing CA (needed when the serial is not unique).")
 @click.option("--invalidity-date", default=None, metavar="WHEN",
               help="When the key was (suspected) compromised: a date or an ISO 8601 time; no zone means UTC.")
+@as_option
 @db_option
 @json_option
 def hold_cmd(serial, ca_name, invalidity_date, db, as_json) -> None:
@@ -184,12 +198,12 @@ def hold_cmd(serial, ca_name, invalidity_date, db, as_json) -> None:
     \b
     Examples:
       unica cert hold 5F3A9C01D27E --ca issuing
-      unica cert hold 5F3A9C01D27E --ca issuing --json
+      unica cert hold 5F3A9C01D27E --ca issuing --json --as 'pkcs11:token=card-li;object=operator'
     """
     from unica.ca.revocation import revoke
 
     _print_state(revoke(_store(db), serial, ca=ca_name, reason="certificateHold",
-                        invalidity_date=_when(invalidity_date)), as_json)
+                        invalidity_date=_when(invalidity_date), auth=operator_auth()), as_json)
 
 
 @click.group("crl")
@@ -208,6 +222,7 @@ def crl_group() -> None:
               help="Output directory (default UNICA_HOME/crl); files are CA[-SHARD][-delta].crl.")
 @click.option("--validity", default=None, metavar="DURATION",
               help="How long until nextUpdate, e.g. 7d, 12h (default: 7d base, 1d delta).")
+@as_option
 @db_option
 @pin_file_option
 @passphrase_file_option
@@ -218,7 +233,8 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
     \b
     Examples:
       unica crl generate --ca issuing --out issuing.crl
-      unica crl generate --ca issuing --delta --validity 12h --out-dir /srv/www/crl
+      unica crl generate --ca issuing --delta --validity 12h --out-dir /srv/www/crl \\
+          --as 'pkcs11:token=card-wang;object=operator'
     """
     from unica.ca.revocation import generate_crl
     from unica.cli.output import check_output_dir, check_output_path
@@ -240,7 +256,8 @@ def crl_generate(ca_name, delta, shard, out, out_dir, validity, db, pin_file, pa
 
     try:
         results = generate_crl(store, ca_name, key_loader=key_loader, delta=delta, shard=shard, out=out,
-                               out_dir=out_dir, validity=_duration(validity), progress=progress)
+                               out_dir=out_dir, validity=_duration(validity), progress=progress,
+                               auth=operator_auth())
     except OSError as e:  # the file could not be written: the CRL is not recorded, its number is skipped
         raise OutputError(f"cannot write the CRL: {e.strerror or e}"
                           + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None
@@ -368,6 +385,7 @@ def _duration(text: str | None) -> dt.timedelta | None:
 @click.command("recover")
 @click.option("--older-than", default="10m", show_default=True,
               help="Treat issuance intents older than this as abandoned (an issuance takes milliseconds).")
+@as_option
 @db_option
 @json_option
 def recover_cmd(older_than, db, as_json) -> None:
@@ -376,12 +394,12 @@ def recover_cmd(older_than, db, as_json) -> None:
     \b
     Examples:
       unica recover
-      unica recover --older-than 1h --json
+      unica recover --older-than 1h --json --as 'pkcs11:token=card-wang;object=operator'
     """
     from unica.ca.recovery import recover
 
     age = _duration(older_than) if older_than not in ("0", "0s") else dt.timedelta(0)
-    report = recover(_store(db), older_than=age)
+    report = recover(_store(db), older_than=age, auth=operator_auth())
     if as_json:
         emit_json(report.to_dict())
         return

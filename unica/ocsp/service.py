@@ -96,10 +96,15 @@ def _load_signer(issuer, key_uri: str, signer_der: bytes, *, pin, passphrase, re
 
 
 def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: bool | None = None,
-                   validity: dt.timedelta | None = None, live_validity: dt.timedelta | None = None) -> dict:
+                   validity: dt.timedelta | None = None, live_validity: dt.timedelta | None = None,
+                   auth=None) -> dict:
     """Set a CA's OCSP mode (presigned | live), live answers to nonce requests, the validity
     of pre-signed responses and of live ones (nextUpdate - thisUpdate); audited. Returns the
-    CA's OCSP settings."""
+    CA's OCSP settings.
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``ocsp.configure``, an admin's."""
+    from unica.auth import Operation, authorized
     from unica.errors import InputError
     from unica.store.cas import get_ca_row
 
@@ -109,7 +114,11 @@ def configure_ocsp(store, ca_name: str, *, mode: str | None = None, live_nonce: 
         raise InputError("the validity of pre-signed OCSP responses must be positive")
     if live_validity is not None and not dt.timedelta(minutes=1) <= live_validity <= dt.timedelta(days=7):
         raise InputError("the validity of live OCSP responses must be between 1 minute and 7 days")
-    with store.write() as s:
+    op = Operation("ocsp.configure", ca=ca_name, params={
+        "mode": mode, "live_nonce": live_nonce,
+        "validity_seconds": validity.total_seconds() if validity is not None else None,
+        "live_validity_seconds": live_validity.total_seconds() if live_validity is not None else None})
+    with authorized(store, op, auth), store.write() as s:
         ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
         settings = dict(ca.settings or {})
         changes = {}
@@ -242,11 +251,29 @@ class PresignResult:
 
 
 def presign(store, cas: list[ServedCA], *, everything: bool = False, serials: list[int] | None = None,
-            batch: int = 500, now: dt.datetime | None = None, progress=None) -> list[PresignResult]:
+            batch: int = 500, now: dt.datetime | None = None, progress=None, auth=None,
+            service: bool = False) -> list[PresignResult]:
     """Sign (and store) the responses that are due for each pre-signed CA.
 
     Due: missing, or produced before half of the validity ago (``everything``: all).
-    ``serials``: just these (e.g. right after a revocation)."""
+    ``serials``: just these (e.g. right after a revocation).
+
+    ``auth``: the operator asking (see :mod:`unica.auth`): once operators exist, operation
+    ``ocsp.presign``, by an admin or an ra-officer. ``service``: the responder's own periodic
+    refresh (``unica ocsp serve``), which no operator asks for."""
+    if service:
+        return _presign(store, cas, everything=everything, serials=serials, batch=batch, now=now, progress=progress)
+    from unica.auth import Operation, authorized
+
+    names = [ca.name for ca in cas if ca.mode == "presigned"]
+    op = Operation("ocsp.presign", ca=names[0] if len(names) == 1 else None, params={
+        "cas": names, "everything": everything, "serials": [format(n, "x") for n in serials] if serials else serials})
+    with authorized(store, op, auth):
+        return _presign(store, cas, everything=everything, serials=serials, batch=batch, now=now, progress=progress)
+
+
+def _presign(store, cas: list[ServedCA], *, everything: bool, serials: list[int] | None, batch: int,
+             now: dt.datetime | None, progress) -> list[PresignResult]:
     source = DBStatusSource(store)
     dbstore = DBPresignedStore(store)
     holder = lease_holder()
@@ -344,7 +371,7 @@ class DBResponderApp:
             def refresh():
                 while not self._stop.wait(self.refresh_interval):
                     try:
-                        presign(self._store, presigners)
+                        presign(self._store, presigners, service=True)
                     except UnicaError as e:
                         log.warning("OCSP pre-sign refresh failed: %s", e)
                     except Exception:
