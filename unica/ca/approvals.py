@@ -111,3 +111,83 @@ def _cert_issue(store, request, execution, key_secrets) -> dict:
                             lint=p["lint"], auth=execution)
     return {"serials": [r.serial_hex for r in results if not isinstance(r, Exception)],
             "refused": sum(isinstance(r, Exception) for r in results)}
+
+
+# --- the CA side: ca.create, ca.set, ca.import-cert, ca.revoke, profile.change ------------------
+
+
+@executor("ca.create")
+def _ca_create(store, request, execution, key_secrets) -> dict:
+    import dataclasses
+    import os
+    from pathlib import Path
+
+    from unica.ca.authority import (ca_info, create_external_sub, create_root, create_sub, key_from_params,
+                                    settings_from_params)
+    from unica.hsm import load_key
+
+    p, name = _p(request), request["ca"]
+    key = key_from_params(p["key"])
+    key = dataclasses.replace(key, **key_secrets(key.target_uri(name)))
+    settings = settings_from_params(p["settings"])
+    if p["kind"] == "root":
+        info = create_root(store, name, p["subject"], key, validity=p["validity"], profile=p["profile"],
+                           settings=settings, auth=execution)
+    elif p["kind"] == "sub":
+        parent_uri = ca_info(store, p["parent"])["key_uri"]
+        parent_key = load_key(parent_uri, **key_secrets(parent_uri))
+        info = create_sub(store, name, p["parent"], p["subject"], key, parent_key=parent_key,
+                          validity=p["validity"], profile=p["profile"], settings=settings, auth=execution)
+    else:  # external parent: the CSR is written where the request said, atomically, and kept in the result
+        written = {}
+
+        def write_csr(data: bytes) -> None:
+            out = Path(p["csr_out"])
+            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, out)
+            written["csr"] = data.decode("ascii")
+
+        info = create_external_sub(store, name, p["subject"], key, Path(p["csr_out"]), settings=settings,
+                                   write_csr=write_csr, auth=execution)
+        return {"ca": info["name"], "status": info["status"], "csr_out": p["csr_out"], **written}
+    return {"ca": info["name"], "status": info["status"], "key_uri": info["key_uri"]}
+
+
+@executor("ca.set")
+def _ca_set(store, request, execution, key_secrets) -> dict:
+    from unica.ca.authority import set_ca, settings_from_params
+
+    p = _p(request)
+    key_uri = p.get("key_uri")
+    info = set_ca(store, request["ca"], settings_from_params(p.get("settings", {})), key_uri=key_uri,
+                  auth=execution, **(key_secrets(key_uri) if key_uri else {}))
+    return {"ca": info["name"], **p.get("settings", {}), **({"key_uri": info["key_uri"]} if key_uri else {})}
+
+
+@executor("ca.import-cert")
+def _ca_import_cert(store, request, execution, key_secrets) -> dict:
+    from unica.ca.authority import import_cert
+
+    info = import_cert(store, request["ca"], base64.b64decode(_p(request)["cert"]), auth=execution)
+    return {"ca": info["name"], "status": info["status"]}
+
+
+@executor("ca.revoke")
+def _ca_revoke(store, request, execution, key_secrets) -> dict:
+    import datetime as dt
+
+    from unica.ca.authority import revoke_ca
+
+    p = _p(request)
+    when = dt.datetime.fromisoformat(p["invalidity_date"]) if p.get("invalidity_date") else None
+    info = revoke_ca(store, request["ca"], p["reason"], invalidity_date=when, auth=execution)
+    return {"ca": info["name"], "status": info["status"], "serial": info["revocation"]["serial"],
+            "parent": info["revocation"]["ca"]}
+
+
+@executor("profile.change")
+def _profile_change(store, request, execution, key_secrets) -> dict:
+    from unica.ca.profiles import apply_change
+
+    return apply_change(store, _p(request), auth=execution)

@@ -180,8 +180,19 @@ def _fill_ca_row(row, cert_der: bytes) -> None:
 
 def create_root(store, name: str, subject: str, key: KeySpec, *, validity: str | None = None,
                 profile: str = "root-ca", settings: CASettings = CASettings(),
-                now: dt.datetime | None = None) -> dict:
-    """Create a self-signed root CA; return :func:`ca_info` of it."""
+                now: dt.datetime | None = None, auth=None) -> dict:
+    """Create a self-signed root CA; return :func:`ca_info` of it.
+
+    Operation ``ca.create`` (admin; see :mod:`unica.auth`): ``auth`` is the operator."""
+    _ensure_new(store, name)
+    settings.check_new()
+    op = create_operation("root", name, subject, key, validity=validity, profile=profile, settings=settings)
+    with _authorized(store, op, auth):
+        return _create_root(store, name, subject, key, validity=validity, profile=profile, settings=settings,
+                            now=now)
+
+
+def _create_root(store, name: str, subject: str, key: KeySpec, *, validity, profile, settings, now) -> dict:
     from unica.store import models as m
 
     _ensure_new(store, name)
@@ -260,8 +271,21 @@ def _sign_or_fail(store, cert_id: int, prepared, key, issuer_pub, ca_name: str) 
 
 def create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, parent_key=None,
                validity: str | None = None, profile: str = "sub-ca", settings: CASettings = CASettings(),
-               now: dt.datetime | None = None) -> dict:
-    """Create a subordinate CA signed by the CA ``parent`` of this store."""
+               now: dt.datetime | None = None, auth=None) -> dict:
+    """Create a subordinate CA signed by the CA ``parent`` of this store.
+
+    Operation ``ca.create`` (admin): issuing the sub-CA's certificate runs under it."""
+    _ensure_new(store, name)
+    settings.check_new()
+    op = create_operation("sub", name, subject, key, validity=validity, profile=profile, settings=settings,
+                          parent=parent)
+    with _authorized(store, op, auth):
+        return _create_sub(store, name, parent, subject, key, parent_key=parent_key, validity=validity,
+                           profile=profile, settings=settings, now=now)
+
+
+def _create_sub(store, name: str, parent: str, subject: str, key: KeySpec, *, parent_key, validity, profile,
+                settings, now) -> dict:
     from unica.ca.issuance import IssuingCA
     from unica.store import models as m
 
@@ -310,14 +334,23 @@ def _check_within_parent(prof: Profile, issuer, validity: str, now: dt.datetime 
 
 
 def create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: Path, *,
-                        settings: CASettings = CASettings(), write_csr=None) -> dict:
+                        settings: CASettings = CASettings(), write_csr=None, auth=None) -> dict:
     """A subordinate CA whose parent is outside unica: write its CSR, wait for ``import_cert``.
 
     ``write_csr(pem_bytes)``, when given, writes ``csr_out`` (the CLI's atomic writer). The CSR
     is written inside the transaction that records the pending CA, after the row is flushed: if
     writing fails, no CA is recorded (a retry does not find the name taken by a CA whose request
-    was lost).
+    was lost). Operation ``ca.create`` (admin); the request names ``csr_out`` as an absolute path.
     """
+    _ensure_new(store, name)
+    settings.check_new()
+    op = create_operation("external", name, subject, key, settings=settings, csr_out=csr_out)
+    with _authorized(store, op, auth):
+        return _create_external_sub(store, name, subject, key, csr_out, settings=settings, write_csr=write_csr)
+
+
+def _create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: Path, *, settings,
+                         write_csr) -> dict:
     from cryptography.hazmat.primitives import serialization
 
     from unica.hsm.keytypes import default_hash_for
@@ -359,10 +392,22 @@ def _load_certs(data: bytes, source: str) -> list[x509.Certificate]:
     return certs
 
 
-def import_cert(store, name: str, data: bytes, source: str = "certificate") -> dict:
+def import_cert(store, name: str, data: bytes, source: str = "certificate", *, auth=None) -> dict:
     """Install the certificate an external parent issued for the pending CA ``name``
-    (PEM may carry the parent chain after it: it is kept for ``export --chain``)."""
+    (PEM may carry the parent chain after it: it is kept for ``export --chain``).
 
+    Operation ``ca.import-cert`` (admin): its parameters carry the file as given (base64)."""
+    import base64
+
+    from unica.auth import Operation
+
+    _load_certs(data, source)  # not a certificate: said before anything else
+    with _authorized(store, Operation("ca.import-cert", ca=name, params={"cert": base64.b64encode(data).decode()}),
+                     auth):
+        return _import_cert(store, name, data, source)
+
+
+def _import_cert(store, name: str, data: bytes, source: str) -> dict:
     certs = _load_certs(data, source)
     cert = certs[0]
     with store.write() as s:
@@ -402,13 +447,30 @@ def import_cert(store, name: str, data: bytes, source: str = "certificate") -> d
     return ca_info(store, name)
 
 
-def set_ca(store, name: str, settings: CASettings) -> dict:
+def set_ca(store, name: str, settings: CASettings, *, key_uri: str | None = None, pin: str | None = None,
+           passphrase: str | None = None, auth=None) -> dict:
+    """Change CA ``name``'s settings and, with ``key_uri``, point it at that key (a restored one:
+    :func:`unica.ca.keybackup.set_ca_key` checks it against the CA certificate).
+
+    Operation ``ca.set`` (admin): its parameters are the settings given and the key URI (never a
+    PIN). The settings are checked against the CA before the key is asked for or changed."""
     settings.check()
-    with store.write() as s:
-        row = get_ca_row(s, name)
-        changed = settings.apply(row)
-        if changed:
-            store.audit(s, "ca.settings_changed", ca=name, details=changed)
+    if key_uri is not None:
+        from unica.hsm.uri import parse_key_uri
+
+        parse_key_uri(key_uri)  # a malformed URI is said before anything else
+    with store.read() as s:  # a combination the CA refuses is said before anything changes (not committed)
+        settings.apply(get_ca_row(s, name))
+    with _authorized(store, set_operation(name, settings, key_uri), auth):
+        if key_uri is not None:
+            from unica.ca.keybackup import set_ca_key
+
+            set_ca_key(store, name, key_uri, pin=pin, passphrase=passphrase)  # under this authority
+        with store.write() as s:
+            row = get_ca_row(s, name)
+            changed = settings.apply(row)
+            if changed:
+                store.audit(s, "ca.settings_changed", ca=name, details=changed)
     return ca_info(store, name)
 
 
@@ -445,5 +507,115 @@ def chain_pems(store, ca_name: str) -> str:
     return export_ca(store, ca_name, chain=True)
 
 
+# --- under the operator check (unica.auth) ---------------------------------------------------
+#
+# Each state-changing function above runs as one operation: its parameters are exactly what is
+# asked (never a PIN or passphrase), enough for an approved request to run it again
+# (unica.ca.approvals rebuilds the call from them; the digest must come out the same).
+
+
+def _authorized(store, op, auth):
+    from unica.auth import authorized
+
+    return authorized(store, op, auth)
+
+
+def key_params(key: KeySpec) -> dict:
+    """Where a new CA's key comes from, as an operation's parameters (no secret: a key URI cannot
+    carry a PIN, see :mod:`unica.hsm.uri`)."""
+    return {"uri": key.uri, "key_type": key.key_type, "token": key.token, "backup_allowed": bool(key.backup_allowed)}
+
+
+def key_from_params(p: dict, **secrets) -> KeySpec:
+    return KeySpec(uri=p["uri"], key_type=p["key_type"], token=p["token"], backup_allowed=p["backup_allowed"],
+                   **secrets)
+
+
+_SETTINGS_FIELDS = ("crl_url", "delta_crl_url", "ocsp_url", "ca_issuers_url", "crl_shards", "profiles")
+
+
+def settings_params(settings: CASettings) -> dict:
+    """The settings given (None: not given, left out; '' clears a URL)."""
+    out = {}
+    for f in _SETTINGS_FIELDS:
+        v = getattr(settings, f)
+        if v is not None:
+            out[f] = list(v) if f == "profiles" else v
+    return out
+
+
+def settings_from_params(p: dict) -> CASettings:
+    return CASettings(**{f: (tuple(p[f]) if f == "profiles" else p[f]) for f in _SETTINGS_FIELDS if f in p})
+
+
+def create_operation(kind: str, name: str, subject: str, key: KeySpec, *, validity: str | None = None,
+                     profile: str | None = None, settings: CASettings = CASettings(), parent: str | None = None,
+                     csr_out: Path | str | None = None):
+    """The ``ca.create`` operation: ``kind`` root, sub (``parent``) or external (``csr_out``)."""
+    from unica.auth import Operation
+
+    params = {"kind": kind, "subject": subject, "key": key_params(key), "settings": settings_params(settings)}
+    if kind != "external":
+        params.update(validity=validity, profile=profile)
+    if kind == "sub":
+        params["parent"] = parent
+    if kind == "external":
+        params["csr_out"] = str(Path(csr_out).resolve())
+    return Operation("ca.create", ca=name, params=params)
+
+
+def set_operation(name: str, settings: CASettings, key_uri: str | None = None):
+    """The ``ca.set`` operation: the settings given, and the key URI (``ca set --key``) if any."""
+    from unica.auth import Operation
+
+    params = {}
+    given = settings_params(settings)
+    if given:
+        params["settings"] = given
+    if key_uri is not None:
+        params["key_uri"] = key_uri
+    return Operation("ca.set", ca=name, params=params)
+
+
+def revoke_ca(store, name: str, reason: str = "unspecified", *, invalidity_date: dt.datetime | None = None,
+              auth=None) -> dict:
+    """Revoke CA ``name``'s certificate at its parent (:func:`unica.ca.revocation.revoke` on the
+    certificate's serial, which marks the CA revoked: it issues nothing more; its parent's next
+    CRL lists it). Operation ``ca.revoke`` (admin).
+
+    Refused: a root (no parent to revoke it), a CA whose certificate an external CA issued (that
+    CA revokes it), a CA without a certificate yet, and a hold (a CA is revoked, not held)."""
+    from unica.auth import Operation
+    from unica.ca.revocation import reason_value, revoke
+    from unica.errors import RevocationError
+    from unica.store import models as m
+
+    reason_v = reason_value(reason)
+    if reason_v == "certificateHold":
+        raise InputError("a CA is revoked, not put on hold: give another --reason")
+    with store.read() as s:
+        row = get_ca_row(s, name)
+        if row.status == "revoked":
+            raise RevocationError(f"CA {name!r} is revoked already")
+        if row.cert_der is None:
+            raise CAUnusable(f"CA {name!r} has no certificate yet (awaiting 'unica ca import-cert'): nothing to "
+                             f"revoke")
+        if row.parent_id is None:
+            external = (row.settings or {}).get("external_chain_pem") is not None
+            if external:
+                raise PolicyViolation(f"CA {name!r}'s certificate was issued by an external CA: that CA revokes it")
+            raise PolicyViolation(f"CA {name!r} is a root: no parent can revoke its certificate (withdraw it from "
+                                  f"the relying parties' trust stores instead)")
+        parent = row.parent.name
+        serial = x509.load_der_x509_certificate(row.cert_der).serial_number
+    params = {"reason": reason_v, "invalidity_date": invalidity_date.isoformat() if invalidity_date else None}
+    with _authorized(store, Operation("ca.revoke", ca=name, params=params), auth):
+        state = revoke(store, serial, ca=parent, reason=reason_v, invalidity_date=invalidity_date)
+    if state.sub_ca != name:  # pragma: no cover - revoke marks the CA whose certificate it is
+        raise StoreError(f"revoking certificate {state.serial_hex} of CA {parent!r} did not mark CA {name!r} revoked")
+    return {**ca_info(store, name), "revocation": state.to_dict()}
+
+
 __all__ = ["KeySpec", "CASettings", "create_root", "create_sub", "create_external_sub", "import_cert",
-           "set_ca", "ca_info", "list_cas", "export_ca", "chain_pems"]
+           "set_ca", "revoke_ca", "ca_info", "list_cas", "export_ca", "chain_pems", "create_operation",
+           "set_operation"]

@@ -11,7 +11,7 @@ import click
 from unica.cli.acting import as_option, operator_auth
 from unica.cli.common import (LIMIT, emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option,
                                secret_file_option, show_fields, table)
-from unica.cli.completion import complete_ca, complete_profile
+from unica.cli.completion import complete_ca, complete_choices, complete_profile
 from unica.cli.output import check_output_dir, check_output_path, write_atomic
 
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
@@ -147,6 +147,7 @@ def _key_options(f):
 @click.option("--profile", shell_complete=complete_profile, default="root-ca", show_default=True, metavar="NAME",
               help="Certificate profile of the CA certificate (see 'unica profile list').")
 @_settings_options
+@as_option
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -172,7 +173,8 @@ def ca_create_root(name, subject, key_uri, key_type, token, backup_allowed, vali
     info = create_root(store, name, subject,
                        _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file, backup_allowed),
                        validity=validity, profile=profile,
-                       settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url))
+                       settings=_settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url),
+                       auth=operator_auth())
     life = dt.datetime.fromisoformat(info["not_after"]) - dt.datetime.fromisoformat(info["not_before"])
     if life > dt.timedelta(days=365 * LONG_ROOT_YEARS):
         _warn(f"root CA {name!r} is valid for {life.days // 365} years (until {info['not_after'][:10]}), more than "
@@ -193,6 +195,7 @@ def ca_create_root(name, subject, key_uri, key_type, token, backup_allowed, vali
 @_settings_options
 @secret_file_option("--parent-pin-file", "parent CA's token PIN (when it differs from the --pin-file one)",
                     "UNICA_PIN")
+@as_option
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -223,7 +226,8 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, back
                                    _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file,
                                              backup_allowed),
                                    Path(csr_out), settings=settings,
-                                   write_csr=lambda data: write_atomic(csr_out, data, what="--csr-out"))
+                                   write_csr=lambda data: write_atomic(csr_out, data, what="--csr-out"),
+                                   auth=operator_auth())
         _show_ca(info, as_json)
         if not as_json:
             click.echo(f"CSR written to {csr_out}; after the parent signs it: unica ca import-cert {name} CERT")
@@ -235,7 +239,8 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, back
     parent_key = load_key(parent_uri, **key_secrets(parent_uri, parent_pin_file or pin_file, passphrase_file))
     info = create_sub(store, name, parent, subject,
                       _key_spec(name, key_uri, key_type, token, pin_file, passphrase_file, backup_allowed),
-                      parent_key=parent_key, validity=validity, profile=profile, settings=settings)
+                      parent_key=parent_key, validity=validity, profile=profile, settings=settings,
+                      auth=operator_auth())
     if not pinfo["crl_url"] and not pinfo["ocsp_url"]:
         _warn(f"parent CA {parent!r} publishes no revocation (no CRL URL, no OCSP URL): the certificate of {name!r} "
               f"names no CRL or OCSP responder, so relying parties that require revocation checking (unica "
@@ -250,6 +255,7 @@ def ca_create_sub(name, parent, csr_out, subject, key_uri, key_type, token, back
 @ca_group.command("import-cert")
 @click.argument("name", shell_complete=complete_ca)
 @click.argument("cert_file", type=click.Path(exists=True, dir_okay=False))
+@as_option
 @db_option
 @json_option
 def ca_import_cert(name, cert_file, db, as_json) -> None:
@@ -263,7 +269,7 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
     from unica.ca.authority import import_cert
 
     data = read_limited(cert_file, MAX_CERTIFICATE, "certificate file")  # before touching the database
-    _show_ca(import_cert(_store(db), name, data, cert_file), as_json)
+    _show_ca(import_cert(_store(db), name, data, cert_file, auth=operator_auth()), as_json)
 
 
 @ca_group.command("set")
@@ -272,6 +278,7 @@ def ca_import_cert(name, cert_file, db, as_json) -> None:
 @click.option("--key", "key_uri", default=None, metavar="URI",
               help="Point the CA at this key (a restored one: 'unica key restore'); it must match the CA "
                    "certificate's public key.")
+@as_option
 @pin_file_option
 @passphrase_file_option
 @db_option
@@ -291,15 +298,46 @@ def ca_set(name, crl_url, delta_crl_url, ocsp_url, ca_issuers_url, crl_shards, p
 
     store = _store(db)
     settings = _settings(crl_url, ocsp_url, ca_issuers_url, crl_shards, profile_set, delta_crl_url)
+    secrets = {}
     if key_uri is not None:
-        from unica.ca.keybackup import set_ca_key
-
         settings.check()  # bad settings are said before the key is asked for its PIN
-        info = set_ca_key(store, name, key_uri, **key_secrets(key_uri, pin_file, passphrase_file))
-        if settings == type(settings)():
-            _show_ca(info, as_json)
-            return
-    _show_ca(set_ca(store, name, settings), as_json)
+        secrets = key_secrets(key_uri, pin_file, passphrase_file)
+    # one operation (ca.set): the settings and the key together, under one card signature
+    _show_ca(set_ca(store, name, settings, key_uri=key_uri, auth=operator_auth(), **secrets), as_json)
+
+
+#: the reasons a CA certificate is revoked for (RFC 5280 5.3.1; a CA is not put on hold)
+CA_REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+              "cessationOfOperation", "privilegeWithdrawn", "aACompromise"]
+
+
+@ca_group.command("revoke")
+@click.argument("name", shell_complete=complete_ca)
+@click.option("--reason", shell_complete=complete_choices(CA_REASONS), default="unspecified", show_default=True,
+              metavar="REASON", help="RFC 5280 reason: " + ", ".join(CA_REASONS) + ".")
+@as_option
+@db_option
+@json_option
+def ca_revoke(name, reason, db, as_json) -> None:
+    """Revoke subordinate CA NAME: its certificate is revoked at its parent (the parent's next CRL
+    lists it) and NAME issues nothing more.
+
+    A root has no parent to revoke it; a CA certified by an external CA is revoked by that CA.
+
+    \b
+    Examples:
+      unica ca revoke issuing --reason cessationOfOperation --as 'pkcs11:token=alice;object=operator'
+      unica ca revoke agency --reason keyCompromise
+    """
+    from unica.ca.authority import revoke_ca
+
+    info = revoke_ca(_store(db), name, reason, auth=operator_auth())
+    if as_json:
+        emit_json(info)
+        return
+    r = info["revocation"]
+    click.echo(f"CA {name} revoked: certificate {r['serial']} of CA {r['ca']} revoked ({r['reason']}) at "
+               f"{r['revoked_at']}; CA {r['ca']}'s next CRL lists it")
 
 
 @ca_group.command("list")
@@ -732,6 +770,61 @@ def profile_check(file, as_json) -> None:
         emit_json(p.to_dict())
     else:
         click.echo(f"profile {file}: OK ({p.name}, {p.kind})")
+
+
+@profile_group.command("add")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--replace", is_flag=True, help="Replace the operator profile of that name (else refused if it exists).")
+@as_option
+@db_option
+@json_option
+def profile_add(file, replace, db, as_json) -> None:
+    """Install profile FILE as operator profile NAME (the file's name without .toml), after
+    checking it strictly; audited. Under dual control the request carries the file's text: what
+    is installed is exactly the approved text.
+
+    \b
+    Examples:
+      unica profile add customs-sign.toml --as 'pkcs11:token=alice;object=operator'
+      unica profile add customs-sign.toml --replace
+    """
+    from unica.boundedio import MAX_TEXT, read_limited
+    from unica.ca.profiles import add_profile
+    from unica.errors import ProfileError
+
+    raw = read_limited(file, MAX_TEXT, "profile", unreadable=ProfileError)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {file}: not UTF-8 text") from None
+    stem = Path(file).name
+    name = stem[:-5] if stem.endswith(".toml") else stem
+    info = add_profile(_store(db), name, text, replace=replace, auth=operator_auth())
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"profile {info['profile']} ({info['kind']}) {info['action']}: {info['path']}")
+
+
+@profile_group.command("remove")
+@click.argument("name", shell_complete=complete_profile)
+@as_option
+@db_option
+@json_option
+def profile_remove(name, db, as_json) -> None:
+    """Remove operator profile NAME (refused while a CA lists it or an RA office uses it); audited.
+
+    \b
+    Examples:
+      unica profile remove customs-sign-2019 --as 'pkcs11:token=alice;object=operator'
+    """
+    from unica.ca.profiles import remove_profile
+
+    info = remove_profile(_store(db), name, auth=operator_auth())
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"profile {info['profile']} removed: {info['path']}")
 
 
 def _toml_value(v) -> str:

@@ -6,11 +6,11 @@ Life cycle (init, change-pin, unblock, info, objects) and enrollment from the to
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from unica.cli.acting import as_option
 from unica.cli.common import (emit_json, json_option, module_option, pin_file_option, secret, secret_file_option,
                               show_fields, so_pin, table, user_pin)
 from unica.cli.completion import complete_ca, complete_profile
@@ -434,6 +434,7 @@ def token_import_cert(token, cert_file, chain_file, remove_old, pin_file, module
 @click.option("--remove-old", is_flag=True, help="With --ca: remove the old certificate after importing the new one.")
 @pin_file_option
 @_ca_secret_options
+@as_option
 @json_option
 def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile, remove_old, pin_file,
                 ca_pin_file, ca_passphrase_file, db, as_json) -> None:
@@ -510,6 +511,7 @@ def token_renew(key_uri, rekey, new_label, subject, uscc, out, ca_name, profile,
 @click.option("--csr-out", default=None, metavar="FILE", help="Also keep the request here.")
 @pin_file_option
 @_ca_secret_options
+@as_option
 @_module_option
 @json_option
 def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_out, pin_file, ca_pin_file,
@@ -529,7 +531,12 @@ def token_enroll(token, label, key_type, subject, uscc, ca_name, profile, csr_ou
     _check_subject(name, profile)
     _check_out(csr_out, "--csr-out")
     pin = _token_pin(token, module_path, pin_file)
-    key = keygen(token, label, key_type, pin, module_path=module_path)
+    from unica.policies import get_profile
+
+    # a profile with keyAgreement (an operator's card: a custodian opens key-backup shares with it)
+    # gets a card key that also does ECDH on the card
+    agree = "keyAgreement" in get_profile(profile).key_usage
+    key = keygen(token, label, key_type, pin, module_path=module_path, key_agreement=agree)
     pem = _remove_key_on_failure(lambda: csr_pem(make_csr(key, name)), token, key, pin, module_path)
     res, leaf = _remove_key_on_failure(
         lambda: _issue_and_import(token, pem, ca_name, profile, pin, False, module_path, ca_pin_file,
@@ -561,11 +568,16 @@ def _issued(cert, ca_name: str) -> dict:
 def _remove_key_on_failure(step, token, key, pin, module_path):
     """``step()``; when it fails, the key pair this enrollment generated (its CKA_ID, nothing
     else) is removed from the token, so that the same command can simply be run again."""
-    from unica.errors import UnicaError
+    from unica.errors import ApprovalPending, UnicaError
     from unica.hsm.objects import delete_objects
 
     try:
         return step()
+    except ApprovalPending as e:  # the issuance waits for approvers: the key stays for the certificate to come
+        click.echo(f"unica: note: the new key {key.uri} stays on token {token!r}; once request {e.request_id} is "
+                   f"approved: unica cert export SERIAL --chain --out FILE, then unica token import-cert --token "
+                   f"{token} FILE", err=True)
+        raise
     except Exception as e:
         kid = key.uri.id
         try:
@@ -581,47 +593,36 @@ def _remove_key_on_failure(step, token, key, pin, module_path):
 
 def _issue_and_import(token, csr_pem_bytes, ca_name, profile, pin, remove_old, module_path,
                       ca_pin_file=None, ca_passphrase_file=None, db=None):
-    """Issue ``csr_pem_bytes`` with the local CA (``unica issue``) and write the result onto the token:
-    the import's result and the certificate issued."""
-    import subprocess
-    import sys
-    import tempfile
+    """Issue ``csr_pem_bytes`` with the local CA, as 'unica cert issue' does (as the operator of
+    ``--as`` / UNICA_OPERATOR, see unica.auth), and write the result onto the token: the import's
+    result and the certificate issued.
 
-    from unica.boundedio import MAX_CERTIFICATE, read_limited
-    from unica.errors import UnicaError
+    A refusal is said as the CA's ("CA 'x' did not issue the certificate: ..."), with the exit
+    status of its kind (3 refused, 2 bad input, 1 otherwise). Under an approval rule for
+    ``cert.issue:PROFILE`` the request waits (ApprovalPending): nothing is imported."""
+    from unica.ca.authority import export_ca
+    from unica.ca.issuance import IssuingCA
+    from unica.cli.acting import operator_auth
+    from unica.cli.ca import _store
+    from unica.cli.common import key_secrets
+    from unica.errors import ApprovalPending, InputError, PolicyViolation, UnicaError
+    from unica.hsm import load_key
     from unica.hsm.objects import import_certificate, load_certificate_bytes
 
-    with tempfile.TemporaryDirectory(prefix="unica-enroll-") as tmp:
-        csr_path = Path(tmp) / "req.pem"
-        cert_path = Path(tmp) / "cert.pem"
-        csr_path.write_bytes(csr_pem_bytes)
-        args = [sys.executable, "-m", "unica", "cert", "issue", "--ca", ca_name, "--profile", profile,
-                "--csr", str(csr_path), "--out", str(cert_path), "--chain"]
-        env = dict(os.environ)
-        for opt, val, var in (("--pin-file", ca_pin_file, "UNICA_PIN"),
-                              ("--passphrase-file", ca_passphrase_file, "UNICA_PASSPHRASE"), ("--db", db, None)):
-            if val == "-":  # read here (the child's standard input is not ours), handed over as the child's env
-                from unica.cli.common import secret
+    store = _store(db)
+    try:
+        ca = IssuingCA(store, ca_name)
+        ca.set_key_loader(lambda: load_key(ca.key_uri, **key_secrets(ca.key_uri, ca_pin_file, ca_passphrase_file)))
+        issued = ca.issue(csr_pem_bytes, profile, source="the request", auth=operator_auth())
+    except ApprovalPending:
+        raise
+    except UnicaError as e:
+        kind = next((k for k in (PolicyViolation, InputError) if isinstance(e, k)), UnicaError)
+        raise kind(f"CA {ca_name!r} did not issue the certificate: {' '.join(str(e).split())}") from None
+    from unica.ca.records import pem
 
-                env[var] = secret(var, "-", "PIN of the CA's token" if opt == "--pin-file" else
-                                  "passphrase of the CA's key file")
-            elif val:
-                args += [opt, val]
-        # the CA's secrets come from env or the --ca-*-file options: the child cannot prompt
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0 or not cert_path.exists():
-            from unica.errors import InputError, PolicyViolation
-
-            msg = (proc.stderr.strip().splitlines() or ["no certificate written"])[-1]
-            msg = msg.removeprefix("unica: error: ").replace(f"CSR {csr_path}", "the request")
-            msg = msg.replace(str(csr_path), "the request").replace(str(cert_path), "the certificate")
-            msg = msg.replace(str(tmp), "(a temporary directory)")
-            # the child's exit status says what kind of failure it was: refused (3), bad input (2)
-            kind = {PolicyViolation.exit_code: PolicyViolation, InputError.exit_code: InputError}.get(
-                proc.returncode, UnicaError)
-            raise kind(f"CA {ca_name!r} did not issue the certificate: {msg}")
-        certs = load_certificate_bytes(read_limited(cert_path, MAX_CERTIFICATE, "issued certificate"),
-                                       "issued certificate")
+    certs = load_certificate_bytes((pem(issued.der) + export_ca(store, ca_name, chain=True)).encode("ascii"),
+                                   "issued certificate")
     # the certificate issued (first; the chain follows) with the import's result
     return import_certificate(token, certs, pin, remove_old=remove_old, path=module_path), certs[0]
 
