@@ -36,6 +36,8 @@ def approve(store, request_id: str, auth, *, key_secrets=None, now=None) -> dict
     if execution is None:
         return decision.request
     request = decision.request
+    from unica.ca import keyapprovals  # noqa: F401 - registers the key.backup / key.restore executors
+
     run = EXECUTORS.get(request["operation"])
     if run is None:  # pragma: no cover - every rule operation has an executor (tests/auth checks)
         return _approvals.finish(store, execution, error=f"no executor for {request['operation']}")

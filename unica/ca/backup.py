@@ -17,13 +17,12 @@ def backup_home(store: Store, out: str | os.PathLike, *, home: Path, profiles_di
                 auth=None, progress: Callable[[str], None] | None = None) -> BackupResult:
     """A consistent copy of the database and the home's configuration in the directory ``out``
     (see :func:`unica.store.backup.write_backup`); audited as ``backup.created``."""
-    params = {"out": str(Path(out).resolve())}  # noqa: F841 - what the operator signs
-    # authorization (the lead's auth contract) goes here, before anything is copied:
-    #     actor = authorize(store, Operation("backup.create", params=params), auth)
-    #     who, extra = actor.audit_actor, actor.audit_details()
-    who, extra = None, {}
-    return write_backup(store, out, home=home, profiles_dir=profiles_dir, actor=who, audit_details=extra,
-                        progress=progress)
+    from unica.auth import Operation, authorized
+
+    params = {"out": str(Path(out).resolve())}  # what the operator signs
+    with authorized(store, Operation("backup.create", params=params), auth) as actor:
+        return write_backup(store, out, home=home, profiles_dir=profiles_dir, actor=actor.audit_actor,
+                            audit_details=actor.audit_details(), progress=progress)
 
 
 def restore_home(directory: str | os.PathLike, *, url: str | None, home: Path, profiles_dir: Path | None = None,

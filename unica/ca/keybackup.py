@@ -164,21 +164,29 @@ def check_backup_request(custodians: list[x509.Certificate], threshold: int, *,
 # --- the parameters an operator signs ---------------------------------------------------------
 
 
-def backup_params(ca_name: str, custodians: list[x509.Certificate], threshold: int) -> dict:
+def backup_params(ca_name: str, custodians: list[x509.Certificate], threshold: int,
+                  out: str | None = None) -> dict:
     """The parameters of ``Operation("key.backup", ca=ca_name, params=...)``: what the operator
-    (and the approvers) sign. JSON-able; custodians by certificate fingerprint, in the order given."""
+    (and the approvers) sign. JSON-able; the custodians' certificates in the order given, and the
+    file to write (``out``: where an approved request writes it)."""
     return {
-        "threshold": threshold,
+        "threshold": threshold, "out": out,
         "custodians": [{"subject": _subject(c), "serial": f"{c.serial_number:x}",
                         "spki_sha256": spki_sha256(c.public_key()),
-                        "fingerprint_sha256": c.fingerprint(_sha256()).hex()} for c in custodians],
+                        "fingerprint_sha256": c.fingerprint(_sha256()).hex(),
+                        "certificate": base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii")}
+                       for c in custodians],
     }
 
 
-def restore_params(backup: "KeyBackup", token: str, label: str) -> dict:
-    """The parameters of ``Operation("key.restore", ca=backup.ca_name, params=...)``."""
+def restore_params(backup: "KeyBackup", token: str, label: str, source: str | None = None,
+                   share_keys: list[str] | None = None) -> dict:
+    """The parameters of ``Operation("key.restore", ca=backup.ca_name, params=...)``: the backup
+    (its SHA-256), the target, and -- for an approved request to run it again -- the file's path
+    and the custodians' card key URIs."""
     return {"backup_id": backup.backup_id, "backup_sha256": backup.sha256, "token": token, "label": label,
-            "ca_fingerprint_sha256": backup.ca_certificate.fingerprint(_sha256()).hex()}
+            "ca_fingerprint_sha256": backup.ca_certificate.fingerprint(_sha256()).hex(),
+            "file": source, "share_keys": list(share_keys) if share_keys is not None else None}
 
 
 def set_key_params(key_uri: str) -> dict:
@@ -343,7 +351,8 @@ def _key_matches(key, public_key) -> bool:
 
 
 def backup_ca_key(store, ca_name: str, custodians: list[x509.Certificate], threshold: int, *,
-                  pin: str | None = None, write=None, auth=None, now: dt.datetime | None = None) -> bytes:
+                  pin: str | None = None, write=None, auth=None, now: dt.datetime | None = None,
+                  out: str | None = None) -> bytes:
     """Back up CA ``ca_name``'s token key to ``custodians`` (M = ``threshold`` of N); return the
     backup file's bytes. ``pin``: the CA token's PIN (else the key URI's pin-source, else
     UNICA_PIN). ``write(data)``, when given, writes the file inside the transaction that records
@@ -356,8 +365,14 @@ def backup_ca_key(store, ca_name: str, custodians: list[x509.Certificate], thres
     custodians = list(custodians)
     when = now or dt.datetime.now(dt.timezone.utc)
     check_backup_request(custodians, threshold, now=when)
-    # --- dual control: authorize(store, Operation("key.backup", ca=ca_name,
-    #     params=backup_params(ca_name, custodians, threshold)), auth) goes here ---
+    from unica.auth import Operation, authorized
+
+    op = Operation("key.backup", ca=ca_name, params=backup_params(ca_name, custodians, threshold, out))
+    with authorized(store, op, auth):
+        return _backup_ca_key(store, ca_name, custodians, threshold, pin=pin, write=write, when=when)
+
+
+def _backup_ca_key(store, ca_name: str, custodians: list, threshold: int, *, pin, write, when) -> bytes:
 
     from unica.hsm.secrets import USER_PIN, resolve_secret
     from unica.hsm.uri import Pkcs11URI, parse_key_uri
@@ -440,7 +455,7 @@ def _key_name(k) -> str:
 
 def restore_ca_key(backup_bytes: bytes, target_token_uri, share_keys: list, *, store=None,
                    label: str | None = None, key_id: bytes | None = None, pin: str | None = None,
-                   auth=None) -> dict:
+                   auth=None, source: str | None = None, share_key_uris: list[str] | None = None) -> dict:
     """Restore the CA key of the backup file ``backup_bytes`` onto the token ``target_token_uri``
     (``pkcs11:token=LABEL...``, a :class:`Pkcs11URI` or a bare label) with the custodians' card keys
     ``share_keys`` (loaded token keys, or key URIs whose PIN is their pin-source or UNICA_PIN).
@@ -456,8 +471,19 @@ def restore_ca_key(backup_bytes: bytes, target_token_uri, share_keys: list, *, s
     backup = load_backup(backup_bytes)
     token = _as_token_uri(target_token_uri)
     label = label or f"ca-{backup.ca_name}"
-    # --- dual control: authorize(store, Operation("key.restore", ca=backup.ca_name,
-    #     params=restore_params(backup, token.token, label)), auth) goes here ---
+    if store is None:
+        if auth is not None:
+            raise InputError("an operator's authority is checked against the CA's database: give store=")
+        return _restore_ca_key(backup, token, label, share_keys, store=None, key_id=key_id, pin=pin)
+    from unica.auth import Operation, authorized
+
+    op = Operation("key.restore", ca=backup.ca_name,
+                   params=restore_params(backup, token.token, label, source, share_key_uris))
+    with authorized(store, op, auth):
+        return _restore_ca_key(backup, token, label, share_keys, store=store, key_id=key_id, pin=pin)
+
+
+def _restore_ca_key(backup, token, label: str, share_keys, *, store, key_id, pin) -> dict:
     share_keys = list(share_keys)
     backup.require_shares(len(share_keys))
     if store is not None:
@@ -538,8 +564,13 @@ def set_ca_key(store, ca_name: str, key_uri: str, *, pin: str | None = None, pas
                auth=None) -> dict:
     """Point CA ``ca_name`` at the key ``key_uri`` (a restored key), after checking that the key
     signs what the CA certificate's public key verifies; audited as ``ca.key_changed``."""
-    # --- dual control: authorize(store, Operation("ca.set", ca=ca_name, params=set_key_params(key_uri)), auth)
-    #     goes here ---
+    from unica.auth import Operation, authorized
+
+    with authorized(store, Operation("ca.set", ca=ca_name, params=set_key_params(key_uri)), auth):
+        return _set_ca_key(store, ca_name, key_uri, pin=pin, passphrase=passphrase)
+
+
+def _set_ca_key(store, ca_name: str, key_uri: str, *, pin, passphrase) -> dict:
     from unica.hsm import load_key
     from unica.hsm.uri import parse_key_uri
     from unica.store.cas import get_ca_row

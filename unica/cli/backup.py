@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from unica.cli.acting import as_option, operator_auth
+
 from unica.cli.ca import db_option
 from unica.cli.common import emit_json, json_option, show_fields
 
@@ -25,6 +27,7 @@ def _warn(message: str) -> None:
 @click.command("backup")
 @click.option("--out", "out", required=True, metavar="DIR",
               help="A new or empty directory for the backup (created if missing, mode 0700).")
+@as_option
 @db_option
 @json_option
 def backup_cmd(out, db, as_json) -> None:
@@ -39,6 +42,7 @@ def backup_cmd(out, db, as_json) -> None:
     \b
     Examples:
       unica backup --out /srv/backup/unica-2026-11-29
+      unica backup --out /srv/backup/unica-2026-11-29 --as 'pkcs11:token=card-alice;object=operator'
       unica backup --out /srv/backup/nightly --db postgresql://unica@db.example.cn/unica
     """
     from unica.ca.backup import backup_home
@@ -48,7 +52,8 @@ def backup_cmd(out, db, as_json) -> None:
     cfg = load_config()
     store = _store(db)
     try:
-        r = backup_home(store, out, home=cfg.home, profiles_dir=cfg.profiles_dir, progress=_say())
+        r = backup_home(store, out, home=cfg.home, profiles_dir=cfg.profiles_dir, progress=_say(),
+                        auth=operator_auth())
     finally:
         store.dispose()
     if as_json:

@@ -3,8 +3,11 @@ to M-of-N custodians and restore it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import _store, db_option
 from unica.cli.common import (emit_json, json_option, key_secrets, module_option, passphrase_file_option,
                               pin_file_option, show_fields, table, user_pin)
@@ -89,6 +92,7 @@ def key_list(token: str, module_path, pin_file, as_json: bool) -> None:
               help="How many custodians must come together to restore (2 to the number of custodians).")
 @click.option("--out", required=True, metavar="FILE",
               help="The backup file to write (it holds no secret in the clear).")
+@as_option
 @pin_file_option
 @db_option
 @json_option
@@ -113,8 +117,8 @@ def key_backup(ca_name, custodians, threshold, out, pin_file, db, as_json) -> No
 
     key_uri = ca_info(store, ca_name)["key_uri"]
     pin = key_secrets(key_uri, pin_file, None).get("pin") if key_uri.startswith("pkcs11:") else None
-    data = backup_ca_key(store, ca_name, certs, threshold, pin=pin,
-                         write=lambda d: write_atomic(out, d, what="--out"))
+    data = backup_ca_key(store, ca_name, certs, threshold, pin=pin, out=str(Path(out).resolve()),
+                         write=lambda d: write_atomic(out, d, what="--out"), auth=operator_auth())
     from unica.ca.keybackup import load_backup
 
     summary = load_backup(data).summary()
@@ -134,6 +138,7 @@ def key_backup(ca_name, custodians, threshold, out, pin_file, db, as_json) -> No
               help="A custodian's card key (pkcs11:...; its PIN: pin-source in the URI, else UNICA_PIN, "
                    "else a prompt naming the card); once per custodian present.")
 @click.option("--label", default=None, metavar="LABEL", help="Label of the restored key (default ca-NAME).")
+@as_option
 @module_option
 @pin_file_option
 @db_option
@@ -163,7 +168,8 @@ def key_restore(file, token, share_keys, label, module_path, pin_file, db, as_js
     target = Pkcs11URI(token=token, module_path=module_path)
     target_pin = user_pin(pin_file, token)
     keys = [load_key(uri, **key_secrets(uri, None, None)) for uri in dict.fromkeys(share_keys)]
-    result = restore_ca_key(data, target, keys, store=store, label=label, pin=target_pin)
+    result = restore_ca_key(data, target, keys, store=store, label=label, pin=target_pin, auth=operator_auth(),
+                            source=str(Path(file).resolve()), share_key_uris=list(dict.fromkeys(share_keys)))
     if as_json:
         emit_json(result)
         return

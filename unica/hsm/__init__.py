@@ -74,10 +74,11 @@ def load_key(uri: str | KeyURI, *, pin: str | None = None, passphrase: str | Non
 
 
 def generate_key(uri: str | KeyURI, key_type: str | KeyType, *, pin: str | None = None,
-                 passphrase: str | None = None, backup_allowed: bool = False):
+                 passphrase: str | None = None, backup_allowed: bool = False, key_agreement: bool = False):
     """Generate a new key where ``uri`` says (on the token, or an encrypted file) and return it.
 
-    ``backup_allowed`` (token keys only): sensitive but wrappable, for ``unica key backup``."""
+    ``backup_allowed`` (token keys only): sensitive but wrappable, for ``unica key backup``;
+    ``key_agreement`` (EC token keys): also ECDH on the token (a custodian's card key)."""
     u = _as_uri(uri)
     kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
     if isinstance(u, FileURI):
@@ -90,7 +91,7 @@ def generate_key(uri: str | KeyURI, key_type: str | KeyType, *, pin: str | None 
         return generate_file_key(u.path, kt, resolve_secret(PASSPHRASE, value=passphrase, what="key passphrase"))
     from unica.hsm.pkcs11 import generate_token_key
 
-    return generate_token_key(u, kt, _pin_for(u, pin), backup_allowed=backup_allowed)
+    return generate_token_key(u, kt, _pin_for(u, pin), backup_allowed=backup_allowed, key_agreement=key_agreement)
 
 
 def key_info(key, uri: str | KeyURI | None = None) -> KeyInfo:

@@ -46,12 +46,13 @@ def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
 
 
 def keygen(token: str, label: str, key_type: str | KeyType, pin: str, *, key_id: bytes | None = None,
-           module_path: str | None = None):
-    """Generate a key pair on ``token``: sensitive, never extractable, CKA_ID = key identifier."""
+           module_path: str | None = None, key_agreement: bool = False):
+    """Generate a key pair on ``token``: sensitive, never extractable, CKA_ID = key identifier;
+    ``key_agreement``: also ECDH on the card (a certificate with keyAgreement, e.g. an operator's)."""
     if not label:
         raise InputError("a token key needs a label")
     uri = Pkcs11URI(token=token, object=label, id=key_id, module_path=module_path)
-    return generate_key(uri, key_type, pin=pin)
+    return generate_key(uri, key_type, pin=pin, key_agreement=key_agreement)
 
 
 @dataclass(frozen=True)

@@ -418,11 +418,15 @@ def _describe(uri: Pkcs11URI) -> str:
     return " and ".join(bits) or "(no label or id given)"
 
 
-def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_allowed: bool = False) -> "TokenKey":
+def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_allowed: bool = False,
+                       key_agreement: bool = False) -> "TokenKey":
     """Generate a key pair on the token: private key sensitive, never extractable, with CKA_ID.
 
     ``backup_allowed``: the private key is extractable (still sensitive): the token wraps it under
     another key (``unica key backup``) but never reveals it in plaintext.
+
+    ``key_agreement`` (EC keys): the key also does ECDH on the token (CKA_DERIVE): an operator's
+    card key that opens a key-backup share as a custodian.
 
     The CKA_ID is the URI's ``id``, or else the key identifier (SHA-1 of the public key),
     which is also what a certificate for it carries as subject key identifier.
@@ -442,7 +446,7 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
         priv_t = {
             Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: bool(backup_allowed), Attribute.SIGN: True, Attribute.DECRYPT: False,
-            Attribute.UNWRAP: False, Attribute.DERIVE: False,
+            Attribute.UNWRAP: False, Attribute.DERIVE: bool(key_agreement and key_type.is_ec),
             Attribute.LABEL: uri.object, Attribute.ID: temp_id,
         }
         pub_t = {
