@@ -45,6 +45,25 @@ def assert_refused(j: JointCA, p, *words: str) -> None:
         assert w in lines[0], (w, lines[0])
 
 
+def test_revoking_the_ca_above_every_admin_is_refused(joint):
+    """Revoking a CA ends the authority of the operators whose certificates it issued: when that
+    is every admin, ca revoke is refused (like disabling the last admin), nothing changed."""
+    j = joint
+    j.ok("ca", "create-sub", "ops", "--parent", "root", *SUB, "--token", j.hsm, who="alice")
+    j.init_token(f"{j.tag}-frank")  # frank's card: j.card("frank")
+    p = j.ok("token", "enroll", "--token", f"{j.tag}-frank", "--label", "operator", "--key-type", "ec-p256",
+             "--subject", "C=CN,O=Port Joint CA,CN=Frank", "--ca", "ops", "--profile", "operator", "--json",
+             who="alice")
+    pem = j.dir / "frank.pem"
+    j.ok("cert", "export", json.loads(p.stdout)["serial"], "--ca", "ops", "--out", str(pem))
+    j.ok("operator", "add", "frank", "--role", "admin", "--cert", str(pem), who="alice")
+    j.ok("operator", "disable", "alice", who="frank")
+    before = counts(j)
+    assert_refused(j, j.run("ca", "revoke", "ops", "--reason", "superseded", who="frank"), "every admin", "frank")
+    assert counts(j) == before
+    assert j.sql("SELECT status FROM cas WHERE name = 'ops'") == [("active",)]
+
+
 def profile_file(j: JointCA, name: str, description: str = "Customs signing") -> tuple:
     """An operator profile file NAME.toml: the enterprise-sign template with another description."""
     text = j.ok("profile", "show", "enterprise-sign").stdout

@@ -610,10 +610,38 @@ def revoke_ca(store, name: str, reason: str = "unspecified", *, invalidity_date:
         serial = x509.load_der_x509_certificate(row.cert_der).serial_number
     params = {"reason": reason_v, "invalidity_date": invalidity_date.isoformat() if invalidity_date else None}
     with _authorized(store, Operation("ca.revoke", ca=name, params=params), auth):
+        with store.read() as s:
+            admins, outside = _admins_outside(s, get_ca_row(s, name).id)
+        if admins and not outside:  # like disabling the last admin: nobody could act any more
+            raise PolicyViolation(f"revoking CA {name!r} would end the authority of every admin (the certificates "
+                                  f"of {', '.join(admins)} are issued under it): add an admin whose certificate "
+                                  f"another CA issued first")
         state = revoke(store, serial, ca=parent, reason=reason_v, invalidity_date=invalidity_date)
     if state.sub_ca != name:  # pragma: no cover - revoke marks the CA whose certificate it is
         raise StoreError(f"revoking certificate {state.serial_hex} of CA {parent!r} did not mark CA {name!r} revoked")
     return {**ca_info(store, name), "revocation": state.to_dict()}
+
+
+def _admins_outside(session, ca_id: int) -> tuple[list[str], list[str]]:
+    """The active admins, and those of them whose certificate is not issued under CA ``ca_id``
+    (an operator's authority ends with a revoked CA above their certificate)."""
+    from sqlalchemy import select
+
+    from unica.store import models as m
+
+    admins, outside = [], []
+    for op in session.scalars(select(m.Operator).where(m.Operator.status == "active").order_by(m.Operator.name)):
+        if "admin" not in (op.roles or ()):
+            continue
+        admins.append(op.name)
+        above, cid = set(), op.issuer_ca_id
+        while cid is not None and cid not in above:
+            above.add(cid)
+            ca = session.get(m.CA, cid)
+            cid = ca.parent_id if ca is not None else None
+        if ca_id not in above:
+            outside.append(op.name)
+    return admins, outside
 
 
 __all__ = ["KeySpec", "CASettings", "create_root", "create_sub", "create_external_sub", "import_cert",
