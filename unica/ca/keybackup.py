@@ -3,8 +3,9 @@
 Backup (:func:`backup_ca_key`):
 
 1. a fresh AES-256 key-encryption key (KEK) from ``os.urandom``;
-2. the CA private key wrapped with it *on the token* (``CKM_AES_KEY_WRAP_PAD``; the KEK is a
-   session object there). Only a key generated with ``--backup-allowed`` (sensitive, extractable)
+2. the CA private key wrapped with it *on the token* (RFC 5649, recorded as ``"algorithm":
+   "rfc5649"``, with the module's mechanism for it: SoftHSM2's ``CKM_AES_KEY_WRAP_PAD``, NSS's
+   ``CKM_AES_KEY_WRAP_KWP``, see :mod:`unica.hsm.wrap`; the KEK is a session object there). Only a key generated with ``--backup-allowed`` (sensitive, extractable)
    can be wrapped; the token refuses any other (:class:`~unica.errors.KeyNotExtractable`);
 3. the KEK split M-of-N with Shamir's scheme (pycryptodome, GF(2^128): the two 16-byte halves
    with the same share indices);
@@ -217,6 +218,7 @@ class KeyBackup:
     threshold: int
     custodians: tuple[Custodian, ...]
     sha256: str  # of the file's bytes
+    wrap_algorithm: str = "rfc5649"  # version 1 files before it was recorded: SoftHSM2's _PAD, RFC 5649
 
     @property
     def total(self) -> int:
@@ -272,7 +274,8 @@ def load_backup(data: bytes) -> KeyBackup:
             backup_id=str(doc["backup_id"]), created_at=created, ca_name=str(ca["name"]), ca_certificate=cert,
             key_type=str(doc["key_type"]), wrap_mechanism=str(doc["wrap"]["mechanism"]),
             wrapped_key=base64.b64decode(doc["wrap"]["wrapped_key"], validate=True), threshold=threshold,
-            custodians=custodians, sha256=hashlib.sha256(data).hexdigest())
+            custodians=custodians, sha256=hashlib.sha256(data).hexdigest(),
+            wrap_algorithm=str(doc["wrap"].get("algorithm", "rfc5649")))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise bad(f"{type(e).__name__} {e}") from None
     if not isinstance(threshold, int) or not 2 <= threshold <= len(custodians) or doc.get("custodians_total") != \
@@ -280,8 +283,11 @@ def load_backup(data: bytes) -> KeyBackup:
         raise bad("threshold and custodian count do not agree")
     if created.tzinfo is None:
         raise bad("created_at has no time zone")
-    if backup.wrap_mechanism != "CKM_AES_KEY_WRAP_PAD":
-        raise MalformedInput(f"CA key backup file: unknown wrap mechanism {backup.wrap_mechanism!r}")
+    # the mechanism is the source module's name for RFC 5649 (SoftHSM2: _PAD, NSS: _KWP)
+    if backup.wrap_mechanism not in ("CKM_AES_KEY_WRAP_PAD", "CKM_AES_KEY_WRAP_KWP") or \
+            backup.wrap_algorithm != "rfc5649":
+        raise MalformedInput(f"CA key backup file: unknown wrap mechanism {backup.wrap_mechanism!r} "
+                             f"(algorithm {backup.wrap_algorithm!r}; unica reads rfc5649)")
     try:
         uuid.UUID(hex=backup.backup_id)
     except ValueError:
@@ -368,15 +374,35 @@ def backup_ca_key(store, ca_name: str, custodians: list[x509.Certificate], thres
     from unica.auth import Operation, authorized
 
     op = Operation("key.backup", ca=ca_name, params=backup_params(ca_name, custodians, threshold, out))
-    with authorized(store, op, auth):
+    with authorized(store, op, auth) as actor:
+        if actor.is_operator:
+            _check_custodians_are_operators(store, custodians)
         return _backup_ca_key(store, ca_name, custodians, threshold, pin=pin, write=write, when=when)
+
+
+def _check_custodians_are_operators(store, custodians: list) -> None:
+    """Once operators exist, every custodian is an active operator with the custodian role, and the
+    certificate given is that operator's card certificate."""
+    from sqlalchemy import select
+
+    from unica.store import models as m
+
+    with store.read() as s:
+        for c in custodians:
+            spki = spki_sha256(c.public_key())
+            row = s.scalars(select(m.Operator).where(m.Operator.spki_sha256 == spki)).first()
+            who = _subject(c)
+            if row is None:
+                raise KeyBackupRefused(f"custodian {who} is not an operator (add them with --role custodian)")
+            if row.status != "active" or "custodian" not in (row.roles or ()):
+                raise KeyBackupRefused(f"operator {row.name} ({who}) is not an active custodian")
 
 
 def _backup_ca_key(store, ca_name: str, custodians: list, threshold: int, *, pin, write, when) -> bytes:
 
     from unica.hsm.secrets import USER_PIN, resolve_secret
     from unica.hsm.uri import Pkcs11URI, parse_key_uri
-    from unica.hsm.wrap import WRAP_MECHANISM, wrap_private_key
+    from unica.hsm.wrap import WRAP_ALGORITHM, wrap_private_key_rfc5649
     from unica.store.cas import get_ca_row
 
     with store.read() as s:
@@ -392,7 +418,7 @@ def _backup_ca_key(store, ca_name: str, custodians: list, threshold: int, *, pin
     token_pin = resolve_secret(USER_PIN, value=pin, file=uri.pin_source, what="token PIN")
 
     kek = os.urandom(32)
-    wrapped = wrap_private_key(uri, token_pin, kek)
+    wrapped, mechanism = wrap_private_key_rfc5649(uri, token_pin, kek)
     backup_id = uuid.uuid4()
     shares = _split(kek, threshold, len(custodians))
     del kek
@@ -409,7 +435,7 @@ def _backup_ca_key(store, ca_name: str, custodians: list, threshold: int, *, pin
         "ca": {"name": ca_name, "certificate_pem": ca_cert.public_bytes(Encoding.PEM).decode("ascii"),
                "key_uri": str(uri.with_(pin_source=None))},
         "key_type": key_type_of(ca_cert.public_key()),
-        "wrap": {"mechanism": WRAP_MECHANISM, "kek_scheme": "AES-256, split M-of-N (Shamir, GF(2^128), two halves)",
+        "wrap": {"mechanism": mechanism, "algorithm": WRAP_ALGORITHM, "kek_scheme": "AES-256, split M-of-N (Shamir, GF(2^128), two halves)",
                  "wrapped_key": base64.b64encode(wrapped).decode("ascii")},
         "threshold": threshold, "custodians_total": len(entries),
         "custodians": [e.to_dict() for e in entries],
@@ -519,7 +545,8 @@ def _restore_ca_key(backup, token, label: str, share_keys, *, store, key_id, pin
     kek = _combine([(i, s) for _, i, s in used.values()])
     ca_pub = backup.ca_certificate.public_key()
     token_pin = resolve_secret(USER_PIN, value=pin, file=token.pin_source, what="token PIN")
-    uri = unwrap_private_key(token, token_pin, kek, backup.wrapped_key, ca_pub, label=label, key_id=key_id)
+    uri = unwrap_private_key(token, token_pin, kek, backup.wrapped_key, ca_pub, label=label, key_id=key_id,
+                             algorithm=backup.wrap_algorithm)
     del kek
     from unica.hsm import load_key
 
