@@ -128,3 +128,15 @@ def test_office_listing_and_show(joint):
     p = j.run("office", "add", "bad", "--ca", "nope", "--profile", "enterprise-sign", who="alice")
     assert p.returncode == 2
     assert_one_line_error(p, "no CA 'nope'")
+
+
+def test_init_over_a_database_with_operators_is_an_admins(joint):
+    j = joint
+    p = j.run("init")
+    assert p.returncode == 3
+    assert_one_line_error(p, "needs an authenticated operator")
+    p = j.run("init", who="bob")
+    assert p.returncode == 3
+    j.ok("init", who="alice")
+    (actor, _), = _audit(j, "home.initialised")[-1:]
+    assert actor.startswith("alice (operator ")

@@ -75,6 +75,8 @@ CASES = {  # profile -> (subject, SANs) it accepts
     "enterprise-auth": (FULL, [x509.DNSName("trade.example.cn"), x509.RFC822Name("it@trade.example.cn")]),
     "enterprise-sign": (FULL, []),
     "ocsp-signer": (_name((NameOID.COMMON_NAME, "OCSP signer")), []),
+    "operator": (_name((NameOID.COUNTRY_NAME, "CN"), (NameOID.ORGANIZATION_NAME, "Port"),
+                       (NameOID.COMMON_NAME, "Operator Zhao")), [x509.RFC822Name("zhao@port.example.cn")]),
     "root-ca": (_name((NameOID.COUNTRY_NAME, "CN"), (NameOID.ORGANIZATION_NAME, "Port"),
                       (NameOID.COMMON_NAME, "Root")), []),
     "sub-ca": (_name((NameOID.COUNTRY_NAME, "CN"), (NameOID.ORGANIZATION_NAME, "Port"),

@@ -32,7 +32,7 @@ def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
 def test_builtins_load_and_say_what_the_issue_asks():
     names = set(builtin_names())
     assert names == {"root-ca", "sub-ca", "enterprise-sign", "enterprise-auth", "agency-sign", "tls-server",
-                     "ocsp-signer", "timestamping"}
+                     "ocsp-signer", "timestamping", "operator"}
     es = get_profile("enterprise-sign", Path("/nonexistent"))
     assert es.key_usage == ("digitalSignature", "nonRepudiation") and es.subject.uscc == "required"
     # issue #11 item 5: clientAuth + emailProtection, what NSS (pdfsig, certutil -u S) and OpenSSL's
@@ -44,6 +44,10 @@ def test_builtins_load_and_say_what_the_issue_asks():
     assert ocsp.ocsp_nocheck and ocsp.extended_key_usage == ("1.3.6.1.5.5.7.3.9",)
     ts = get_profile("timestamping", Path("/x"))
     assert ts.extended_key_usage_critical and ts.extended_key_usage == ("1.3.6.1.5.5.7.3.8",)
+    # issue #12: an operator's card signs requests and, as a custodian, opens key-backup shares (ECDH)
+    op = get_profile("operator", Path("/x"))
+    assert op.key_usage == ("digitalSignature", "keyAgreement") and op.extended_key_usage == ("1.3.6.1.5.5.7.3.2",)
+    assert set(op.key_types) == {"ec-p256", "ec-p384"}
     root, sub = get_profile("root-ca", Path("/x")), get_profile("sub-ca", Path("/x"))
     assert root.is_ca and root.path_length is None and not root.crl_distribution_points
     assert sub.is_ca and sub.path_length == 0

@@ -85,6 +85,7 @@ def _show_ca(info: dict, as_json: bool) -> None:
 @click.option("--new-audit-chain", is_flag=True,
               help="Initialise over an existing empty (0-byte) SQLite file: a new database and audit chain "
                    "(recorded in the audit log). Without it, init refuses such a file.")
+@as_option
 def init_cmd(db, new_audit_chain) -> None:
     """Create UNICA_HOME (config.toml, profiles/, keys/) and the database, or migrate it.
 
@@ -96,6 +97,7 @@ def init_cmd(db, new_audit_chain) -> None:
     Examples:
       unica init
       unica init --db postgresql://unica@db.example.cn/unica
+      unica init --as 'pkcs11:token=card-alice;object=operator'    # migrate a home with operators
     """
     from unica.config import db_url, home, write_default_config
     from unica.errors import StoreError
@@ -108,14 +110,17 @@ def init_cmd(db, new_audit_chain) -> None:
         raise StoreError(f"the database {url} exists and is empty (0 bytes): if it was a unica database, "
                          f"its CAs' records and audit chain are lost while their keys remain -- restore it from a "
                          f"backup; to start a new database and audit chain in it: unica init --new-audit-chain")
-    cfg = write_default_config(h)
-    store = _store(db, create=True)
-    shown = store.engine.url.render_as_string(hide_password=True)  # the URL, never a password
-    details = {"home": str(h.resolve()), "db": shown}
-    if found == INIT_EMPTY_FILE:
-        details["new_audit_chain"] = "over an existing empty (0-byte) database file (--new-audit-chain)"
-    with store.write() as s:
-        store.audit(s, "home.initialised", details=details)
+    from unica.ca.home import init_authorized
+
+    with init_authorized(url, operator_auth()):  # over a database with operators: an admin's (home.init)
+        cfg = write_default_config(h)
+        store = _store(db, create=True)
+        shown = store.engine.url.render_as_string(hide_password=True)  # the URL, never a password
+        details = {"home": str(h.resolve()), "db": shown}
+        if found == INIT_EMPTY_FILE:
+            details["new_audit_chain"] = "over an existing empty (0-byte) database file (--new-audit-chain)"
+        with store.write() as s:
+            store.audit(s, "home.initialised", details=details)
     click.echo(f"unica home {h.resolve()}: config {cfg.name}, profiles/, keys/; database {shown} ready")
 
 
