@@ -5,8 +5,9 @@ Backup (:func:`backup_ca_key`):
 1. a fresh AES-256 key-encryption key (KEK) from ``os.urandom``;
 2. the CA private key wrapped with it *on the token* (RFC 5649, recorded as ``"algorithm":
    "rfc5649"``, with the module's mechanism for it: SoftHSM2's ``CKM_AES_KEY_WRAP_PAD``, NSS's
-   ``CKM_AES_KEY_WRAP_KWP``, see :mod:`unica.hsm.wrap`; the KEK is a session object there). Only a key generated with ``--backup-allowed`` (sensitive, extractable)
-   can be wrapped; the token refuses any other (:class:`~unica.errors.KeyNotExtractable`);
+   ``CKM_AES_KEY_WRAP_KWP``, see :mod:`unica.hsm.wrap`; the KEK is a session object there).
+   Only a key generated with ``--backup-allowed`` (sensitive, extractable) can be wrapped; the
+   token refuses any other (:class:`~unica.errors.KeyNotExtractable`);
 3. the KEK split M-of-N with Shamir's scheme (pycryptodome, GF(2^128): the two 16-byte halves
    with the same share indices);
 4. each share encrypted to one custodian's card certificate (CMS EnvelopedData, ECDH:
@@ -435,7 +436,8 @@ def _backup_ca_key(store, ca_name: str, custodians: list, threshold: int, *, pin
         "ca": {"name": ca_name, "certificate_pem": ca_cert.public_bytes(Encoding.PEM).decode("ascii"),
                "key_uri": str(uri.with_(pin_source=None))},
         "key_type": key_type_of(ca_cert.public_key()),
-        "wrap": {"mechanism": mechanism, "algorithm": WRAP_ALGORITHM, "kek_scheme": "AES-256, split M-of-N (Shamir, GF(2^128), two halves)",
+        "wrap": {"mechanism": mechanism, "algorithm": WRAP_ALGORITHM,
+                 "kek_scheme": "AES-256, split M-of-N (Shamir, GF(2^128), two halves)",
                  "wrapped_key": base64.b64encode(wrapped).decode("ascii")},
         "threshold": threshold, "custodians_total": len(entries),
         "custodians": [e.to_dict() for e in entries],
