@@ -19,11 +19,10 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 
-from cryptography import x509
 from sqlalchemy import select
 
-from unica.auth.guard import (ApprovedExecution, Actor, actor_of, check_proof, describe, refuse, scope_problem,
-                              _prove)
+from unica.auth.guard import (ApprovedExecution, Actor, actor_of, check_proof, describe, operator_public_key,
+                              refuse, scope_problem, _prove)
 from unica.auth.operation import PERMITTED, Operation
 from unica.auth.proof import signed_message, signature_ok
 from unica.errors import InputError, NotAuthorized
@@ -182,7 +181,7 @@ def executing_actor(store: Store, op: Operation, auth: ApprovedExecution, now: d
         names = []
         for a, o in approvals:
             purpose = "request" if a.decision == "request" else f"approve:{row.id}"
-            pub = x509.load_der_x509_certificate(o.cert_der).public_key()
+            pub = operator_public_key(o.cert_der)
             if not signature_ok(pub, a.signature, signed_message(purpose, row.digest, a.nonce, a.signed_at)):
                 raise refuse(store, op, f"operator {o.name}'s signature on request {row.id} does not verify")
             names.append(describe(o))

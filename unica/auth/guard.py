@@ -26,7 +26,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from cryptography import x509
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 
@@ -126,17 +125,18 @@ def certificate_problem(session, row: m.Operator, now: dt.datetime) -> str | Non
     (:func:`unica.auth.operators.admit_certificate`); what can change since is time and
     revocation, checked here on every action: the certificate and every CA above it must be
     within their validity, and none of them revoked or on hold in this database."""
-    cert = x509.load_der_x509_certificate(row.cert_der)
-    if now < cert.not_valid_before_utc:
-        return f"operator {row.name}'s certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z"
-    if now > cert.not_valid_after_utc:
-        return f"operator {row.name}'s certificate expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z"
     if row.issuer_ca_id is None:
         return f"operator {row.name}'s certificate was not issued by a CA of this database"
-    stored = session.execute(select(m.Certificate.status).where(
-        m.Certificate.ca_id == row.issuer_ca_id, m.Certificate.serial == row.serial)).scalar()
-    if stored is None:
+    # the certificate's row as the CA recorded it (its validity is the certificate's own)
+    found = session.execute(select(m.Certificate.status, m.Certificate.not_before, m.Certificate.not_after).where(
+        m.Certificate.ca_id == row.issuer_ca_id, m.Certificate.serial == row.serial)).first()
+    if found is None:
         return f"operator {row.name}'s certificate (serial {row.serial}) is not in this database"
+    stored, not_before, not_after = found
+    if now < not_before:
+        return f"operator {row.name}'s certificate is not valid before {not_before:%Y-%m-%d %H:%M}Z"
+    if now > not_after:
+        return f"operator {row.name}'s certificate expired at {not_after:%Y-%m-%d %H:%M}Z"
     if stored in ("revoked", "hold"):
         return f"operator {row.name}'s certificate (serial {row.serial}) is {'on hold' if stored == 'hold' else 'revoked'}"
     if stored != "valid":
@@ -180,6 +180,29 @@ def _prove(auth, purpose: str, digest: str) -> Proof:
     raise TypeError(f"auth must be an OperatorSigner, a Proof or None, not {type(auth).__name__}")
 
 
+#: SubjectPublicKeyInfo prefixes of the EC keys an operator's card holds (named curve, uncompressed point)
+_EC_SPKI = {bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"): "secp256r1",
+            bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"): "secp384r1"}
+
+
+def operator_public_key(cert_der: bytes):
+    """The public key of an operator certificate. The usual card key (EC P-256 / P-384) is read
+    straight from the DER (an operator's every action checks one signature: without loading
+    the X.509 machinery); anything else through cryptography's certificate parser."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from unica.der import cert_fields
+
+    spki = cert_fields(cert_der)["spki"]
+    for prefix, curve in _EC_SPKI.items():
+        if spki.startswith(prefix):
+            return ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1() if curve == "secp256r1" else ec.SECP384R1(), spki[len(prefix):])
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(cert_der).public_key()
+
+
 def check_proof(session, proof: Proof, purpose: str, digest: str, now: dt.datetime) -> tuple[m.Operator | None, str | None]:
     """The operator a proof comes from, or why it is refused. Records the nonce (in ``session``)."""
     row = session.scalars(select(m.Operator).where(m.Operator.spki_sha256 == proof.spki_sha256)).first()
@@ -192,8 +215,7 @@ def check_proof(session, proof: Proof, purpose: str, digest: str, now: dt.dateti
         return row, problem
     if proof.purpose != purpose or proof.digest != digest:
         return row, f"operator {row.name}'s signature is for another request"
-    cert = x509.load_der_x509_certificate(row.cert_der)
-    if not signature_ok(cert.public_key(), proof.signature, proof.message()):
+    if not signature_ok(operator_public_key(row.cert_der), proof.signature, proof.message()):
         return row, f"operator {row.name}'s signature does not verify with the operator's certificate"
     if proof.at.tzinfo is None or abs(proof.at - now) > MAX_SKEW:
         return row, f"operator {row.name}'s signature is not fresh (made {proof.at:%Y-%m-%d %H:%M:%S}Z)"

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 #: how far a signature's time may be from the checker's clock
@@ -50,8 +50,23 @@ class Proof:
         return signed_message(self.purpose, self.digest, self.nonce, self.at)
 
 
+#: SubjectPublicKeyInfo prefixes of named-curve EC keys (uncompressed point follows)
+_EC_SPKI_PREFIX = {"secp256r1": bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"),
+                   "secp384r1": bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200")}
+
+
 def spki_sha256_of(public_key) -> str:
+    """SHA-256 (hex) of the key's DER SubjectPublicKeyInfo: how an operator's card key is found.
+    A P-256 / P-384 key's SPKI is built from its point (no serialization machinery to load on
+    every operator action)."""
     import hashlib
+
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in _EC_SPKI_PREFIX:
+        n = (public_key.curve.key_size + 7) // 8
+        nums = public_key.public_numbers()
+        point = b"\x04" + nums.x.to_bytes(n, "big") + nums.y.to_bytes(n, "big")
+        return hashlib.sha256(_EC_SPKI_PREFIX[public_key.curve.name] + point).hexdigest()
+    from cryptography.hazmat.primitives import serialization
 
     return hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()

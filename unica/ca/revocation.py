@@ -46,9 +46,9 @@ DEFAULT_DELTA_VALIDITY = dt.timedelta(days=1)
 
 
 def get_ca_row(session, name: str) -> m.CA:
-    """The CA row named ``name`` (the CA services are imported on use: ``unica revoke SERIAL``
-    without --ca starts without them)."""
-    from unica.ca.records import get_ca_row as _get
+    """The CA row named ``name`` (from :mod:`unica.store.cas`: looking a CA up loads no certificate
+    code, so ``unica revoke SERIAL --ca NAME`` starts as fast as without --ca)."""
+    from unica.store.cas import get_ca_row as _get
 
     return _get(session, name)
 
