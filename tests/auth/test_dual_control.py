@@ -171,3 +171,19 @@ def test_two_processes_approving_at_once_execute_once(joint_any, needed):
             assert codes == [0, 3], results
         else:
             assert codes == [0, 0], results
+
+
+def test_a_revoked_operator_cannot_approve(joint):
+    """An operator's revoked certificate ends their authority at once: their approval is refused."""
+    j = joint
+    _officers(j, "carol")
+    j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
+    rid = _issue_request(j)
+    carol_serial = j.sql("SELECT serial FROM operators WHERE name='carol'")[0][0]
+    j.ok("cert", "revoke", carol_serial, "--ca", "root", "--reason", "keyCompromise", who="alice")
+    before = _certs(j)
+    p = j.run("approval", "approve", rid, who="carol")
+    assert p.returncode == 3
+    assert_one_line_error(p, "revoked")
+    assert _certs(j) == before
+    assert json.loads(j.ok("approval", "show", rid, "--json").stdout)["status"] == "pending"

@@ -107,3 +107,24 @@ def test_no_operator_no_check(tmp_path, monkeypatch):
     assert not actor.is_operator and actor.audit_actor is None
     assert authorize(store, Operation("operator.add"), None).bootstrap
     store.dispose()
+
+
+def test_an_approval_signed_by_another_key_is_refused(lib):
+    """An approval that claims carol's card but was signed by bob's key (same request, same digest)."""
+    j, store = lib
+    j.ok("operator", "add", "carol", "--role", "ra-officer", "--office", "customs", "--cert", str(j.certs["carol"]),
+         who="alice")
+    j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
+    bob, carol = OperatorSigner(j.card("bob")), OperatorSigner(j.card("carol"))
+    with pytest.raises(ApprovalPending) as e:
+        authorize(store, _op(requester="forged"), bob)
+    rid = e.value.request_id
+    from unica.store import models as m
+
+    with store.read() as s:
+        digest = s.get(m.ApprovalRequest, rid).digest
+    forged = dataclasses.replace(bob.prove(f"approve:{rid}", digest), spki_sha256=carol.spki_sha256())
+    with pytest.raises(NotAuthorized, match="does not verify"):
+        decide(store, rid, forged, "approve")
+    with store.read() as s:
+        assert s.get(m.ApprovalRequest, rid).status == "pending"
