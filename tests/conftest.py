@@ -53,6 +53,18 @@ def pytest_configure(config: pytest.Config) -> None:
             softhsm_init_token(label)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Tests marked ``slow`` (the long variants: repeats, the other database, the 10,000-chain
+    differential run) are skipped unless asked for: ``-m slow`` or ``UNICA_SLOW_TESTS=1``. CI runs
+    the rest; docs/testing.md lists the slow ones and when they are run."""
+    if "slow" in (config.getoption("-m") or "") or os.environ.get("UNICA_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow or UNICA_SLOW_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
 

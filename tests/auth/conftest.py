@@ -185,9 +185,10 @@ def joint(tmp_path, _joint_template) -> JointCA:
     return copy_joint_ca(_joint_template, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def joint_any(request, tmp_path, _joint_template) -> JointCA:
-    """:func:`joint` on SQLite and on PostgreSQL (built afresh in a new database)."""
+    """:func:`joint` on SQLite and on PostgreSQL (built afresh in a new database: slow, so the
+    PostgreSQL variants run with ``-m slow``; CI runs the quorum race on PostgreSQL, below)."""
     if request.param == "sqlite":
         return copy_joint_ca(_joint_template, tmp_path)
     return bootstrap(build_joint_ca(tmp_path, db=fresh_pg_database(request.getfixturevalue("pg_url"))))

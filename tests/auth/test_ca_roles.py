@@ -116,7 +116,7 @@ def test_admin_creates_sets_and_revokes_a_sub_ca(joint):
     assert p.returncode != 0
 
 
-@pytest.mark.parametrize("role", ["ra-officer", "auditor", None])
+@pytest.mark.parametrize("role", ["ra-officer", pytest.param("auditor", marks=pytest.mark.slow), None])
 def test_others_are_refused_the_ca_side(joint, role):
     """An ra-officer (bob), an auditor (dave) and anyone without --as: every CA-side command is
     refused, exit 3, one line, audited (auth.refused naming the card's operator), nothing changed."""

@@ -144,14 +144,25 @@ sys.exit(main(["approval", "approve", sys.argv[1], "--json", "--as", sys.argv[2]
 """
 
 
-@pytest.mark.parametrize("needed", [2, 3])
+@pytest.mark.parametrize("needed", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_two_processes_approving_at_once_execute_once(joint_any, needed):
     """Two approvers at the same moment: the request runs exactly once (M=2: one of them meets the
     quorum, the other finds it no longer pending; M=3: both count, the second one runs it)."""
-    j = joint_any
+    _race(joint_any, needed, rounds=2)
+
+
+def test_two_processes_approving_at_once_execute_once_on_postgresql(tmp_path, pg_url):
+    """The same race on PostgreSQL (READ COMMITTED, the request row locked FOR UPDATE)."""
+    from tests.auth.conftest import bootstrap, build_joint_ca, fresh_pg_database
+
+    _race(bootstrap(build_joint_ca(tmp_path, db=fresh_pg_database(pg_url), cards=("alice", "bob", "carol", "dave"))),
+          2, rounds=2)
+
+
+def _race(j, needed: int, rounds: int) -> None:
     _officers(j, "carol", "dave")
     j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", str(needed), who="alice")
-    for round_ in range(3):
+    for round_ in range(rounds):
         before = _certs(j)
         rid = _issue_request(j, f"race{round_}")
         env = dict(os.environ)

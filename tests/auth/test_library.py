@@ -19,19 +19,33 @@ from unica.errors import ApprovalPending, NotAuthorized
 from unica.store import open_store
 
 
-@pytest.fixture
-def lib(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    """One joint CA for this module's tests (built in the run's token directory: the cards are
+    used in this process, where the PKCS#11 module is initialised once). The tests that add a
+    rule come after those that need none."""
     from tests.auth.conftest import bootstrap, build_joint_ca
 
-    joint = bootstrap(build_joint_ca(tmp_path, cards=("alice", "bob", "carol"), own_tokens=False))
-    for k, v in joint.env.items():
-        if v is None:
-            monkeypatch.delenv(k, raising=False)
-        else:
-            monkeypatch.setenv(k, v)
-    store = open_store(joint.db_url())
-    yield joint, store
-    store.dispose()
+    joint = bootstrap(build_joint_ca(tmp_path_factory.mktemp("lib"), cards=("alice", "bob", "carol"),
+                                     own_tokens=False))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in joint.env.items():
+            if v is None:
+                mp.delenv(k, raising=False)
+            else:
+                mp.setenv(k, v)
+        store = open_store(joint.db_url())
+        yield joint, store
+        store.dispose()
+
+
+def _carol_and_a_rule(j) -> None:
+    """carol an officer of customs, and enterprise-sign issuance under a 2-approval rule (once)."""
+    if not j.sql("SELECT 1 FROM operators WHERE name='carol'"):
+        j.ok("operator", "add", "carol", "--role", "ra-officer", "--office", "customs", "--cert",
+             str(j.certs["carol"]), who="alice")
+    if not j.sql("SELECT 1 FROM approval_rules"):
+        j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
 
 
 def _op(name="cert.issue", **params):
@@ -74,9 +88,7 @@ def test_a_signature_by_another_key_is_refused(lib):
 
 def test_an_approval_signed_for_another_request_is_refused(lib):
     j, store = lib
-    j.ok("operator", "add", "carol", "--role", "ra-officer", "--office", "customs", "--cert", str(j.certs["carol"]),
-         who="alice")
-    j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
+    _carol_and_a_rule(j)
     bob, carol = OperatorSigner(j.card("bob")), OperatorSigner(j.card("carol"))
     ids = []
     for n in ("a", "b"):
@@ -112,9 +124,7 @@ def test_no_operator_no_check(tmp_path, monkeypatch):
 def test_an_approval_signed_by_another_key_is_refused(lib):
     """An approval that claims carol's card but was signed by bob's key (same request, same digest)."""
     j, store = lib
-    j.ok("operator", "add", "carol", "--role", "ra-officer", "--office", "customs", "--cert", str(j.certs["carol"]),
-         who="alice")
-    j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
+    _carol_and_a_rule(j)
     bob, carol = OperatorSigner(j.card("bob")), OperatorSigner(j.card("carol"))
     with pytest.raises(ApprovalPending) as e:
         authorize(store, _op(requester="forged"), bob)

@@ -20,8 +20,8 @@ from tests.backup.helpers import BackgroundIssuer, Responder, Site, crl_number, 
 from tests.conftest import assert_one_line_error
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def backend(request):  # PostgreSQL: -m slow here; CI runs the drill (tests/backup/test_drill.py) on it
     """(kind, a function giving a fresh database URL or None for SQLite in the home)."""
     if request.param == "sqlite":
         return "sqlite", lambda: None
