@@ -100,8 +100,8 @@ def decide(store: Store, request_id: str, auth, decision: str, *, reason: str | 
         raise ValueError("decision is 'approve' or 'reject'")
     now = now or _now()
     with store.read() as s:
-        digest = _request(s, request_id).digest
-        op_name = _request(s, request_id).operation
+        found = _request(s, request_id)
+        digest, op_name = found.digest, found.operation
     op = Operation(f"approval.{decision}", params={"request": request_id})
     if auth is None:
         raise refuse(store, op, f"approving or rejecting needs an authenticated operator: give --as KEY_URI "
