@@ -73,6 +73,26 @@ def test_replayed_and_stale_proofs_are_refused(lib):
         authorize(store, op, old)
 
 
+def test_a_tls_client_certificate_authenticates_its_operator(lib):
+    """The service's path: the operator whose stored certificate is the TLS client certificate,
+    checked for role and office like a card signature; any other certificate is nobody."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from unica.auth import TLSClient
+
+    j, store = lib
+    der = {n: x509.load_pem_x509_certificate(j.certs[n].read_bytes()).public_bytes(Encoding.DER) for n in ("alice", "bob", "carol")}
+    assert authorize(store, Operation("application.create", ca="root"), TLSClient(der["bob"])).name == "bob"
+    assert authorize(store, _op(), TLSClient(der["bob"])).office == "customs"
+    with pytest.raises(NotAuthorized, match="may not application.create"):
+        authorize(store, Operation("application.create", ca="root"), TLSClient(der["alice"]))
+    with pytest.raises(NotAuthorized, match="not an operator's"):  # carol has a card but is no operator here
+        authorize(store, Operation("enterprise.add"), TLSClient(der["carol"]))
+    with pytest.raises(NotAuthorized, match="not an operator's"):
+        authorize(store, Operation("enterprise.add"), TLSClient(b"\x30\x03\x02\x01\x01"))
+
+
 def test_a_signature_by_another_key_is_refused(lib):
     j, store = lib
     bob, carol = OperatorSigner(j.card("bob")), OperatorSigner(j.card("carol"))

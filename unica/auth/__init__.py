@@ -7,9 +7,9 @@ See :mod:`unica.auth.guard` for the check every state-changing operation passes,
 :mod:`unica.auth.approvals` for requests under dual control.
 """
 
-from unica.auth.guard import PER_ITEM, UNSCOPED, Actor, ApprovedExecution, authorize, authorized
+from unica.auth.guard import PER_ITEM, UNSCOPED, Actor, ApprovedExecution, TLSClient, authorize, authorized
 from unica.auth.operation import CA_LEVEL_PROFILES, PERMITTED, ROLES, Operation
 from unica.auth.proof import OperatorSigner, Proof
 
 __all__ = ["Actor", "ApprovedExecution", "CA_LEVEL_PROFILES", "Operation", "OperatorSigner", "PERMITTED", "Proof",
-           "PER_ITEM", "ROLES", "UNSCOPED", "authorize", "authorized"]
+           "PER_ITEM", "ROLES", "TLSClient", "UNSCOPED", "authorize", "authorized"]

@@ -56,6 +56,18 @@ class ApprovedExecution:
 
 
 @dataclass(frozen=True)
+class TLSClient:
+    """An operator authenticated by the TLS client certificate of a connection to the service.
+
+    The TLS handshake proved possession of the certificate's key (a fresh signature over the
+    handshake: no replay across connections), so no card signature per operation is asked;
+    the certificate must be exactly an operator's stored certificate, and is checked like a
+    card's (validity and revocation from the CA's rows, role, office, approval rules)."""
+
+    cert_der: bytes
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who is acting. ``name`` None: no operators exist (the OS user acts, as before)."""
 
@@ -308,6 +320,8 @@ def authorize(store: Store, op: Operation, auth=None, *, target_office=UNSCOPED,
     if auth is None:
         raise refuse(store, op, f"{op.name} needs an authenticated operator: give --as KEY_URI (or set "
                                 "UNICA_OPERATOR) to sign it with your card")
+    if isinstance(auth, TLSClient):
+        return _authorize_tls(store, op, auth, target_office, now)
     proof = _prove(auth, "request", op.digest())
     refusal = who = None
     pending = None
@@ -326,6 +340,36 @@ def authorize(store: Store, op: Operation, auth=None, *, target_office=UNSCOPED,
         raise refuse(store, op, refusal, who=who)
     if pending is not None:
         raise pending
+    return actor_of(row)
+
+
+def _authorize_tls(store: Store, op: Operation, auth: TLSClient, target_office, now: dt.datetime) -> Actor:
+    import hashlib
+
+    from unica.der import DERError, cert_fields
+
+    refusal = who = None
+    with store.read() as s:
+        try:
+            spki = hashlib.sha256(cert_fields(auth.cert_der)["spki"]).hexdigest()
+        except (DERError, ValueError, TypeError):  # not a certificate: no operator's
+            spki = None
+        row = None if spki is None else s.scalars(select(m.Operator).where(m.Operator.spki_sha256 == spki)).first()
+        if row is None or row.cert_der != auth.cert_der:
+            refusal = "the client certificate is not an operator's (no operator has that certificate)"
+        else:
+            who = describe(row)
+            if row.status != "active":
+                refusal = f"operator {row.name} is disabled"
+            else:
+                refusal = certificate_problem(s, row, now) or scope_problem(s, row, op, target_office)
+            if refusal is None:
+                rule = rule_for(s, op)
+                if rule is not None and rule.approvals > 1:
+                    refusal = (f"{op.name} is under dual control ({rule.approvals} approvals): ask for it with "
+                               "--as on the command line, where each approver signs with the card")
+    if refusal is not None:
+        raise refuse(store, op, refusal, who=who)
     return actor_of(row)
 
 

@@ -31,6 +31,9 @@ PERMITTED: dict[str, frozenset[str]] = {
     "ocsp.presign": frozenset({"admin", "ra-officer"}),
     "audit.seal": frozenset({"auditor", "admin"}),
     "audit.read": frozenset({"auditor", "admin"}),
+    # the service's registry (enterprises, applications, revocation requests)
+    "enterprise.add": frozenset({"admin", "ra-officer"}),
+    **{op: frozenset({"ra-officer"}) for op in ("application.create", "application.decide", "revocation-request.decide")},
 }
 
 #: operations an approval rule may name (``cert.issue:PROFILE`` too)
