@@ -140,6 +140,10 @@ class Certificate(Base):
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: the RA office that issued it (None: issued by an admin or before offices existed)
     office: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the registered enterprise it was issued to by enrollment (migration 0007)
+    enterprise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enterprises.id", name="fk_certificates_enterprise"), nullable=True,
+        index=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     invalidity_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -317,3 +321,107 @@ class OperatorNonce(Base):
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), nullable=False)
     at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+
+# --- the CA as a service: the registry (migration 0007) -------------------------------------------
+
+
+class Enterprise(Base):
+    """A registered enterprise: its USCC (unique), name and the RA office that serves it."""
+
+    __tablename__ = "enterprises"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uscc: Mapped[str] = mapped_column(String(18), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    legal_rep: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    office: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    #: active | disabled
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+
+class Application(Base):
+    """An enterprise's application for a certificate (a profile, a holder) and its one-time
+    enrollment code -- stored only as a salted hash (``code_hash``, with its parameters)."""
+
+    __tablename__ = "applications"
+
+    #: "a" + 12 hex digits
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), nullable=False, index=True)
+    ca_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: the subject's CN
+    holder: Mapped[str] = mapped_column(String(128), nullable=False)
+    #: officer | self-service
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: submitted | approved | rejected | enrolled | expired
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="submitted", index=True)
+    csr_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    contact: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    code_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    code_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    code_released: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    status_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class ApplicationApproval(Base):
+    """One officer's decision on an application (the creating officer's included)."""
+
+    __tablename__ = "application_approvals"
+    __table_args__ = (
+        UniqueConstraint("application_id", "operator_id", name="uq_application_approvals_app_operator"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), nullable=False, index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), nullable=False)
+    #: approve | reject
+    decision: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+
+
+class RevocationRequest(Base):
+    """An enterprise's request to revoke one of its certificates."""
+
+    __tablename__ = "revocation_requests"
+
+    #: "v" + 12 hex digits
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"), nullable=False, index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), nullable=False, index=True)
+    #: an RFC 5280 reason name (keyCompromise, superseded, ...)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: pending | done | rejected
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    #: who asked (the client's identity as the service saw it)
+    client: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A POST's Idempotency-Key and the first response to it (replayed to a retry)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("client", "key", name="uq_idempotency_keys_client_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(Text, nullable=False)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    request_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: None while the first request is still running
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow, index=True)
