@@ -368,6 +368,9 @@ class Application(Base):
     code_released: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     status_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
+    #: when an enrollment claimed the code (status "enrolled", no certificate yet): a claim whose
+    #: process died before issuing is released after the recovery grace time
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
     decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("code_released", sa.Boolean, nullable=False),
         sa.Column("status_token_hash", sa.String(64), nullable=True),
         sa.Column("certificate_id", sa.Integer, sa.ForeignKey("certificates.id"), nullable=True),
+        sa.Column("claimed_at", UTCDateTime, nullable=True),
         sa.Column("created_by", sa.Integer, sa.ForeignKey("operators.id"), nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("decided_at", UTCDateTime, nullable=True),
