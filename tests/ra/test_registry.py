@@ -1,0 +1,373 @@
+"""The registry library (unica.ra) in-process, on a joint CA whose operators sign with SoftHSM2 cards.
+
+The tests that need no approval rule come first; the dual-control ones add carol as a second
+officer of customs and the rule cert.issue:enterprise-sign = 2 (module order matters)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from sqlalchemy import func, select
+
+from tests.ra.conftest import csr_der, uscc
+from unica import ra
+from unica.auth import OperatorSigner
+from unica.errors import InputError, NotAuthorized, PolicyViolation
+from unica.store import models as m
+
+CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){5}$")
+
+
+def card(j, who):
+    return OperatorSigner(j.card(who))
+
+
+def _count(store, model, *where) -> int:
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _snapshot(store) -> dict:
+    """Every registry row and every certificate row, as plain tuples (the audit log aside)."""
+    out = {}
+    with store.read() as s:
+        for model in (m.Enterprise, m.Application, m.ApplicationApproval, m.RevocationRequest, m.Certificate):
+            cols = [c.name for c in model.__table__.columns]
+            out[model.__tablename__] = sorted(tuple(str(getattr(r, c)) for c in cols) for r in s.scalars(select(model)))
+    return out
+
+
+def _audits(store, event) -> list[m.AuditEntry]:
+    with store.read() as s:
+        return list(s.scalars(select(m.AuditEntry).where(m.AuditEntry.event == event).order_by(m.AuditEntry.id)))
+
+
+_n = iter(range(10_000))
+
+
+def _enterprise(store, j, who="bob", name="示例科技有限公司", office="customs") -> str:
+    code = uscc(f"91350100M{next(_n):07d}4")
+    ra.add_enterprise(store, uscc=code, name=name, office=office, legal_rep="李四", auth=card(j, who))
+    return code
+
+
+def test_enterprises_are_registered_by_their_office(reg):
+    j, store, _ = reg
+    code = _enterprise(store, j)
+    e = ra.get_enterprise(store, code)
+    assert (e["name"], e["office"], e["legal_rep"], e["status"]) == ("示例科技有限公司", "customs", "李四", "active")
+    assert [x["uscc"] for x in ra.list_enterprises(store, office="customs", query="示例")] == [code]
+    with pytest.raises(ra.RegistryConflict, match="registered already"):
+        ra.add_enterprise(store, uscc=code, name="Other", office="customs", auth=card(j, "bob"))
+    bad = code[:17] + ("0" if code[17] != "0" else "1")
+    with pytest.raises(InputError, match="check character"):
+        ra.add_enterprise(store, uscc=bad, name="X", office="customs", auth=card(j, "bob"))
+    # another office: bob may not; alice, an admin, may
+    j.ok("office", "add", "port", "--ca", "root", "--profile", "enterprise-sign", who="alice")
+    other = uscc("91310000MA1K00001")
+    before = _count(store, m.Enterprise)
+    with pytest.raises(NotAuthorized, match="office customs"):
+        ra.add_enterprise(store, uscc=other, name="Port Co", office="port", auth=card(j, "bob"))
+    assert _count(store, m.Enterprise) == before
+    assert "office port" in _audits(store, "auth.refused")[-1].details["reason"]
+    by_admin = ra.add_enterprise(store, uscc=other, name="Port Co", office="port", auth=card(j, "alice"))
+    assert by_admin["office"] == "port"
+    with pytest.raises(NotAuthorized):  # no card: once operators exist, somebody must act
+        ra.add_enterprise(store, uscc=uscc("91310000MA1K00002"), name="X", office="customs")
+
+
+def test_an_application_gives_a_code_once_and_the_identity_comes_from_the_registry(reg):
+    j, store, issuer = reg
+    code_e = _enterprise(store, j, name="厦门示例贸易有限公司")
+    app = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="张三", auth=card(j, "bob"))
+    assert app["status"] == "approved" and app["needed"] == 1 and app["approvals"] == 1
+    code = app["code"]
+    assert CODE.match(code), code  # 24 characters of Crockford base32: 120 bits
+    assert "code" not in ra.get_application(store, app["id"])
+    # nothing stores the code: only a salted scrypt hash
+    with store.read() as s:
+        row = s.get(m.Application, app["id"])
+        assert row.code_hash.startswith("scrypt$") and len(row.code_salt) == 32
+        stored = [str(getattr(row, c.name)) for c in m.Application.__table__.columns]
+        audit = [str(a.details) for a in s.scalars(select(m.AuditEntry))]
+    flat = code.replace("-", "")
+    assert not any(code in v or flat in v for v in stored + audit)
+    der, key = csr_der()
+    issued = ra.enroll(store, app["id"], code.lower().replace("-", " "), der, issuer=issuer, client="test 127.0.0.1")
+    cert = x509.load_der_x509_certificate(issued.der)
+    want = {NameOID.COUNTRY_NAME: "CN", NameOID.ORGANIZATION_NAME: "厦门示例贸易有限公司",
+            NameOID.ORGANIZATION_IDENTIFIER: code_e, NameOID.COMMON_NAME: "张三"}
+    assert {a.oid: a.value for a in cert.subject} == want  # the CSR said US / Other Corp / Mallory
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    with store.read() as s:
+        row = s.scalars(select(m.Certificate).where(m.Certificate.serial == issued.serial_hex)).one()
+        ent = s.scalars(select(m.Enterprise).where(m.Enterprise.uscc == code_e)).one()
+        assert (row.enterprise_id, row.office, row.status) == (ent.id, "customs", "valid")
+        a = s.get(m.Application, app["id"])
+        assert (a.status, a.certificate_id) == ("enrolled", row.id)
+    issued_entry = [e for e in _audits(store, "certificate.issued") if e.target == issued.serial_hex][0]
+    assert issued_entry.details["operator"]["name"] == "bob"
+    assert issued_entry.details["approval_request"] == app["id"]
+    assert [x["name"] for x in issued_entry.details["approvers"]] == ["bob"]
+    assert ra.enterprise_of_certificate(store, issued.der)["uscc"] == code_e
+    assert [c["serial"] for c in ra.enterprise_certificates(store, code_e)] == [issued.serial_hex]
+    # the code is spent: a second enrollment is refused and changes nothing
+    before = _snapshot(store)
+    with pytest.raises(ra.EnrollmentRefused) as e:
+        ra.enroll(store, app["id"], code, csr_der()[0], issuer=issuer, client="test 127.0.0.2")
+    assert e.value.slug == "code-used"
+    assert _snapshot(store) == before
+    refusal = _audits(store, "enrollment.refused")[-1]
+    assert (refusal.details["office"], refusal.details["client"], refusal.details["slug"]) == (
+        "customs", "test 127.0.0.2", "code-used")
+
+
+def test_wrong_codes_count_and_lock_the_application_after_five(reg):
+    j, store, issuer = reg
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="王五",
+                                auth=card(j, "bob"))
+    wrong = "0000-0000-0000-0000-0000-0000"
+    der = csr_der()[0]
+    certs = _count(store, m.Certificate)
+    for i in range(1, 6):
+        with pytest.raises(ra.EnrollmentRefused) as e:
+            ra.enroll(store, app["id"], wrong if i % 2 else "not a code at all", der, issuer=issuer, client="c")
+        assert e.value.slug == "code-invalid"
+        assert ra.get_application(store, app["id"])["code_failures"] == i
+    with pytest.raises(ra.EnrollmentRefused) as e:  # the right code, too late
+        ra.enroll(store, app["id"], app["code"], der, issuer=issuer, client="c")
+    assert e.value.slug == "code-locked"
+    assert _count(store, m.Certificate) == certs
+    assert ra.get_application(store, app["id"])["status"] == "approved"
+    assert _audits(store, "enrollment.refused")[-2].details.get("locked") is True
+    with pytest.raises(ra.EnrollmentRefused) as e:  # an unknown application looks like a wrong code
+        ra.enroll(store, "a000000000000", app["code"], der, issuer=issuer, client="c")
+    assert e.value.slug == "no-such-application" and "enrollment code is wrong" in str(e.value)
+
+
+def test_an_expired_code_is_refused(reg):
+    j, store, issuer = reg
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="赵六",
+                                lifetime=dt.timedelta(minutes=5), auth=card(j, "bob"))
+    exp = ra.get_application(store, app["id"])["code_expires_at"]
+    assert dt.timedelta(minutes=4) < exp - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(minutes=5)
+    j.sql("UPDATE applications SET code_expires_at = :t WHERE id = :i",
+          t=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1), i=app["id"])
+    assert ra.get_application(store, app["id"])["status"] == "expired"
+    with pytest.raises(ra.EnrollmentRefused) as e:
+        ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    assert e.value.slug == "code-expired"
+    assert ra.get_application(store, app["id"])["code_failures"] == 0
+
+
+def test_a_failed_issuance_does_not_consume_the_code(reg):
+    """A CSR the profile refuses (an Ed25519 key: enterprise-sign takes EC and RSA) leaves the
+    application approved and the code usable; the next, good CSR enrolls."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    j, store, issuer = reg
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="孙七",
+                                auth=card(j, "bob"))
+    before = _snapshot(store)
+    with pytest.raises(PolicyViolation):
+        ra.enroll(store, app["id"], app["code"], csr_der(key=ed25519.Ed25519PrivateKey.generate())[0], issuer=issuer,
+                  client="c")
+    assert _snapshot(store) == before
+    assert _audits(store, "enrollment.refused")[-1].details["stage"] == "issuance"
+    assert ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c").serial_hex
+
+
+def test_two_enrollments_with_one_code_issue_one_certificate(reg):
+    j, store, issuer = reg
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="周八",
+                                auth=card(j, "bob"))
+    csrs = [csr_der()[0] for _ in range(4)]
+    start = threading.Barrier(len(csrs))
+    results: list = [None] * len(csrs)
+
+    def run(i):
+        start.wait()
+        try:
+            results[i] = ra.enroll(store, app["id"], app["code"], csrs[i], issuer=issuer, client=f"client {i}")
+        except ra.EnrollmentRefused as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(csrs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    issued = [r for r in results if not isinstance(r, Exception)]
+    assert len(issued) == 1, results
+    assert all(r.slug == "code-used" for r in results if isinstance(r, Exception))
+    assert _count(store, m.Certificate, m.Certificate.requester == f"application {app['id']}") == 1
+
+
+def test_a_claim_left_by_a_killed_process_is_resolved(reg):
+    """A process that claimed the code and died before issuing: within the grace time the code
+    waits (an enrollment may be running); after it, the claim is released and the code enrolls."""
+    j, store, issuer = reg
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="吴九",
+                                auth=card(j, "bob"))
+    t = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    j.sql("UPDATE applications SET status='enrolled', claimed_at=:t WHERE id=:i", t=t, i=app["id"])
+    with pytest.raises(ra.EnrollmentRefused, match="in progress"):
+        ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    j.sql("UPDATE applications SET claimed_at=:t WHERE id=:i", t=t - dt.timedelta(minutes=11), i=app["id"])
+    issued = ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    assert ra.get_application(store, app["id"])["certificate_serial"] == issued.serial_hex
+    assert _audits(store, "enrollment.claim_released")[-1].target == app["id"]
+
+
+def test_reenrollment_keeps_the_identity_and_takes_a_new_key(reg):
+    j, store, issuer = reg
+    code_e = _enterprise(store, j, name="福州示例有限公司")
+    app = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="郑十", auth=card(j, "bob"))
+    first = ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    der, key = csr_der(cn="Someone Else", org="Evil")
+    again = ra.reenroll(store, first.der, der, issuer=issuer, client="c")
+    old, new = (x509.load_der_x509_certificate(d) for d in (first.der, again.der))
+    assert new.subject == old.subject and new.serial_number != old.serial_number
+    assert new.public_key().public_numbers() == key.public_key().public_numbers()
+    assert {c["serial"] for c in ra.enterprise_certificates(store, code_e)} == {first.serial_hex, again.serial_hex}
+    assert [e for e in _audits(store, "certificate.issued") if e.target == again.serial_hex][0].details[
+        "approval_request"] == app["id"]
+    # an unknown certificate and a revoked one are refused, and change nothing
+    j.ok("cert", "revoke", first.serial_hex, "--ca", "root", "--reason", "superseded", who="bob")
+    before = _snapshot(store)
+    for cert_der, slug in ((first.der, "certificate-revoked"), (j.certs["carol"].read_bytes(), "certificate-unknown")):
+        if cert_der.startswith(b"-----"):
+            cert_der = x509.load_pem_x509_certificate(cert_der).public_bytes(Encoding.DER)
+        with pytest.raises(ra.EnrollmentRefused) as e:
+            ra.reenroll(store, cert_der, csr_der()[0], issuer=issuer, client="c")
+        assert e.value.slug in (slug, "not-enterprise")
+    assert _snapshot(store) == before
+
+
+def test_revocation_requests(reg):
+    """keyCompromise at once (the CRL lists it); superseded waits for an officer of the office;
+    another enterprise's certificate, or a revoked requester, is refused."""
+    j, store, issuer = reg
+    code_e = _enterprise(store, j)
+    certs = []
+    for holder in ("甲", "乙", "丙"):
+        app = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder=holder, auth=card(j, "bob"))
+        certs.append(ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c"))
+    a, b, c = certs
+    done = ra.request_revocation(store, cert_serial=b.serial_hex, ca="root", reason="keyCompromise",
+                                 requester_cert_der=a.der, client="mtls a")
+    assert (done["status"], done["certificate_status"]) == ("done", "revoked")
+    pend = ra.request_revocation(store, cert_serial=c.serial_hex, ca=None, reason="superseded",
+                                 requester_cert_der=a.der, client="mtls a")
+    assert (pend["status"], pend["certificate_status"]) == ("pending", "valid")
+    assert [r["id"] for r in ra.list_revocation_requests(store, office="customs", status="pending")] == [pend["id"]]
+    with pytest.raises(ra.RegistryConflict):
+        ra.request_revocation(store, cert_serial=c.serial_hex, reason="superseded", requester_cert_der=a.der)
+    # another enterprise's certificate; a revoked requester
+    other = _enterprise(store, j)
+    app = ra.create_application(store, uscc=other, profile="enterprise-sign", holder="丁", auth=card(j, "bob"))
+    d = ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    before = _snapshot(store)
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.request_revocation(store, cert_serial=c.serial_hex, reason="keyCompromise", requester_cert_der=d.der,
+                              client="mtls d")
+    assert e.value.slug == "not-your-certificate"
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.request_revocation(store, cert_serial=c.serial_hex, reason="keyCompromise", requester_cert_der=b.der)
+    assert e.value.slug == "requester-invalid"
+    assert _snapshot(store) == before
+    assert _audits(store, "revocation-request.refused")[-2].details["client"] == "mtls d"
+    # an officer of another office may not decide; bob may
+    with pytest.raises(NotAuthorized):
+        ra.decide_revocation(store, pend["id"], True, "ok", auth=card(j, "alice"))
+    out = ra.decide_revocation(store, pend["id"], True, "confirmed by phone", auth=card(j, "bob"))
+    assert (out["status"], out["certificate_status"]) == ("done", "revoked")
+    assert _audits(store, "certificate.revoked")[-1].details["operator"]["name"] == "bob"
+    # the CRL lists both
+    crl_file = j.dir / "root.crl"
+    j.ok("crl", "generate", "--ca", "root", "--out", str(crl_file), who="bob")
+    crl = x509.load_der_x509_crl(crl_file.read_bytes()) if crl_file.read_bytes()[:1] == b"0" else \
+        x509.load_pem_x509_crl(crl_file.read_bytes())
+    listed = {r.serial_number for r in crl}
+    assert {b.serial, c.serial} <= listed and a.serial not in listed
+
+
+# --- dual control (adds carol and the rule: keep these last) ----------------------------------
+
+
+def _carol_and_the_rule(j):
+    if not j.sql("SELECT 1 FROM operators WHERE name='carol'"):
+        j.ok("operator", "add", "carol", "--role", "ra-officer", "--office", "customs", "--cert",
+             str(j.certs["carol"]), who="alice")
+    if not j.sql("SELECT 1 FROM approval_rules WHERE operation='cert.issue:enterprise-sign'"):
+        j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", who="alice")
+
+
+def test_dual_control_releases_the_code_on_the_second_officers_approval(reg):
+    j, store, issuer = reg
+    _carol_and_the_rule(j)
+    app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="钱一",
+                                auth=card(j, "bob"))
+    assert (app["status"], app["approvals"], app["needed"]) == ("submitted", 1, 2) and "code" not in app
+    with pytest.raises(ra.EnrollmentRefused) as e:
+        ra.enroll(store, app["id"], "0000-0000-0000-0000-0000-0000", csr_der()[0], issuer=issuer, client="c")
+    assert e.value.slug == "not-approved"
+    with pytest.raises(ra.RegistryConflict, match="another officer"):
+        ra.decide_application(store, app["id"], approve=True, reason="again", auth=card(j, "bob"))
+    with pytest.raises(NotAuthorized):  # an admin is not an officer of the office
+        ra.decide_application(store, app["id"], approve=True, reason="", auth=card(j, "alice"))
+    done = ra.decide_application(store, app["id"], approve=True, reason="documents checked", auth=card(j, "carol"))
+    assert (done["status"], done["approvals"]) == ("approved", 2) and CODE.match(done["code"])
+    issued = ra.enroll(store, app["id"], done["code"], csr_der()[0], issuer=issuer, client="c")
+    entry = [e for e in _audits(store, "certificate.issued") if e.target == issued.serial_hex][0]
+    assert entry.details["operator"]["name"] == "carol"
+    assert sorted(x["name"] for x in entry.details["approvers"]) == ["bob", "carol"]
+    # a rejection needs a reason and ends the application
+    app2 = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="李二",
+                                 auth=card(j, "bob"))
+    with pytest.raises(InputError, match="reason"):
+        ra.decide_application(store, app2["id"], approve=False, reason=" ", auth=card(j, "carol"))
+    out = ra.decide_application(store, app2["id"], approve=False, reason="not our customer", auth=card(j, "carol"))
+    assert (out["status"], out["reason"]) == ("rejected", "not our customer")
+    with pytest.raises(ra.RegistryConflict):
+        ra.decide_application(store, app2["id"], approve=True, reason="", auth=card(j, "carol"))
+
+
+def test_self_service_application_gets_its_code_by_polling_once(reg):
+    j, store, issuer = reg
+    _carol_and_the_rule(j)
+    code_e = uscc("91350200MA2Y00001")
+    out = ra.submit_application(store, uscc=code_e, name="自助申请有限公司", office="customs", profile="enterprise-sign",
+                                holder="刘三", contact="0592-1234567", client="203.0.113.9")
+    assert out["status"] == "submitted" and len(out["status_token"]) >= 43
+    token = out["status_token"]
+    assert ra.get_enterprise(store, code_e)["name"] == "自助申请有限公司"
+    with store.read() as s:
+        row = s.get(m.Application, out["id"])
+        assert token not in str([getattr(row, c.name) for c in m.Application.__table__.columns])
+    assert ra.application_status(store, out["id"], token)["status"] == "submitted"
+    with pytest.raises(ra.EnrollmentRefused):
+        ra.application_status(store, out["id"], token[:-2] + "AA")
+    # a known USCC under another name is refused, and adds nothing
+    before = _snapshot(store)
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.submit_application(store, uscc=code_e, name="冒名公司", office="customs", profile="enterprise-sign",
+                              holder="x", client="203.0.113.10")
+    assert e.value.slug == "enterprise-mismatch"
+    assert _snapshot(store) == before
+    assert _audits(store, "application.refused")[-1].details["client"] == "203.0.113.10"
+    first = ra.decide_application(store, out["id"], approve=True, reason="ok", auth=card(j, "bob"))
+    assert first["status"] == "submitted"
+    second = ra.decide_application(store, out["id"], approve=True, reason="ok", auth=card(j, "carol"))
+    assert second["status"] == "approved" and "code" not in second  # the applicant gets it, not the officer
+    polled = ra.application_status(store, out["id"], token)
+    assert polled["status"] == "approved" and CODE.match(polled["code"])
+    assert "code" not in ra.application_status(store, out["id"], token)  # exactly once
+    issued = ra.enroll(store, out["id"], polled["code"], csr_der()[0], issuer=issuer, client="203.0.113.9")
+    assert ra.application_status(store, out["id"], token)["certificate_serial"] == issued.serial_hex

@@ -1,0 +1,292 @@
+"""Enrollment with a one-time code, and re-enrollment with the current certificate.
+
+The certificate's identity comes from the registry: the subject is C=CN, O=the enterprise's
+registered name, organizationIdentifier=its USCC, CN=the application's holder -- never the
+CSR's subject. Everything else in the CSR (its key, the extensions the profile honours) is
+subject to the profile as in ``unica issue``, through :meth:`unica.ca.issuance.IssuingCA.issue`,
+which records the intent before the one signature.
+
+A code is consumed only by a certificate issued with it, and one code issues at most one
+certificate: the code is checked (outside any transaction: scrypt takes milliseconds), then
+*claimed* by one conditional UPDATE (``approved`` -> ``enrolled`` where the row still holds
+that code's hash, fewer than 5 failures, not expired): of two enrollments at once, one
+claims it and the other is refused (``code-used``). The claimant issues; if issuance fails the
+claim is released (back to ``approved``), so the code works again. A process killed between
+the claim and the end of issuance leaves a claim without a certificate: the next use of the
+code resolves it -- a certificate issued under it (its requester names the application) is
+linked to it; a recorded intent still pending makes it wait (``unica recover`` rolls an
+abandoned intent back); with neither, a claim older than the recovery grace time is released.
+
+The issuance runs as the officer who completed the application's quorum, with every approver
+named (:data:`unica.store.db.CURRENT_ACTOR`): the audit names them and the application.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from unica.errors import UnicaError
+from unica.ra import codes
+from unica.ra.errors import EnrollmentRefused
+from unica.ra.registry import MAX_CODE_FAILURES, _check_app_id, audit_refusal, certificate_row, registry_subject
+from unica.store import models as m
+from unica.store.db import CURRENT_ACTOR, Store, append_audit
+
+#: a claim older than this with no certificate and no pending intent was abandoned (a killed process)
+CLAIM_GRACE = dt.timedelta(minutes=10)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def requester_tag(app_id: str) -> str:
+    """The requester recorded with a certificate issued for an application."""
+    return f"application {app_id}"
+
+
+def approving_actor(s, app: m.Application | None):
+    """The :class:`unica.auth.guard.Actor` an application's certificate is issued as: the officer
+    whose approval completed the quorum, with every approver named and the application as the
+    request (None: no officer approved it -- a home without operators)."""
+    if app is None:
+        return None
+    from unica.auth.guard import actor_of, describe
+
+    rows = s.execute(select(m.Operator).join(m.ApplicationApproval, m.ApplicationApproval.operator_id == m.Operator.id)
+                     .where(m.ApplicationApproval.application_id == app.id,
+                            m.ApplicationApproval.decision == "approve")
+                     .order_by(m.ApplicationApproval.id)).scalars().all()
+    if not rows:
+        return None
+    return actor_of(rows[-1], approvers=tuple(describe(r) for r in rows), request_id=app.id)
+
+
+def _refused(store: Store, slug: str, message: str, *, office=None, client=None, target=None, ca=None,
+             event: str = "enrollment.refused", **details) -> EnrollmentRefused:
+    e = EnrollmentRefused(slug, message)
+    audit_refusal(store, event, e, office=office, client=client, target=target, ca=ca, **details)
+    return e
+
+
+def _request(csr, subject, source: str):
+    from unica.ca.request import CSRRequest, parse_csr
+
+    req = csr if isinstance(csr, CSRRequest) else parse_csr(csr, source)
+    return dataclasses.replace(req, subject=subject)
+
+
+def _link(s, ca_id: int, serial_hex: str, ent: m.Enterprise) -> int:
+    """Record the certificate's enterprise and office; its row id."""
+    cert = s.scalars(select(m.Certificate).where(m.Certificate.ca_id == ca_id,
+                                                 m.Certificate.serial == serial_hex)).one()
+    cert.enterprise_id = ent.id
+    cert.office = ent.office
+    return cert.id
+
+
+def _resolve_claim(store: Store, app_id: str, now: dt.datetime) -> str:
+    """An application claimed without a certificate: ``"linked"`` (a certificate was issued
+    under the claim: now linked), ``"waiting"`` (an enrollment is in flight, or its intent
+    awaits recovery) or ``"released"`` (abandoned: the code works again)."""
+    with store.write() as s:
+        app = s.scalars(select(m.Application).where(m.Application.id == app_id).with_for_update()).one()
+        if app.status != "enrolled" or app.certificate_id is not None:
+            return "linked" if app.status == "enrolled" else "released"
+        ent = s.get(m.Enterprise, app.enterprise_id)
+        ca_id = s.scalar(select(m.CA.id).where(m.CA.name == app.ca_name))
+        rows = s.execute(select(m.Certificate.id, m.Certificate.serial, m.Certificate.status).where(
+            m.Certificate.ca_id == ca_id, m.Certificate.requester == requester_tag(app.id))
+            .order_by(m.Certificate.id)).all()
+        issued = [r for r in rows if r.status in ("valid", "hold", "revoked")]
+        if issued:
+            app.certificate_id = _link(s, ca_id, issued[0].serial, ent)
+            append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
+                "uscc": ent.uscc, "office": ent.office, "serial": issued[0].serial,
+                "note": "linked after the enrolling process ended before linking it"})
+            return "linked"
+        if any(r.status == "pending" for r in rows):
+            return "waiting"
+        if app.claimed_at is not None and now - app.claimed_at < CLAIM_GRACE:
+            return "waiting"
+        app.status = "approved"
+        app.claimed_at = None
+        append_audit(s, "enrollment.claim_released", ca=app.ca_name, target=app.id, details={
+            "uscc": ent.uscc, "office": ent.office,
+            "reason": "the enrollment that claimed the code ended without issuing (no certificate, no intent)"})
+        return "released"
+
+
+def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | None = None):
+    """Issue the application's certificate for ``csr`` if ``code`` is its one-time code.
+
+    Returns the :class:`unica.ca.issuance.Issued`. Raises :class:`EnrollmentRefused` (audited
+    ``enrollment.refused`` with the office and the client); a wrong code counts against the
+    application (locked at 5) -- the one change a refusal makes."""
+    now = _now()
+    with store.read() as s:
+        app = s.get(m.Application, app_id) if _check_app_id(app_id) else None
+        ent = s.get(m.Enterprise, app.enterprise_id) if app is not None else None
+    if app is None:
+        raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
+                       client=client, target=app_id if isinstance(app_id, str) else None)
+    office = ent.office
+    ctx = {"office": office, "client": client, "target": app.id, "ca": app.ca_name}
+    if app.status == "enrolled" and app.certificate_id is None:
+        state = _resolve_claim(store, app.id, now)
+        if state == "released":
+            with store.read() as s:
+                app = s.get(m.Application, app.id)
+        elif state == "waiting":
+            raise _refused(store, "code-used", f"application {app.id}: an enrollment with this code is in progress",
+                           **ctx)
+    if app.status in ("submitted", "rejected"):
+        raise _refused(store, "not-approved", f"application {app.id} is {app.status}"
+                       + (f": {app.reason}" if app.status == "rejected" and app.reason else ""), **ctx)
+    if app.status == "enrolled":
+        raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx)
+    if app.status == "expired" or (app.code_expires_at is not None and now > app.code_expires_at):
+        raise _refused(store, "code-expired", f"the code of application {app.id} expired", **ctx)
+    if app.status != "approved":
+        raise _refused(store, "not-approved", f"application {app.id} is {app.status}", **ctx)
+    if app.code_failures >= MAX_CODE_FAILURES:
+        raise _refused(store, "code-locked", f"application {app.id} is locked after {MAX_CODE_FAILURES} wrong codes; "
+                                             "its office can make a new application", **ctx)
+    if not codes.code_matches(code, app.code_salt, app.code_hash):
+        e = EnrollmentRefused("code-invalid", "the application id or the enrollment code is wrong")
+        with store.write() as s:
+            s.execute(update(m.Application).where(m.Application.id == app.id, m.Application.status == "approved")
+                      .values(code_failures=m.Application.code_failures + 1))
+            failures = s.scalar(select(m.Application.code_failures).where(m.Application.id == app.id))
+            append_audit(s, "enrollment.refused", ca=app.ca_name, target=app.id, details={
+                "reason": str(e), "error": "EnrollmentRefused", "slug": "code-invalid", "office": office,
+                "client": client, "code_failures": failures,
+                **({"locked": True} if failures >= MAX_CODE_FAILURES else {})})
+        e._unica_audited = True
+        raise e
+    if issuer.name != app.ca_name:
+        raise _refused(store, "other-ca", f"application {app.id} is for CA {app.ca_name}, not {issuer.name}", **ctx)
+    if ent.status != "active":
+        raise _refused(store, "enterprise-disabled", f"enterprise {ent.uscc} is {ent.status}", **ctx)
+    source = requester_tag(app.id)
+    try:
+        request = _request(csr, registry_subject(ent.name, ent.uscc, app.holder), f"the CSR of {source}")
+    except UnicaError as e:
+        audit_refusal(store, "enrollment.refused", e, **{k: v for k, v in ctx.items()})
+        raise
+    # the claim: one conditional UPDATE; of two enrollments with one code, one wins
+    with store.write() as s:
+        claimed = s.execute(update(m.Application).where(
+            m.Application.id == app.id, m.Application.status == "approved",
+            m.Application.code_hash == app.code_hash, m.Application.code_failures < MAX_CODE_FAILURES,
+            m.Application.certificate_id.is_(None)).values(status="enrolled", claimed_at=now)).rowcount
+    if claimed != 1:
+        raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx)
+    return _issue_claimed(store, app, ent, request, issuer, client, source)
+
+
+def _issue_claimed(store, app, ent, request, issuer, client, source):
+    with store.read() as s:
+        actor = approving_actor(s, app)
+    token = CURRENT_ACTOR.set(actor) if actor is not None else None
+    try:
+        try:
+            issued = issuer.issue(request, app.profile, requester=source, source=source)
+        except BaseException as e:
+            with store.write() as s:  # the claim released: the code was not consumed
+                s.execute(update(m.Application).where(
+                    m.Application.id == app.id, m.Application.status == "enrolled",
+                    m.Application.certificate_id.is_(None)).values(status="approved", claimed_at=None))
+            if isinstance(e, UnicaError) and type(e).__name__ != "ApprovalPending":
+                audit_refusal(store, "enrollment.refused", e, office=ent.office, client=client, target=app.id,
+                              ca=app.ca_name, stage="issuance")
+            raise
+        with store.write() as s:
+            cert_id = _link(s, issuer.ca_id, issued.serial_hex, ent)
+            s.execute(update(m.Application).where(m.Application.id == app.id).values(certificate_id=cert_id))
+            append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
+                "uscc": ent.uscc, "office": ent.office, "client": client, "serial": issued.serial_hex,
+                "profile": app.profile, "holder": app.holder})
+        return issued
+    finally:
+        if token is not None:
+            CURRENT_ACTOR.reset(token)
+
+
+def reenroll(store: Store, cert_der: bytes, csr, *, issuer, client: str | None = None):
+    """A new certificate for the holder of ``cert_der`` (the current one: issued by this
+    database to an enterprise, valid now, not revoked or on hold), same identity from the
+    registry, same profile; a new key is allowed. Raises :class:`EnrollmentRefused`."""
+    now = _now()
+    with store.read() as s:
+        row = certificate_row(s, cert_der)
+        ent = s.get(m.Enterprise, row.enterprise_id) if row is not None and row.enterprise_id else None
+        ca_name = s.scalar(select(m.CA.name).where(m.CA.id == row.ca_id)) if row is not None else None
+        app = None
+        if row is not None:
+            app = s.scalars(select(m.Application).where(m.Application.certificate_id == row.id)).first()
+            if app is None and (row.requester or "").startswith("application "):
+                app = s.get(m.Application, row.requester.split(" ", 1)[1])
+    ctx = {"office": ent.office if ent else None, "client": client, "target": row.serial if row else None,
+           "ca": ca_name, "kind": "reenroll"}
+    if row is None:
+        raise _refused(store, "certificate-unknown", "the client certificate was not issued by this CA", **ctx)
+    if ent is None:
+        raise _refused(store, "not-enterprise", f"certificate {row.serial} was not issued to a registered enterprise",
+                       **ctx)
+    if row.status in ("revoked", "hold"):
+        raise _refused(store, "certificate-revoked", f"certificate {row.serial} is "
+                       + ("on hold" if row.status == "hold" else "revoked"), **ctx)
+    if row.status != "valid":
+        raise _refused(store, "certificate-unknown", f"certificate {row.serial} is {row.status}", **ctx)
+    if now < row.not_before or now > row.not_after:
+        raise _refused(store, "certificate-expired", f"certificate {row.serial} is not valid now "
+                       f"({row.not_before:%Y-%m-%d %H:%M}Z to {row.not_after:%Y-%m-%d %H:%M}Z)", **ctx)
+    if row.ca_id != issuer.ca_id:
+        raise _refused(store, "other-ca", f"certificate {row.serial} was issued by CA {ca_name}, not {issuer.name}",
+                       **ctx)
+    if ent.status != "active":
+        raise _refused(store, "enterprise-disabled", f"enterprise {ent.uscc} is {ent.status}", **ctx)
+    holder = app.holder if app is not None else _cn(row)
+    if holder is None:
+        raise _refused(store, "not-enterprise", f"certificate {row.serial} names no holder", **ctx)
+    source = requester_tag(app.id) if app is not None else f"reenrollment of {row.serial}"
+    try:
+        request = _request(csr, registry_subject(ent.name, ent.uscc, holder), "the CSR (re-enrollment)")
+    except UnicaError as e:
+        audit_refusal(store, "enrollment.refused", e, **ctx)
+        raise
+    with store.read() as s:
+        actor = approving_actor(s, app)
+    token = CURRENT_ACTOR.set(actor) if actor is not None else None
+    try:
+        try:
+            issued = issuer.issue(request, row.profile, requester=source, source=f"reenrollment of {row.serial}")
+        except UnicaError as e:
+            if type(e).__name__ != "ApprovalPending":
+                audit_refusal(store, "enrollment.refused", e, stage="issuance", **ctx)
+            raise
+        with store.write() as s:
+            _link(s, issuer.ca_id, issued.serial_hex, ent)
+            append_audit(s, "reenrollment.completed", ca=ca_name, target=issued.serial_hex, details={
+                "uscc": ent.uscc, "office": ent.office, "client": client, "previous_serial": row.serial,
+                "serial": issued.serial_hex, "profile": row.profile, "holder": holder,
+                "application": app.id if app is not None else None})
+        return issued
+    finally:
+        if token is not None:
+            CURRENT_ACTOR.reset(token)
+
+
+def _cn(row: m.Certificate) -> str | None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        attrs = x509.load_der_x509_certificate(row.der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, TypeError):
+        return None
+    return attrs[0].value if attrs else None
