@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     "verify",
     "show",
     "backup",
+    "serve",
     "completion",
 ]
 
@@ -65,6 +66,7 @@ MODULE_COMMANDS = {
     "verify": ("verify",),
     "show": ("show",),
     "backup": ("backup", "restore"),
+    "serve": ("serve",),
     "completion": ("completion",),
 }
 

@@ -1,0 +1,5 @@
+"""Placeholder until its owner commits it."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
