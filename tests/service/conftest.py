@@ -18,7 +18,8 @@ Fixtures:
 - ``serve`` (function): a factory, ``serve(*extra_args, ca=None, workers=1, env=None, tls=True)``
   -> a started :class:`Service` (stopped at the end of the test); ``ca`` a
   :class:`~tests.auth.conftest.JointCA` (default: a fresh copy); ``extra_args`` go to
-  ``unica serve`` (``--rate 2``, ``--trusted-proxy 127.0.0.1``, ...).
+  ``unica serve`` (``--rate 2``, ``--trusted-proxy 127.0.0.1``, ...). Unless ``--rate`` is among
+  them, services are started with ``--rate 500 --burst 1000`` (tests send bursts from 127.0.0.1).
 - ``service_ca`` (function): a fresh copy of the CA with the TLS files, no service running.
 
 :class:`Service`: ``url`` (``https://127.0.0.1:PORT``), ``host``, ``port``, ``ca_pem`` (the root
@@ -223,6 +224,8 @@ def start_service(j: JointCA, *args: str, workers: int = 1, env: dict | None = N
     argv = [sys.executable, "-m", "unica", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)]
     if tls:
         argv += ["--tls-cert", str(j.dir / "server.pem"), "--tls-key", str(j.dir / "server.key")]
+    if "--rate" not in args:  # tests send bursts from one address; the rate limit has its own tests
+        argv += ["--rate", "500", "--burst", "1000"]
     with open(log, "wb") as out:
         proc = subprocess.Popen([*argv, *args], env=_env(e), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     deadline = time.monotonic() + timeout

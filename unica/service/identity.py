@@ -105,8 +105,6 @@ def client_of(scope, settings) -> Client:
         if forwarded is not None:
             raise Problem(403, "untrusted-proxy",
                           detail=f"the {settings.proxy_cert_header} header is accepted only from a trusted proxy")
-        if settings.tls_cert is None:
-            raise Problem(403, "untrusted-proxy", detail="this service answers its reverse proxy only")
         der = None
         tls = (scope.get("extensions") or {}).get("tls") or {}
         chain = tls.get("client_cert_chain") or ()

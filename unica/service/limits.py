@@ -21,7 +21,7 @@ from unica.service.problems import Problem, from_exception
 
 log = logging.getLogger("unica.service")
 
-#: paths neither rate-limited nor counted against a client (probes and scrapes)
+#: paths neither rate-limited nor, in proxy mode, kept for the proxy (probes and scrapes)
 UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -122,6 +122,8 @@ class Guard:
     async def _handle(self, scope, receive, send, state) -> None:
         s = self.settings
         client = client_of(scope, s)
+        if s.tls_cert is None and not client.via_proxy and scope.get("path") not in UNLIMITED:
+            raise Problem(403, "untrusted-proxy", detail="without TLS this service answers its reverse proxy only")
         if scope.get("path") not in UNLIMITED:
             wait = self.limiter.take(client.key)
             if wait > 0:

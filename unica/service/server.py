@@ -217,7 +217,10 @@ def _config(app, settings, context):
                           access_log=False, timeout_keep_alive=15, server_header=False, date_header=True,
                           backlog=2048, limit_concurrency=settings.max_connections,
                           ssl_context_factory=(lambda config, default: context) if context is not None else None,
-                          timeout_graceful_shutdown=10)
+                          timeout_graceful_shutdown=10,
+                          # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default: the service
+                          # decides itself whom to believe (--trusted-proxy, unica.service.identity)
+                          proxy_headers=False, forwarded_allow_ips="")
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
