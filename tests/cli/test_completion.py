@@ -96,7 +96,7 @@ def test_aliases_are_offered_at_the_root_but_walks_see_each_command_once(home, t
     from unica.cli.main import ALIASES, cli
 
     assert values("iss", home=home) == ["issue", "issue-batch"]
-    assert values("re", home=home) == ["recover", "release", "restore", "revoke"]
+    assert values("re", home=home) == ["recover", "release", "restore", "revocation-request", "revoke"]
     assert values("rel", home=home) == ["release"]
     top = values("", home=home)
     assert set(top) >= set(ALIASES) and top == sorted(set(top)), top

@@ -42,6 +42,11 @@ EXCEPTIONS = {
         "sign pdf": "the free-text /Reason of a PDF signature (PAdES), not an RFC 5280 revocation reason",
         "approval reject": "free text: why the approver rejects a request under dual control (issue #12 names "
                            "'--reason TEXT'), not an RFC 5280 revocation reason",
+        "application approve": "free text: why an RA officer decides on an application (issue #13), as approval reject",
+        "application reject": "as application approve (the service's decision body has the same 'reason')",
+        "revocation-request approve": "free text: why the officer decides; the RFC 5280 reason is the enterprise's, "
+                                      "in the request",
+        "revocation-request reject": "as revocation-request approve",
     },
     "--subject": {
         "cert list": "a filter: TEXT the subject DN contains, not a DN to put in a certificate",

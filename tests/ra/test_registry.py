@@ -6,6 +6,7 @@ officer of customs and the rule cert.issue:enterprise-sign = 2 (module order mat
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 
@@ -298,6 +299,44 @@ def test_revocation_requests(reg):
     assert {b.serial, c.serial} <= listed and a.serial not in listed
 
 
+# --- the CLI (a few runs: the commands an RA office types) -------------------------------------
+
+
+def test_cli_registers_an_enterprise_and_prints_the_application_id_and_code(reg):
+    from tests.conftest import assert_one_line_error
+
+    j, store, issuer = reg
+    code_e = uscc("91350100MA3C00001")
+    p = j.ok("enterprise", "add", "--uscc", code_e, "--name", "命令行测试有限公司", "--office", "customs",
+             "--legal-rep", "陈五", who="bob")
+    assert f"enterprise {code_e} 命令行测试有限公司 registered in office customs" in p.stdout
+    bad = j.run("enterprise", "add", "--uscc", code_e[:17] + ("0" if code_e[17] != "0" else "1"), "--name", "X",
+                "--office", "customs", who="bob")
+    assert bad.returncode == 2
+    assert_one_line_error(bad, "check character")
+    p = j.ok("application", "create", "--uscc", code_e, "--profile", "enterprise-sign", "--holder", "张三", who="bob")
+    found = re.search(r"^application (a[0-9a-f]{12}): approved \(1 of 1 approvals\)", p.stdout, re.M)
+    code = re.search(r"^code: (\S+)$", p.stdout, re.M)
+    assert found and code and CODE.match(code.group(1)), p.stdout
+    app_id = found.group(1)
+    shown = j.ok("application", "show", app_id).stdout + j.ok("enterprise", "show", code_e).stdout
+    assert code.group(1) not in shown and app_id in shown
+    issued = ra.enroll(store, app_id, code.group(1), csr_der()[0], issuer=issuer, client="cli test")
+    listed = json.loads(j.ok("application", "list", "--uscc", code_e, "--json").stdout)
+    assert [(a["id"], a["status"], a["certificate_serial"]) for a in listed] == [(app_id, "enrolled", issued.serial_hex)]
+    refused = j.run("application", "create", "--uscc", code_e, "--profile", "enterprise-sign", "--holder", "x",
+                    who="alice")  # an admin is no RA officer
+    assert refused.returncode == 3
+    assert_one_line_error(refused, "needs role ra-officer")
+    # a revocation request waiting for the office, decided on the command line
+    pend = ra.request_revocation(store, cert_serial=issued.serial_hex, reason="cessationOfOperation",
+                                 requester_cert_der=issued.der, client="cli test")
+    assert pend["id"] in j.ok("revocation-request", "list", "--status", "pending").stdout
+    p = j.ok("revocation-request", "approve", pend["id"], "--reason", "confirmed", who="bob")
+    assert f"certificate {issued.serial_hex} of CA root revoked (cessationOfOperation)" in p.stdout
+    assert j.sql("SELECT status FROM certificates WHERE serial = :s", s=issued.serial_hex) == [("revoked",)]
+
+
 # --- dual control (adds carol and the rule: keep these last) ----------------------------------
 
 
@@ -371,3 +410,23 @@ def test_self_service_application_gets_its_code_by_polling_once(reg):
     assert "code" not in ra.application_status(store, out["id"], token)  # exactly once
     issued = ra.enroll(store, out["id"], polled["code"], csr_der()[0], issuer=issuer, client="203.0.113.9")
     assert ra.application_status(store, out["id"], token)["certificate_serial"] == issued.serial_hex
+
+
+def test_cli_dual_control_prints_the_code_at_the_second_approval(reg):
+    from tests.conftest import assert_one_line_error
+
+    j, store, issuer = reg
+    _carol_and_the_rule(j)
+    code_e = _enterprise(store, j)
+    p = j.ok("application", "create", "--uscc", code_e, "--profile", "enterprise-sign", "--holder", "张三", who="bob")
+    app_id = re.search(r"^application (a[0-9a-f]{12}): submitted \(1 of 2 approvals\)", p.stdout, re.M).group(1)
+    assert "code:" not in p.stdout
+    again = j.run("application", "approve", app_id, who="bob")
+    assert again.returncode == 2
+    assert_one_line_error(again, "another officer")
+    p = j.ok("application", "approve", app_id, "--reason", "documents checked", who="carol")
+    code = re.search(r"^code: (\S+)$", p.stdout, re.M).group(1)
+    assert ra.enroll(store, app_id, code, csr_der()[0], issuer=issuer, client="cli").serial_hex
+    other = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="李四", auth=card(j, "bob"))
+    assert j.run("application", "reject", other["id"], who="carol").returncode == 2  # --reason is required
+    assert "rejected" in j.ok("application", "reject", other["id"], "--reason", "duplicate", who="carol").stdout
