@@ -272,6 +272,41 @@ def test_wrong_code_then_locked_after_five_tries(site, tmp_path):
     assert r.status == 401 and r.problem()["type"] == "urn:unica:problem:code-invalid"
 
 
+def test_credentials_and_labels(site, tmp_path):
+    """Authorization that is not Basic user:password is a 401 with the challenge; the right
+    credentials at another CA's label answer like a wrong code (an application cannot be probed
+    through labels), at an unknown label 404, at the application's own label they enroll."""
+    app_id, code = new_application(site, "郑十一")
+    _, b64 = software_csr(tmp_path, "zsy")
+    body = ["-H", "Content-Type: application/pkcs10", "--data-binary", f"@{b64}"]
+    for auth in ("Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(),
+                 "Basic " + base64.b64encode(f"{app_id}:".encode()).decode()):
+        r = curl(site, f"{EST}/simpleenroll", "-H", f"Authorization: {auth}", *body, work=tmp_path)
+        assert r.status == 401 and r.headers.get("www-authenticate", "").startswith("Basic "), (auth, r.status)
+    site.ok("ca", "create-root", "other", "--subject", "C=CN,O=Port Joint CA,CN=Other Root", "--key-type", "ec-p256",
+            "--token", site.hsm, who="alice")
+    r = curl(site, f"{EST}/other/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
+    assert r.status == 401 and r.problem()["type"] == "urn:unica:problem:code-invalid", (r.status, r.body)
+    assert curl(site, f"{EST}/nosuchca/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path).status in (401, 404)
+    r = curl(site, f"{EST}/root/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
+    assert r.status == 200, (r.status, r.body)
+    # the unlabelled paths still speak for the offices' CA, though there are two CAs now
+    (ca,) = certs_from_pkcs7(curl(site, f"{EST}/cacerts", work=tmp_path).body, tmp_path, "cacerts")
+    assert ca.subject.rfc4514_string() == "CN=Port Root,O=Port Joint CA,C=CN"
+
+
+def test_reenroll_needs_an_enterprise_certificate(site, tmp_path):
+    """A valid certificate of this CA that was not issued to an enterprise (an operator's) does not
+    re-enroll: 403, nothing issued."""
+    op = site.client_cert("Somebody")
+    _, b64 = software_csr(tmp_path, "sb")
+    before = count(site, "certificates")
+    r = curl(site, f"{EST}/simplereenroll", "--cert", op.cert, "--key", op.key, "-H", "Content-Type: application/pkcs10",
+             "--data-binary", f"@{b64}", work=tmp_path)
+    assert r.status == 403 and r.problem()["type"] == "urn:unica:problem:not-enterprise", (r.status, r.body)
+    assert count(site, "certificates") == before
+
+
 def test_a_code_is_used_once(site, tmp_path):
     """The code is consumed by the enrollment that issued: the same code again is refused and
     issues nothing."""
