@@ -6,7 +6,6 @@ officer of customs and the rule cert.issue:enterprise-sign = 2 (module order mat
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
 
@@ -322,8 +321,8 @@ def test_cli_registers_an_enterprise_and_prints_the_application_id_and_code(reg)
     shown = j.ok("application", "show", app_id).stdout + j.ok("enterprise", "show", code_e).stdout
     assert code.group(1) not in shown and app_id in shown
     issued = ra.enroll(store, app_id, code.group(1), csr_der()[0], issuer=issuer, client="cli test")
-    listed = json.loads(j.ok("application", "list", "--uscc", code_e, "--json").stdout)
-    assert [(a["id"], a["status"], a["certificate_serial"]) for a in listed] == [(app_id, "enrolled", issued.serial_hex)]
+    assert [(a["id"], a["status"], a["certificate_serial"]) for a in ra.list_applications(store, uscc=code_e)] == [
+        (app_id, "enrolled", issued.serial_hex)]
     refused = j.run("application", "create", "--uscc", code_e, "--profile", "enterprise-sign", "--holder", "x",
                     who="alice")  # an admin is no RA officer
     assert refused.returncode == 3
