@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from unica import ra
@@ -668,15 +668,8 @@ def _verify_signed_request(store, raw: bytes) -> tuple[bytes, SignedRevocation]:
         raise MalformedInput("the CMS SignedData carries no content (a detached signature is not a request)")
     if len(sd.signers) != 1:
         raise MalformedInput(f"the CMS SignedData must have one signer, not {len(sd.signers)}")
-    try:
-        doc = json.loads(sd.econtent.decode("utf-8"))
-        req = SignedRevocation.model_validate(doc)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise MalformedInput(f"the signed content is not a revocation request: {_one_line(e)}") from None
-    if req.time.tzinfo is None:
-        raise MalformedInput("the signed time must carry an offset (RFC 3339)")
-    anchors = _ca_certs(store)
-    verifier = Verifier(anchors, revocation=OFF, usage="document-signing")
+    # the signature first: nothing of the content is read before it is known to be the signer's
+    verifier = Verifier(_ca_certs(store), revocation=OFF, usage="document-signing")
     rep = verifier.verify_cms(raw)
     if not rep.passed:
         sub = rep.sub_indication.value if rep.sub_indication else rep.indication.value
@@ -685,7 +678,33 @@ def _verify_signed_request(store, raw: bytes) -> tuple[bytes, SignedRevocation]:
     signer = next((c for c in sd.certs if hashlib.sha256(c).hexdigest() == leaf), None)
     if signer is None:
         raise VerificationError("the signer's certificate is not in the SignedData")
+    try:
+        req = SignedRevocation.model_validate(json.loads(sd.econtent.decode("utf-8")))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "content"
+        raise MalformedInput(f"the signed content is not a revocation request: {where}: {err.get('msg')}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise MalformedInput(f"the signed content is not a revocation request: {_one_line(e)}") from None
+    if req.time.tzinfo is None:
+        raise MalformedInput("the signed time must carry an offset (RFC 3339)")
     return signer, req
+
+
+def _claimed_signer(store, raw: bytes) -> tuple[bytes, str] | None:
+    """The first certificate in a (refused) SignedData that is an enterprise's, with its office:
+    what the request claims, for the audit entry of its refusal -- never trusted for anything."""
+    from unica.verify.cms import parse_signed_data
+
+    try:
+        certs = parse_signed_data(raw).certs if raw else []
+    except Exception:  # noqa: BLE001 -- not even a SignedData: no claim to record
+        return None
+    for der in certs[:8]:
+        ent = ra.enterprise_of_certificate(store, der)
+        if ent:
+            return der, ent["office"]
+    return None
 
 
 def _one_line(e: Exception) -> str:
@@ -738,13 +757,18 @@ async def signed_revocation_request(request: Request, response: Response):
                             f"send a CMS SignedData as {' or '.join(CMS_TYPES)}")
     body = await request.body()
     store = request.app.state.store
+    raw = b""
     try:
         raw = _cms_bytes(body)
         signer, req = await _lib(_verify_signed_request, store, raw)
-    except MalformedInput as e:
-        raise await _refuse(request, 400, "malformed", "Malformed request", str(e)) from None
-    except VerificationError as e:
-        raise await _refuse(request, 403, "signature-invalid", "Signature not valid", str(e)) from None
+    except (MalformedInput, VerificationError) as e:
+        claimed = await _lib(_claimed_signer, store, raw)  # for the audit only: who the request says it is
+        office = claimed[1] if claimed else None
+        if isinstance(e, MalformedInput):
+            raise await _refuse(request, 400, "malformed", "Malformed request", str(e), office=office,
+                                signer=claimed[0] if claimed else None) from None
+        raise await _refuse(request, 403, "signature-invalid", "Signature not valid", str(e), office=office,
+                            signer=claimed[0] if claimed else None) from None
     ent = await _lib(ra.enterprise_of_certificate, store, signer)
     office = ent.get("office") if ent else None
     now = dt.datetime.now(dt.timezone.utc)
