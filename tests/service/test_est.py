@@ -264,6 +264,10 @@ def test_wrong_code_then_locked_after_five_tries(site, tmp_path):
     assert r.status == 401 and r.problem()["type"] == "urn:unica:problem:code-locked", (r.status, r.body)
     assert count(site, "certificates") == before
     assert site.sql("SELECT status FROM applications WHERE id = :i", i=app_id)[0][0] != "enrolled"
+    audited = site.sql("SELECT details FROM audit_log WHERE event = 'enrollment.refused' AND target = :i "
+                       "ORDER BY id", i=app_id)
+    slugs = [json.loads(d)["slug"] if isinstance(d, str) else d["slug"] for (d,) in audited]
+    assert slugs == ["code-invalid"] * 5 + ["code-locked"], slugs
     # no credentials at all; an unknown application answers like a wrong code
     r = curl(site, f"{EST}/simpleenroll", "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{b64}",
              work=tmp_path)
@@ -287,7 +291,8 @@ def test_credentials_and_labels(site, tmp_path):
             "--token", site.hsm, who="alice")
     r = curl(site, f"{EST}/other/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
     assert r.status == 401 and r.problem()["type"] == "urn:unica:problem:code-invalid", (r.status, r.body)
-    assert curl(site, f"{EST}/nosuchca/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path).status in (401, 404)
+    r = curl(site, f"{EST}/nosuchca/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
+    assert r.status in (401, 404), (r.status, r.body)
     r = curl(site, f"{EST}/root/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
     assert r.status == 200, (r.status, r.body)
     # the unlabelled paths still speak for the offices' CA, though there are two CAs now
@@ -301,8 +306,8 @@ def test_reenroll_needs_an_enterprise_certificate(site, tmp_path):
     op = site.client_cert("Somebody")
     _, b64 = software_csr(tmp_path, "sb")
     before = count(site, "certificates")
-    r = curl(site, f"{EST}/simplereenroll", "--cert", op.cert, "--key", op.key, "-H", "Content-Type: application/pkcs10",
-             "--data-binary", f"@{b64}", work=tmp_path)
+    r = curl(site, f"{EST}/simplereenroll", "--cert", op.cert, "--key", op.key,
+             "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{b64}", work=tmp_path)
     assert r.status == 403 and r.problem()["type"] == "urn:unica:problem:not-enterprise", (r.status, r.body)
     assert count(site, "certificates") == before
 
@@ -347,11 +352,13 @@ def test_reenroll_with_a_revoked_certificate_is_refused(site, tmp_path):
     assert r.status == 200, (r.status, r.body)
     site.ok("cert", "revoke", format(cert.serial_number, "X"), "--ca", "root", "--reason", "superseded", who="bob")
     before = count(site, "certificates")
+    refusals = site.sql("SELECT count(*) FROM audit_log WHERE event = 'service.client_refused'")[0][0]
     r = curl(site, f"{EST}/simplereenroll", *tls, "-H", "Content-Type: application/pkcs10",
              "--data-binary", f"@{b64}", work=tmp_path)
     assert r.status == 403, (r.status, r.body)
     assert "revoked" in r.problem().get("detail", "")
     assert count(site, "certificates") == before
+    assert site.sql("SELECT count(*) FROM audit_log WHERE event = 'service.client_refused'")[0][0] == refusals + 1
 
 
 def test_malformed_requests(site, tmp_path):
