@@ -50,20 +50,33 @@ def run(*argv, env: dict | None = None, check: bool = True, **kw) -> subprocess.
     return p
 
 
-def curl(site, path: str, *args, work: Path, env: dict | None = None) -> Reply:
-    """One request with curl (``-sS``, the service's CA as the trust anchor)."""
-    hdr, body = work / "curl.headers", work / "curl.body"
+def curl_start(site, path: str, *args, work: Path, env: dict | None = None, tag: str = "curl"):
+    """Start one request with curl (``-sS``, the service's CA as the trust anchor); :func:`curl_reply`
+    waits for it."""
+    hdr, body = work / f"{tag}.headers", work / f"{tag}.body"
     for f in (hdr, body):
         f.unlink(missing_ok=True)
-    p = run("curl", "-sS", "--cacert", site.ca_pem, "-D", hdr, "-o", body, "-w", "%{http_code}", *args,
-            site.url + path, env=env, check=False, text=True)
-    assert p.returncode == 0, f"curl exit {p.returncode}: {p.stderr}"
+    argv = ["curl", "-sS", "--cacert", site.ca_pem, "-D", hdr, "-o", body, "-w", "%{http_code}", *args, site.url + path]
+    proc = subprocess.Popen([str(a) for a in argv], env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, hdr, body
+
+
+def curl_reply(started) -> Reply:
+    proc, hdr, body = started
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, f"curl exit {proc.returncode}: {err}"
     headers = {}
     for line in hdr.read_text(encoding="latin-1").splitlines():
         k, sep, v = line.partition(":")
         if sep:
             headers[k.strip().lower()] = v.strip()
-    return Reply(int(p.stdout.strip()), headers, body.read_bytes() if body.exists() else b"")
+    return Reply(int(out.strip()), headers, body.read_bytes() if body.exists() else b"")
+
+
+def curl(site, path: str, *args, work: Path, env: dict | None = None) -> Reply:
+    """One request with curl, its answer."""
+    return curl_reply(curl_start(site, path, *args, work=work, env=env))
 
 
 def certs_from_pkcs7(data: bytes, work: Path, name: str) -> list[x509.Certificate]:
@@ -501,3 +514,51 @@ def test_the_guide_runs(site, tmp_path):
     assert_registry_subject(renewed, "李四")
     assert_registry_subject(x509.load_pem_x509_certificate((work / "zhangsan.pem").read_bytes()), "张三")
     assert json.loads((work / "refused.json").read_text())["type"] == "urn:unica:problem:code-used"
+
+
+# --- two service processes on one PostgreSQL -----------------------------------------------------
+
+
+@pytest.fixture
+def pg_services(tmp_path, pg_url):
+    """Two ``unica serve`` processes on one PostgreSQL database (the CA built afresh there)."""
+    from tests.auth.conftest import bootstrap, build_joint_ca, fresh_pg_database
+    from tests.service.conftest import _add_tls_files, start_service
+
+    j = bootstrap(_add_tls_files(build_joint_ca(tmp_path / "pg", db=fresh_pg_database(pg_url), cards=("alice", "bob"))))
+    a = start_service(j)
+    try:
+        b = start_service(j)
+    except BaseException:
+        a.stop()
+        raise
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_one_code_issues_once_across_two_processes_on_postgresql(pg_services, tmp_path):
+    """The same code sent at the same time to two service processes on one PostgreSQL: one
+    enrollment issues, the other is refused (code-used), and one certificate exists for the
+    application; what one process issued, the other re-enrolls."""
+    a, b = pg_services
+    for i, holder in enumerate(("陈一", "陈二", "陈三")):
+        app_id, code = new_application(a, holder)
+        _, b64 = software_csr(tmp_path, f"race{i}")
+        started = [curl_start(s, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path,
+                              tag=f"race{i}-{n}") for n, s in enumerate((a, b))]
+        replies = [curl_reply(x) for x in started]
+        assert sorted(r.status for r in replies) == [200, 401], [(r.status, r.body) for r in replies]
+        loser = next(r for r in replies if r.status == 401)
+        assert loser.problem()["type"] == "urn:unica:problem:code-used"
+        rows = a.sql("SELECT count(*) FROM certificates c JOIN applications p ON p.certificate_id = c.id "
+                     "WHERE p.id = :i", i=app_id)
+        assert rows[0][0] == 1
+        assert a.sql("SELECT count(*) FROM certificates WHERE requester = :r", r=f"application {app_id}")[0][0] == 1
+    winner = next(r for r in replies if r.status == 200)
+    certs_from_pkcs7(winner.body, tmp_path, "current")
+    _, b64 = software_csr(tmp_path, "renew")
+    for s in (a, b):
+        r = curl(s, f"{EST}/simplereenroll", "--cert", tmp_path / "current.pem", "--key", tmp_path / "race2.key",
+                 "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{b64}", work=tmp_path)
+        assert r.status == 200, (r.status, r.body)
