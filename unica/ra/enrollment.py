@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 
 from sqlalchemy import select, update
 
@@ -34,6 +35,14 @@ from unica.ra.errors import EnrollmentRefused
 from unica.ra.registry import MAX_CODE_FAILURES, _check_app_id, audit_refusal, certificate_row, registry_subject
 from unica.store import models as m
 from unica.store.db import CURRENT_ACTOR, Store, append_audit
+
+_DUMMY_SALT = "00" * 16
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return codes.hash_code("0" * codes.CODE_CHARS, _DUMMY_SALT)
+
 
 #: a claim older than this with no certificate and no pending intent was abandoned (a killed process)
 CLAIM_GRACE = dt.timedelta(minutes=10)
@@ -131,6 +140,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
         app = s.get(m.Application, app_id) if _check_app_id(app_id) else None
         ent = s.get(m.Enterprise, app.enterprise_id) if app is not None else None
     if app is None:
+        codes.code_matches(code, _DUMMY_SALT, _dummy_hash())  # the time a wrong code takes: ids are not probed
         raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
                        client=client, target=app_id if isinstance(app_id, str) else None)
     office = ent.office
