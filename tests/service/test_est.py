@@ -338,6 +338,21 @@ def test_a_code_is_used_once(site, tmp_path):
     assert count(site, "certificates") == before
 
 
+def test_a_retried_enrollment_with_an_idempotency_key_replays(site, tmp_path):
+    """A client that lost the answer retries with the same Idempotency-Key and body: it gets the
+    same certificate back, not a refusal of the used code, and nothing more is issued."""
+    app_id, code = new_application(site, "冯十二")
+    _, b64 = software_csr(tmp_path, "fse")
+    key = ["-H", "Idempotency-Key: est-retry-8f2c1a"]
+    first = curl(site, f"{EST}/simpleenroll", *key, *enroll_args(app_id, code, b64), work=tmp_path)
+    assert first.status == 200, (first.status, first.body)
+    before = count(site, "certificates")
+    again = curl(site, f"{EST}/simpleenroll", *key, *enroll_args(app_id, code, b64), work=tmp_path)
+    assert again.status == 200 and again.body == first.body, (again.status, again.body)
+    assert again.headers.get("idempotent-replayed") == "true", again.headers
+    assert count(site, "certificates") == before
+
+
 def test_the_registry_decides_the_identity(site, tmp_path):
     """A CSR asking for another enterprise and another holder gets the registry's subject."""
     app_id, code = new_application(site, "钱七")
