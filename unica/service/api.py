@@ -474,8 +474,9 @@ async def show_application(request: Request, app_id: Annotated[str, Path(pattern
 @router.post("/applications/{app_id}/decision", response_model=ApplicationCreated, tags=["registration"],
              summary="Approve or reject an application (RA officer of its office; dual control per profile)",
              description="Distinct officers approve until the profile's rule (e.g. cert.issue:enterprise-sign, 2) "
-                         "is met; the decision that completes it releases the code (in this response, and once "
-                         "to a self-service applicant's status poll). A rejection needs a reason and ends it.",
+                         "is met. The decision that completes it releases the code: in this response for an "
+                         "officer's application; to a self-service applicant, once, through its status poll. A "
+                         "rejection needs a reason and ends it.",
              responses=_errors(400, 403, 404, 409))
 async def decide_application(request: Request, response: Response, app_id: Annotated[str, Path(pattern=_APP_ID)],
                              body: DecisionIn):
