@@ -81,12 +81,10 @@ class CsrAttrs(core.SequenceOf):
 ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 ED25519 = "1.3.101.112"
-#: unica key type -> the named curve a CSR's EC key must be on
-CURVES = {"ec-p256": "1.2.840.10045.3.1.7", "ec-p384": "1.3.132.0.34", "ec-p521": "1.3.132.0.35",
-          "sm2": "1.2.156.10197.1.301"}
+#: unica key type (unica.hsm.keytypes.KeyType) -> the named curve a CSR's EC key must be on
+CURVES = {"ec-p256": "1.2.840.10045.3.1.7", "ec-p384": "1.3.132.0.34"}
 #: the signature algorithm that goes with each curve (RFC 5480 section 4)
-CURVE_SIGNATURES = {"ec-p256": "1.2.840.10045.4.3.2", "ec-p384": "1.2.840.10045.4.3.3",
-                    "ec-p521": "1.2.840.10045.4.3.4"}
+CURVE_SIGNATURES = {"ec-p256": "1.2.840.10045.4.3.2", "ec-p384": "1.2.840.10045.4.3.3"}
 
 
 def csr_attributes(key_types) -> bytes:
