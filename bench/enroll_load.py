@@ -1,0 +1,241 @@
+"""EST enrollment under load, end to end, as a ratio to issuing in the same process.
+
+One home (SQLite) with CA ``root`` whose key is on a SoftHSM2 token, office ``customs``
+(enterprise-sign), and enough enterprises with an approved application each (made with the
+library, before any timing). Then, in one run:
+
+- **baseline**: ``IssuingCA.issue`` in this process, one request after another, profile
+  enterprise-sign, pkilint on (as by default);
+- **service, 1 worker** and **service, 2 workers**: the real ``unica serve`` over TLS on
+  127.0.0.1; ``--clients`` client threads each send EST simpleenroll requests (HTTP Basic with
+  the application id and its one-time code, a base64 PKCS#10 made beforehand), each on a new
+  TLS connection (as enterprises do: one enrollment each), lint on in the service;
+- the baseline again, last (the machine's drift shows as the difference of the two).
+
+Figures: certificates per second of each, the service's as a ratio to the mean of the two
+baselines (target >= 0.6 x with one worker), and the latency of an enrollment as the client
+sees it (p50, p99).
+
+    python bench/enroll_load.py [--n 96] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import os
+import queue
+import re
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _softhsm  # noqa: E402  (before anything loads the PKCS#11 module)
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSPHRASE = "bench-tls-passphrase"
+OFFICE = "customs"
+
+
+def unica(env: dict, *args: str) -> str:
+    p = subprocess.run([sys.executable, "-m", "unica", *args], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"unica {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def uscc(i: int) -> str:
+    from unica.policies.uscc import check_char
+
+    first = f"91350100M{i:08d}"
+    return first + check_char(first)
+
+
+def build(tmp: Path) -> dict:
+    env = dict(os.environ, UNICA_HOME=str(tmp / "home"), UNICA_PASSPHRASE=PASSPHRASE)
+    for k in ("UNICA_OPERATOR", "UNICA_DB"):
+        env.pop(k, None)
+    unica(env, "init")
+    uri = f"pkcs11:token={_softhsm.TOKEN};object=ca-root"
+    unica(env, "key", "generate", uri, "--key-type", "ec-p256")
+    unica(env, "ca", "create-root", "root", "--subject", "C=CN,O=Bench Joint CA,CN=Bench Root", "--key", uri)
+    unica(env, "office", "add", OFFICE, "--ca", "root", "--profile", "enterprise-sign")
+    key, csr, pem = tmp / "server.key", tmp / "server.csr", tmp / "server.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256",
+                    "-pass", f"pass:{PASSPHRASE}", "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-new", "-key", str(key), "-passin", f"pass:{PASSPHRASE}", "-out", str(csr),
+                    "-subj", "/O=Bench Joint CA/CN=unica service", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    unica(env, "cert", "issue", "--ca", "root", "--profile", "tls-server", "--csr", str(csr), "--out", str(pem))
+    (tmp / "root.pem").write_text(unica(env, "ca", "export", "root"))
+    return env
+
+
+def csrs(n: int) -> list[bytes]:
+    """``n`` DER PKCS#10 requests for fresh P-256 keys (made before any timing)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    out = []
+    for i in range(n):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"压测企业{i}有限公司"),
+                          x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, uscc(900000 + i)),
+                          x509.NameAttribute(NameOID.COMMON_NAME, f"持有人{i}")])
+        out.append(x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+                   .public_bytes(serialization.Encoding.DER))
+    return out
+
+
+def applications(store, n: int, start: int) -> list[tuple[str, str]]:
+    from unica import ra
+
+    out = []
+    for i in range(start, start + n):
+        ra.add_enterprise(store, uscc=uscc(i), name=f"压测企业{i}有限公司", office=OFFICE)
+        app = ra.create_application(store, uscc=uscc(i), profile="enterprise-sign", holder=f"持有人{i}", ca="root")
+        out.append((app["id"], app["code"]))
+    return out
+
+
+def baseline(store, requests: list[bytes]) -> float:
+    """Certificates per second of IssuingCA.issue in this process, one after another."""
+    from unica.ca.issuance import IssuingCA
+
+    ca = IssuingCA(store, "root")
+    ca.issue(requests[0], "enterprise-sign")  # the key loaded, pkilint imported: not timed
+    t0 = time.perf_counter()
+    for r in requests[1:]:
+        ca.issue(r, "enterprise-sign")
+    return (len(requests) - 1) / (time.perf_counter() - t0)
+
+
+def start(env: dict, tmp: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    log = tmp / f"serve-{workers}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "unica", "serve", "--host", "127.0.0.1", "--port", "0",
+                                 "--workers", str(workers), "--tls-cert", str(tmp / "server.pem"), "--tls-key",
+                                 str(tmp / "server.key"), "--rate", "0"], env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = re.search(r"unica service on https://127\.0\.0\.1:(\d+)/", log.read_text(errors="replace"))
+        if m:
+            port = int(m.group(1))
+            ctx = ssl.create_default_context(cafile=str(tmp / "root.pem"))
+            while time.monotonic() < deadline:
+                try:
+                    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+                    c.request("GET", "/readyz")
+                    if c.getresponse().status == 200:
+                        return proc, port
+                except OSError:
+                    time.sleep(0.1)
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"unica serve did not start: {log.read_text(errors='replace')}")
+
+
+def load(port: int, cafile: Path, work: list[tuple[str, str, bytes]], clients: int) -> tuple[float, list[float]]:
+    """Enroll every (application, code, CSR) with ``clients`` threads; (certificates/s, latencies)."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    todo: queue.Queue = queue.Queue()
+    for w in work:
+        todo.put(w)
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def client():
+        while True:
+            try:
+                app_id, code, der = todo.get_nowait()
+            except queue.Empty:
+                return
+            auth = base64.b64encode(f"{app_id}:{code}".encode()).decode()
+            t0 = time.perf_counter()
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=120)
+            try:
+                c.request("POST", "/.well-known/est/simpleenroll", body=base64.encodebytes(der),
+                          headers={"Authorization": f"Basic {auth}", "Content-Type": "application/pkcs10"})
+                r = c.getresponse()
+                body = r.read()
+            finally:
+                c.close()
+            latencies.append(time.perf_counter() - t0)
+            if r.status != 200:
+                failures.append(f"{r.status} {body[:200]!r}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if failures:
+        raise SystemExit(f"{len(failures)} enrollments failed, e.g. {failures[0]}")
+    return len(work) / wall, latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=96, help="enrollments per service run (and baseline issuances)")
+    ap.add_argument("--clients", type=int, default=8)
+    args = ap.parse_args()
+    _softhsm.setup()
+    tmp = Path(tempfile.mkdtemp(prefix="unica-enroll-bench-"))
+    env = build(tmp)
+    os.environ.update({k: env[k] for k in ("UNICA_HOME", "UNICA_PASSPHRASE")})
+    from unica.store import open_store
+
+    store = open_store()
+    requests = csrs(4 * args.n + 2)
+    apps = applications(store, 2 * args.n, 0)
+    base1 = baseline(store, requests[: args.n + 1])
+    results = {}
+    for workers, chunk in ((1, 0), (2, 1)):
+        proc, port = start(env, tmp, workers)
+        try:
+            work = [(a, c, requests[2 * args.n + 2 + chunk * args.n + i][:]) for i, (a, c) in
+                    enumerate(apps[chunk * args.n:(chunk + 1) * args.n])]
+            load(port, tmp / "root.pem", work[: args.clients], args.clients)  # warm-up: workers load the CA key
+            results[workers] = load(port, tmp / "root.pem", work[args.clients:], args.clients)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    base2 = baseline(store, requests[args.n + 1: 2 * args.n + 2])
+    base = (base1 + base2) / 2
+    print(f"EST simpleenroll end to end (TLS, new connection per enrollment, lint on), {args.clients} clients, "
+          f"{args.n - args.clients} timed enrollments per run; SQLite, CA key on SoftHSM2; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"  baseline IssuingCA.issue in-process: {base1:6.1f} /s before, {base2:6.1f} /s after "
+          f"(mean {base:.1f} /s)")
+    for workers, (rate, lat) in results.items():
+        print(f"  service, {workers} worker{'s' if workers > 1 else ' '}: {rate:6.1f} /s = {rate / base:4.2f} x baseline"
+              f"   latency p50 {statistics.median(lat) * 1000:6.0f} ms  p99 {pct(lat, 99) * 1000:6.0f} ms"
+              + ("   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]" if workers == 1 else ""))
+    if 1 in results and 2 in results:
+        print(f"  a second worker: {results[2][0] / results[1][0]:4.2f} x the throughput of one (2 cores)")
+    store.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
