@@ -366,8 +366,9 @@ def test_the_registry_decides_the_identity(site, tmp_path):
 
 
 def test_reenroll_with_a_revoked_certificate_is_refused(site, tmp_path):
-    """simplereenroll over mTLS (curl with a software key) works with a valid certificate; once the
-    officer revoked it, the same client is refused (403) and nothing is issued."""
+    """simplereenroll over mTLS (curl with a software key, at the CA's label) works with a valid
+    certificate; once the officer revoked it, the same client is refused (403, audited) and nothing
+    is issued."""
     app_id, code = new_application(site, "孙八")
     key, b64 = software_csr(tmp_path, "sb")
     r = curl(site, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
@@ -375,7 +376,7 @@ def test_reenroll_with_a_revoked_certificate_is_refused(site, tmp_path):
     (cert,) = certs_from_pkcs7(r.body, tmp_path, "current")
     tls = ["--cert", tmp_path / "current.pem", "--key", key]
     _, b64 = software_csr(tmp_path, "sb2")
-    r = curl(site, f"{EST}/simplereenroll", *tls, "-H", "Content-Type: application/pkcs10",
+    r = curl(site, f"{EST}/root/simplereenroll", *tls, "-H", "Content-Type: application/pkcs10",
              "--data-binary", f"@{b64}", work=tmp_path)
     assert r.status == 200, (r.status, r.body)
     site.ok("cert", "revoke", format(cert.serial_number, "X"), "--ca", "root", "--reason", "superseded", who="bob")
