@@ -6,6 +6,7 @@ officer of customs and the rule cert.issue:enterprise-sign = 2 (module order mat
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import threading
 
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 
 from tests.ra.conftest import csr_der, uscc
 from unica import ra
-from unica.auth import OperatorSigner
+from unica.auth import OperatorSigner, TLSClient
 from unica.errors import InputError, NotAuthorized, PolicyViolation
 from unica.store import models as m
 
@@ -65,6 +66,14 @@ def test_enterprises_are_registered_by_their_office(reg):
     assert [x["uscc"] for x in ra.list_enterprises(store, office="customs", query="示例")] == [code]
     with pytest.raises(ra.RegistryConflict, match="registered already"):
         ra.add_enterprise(store, uscc=code, name="Other", office="customs", auth=card(j, "bob"))
+    entry = _audits(store, "enterprise.refused")[-1]
+    assert (entry.details["office"], entry.details["operator"]["name"], entry.actor.split()[0]) == (
+        "customs", "bob", "bob")
+    # over the service: the officer's TLS client certificate, named by its SHA-256
+    bob_der = x509.load_pem_x509_certificate(j.certs["bob"].read_bytes()).public_bytes(Encoding.DER)
+    with pytest.raises(ra.RegistryConflict):
+        ra.add_enterprise(store, uscc=code, name="Other", office="customs", auth=TLSClient(bob_der))
+    assert _audits(store, "enterprise.refused")[-1].details["client"] == hashlib.sha256(bob_der).hexdigest()
     bad = code[:17] + ("0" if code[17] != "0" else "1")
     with pytest.raises(InputError, match="check character"):
         ra.add_enterprise(store, uscc=bad, name="X", office="customs", auth=card(j, "bob"))

@@ -142,7 +142,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     if app is None:
         codes.code_matches(code, _DUMMY_SALT, _dummy_hash())  # the time a wrong code takes: ids are not probed
         raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
-                       client=client, target=app_id if isinstance(app_id, str) else None)
+                       client=client, target=app_id[:64] if isinstance(app_id, str) else None)
     office = ent.office
     ctx = {"office": office, "client": client, "target": app.id, "ca": app.ca_name}
     if app.status == "enrolled" and app.certificate_id is None:

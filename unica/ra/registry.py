@@ -126,14 +126,18 @@ def application_info(s, a: m.Application, e: m.Enterprise | None = None, *, now:
 def audit_refusal(store: Store, event: str, error: BaseException, *, office: str | None = None,
                   client: str | None = None, target: str | None = None, ca: str | None = None,
                   **details) -> None:
-    """Record a refusal in its own transaction (the refused change itself was rolled back)."""
+    """Record a refusal in its own transaction (the refused change itself was rolled back).
+    ``operator``: the :class:`~unica.auth.guard.Actor` who asked (named as the entry's actor)."""
     if getattr(error, "_unica_audited", False):
         return
+    operator = details.pop("operator", None) or getattr(error, "_unica_operator", None)
+    named = operator is not None and getattr(operator, "is_operator", False)
     try:
         with store.write() as s:
-            append_audit(s, event, ca=ca, target=target, details={
+            append_audit(s, event, ca=ca, target=target, actor=operator.audit_actor if named else None, details={
                 "reason": " ".join(str(error).split())[:500], "error": type(error).__name__,
-                "slug": getattr(error, "slug", None), "office": office, "client": client, **details})
+                "slug": getattr(error, "slug", None), "office": office, "client": client,
+                **({"operator": {"name": operator.name, "serial": operator.serial}} if named else {}), **details})
         error._unica_audited = True
     except UnicaError:
         pass
@@ -152,16 +156,32 @@ def _audited(event: str):
             except UnicaError as e:
                 if type(e).__name__ != "ApprovalPending":
                     audit_refusal(store, event, e, office=getattr(e, "_unica_office", None),
-                                  client=kw.get("client"), target=getattr(e, "_unica_target", None))
+                                  client=kw.get("client") or client_of(kw.get("auth")),
+                                  target=getattr(e, "_unica_target", None))
                 raise
         return run
     return deco
 
 
 def _tag(e: BaseException, *, office: str | None = None, target: str | None = None) -> BaseException:
+    """Note on a refusal where it happened: the office, the target, the operator acting."""
+    from unica.store.db import CURRENT_ACTOR
+
     e._unica_office = office
     e._unica_target = target
+    e._unica_operator = CURRENT_ACTOR.get()
     return e
+
+
+def client_of(auth) -> str | None:
+    """The client an officer's request came from, for the audit: the SHA-256 of the TLS client
+    certificate (the service); None for a card on the command line (the actor is the operator)."""
+    der = getattr(auth, "cert_der", None)
+    if isinstance(der, (bytes, bytearray)):
+        import hashlib
+
+        return hashlib.sha256(bytes(der)).hexdigest()
+    return None
 
 
 # --- who acts ---------------------------------------------------------------------------------
@@ -619,7 +639,7 @@ def application_status(store: Store, app_id: str, status_token: str, *, client: 
     if app is None or not codes.token_matches(status_token, app.status_token_hash):
         e = EnrollmentRefused("code-invalid", "the application id or the status token is wrong")
         audit_refusal(store, "application.status_refused", e, office=ent.office if ent else None, client=client,
-                      target=app_id if isinstance(app_id, str) else None)
+                      target=app_id[:64] if isinstance(app_id, str) else None)
         raise e
     code = None
     fresh = app.code_expires_at is None or now <= app.code_expires_at

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from unica.errors import CertificateNotFound, InputError, NotAuthorized, UnicaError
 from unica.ra.errors import RegistryConflict, RegistryRefused, RevocationRequestNotFound
-from unica.ra.registry import _refuse_operator, _text, audit_refusal, certificate_row
+from unica.ra.registry import _refuse_operator, _text, audit_refusal, certificate_row, client_of
 from unica.store import models as m
 from unica.store.db import Store, append_audit
 
@@ -142,7 +142,7 @@ def decide_revocation(store: Store, req_id: str, approve: bool, reason: str | No
     from unica.auth import Operation, authorized
     from unica.ra.registry import _office_problem
 
-    office = None
+    office = acting = None
     try:
         if not isinstance(approve, bool):
             raise InputError("approve must be true or false")
@@ -154,6 +154,7 @@ def decide_revocation(store: Store, req_id: str, approve: bool, reason: str | No
         op = Operation("revocation-request.decide", ca=info["ca"], params={
             "request": req.id, "serial": info["serial"], "approve": approve, "reason": reason})
         with authorized(store, op, auth) as actor:
+            acting = actor
             with store.read() as s:
                 problem = _office_problem(s, actor, office)
             if problem:
@@ -184,8 +185,8 @@ def decide_revocation(store: Store, req_id: str, approve: bool, reason: str | No
     except NotAuthorized:
         raise
     except UnicaError as e:
-        audit_refusal(store, "revocation-request.refused", e, office=office, target=req_id if isinstance(req_id, str)
-                      else None)
+        audit_refusal(store, "revocation-request.refused", e, office=office, client=client_of(auth),
+                      target=req_id[:64] if isinstance(req_id, str) else None, operator=acting)
         raise
 
 
