@@ -438,6 +438,20 @@ def test_serve_fails_fast_on_bad_tls_files_and_a_taken_port(service_ca):
     assert p.returncode == 2
 
 
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_workers_share_the_port_and_the_metrics(serve):
     svc = serve(workers=3)
     for _ in range(30):
@@ -445,9 +459,7 @@ def test_workers_share_the_port_and_the_metrics(serve):
     text = svc.request("GET", "/metrics").body.decode()
     # every worker's requests, whichever worker answered the scrape (prometheus multiprocess mode)
     assert _metric(text, "unica_http_requests_total", route="/healthz", status="200") >= 30
-    pids = {int(p) for p in subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True,
-                                           text=True).stdout.split()}
-    assert len(pids) == 3, pids
+    assert len(_children(svc.proc.pid)) == 3
     assert svc.stop() == 0
 
 
@@ -484,3 +496,49 @@ def test_two_services_on_one_postgresql_answer_as_one(pg_service_ca):
     finally:
         a.stop()
         b.stop()
+
+
+def test_concurrent_retries_with_one_key_act_once(service, officer):
+    """Six copies of one POST at once, one Idempotency-Key: the row is the lock -- one runs, the
+    others get its answer replayed or 409 (in progress); one enterprise is registered."""
+    import concurrent.futures
+
+    key = str(uuid.uuid4())
+    body = _enterprise("91330100MA2B000018", "杭州并发示例有限公司")
+
+    def post(_):
+        return service.request("POST", "/api/v1/enterprises", body, headers={"Idempotency-Key": key}, cert=officer)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(post, range(6)))
+    firsts = [r for r in replies if r.status == 201 and not r.headers.get("idempotent-replayed")]
+    assert len(firsts) == 1, [(r.status, r.headers.get("idempotent-replayed")) for r in replies]
+    for r in replies:
+        assert (r.status == 201 and r.body == firsts[0].body) or (
+            r.status == 409 and r.problem["type"] == "urn:unica:problem:idempotency-in-progress"
+            and r.headers["retry-after"]), (r.status, r.body)
+    assert service.sql("SELECT count(*) FROM enterprises WHERE uscc = '91330100MA2B000018'")[0][0] == 1
+    later = post(0)
+    assert later.status == 201 and later.body == firsts[0].body and later.headers["idempotent-replayed"] == "true"
+
+
+def test_a_request_the_service_cannot_finish_in_time_is_a_503(serve):
+    """The database is locked by another writer: the request is answered 503 ``timeout`` with
+    Retry-After when --request-timeout is up, and the service goes on answering."""
+    import sqlite3
+
+    svc = serve("--request-timeout", "1.5")
+    frank = svc.client_cert("Frank")
+    svc.add_operator("frank", frank, "--role", "ra-officer", "--office", "customs")
+    db = sqlite3.connect(str(svc.home / "unica.db"), isolation_level=None, timeout=30)
+    try:
+        db.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        t0 = time.monotonic()
+        r = svc.request("POST", "/api/v1/enterprises", _enterprise("91440300MA5D12345W", "深圳慢速示例有限公司"),
+                        cert=frank)
+        assert r.status == 503 and r.problem["type"] == "urn:unica:problem:timeout", r.body
+        assert r.headers["retry-after"] and time.monotonic() - t0 < 10
+        assert svc.request("GET", "/healthz").status == 200
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
