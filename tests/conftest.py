@@ -69,6 +69,49 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
 
 
+# --- pytest-xdist (setup.cfg runs the suite on 2 workers, one test file at a time) -----------
+# Each worker is its own process: it imports this file, so it has its own _RUN_DIR, token store,
+# SOFTHSM2_CONF, UNICA_HOME and PostgreSQL cluster; the controller makes (and removes) one too
+# but runs no test in it.
+
+#: directories whose test files must run on one worker, one after the other (not one file per
+#: work unit): tests/fuzz/test_zz_budget.py counts the inputs of every fuzz file in its process.
+ONE_WORKER_DIRS = ("tests/fuzz/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile``, except that each of ONE_WORKER_DIRS is a single work unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for d in ONE_WORKER_DIRS:
+                if nodeid.startswith(d):
+                    return d
+            return super()._split_scope(nodeid)
+
+    return Scheduling(config, log)
+
+
+_WORKER_SECTIONS: list = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """A worker finished: keep the summary sections it could not print (e.g. "fuzz inputs")."""
+    _WORKER_SECTIONS.extend(getattr(node, "workeroutput", None) and node.workeroutput.get("summary_sections") or ())
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for title, lines in _WORKER_SECTIONS:
+        terminalreporter.section(title)
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def run_dir() -> Path:
     """The per-run scratch directory (holds the SoftHSM2 token store)."""

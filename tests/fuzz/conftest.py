@@ -209,17 +209,31 @@ def pytest_runtest_logreport(report):
         harness.WALL[0] += report.duration
 
 
+def _summary_lines() -> list[str]:
+    lines = []
+    for name in sorted(harness.COUNTS):
+        outcomes = ", ".join(f"{k} {v}" for k, v in harness.OUTCOMES[name].most_common())
+        lines.append(f"{name:28s} {harness.COUNTS[name]:7d} inputs  {harness.SECONDS[name]:7.2f} s in parser  "
+                     f"({outcomes})")
+    lines.append(f"{'total':28s} {harness.total():7d} inputs  {sum(harness.SECONDS.values()):7.2f} s in parsers  "
+                 f"(multiplier {harness.MULTIPLIER:g}, {'random' if harness.RANDOM else 'derandomized'}); "
+                 f"fuzz tests took {harness.WALL[0]:.1f} s wall")
+    for name, msgs in sorted(harness.MULTILINE.items()):
+        lines.append(f"note: {name} raised errors whose message spans lines, e.g. {msgs[0][:160]}")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not harness.COUNTS:
         return
-    tr = terminalreporter
-    tr.section("fuzz inputs")
-    for name in sorted(harness.COUNTS):
-        outcomes = ", ".join(f"{k} {v}" for k, v in harness.OUTCOMES[name].most_common())
-        tr.write_line(f"{name:28s} {harness.COUNTS[name]:7d} inputs  {harness.SECONDS[name]:7.2f} s in parser  "
-                      f"({outcomes})")
-    tr.write_line(f"{'total':28s} {harness.total():7d} inputs  {sum(harness.SECONDS.values()):7.2f} s in parsers  "
-                  f"(multiplier {harness.MULTIPLIER:g}, {'random' if harness.RANDOM else 'derandomized'}); "
-                  f"fuzz tests took {harness.WALL[0]:.1f} s wall")
-    for name, msgs in sorted(harness.MULTILINE.items()):
-        tr.write_line(f"note: {name} raised errors whose message spans lines, e.g. {msgs[0][:160]}")
+    terminalreporter.section("fuzz inputs")
+    for line in _summary_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist this process is a worker without a terminal: its "fuzz inputs" section
+    goes to the controller, which prints it (tests/conftest.py pytest_terminal_summary)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None and harness.COUNTS:
+        out.setdefault("summary_sections", []).append(["fuzz inputs", _summary_lines()])
