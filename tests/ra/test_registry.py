@@ -218,20 +218,39 @@ def test_two_enrollments_with_one_code_issue_one_certificate(reg):
     assert _count(store, m.Certificate, m.Certificate.requester == f"application {app['id']}") == 1
 
 
-def test_a_claim_left_by_a_killed_process_is_resolved(reg):
-    """A process that claimed the code and died before issuing: within the grace time the code
-    waits (an enrollment may be running); after it, the claim is released and the code enrolls."""
+def test_a_claim_left_by_a_killed_process_is_resolved_and_a_lost_answer_replayed(reg):
+    """A process killed after recording its intent (and the claim, one transaction): the code
+    waits while the intent is pending, and works again once 'unica recover' rolled it back. Once
+    enrolled, the same code with the same key answers the same certificate (the client lost the
+    answer); another key is refused. A certificate stored but not yet linked is linked."""
     j, store, issuer = reg
     app = ra.create_application(store, uscc=_enterprise(store, j), profile="enterprise-sign", holder="吴九",
                                 auth=card(j, "bob"))
     t = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    ca_id = j.sql("SELECT id FROM cas WHERE name='root'")[0][0]
+    j.sql("INSERT INTO certificates (ca_id, serial, status, subject_text, subject_der, sans, not_before, not_after, "
+          "profile, is_ca, created_at, updated_at, requester) VALUES (:c, 'abcdef0123456789', 'pending', '', :d, "
+          "'[]', :t, :t, 'enterprise-sign', false, :t, :t, :r)", c=ca_id, d=b"", t=t, r=f"application {app['id']}")
     j.sql("UPDATE applications SET status='enrolled', claimed_at=:t WHERE id=:i", t=t, i=app["id"])
+    der, _ = csr_der()
     with pytest.raises(ra.EnrollmentRefused, match="in progress"):
-        ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
-    j.sql("UPDATE applications SET claimed_at=:t WHERE id=:i", t=t - dt.timedelta(minutes=11), i=app["id"])
-    issued = ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+        ra.enroll(store, app["id"], app["code"], der, issuer=issuer, client="c")
+    j.sql("UPDATE certificates SET status='failed' WHERE serial='abcdef0123456789'")  # what recover does
+    issued = ra.enroll(store, app["id"], app["code"], der, issuer=issuer, client="c")
     assert ra.get_application(store, app["id"])["certificate_serial"] == issued.serial_hex
     assert _audits(store, "enrollment.claim_released")[-1].target == app["id"]
+    certs = _count(store, m.Certificate)
+    again = ra.enroll(store, app["id"], app["code"], der, issuer=issuer, client="c")
+    assert (again.serial_hex, again.der) == (issued.serial_hex, issued.der) and _count(store, m.Certificate) == certs
+    assert _audits(store, "enrollment.replayed")[-1].target == app["id"]
+    with pytest.raises(ra.EnrollmentRefused) as e:
+        ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer, client="c")
+    assert e.value.slug == "code-used"
+    # stored but not linked (killed between the two): the next use links it and answers it
+    j.sql("UPDATE applications SET certificate_id=NULL WHERE id=:i", i=app["id"])
+    assert ra.enroll(store, app["id"], app["code"], der, issuer=issuer, client="c").serial_hex == issued.serial_hex
+    assert ra.get_application(store, app["id"])["certificate_serial"] == issued.serial_hex
+    assert _count(store, m.Certificate) == certs
 
 
 def test_reenrollment_keeps_the_identity_and_takes_a_new_key(reg):

@@ -9,13 +9,14 @@ which records the intent before the one signature.
 A code is consumed only by a certificate issued with it, and one code issues at most one
 certificate: the code is checked (outside any transaction: scrypt takes milliseconds), then
 *claimed* by one conditional UPDATE (``approved`` -> ``enrolled`` where the row still holds
-that code's hash, fewer than 5 failures, not expired): of two enrollments at once, one
-claims it and the other is refused (``code-used``). The claimant issues; if issuance fails the
-claim is released (back to ``approved``), so the code works again. A process killed between
-the claim and the end of issuance leaves a claim without a certificate: the next use of the
-code resolves it -- a certificate issued under it (its requester names the application) is
-linked to it; a recorded intent still pending makes it wait (``unica recover`` rolls an
-abandoned intent back); with neither, a claim older than the recovery grace time is released.
+that code's hash, fewer than 5 failures, no certificate) in the very transaction that records
+the issuance intent: of two enrollments at once, one claims it and the other's intent is rolled
+back (``code-used``). If signing fails, the intent is marked failed and the claim released: the
+code works again. A process killed after that transaction leaves a claim with a pending intent:
+the next use of the code waits until ``unica recover`` rolled the intent back (then the claim
+is released), or links the certificate if it was stored. The same code with the same key again,
+once enrolled, answers the certificate issued (a client that lost the answer); another key is
+refused.
 
 The issuance runs as the officer who completed the application's quorum, with every approver
 named (:data:`unica.store.db.CURRENT_ACTOR`): the audit names them and the application.
@@ -23,6 +24,8 @@ named (:data:`unica.store.db.CURRENT_ACTOR`): the audit names them and the appli
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import functools
@@ -44,8 +47,6 @@ def _dummy_hash() -> str:
     return codes.hash_code("0" * codes.CODE_CHARS, _DUMMY_SALT)
 
 
-#: a claim older than this with no certificate and no pending intent was abandoned (a killed process)
-CLAIM_GRACE = dt.timedelta(minutes=10)
 
 
 def _now() -> dt.datetime:
@@ -119,14 +120,41 @@ def _resolve_claim(store: Store, app_id: str, now: dt.datetime) -> str:
             return "linked"
         if any(r.status == "pending" for r in rows):
             return "waiting"
-        if app.claimed_at is not None and now - app.claimed_at < CLAIM_GRACE:
-            return "waiting"
+        # every intent recorded under the claim was rolled back (signing failed, or 'unica recover'):
+        # the claim and its intent are one transaction, so no enrollment is between the two
         app.status = "approved"
         app.claimed_at = None
         append_audit(s, "enrollment.claim_released", ca=app.ca_name, target=app.id, details={
             "uscc": ent.uscc, "office": ent.office,
-            "reason": "the enrollment that claimed the code ended without issuing (no certificate, no intent)"})
+            "reason": "the enrollment that claimed the code ended without issuing (its intent rolled back)"})
         return "released"
+
+
+def _replay(store: Store, app: m.Application, code, csr):
+    """The certificate an enrolled application holds, for the same code and the same key again
+    (a client that lost the answer, e.g. to a killed service): nothing is issued. None: not that."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from unica.ca.issuance import Issued
+    from unica.ca.request import CSRRequest, parse_csr
+
+    if app.certificate_id is None or not codes.code_matches(code, app.code_salt, app.code_hash):
+        return None
+    try:
+        req = csr if isinstance(csr, CSRRequest) else parse_csr(csr, "the CSR")
+        spki = req.spki_der or req.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (UnicaError, ValueError, TypeError):
+        return None
+    import hashlib
+
+    with store.write() as s:
+        row = s.get(m.Certificate, app.certificate_id)
+        ca = s.scalar(select(m.CA.name).where(m.CA.id == row.ca_id))
+        if row.status != "valid" or row.der is None or row.spki_sha256 != hashlib.sha256(spki).hexdigest():
+            return None
+        append_audit(s, "enrollment.replayed", ca=ca, target=app.id, details={
+            "serial": row.serial, "note": "the same code and key again: the certificate issued before, nothing issued"})
+        return Issued(int(row.serial, 16), row.serial, row.der, row.fingerprint_sha256, row.profile, ca, True)
 
 
 def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | None = None):
@@ -147,16 +175,19 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     ctx = {"office": office, "client": client, "target": app.id, "ca": app.ca_name}
     if app.status == "enrolled" and app.certificate_id is None:
         state = _resolve_claim(store, app.id, now)
-        if state == "released":
+        if state != "waiting":
             with store.read() as s:
                 app = s.get(m.Application, app.id)
-        elif state == "waiting":
+        else:
             raise _refused(store, "code-used", f"application {app.id}: an enrollment with this code is in progress",
                            **ctx)
     if app.status in ("submitted", "rejected"):
         raise _refused(store, "not-approved", f"application {app.id} is {app.status}"
                        + (f": {app.reason}" if app.status == "rejected" and app.reason else ""), **ctx)
     if app.status == "enrolled":
+        replay = _replay(store, app, code, csr)
+        if replay is not None:
+            return replay
         raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx)
     if app.status == "expired" or (app.code_expires_at is not None and now > app.code_expires_at):
         raise _refused(store, "code-expired", f"the code of application {app.id} expired", **ctx)
@@ -187,29 +218,77 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     except UnicaError as e:
         audit_refusal(store, "enrollment.refused", e, **{k: v for k, v in ctx.items()})
         raise
-    # the claim: one conditional UPDATE; of two enrollments with one code, one wins
-    with store.write() as s:
-        claimed = s.execute(update(m.Application).where(
+    return _issue_claimed(store, app, ent, request, issuer, client, source, ctx)
+
+
+class _ClaimLost(Exception):
+    """Another enrollment claimed the code first (raised inside the intent's transaction)."""
+
+
+class _ClaimingStore:
+    """The store as the issuer sees it while it records the intent: the same transaction first
+    claims the code (one conditional UPDATE), so the claim and the intent commit together."""
+
+    def __init__(self, store, claim):
+        self._store, self._claim = store, claim
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    @contextlib.contextmanager
+    def write(self):
+        with self._store.write() as s:
+            self._claim(s)
+            yield s
+
+
+def _claiming_issuer(issuer, claim, state: dict):
+    """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose intent
+    transaction also claims the code; ``state["claimed"]`` once that transaction committed."""
+    mine = copy.copy(issuer)
+    record = type(issuer)._insert_intents
+
+    def insert_intents(prepared, requester):
+        real = mine.store
+        mine.store = _ClaimingStore(real, claim)
+        try:
+            record(mine, prepared, requester)
+        finally:
+            mine.store = real
+        state["claimed"] = True
+
+    mine._insert_intents = insert_intents
+    return mine
+
+
+def _issue_claimed(store, app, ent, request, issuer, client, source, ctx):
+    now = _now()
+
+    def claim(s) -> None:  # of two enrollments with one code, one wins; the other's intent is rolled back
+        done = s.execute(update(m.Application).where(
             m.Application.id == app.id, m.Application.status == "approved",
             m.Application.code_hash == app.code_hash, m.Application.code_failures < MAX_CODE_FAILURES,
             m.Application.certificate_id.is_(None)).values(status="enrolled", claimed_at=now)).rowcount
-    if claimed != 1:
-        raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx)
-    return _issue_claimed(store, app, ent, request, issuer, client, source)
+        if done != 1:
+            raise _ClaimLost()
 
-
-def _issue_claimed(store, app, ent, request, issuer, client, source):
     with store.read() as s:
         actor = approving_actor(s, app)
     token = CURRENT_ACTOR.set(actor) if actor is not None else None
+    state = {"claimed": False}
+    mine = _claiming_issuer(issuer, claim, state)
     try:
         try:
-            issued = issuer.issue(request, app.profile, requester=source, source=source)
+            issued = mine.issue(request, app.profile, requester=source, source=source)
+        except _ClaimLost:
+            raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx) from None
         except BaseException as e:
-            with store.write() as s:  # the claim released: the code was not consumed
-                s.execute(update(m.Application).where(
-                    m.Application.id == app.id, m.Application.status == "enrolled",
-                    m.Application.certificate_id.is_(None)).values(status="approved", claimed_at=None))
+            if state["claimed"]:  # this enrollment's claim released (its intent failed): the code works again
+                with store.write() as s:
+                    s.execute(update(m.Application).where(
+                        m.Application.id == app.id, m.Application.status == "enrolled",
+                        m.Application.claimed_at == now,
+                        m.Application.certificate_id.is_(None)).values(status="approved", claimed_at=None))
             if isinstance(e, UnicaError) and type(e).__name__ != "ApprovalPending":
                 audit_refusal(store, "enrollment.refused", e, office=ent.office, client=client, target=app.id,
                               ca=app.ca_name, stage="issuance")
@@ -222,6 +301,8 @@ def _issue_claimed(store, app, ent, request, issuer, client, source):
                 "profile": app.profile, "holder": app.holder})
         return issued
     finally:
+        if getattr(issuer, "_key", None) is None and getattr(mine, "_key", None) is not None:
+            issuer._key = mine._key  # the CA key loaded for this enrollment stays loaded for the next
         if token is not None:
             CURRENT_ACTOR.reset(token)
 
