@@ -14,9 +14,9 @@ the issuance intent: of two enrollments at once, one claims it and the other's i
 back (``code-used``). If signing fails, the intent is marked failed and the claim released: the
 code works again. A process killed after that transaction leaves a claim with a pending intent:
 the next use of the code waits until ``unica recover`` rolled the intent back (then the claim
-is released), or links the certificate if it was stored. The same code with the same key again,
-once enrolled, answers the certificate issued (a client that lost the answer); another key is
-refused.
+is released), or links the certificate if it was stored -- and then, as that process never
+handed it out, the same code with the same key answers that certificate (nothing is issued);
+another key, or a code whose enrollment completed, is refused (``code-used``).
 
 The issuance runs as the officer who completed the application's quorum, with every approver
 named (:data:`unica.store.db.CURRENT_ACTOR`): the audit names them and the application.
@@ -131,14 +131,17 @@ def _resolve_claim(store: Store, app_id: str, now: dt.datetime) -> str:
 
 
 def _replay(store: Store, app: m.Application, code, csr):
-    """The certificate an enrolled application holds, for the same code and the same key again
-    (a client that lost the answer, e.g. to a killed service): nothing is issued. None: not that."""
+    """The certificate an application holds when the process that enrolled it ended before
+    handing it out (it was linked afterwards: ``claimed_at`` still set), for the same code and
+    the same key again: nothing is issued. None: not that case (then the code is used)."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from unica.ca.issuance import Issued
     from unica.ca.request import CSRRequest, parse_csr
 
-    if app.certificate_id is None or not codes.code_matches(code, app.code_salt, app.code_hash):
+    if app.certificate_id is None or app.claimed_at is None:  # handed out by the process that enrolled
+        return None
+    if not codes.code_matches(code, app.code_salt, app.code_hash):
         return None
     try:
         req = csr if isinstance(csr, CSRRequest) else parse_csr(csr, "the CSR")
@@ -245,6 +248,10 @@ class _ClaimingStore:
 def _claiming_issuer(issuer, claim, state: dict):
     """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose intent
     transaction also claims the code; ``state["claimed"]`` once that transaction committed."""
+    from unica.ca.issuance import IssuingCA
+
+    if not isinstance(issuer, IssuingCA):
+        raise TypeError(f"issuer must be an unica.ca.issuance.IssuingCA (or a subclass), not {type(issuer).__name__}")
     mine = copy.copy(issuer)
     record = type(issuer)._insert_intents
 
@@ -295,7 +302,9 @@ def _issue_claimed(store, app, ent, request, issuer, client, source, ctx):
             raise
         with store.write() as s:
             cert_id = _link(s, issuer.ca_id, issued.serial_hex, ent)
-            s.execute(update(m.Application).where(m.Application.id == app.id).values(certificate_id=cert_id))
+            # claimed_at cleared: the enrolling process hands this answer out itself (no replay for it)
+            s.execute(update(m.Application).where(m.Application.id == app.id).values(certificate_id=cert_id,
+                                                                                       claimed_at=None))
             append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
                 "uscc": ent.uscc, "office": ent.office, "client": client, "serial": issued.serial_hex,
                 "profile": app.profile, "holder": app.holder})
