@@ -16,17 +16,23 @@ Figures: certificates per second of each, the service's as a ratio to the mean o
 baselines (target >= 0.6 x with one worker), and the latency of an enrollment as the client
 sees it (p50, p99).
 
-    python bench/enroll_load.py [--n 96] [--clients 8]
+    python bench/enroll_load.py [--n 96] [--clients 8] [--pg]
+
+``--pg``: the same on PostgreSQL 15 (a throwaway cluster under /tmp, as the tests start), where
+two workers do not share SQLite's single writer lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import os
 import queue
 import re
+import shutil
+import socket
 import ssl
 import statistics
 import subprocess
@@ -44,6 +50,34 @@ PASSPHRASE = "bench-tls-passphrase"
 OFFICE = "customs"
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextlib.contextmanager
+def postgresql():
+    """A throwaway PostgreSQL 15 cluster on a free port of 127.0.0.1: its database URL."""
+    base = Path(tempfile.mkdtemp(prefix="unica-bench-pg-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    subprocess.run([*as_postgres, str(PG_BIN / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(base / "data"), "-w", "-l", str(base / "log"),
+                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"], check=True,
+                   capture_output=True)
+    try:
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE bench"],
+                       check=True, capture_output=True)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
+    finally:
+        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def unica(env: dict, *args: str) -> str:
     p = subprocess.run([sys.executable, "-m", "unica", *args], env=env, capture_output=True, text=True)
     if p.returncode != 0:
@@ -58,10 +92,12 @@ def uscc(i: int) -> str:
     return first + check_char(first)
 
 
-def build(tmp: Path) -> dict:
+def build(tmp: Path, db: str | None) -> dict:
     env = dict(os.environ, UNICA_HOME=str(tmp / "home"), UNICA_PASSPHRASE=PASSPHRASE)
     for k in ("UNICA_OPERATOR", "UNICA_DB"):
         env.pop(k, None)
+    if db:
+        env["UNICA_DB"] = db
     unica(env, "init")
     uri = f"pkcs11:token={_softhsm.TOKEN};object=ca-root"
     unica(env, "key", "generate", uri, "--key-type", "ec-p256")
@@ -198,16 +234,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=96, help="enrollments per service run (and baseline issuances)")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--pg", action="store_true", help="on a throwaway PostgreSQL 15 cluster instead of SQLite")
     args = ap.parse_args()
     _softhsm.setup()
+    with postgresql() if args.pg else contextlib.nullcontext() as db:
+        return run(args, db)
+
+
+def run(args, db: str | None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="unica-enroll-bench-"))
-    env = build(tmp)
-    os.environ.update({k: env[k] for k in ("UNICA_HOME", "UNICA_PASSPHRASE")})
+    env = build(tmp, db)
+    os.environ.update({k: env[k] for k in ("UNICA_HOME", "UNICA_PASSPHRASE", "UNICA_DB") if k in env})
     from unica.store import open_store
 
     store = open_store()
     requests = csrs(4 * args.n + 2)
     apps = applications(store, 2 * args.n, 0)
+    warm = min(3 * args.clients, args.n // 3)
     base1 = baseline(store, requests[: args.n + 1])
     results = {}
     for workers, chunk in ((1, 0), (2, 1)):
@@ -215,15 +258,16 @@ def main() -> int:
         try:
             work = [(a, c, requests[2 * args.n + 2 + chunk * args.n + i][:]) for i, (a, c) in
                     enumerate(apps[chunk * args.n:(chunk + 1) * args.n])]
-            load(port, tmp / "root.pem", work[: args.clients], args.clients)  # warm-up: workers load the CA key
-            results[workers] = load(port, tmp / "root.pem", work[args.clients:], args.clients)
+            # warm-up (not timed): every worker loads the CA key and pkilint on its first enrollments
+            load(port, tmp / "root.pem", work[: warm], args.clients)
+            results[workers] = load(port, tmp / "root.pem", work[warm:], args.clients)
         finally:
             proc.terminate()
             proc.wait(30)
     base2 = baseline(store, requests[args.n + 1: 2 * args.n + 2])
     base = (base1 + base2) / 2
     print(f"EST simpleenroll end to end (TLS, new connection per enrollment, lint on), {args.clients} clients, "
-          f"{args.n - args.clients} timed enrollments per run; SQLite, CA key on SoftHSM2; "
+          f"{args.n - warm} timed enrollments per run (after {warm} untimed); {'PostgreSQL 15' if db else 'SQLite'}, CA key on SoftHSM2; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"  baseline IssuingCA.issue in-process: {base1:6.1f} /s before, {base2:6.1f} /s after "
           f"(mean {base:.1f} /s)")
