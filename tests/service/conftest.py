@@ -4,9 +4,9 @@ The CA is tests/auth's joint CA (CA ``root`` on a SoftHSM2 token; alice the admi
 ``customs`` with bob its ra-officer; carol, dave and erin with enrolled cards, not operators),
 built once per run. To it the template adds, through the CLI as an admin would:
 
-- before the first operator is added: the server's TLS certificate, issued by ``root`` under the ``tls-server`` profile with
-  subjectAltName IP:127.0.0.1 (unica refuses a single-label DNS name), its key an encrypted PEM (passphrase in the
-  service's ``UNICA_PASSPHRASE``);
+- before the first operator is added: the server's TLS certificate, issued by ``root`` under the
+  ``tls-server`` profile with subjectAltName IP:127.0.0.1 (unica refuses a single-label DNS name),
+  its key an encrypted PEM (passphrase in the service's ``UNICA_PASSPHRASE``);
 - a profile ``short-client`` (the ``operator`` profile with a validity of a few seconds) and a
   client certificate issued under it (``expired.pem``, ``expired.key`` in the CA's directory:
   expired by the time any test runs; :func:`expired_cert`).

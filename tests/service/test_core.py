@@ -329,8 +329,10 @@ def test_client_certificates_valid_revoked_and_foreign(service, tmp_path):
         assert "revoked" in json.loads(body)["detail"]
     finally:
         conn.close()
-    entries = service.sql("SELECT details FROM audit_log WHERE event = 'service.client_refused'")
-    assert any(carl.serial in json.dumps(e[0]) or "revoked" in str(e[0]) for e in entries), entries
+    entries = [d if isinstance(d, dict) else json.loads(d)
+               for (d,) in service.sql("SELECT details FROM audit_log WHERE event = 'service.client_refused'")]
+    assert any(e["serial"] == carl.serial and "revoked" in e["reason"] and e["client"] == "127.0.0.1"
+               and e["certificate_sha256"] for e in entries), entries
     # a certificate of another CA does not get through the handshake
     mallory = other_ca_cert(tmp_path)
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
@@ -542,3 +544,27 @@ def test_a_request_the_service_cannot_finish_in_time_is_a_503(serve):
     finally:
         db.execute("ROLLBACK")
         db.close()
+
+
+def test_issuance_is_counted_in_the_metrics(service, tmp_path):
+    """An EST enrollment (curl, as RFC 7030's example) through the service's issuer: counted by CA
+    and profile in /metrics."""
+    import base64
+
+    def issued() -> float:
+        return _metric(service.request("GET", "/metrics").body.decode(), "unica_certificates_issued_total",
+                       ca="root", profile="enterprise-sign")
+
+    before = issued()
+    service.ok("enterprise", "add", "--uscc", USCC[3], "--name", "深圳计量示例有限公司", "--office", "customs", who="bob")
+    created = json.loads(service.ok("application", "create", "--uscc", USCC[3], "--profile", "enterprise-sign",
+                                    "--holder", "王五", "--ca", "root", "--json", who="bob").stdout)
+    der = tmp_path / "req.der"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(tmp_path / "k.pem"), "-subj", "/CN=whoever", "-outform", "DER", "-out", str(der))
+    (tmp_path / "req.b64").write_bytes(base64.encodebytes(der.read_bytes()))
+    p = service.curl("/.well-known/est/simpleenroll", "--user", f"{created['id']}:{created['code']}",
+                     "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{tmp_path / 'req.b64'}",
+                     "-w", "%{http_code}", "-o", str(tmp_path / "out.p7"))
+    assert p.stdout == b"200", (p.stdout, p.stderr, (tmp_path / "out.p7").read_bytes()[:300])
+    assert issued() == before + 1

@@ -39,19 +39,23 @@ PROBLEM_SCHEMA = {
 }
 
 
-class _CountingIssuer:
-    """An IssuingCA whose issuances are counted in the metrics (everything else passes through)."""
+_ISSUER_CLASS: list = []
 
-    def __init__(self, issuer):
-        self._issuer = issuer
 
-    def __getattr__(self, name):
-        return getattr(self._issuer, name)
+def _issuer_class():
+    """IssuingCA with its issuances counted in the metrics (a subclass, so that the registry may
+    copy it and reach its methods as an IssuingCA's)."""
+    if not _ISSUER_CLASS:
+        from unica.ca.issuance import IssuingCA
 
-    def issue(self, *args, **kwargs):
-        issued = self._issuer.issue(*args, **kwargs)
-        metrics.issued(getattr(issued, "ca", None) or self._issuer.name, getattr(issued, "profile", "") or "")
-        return issued
+        class CountingIssuingCA(IssuingCA):
+            def issue(self, *args, **kwargs):
+                issued = super().issue(*args, **kwargs)
+                metrics.issued(getattr(issued, "ca", None) or self.name, getattr(issued, "profile", "") or "")
+                return issued
+
+        _ISSUER_CLASS.append(CountingIssuingCA)
+    return _ISSUER_CLASS[0]
 
 
 def get_issuer(request: Request, ca_name: str):
@@ -61,9 +65,7 @@ def get_issuer(request: Request, ca_name: str):
     with state.issuers_lock:
         issuer = state.issuers.get(ca_name)
     if issuer is None:
-        from unica.ca.issuance import IssuingCA
-
-        made = _CountingIssuer(IssuingCA(state.store, ca_name))
+        made = _issuer_class()(state.store, ca_name)
         with state.issuers_lock:
             issuer = state.issuers.setdefault(ca_name, made)
     return issuer

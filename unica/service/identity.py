@@ -139,14 +139,31 @@ _paths: dict[str, float] = {}
 _paths_lock = threading.Lock()
 
 
-def _refused(store, client: Client, reason: str, *, audit: bool = True) -> Problem:
-    """A refused client certificate: audited (who, from where, why), then answered 403."""
+def _office_of(session, der: bytes, row=None) -> str | None:
+    """The RA office a client certificate belongs to, for the audit: its operator's office, else
+    the office recorded with the certificate, else its enterprise's."""
+    from sqlalchemy import select
+
+    from unica.store import models as m
+
+    office = session.scalars(select(m.Operator.office).where(m.Operator.cert_der == der)).first()
+    if office is None and row is not None:
+        office = getattr(row, "office", None)
+        if office is None and getattr(row, "enterprise_id", None) is not None:
+            office = session.scalars(select(m.Enterprise.office).where(m.Enterprise.id == row.enterprise_id)).first()
+    return office
+
+
+def _refused(store, client: Client, reason: str, *, audit: bool = True, row=None, ca: str | None = None) -> Problem:
+    """A refused client certificate: audited (who -- the certificate's SHA-256 and serial, from
+    where, its office -- and why), then answered 403."""
     if audit:
         try:
             with store.write() as s:
-                store.audit(s, "service.client_refused", target=client.fingerprint,
+                office = _office_of(s, client.cert_der, row) if client.cert_der else None
+                store.audit(s, "service.client_refused", ca=ca, target=client.fingerprint,
                             details={"client": client.address, "certificate_sha256": client.fingerprint,
-                                     "reason": reason})
+                                     "serial": getattr(row, "serial", None), "office": office, "reason": reason})
         except Exception:  # noqa: BLE001 - the refusal stands whether or not the audit could be written
             import logging
 
@@ -190,27 +207,34 @@ def check_certificate(store, client: Client, now: dt.datetime | None = None) -> 
         if ca is None:
             raise _refused(store, client, "the client certificate was not issued by a CA of this service")
         serial = m.serial_hex(cert.serial_number)
-        row = s.scalars(select(m.Certificate).where(m.Certificate.ca_id == ca.id, m.Certificate.serial == serial)).first()
+        row = s.scalars(select(m.Certificate).where(m.Certificate.ca_id == ca.id,
+                                                    m.Certificate.serial == serial)).first()
         if row is None:
             raise _refused(store, client, f"the client certificate (serial {serial}) is not recorded by CA {ca.name}")
         if row.der != client.cert_der:
-            raise _refused(store, client, f"the client certificate (serial {serial}) is not the one CA {ca.name} issued")
+            raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"the client certificate (serial {serial}) is not the one CA {ca.name} issued")
         if row.status in ("revoked", "hold"):
-            raise _refused(store, client, f"the client certificate (serial {serial}) is "
-                                          f"{'on hold' if row.status == 'hold' else 'revoked'}")
+            raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"the client certificate (serial {serial}) is "
+                                  f"{'on hold' if row.status == 'hold' else 'revoked'}")
         if row.status != "valid":
-            raise _refused(store, client, f"the client certificate (serial {serial}) is {row.status}")
+            raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"the client certificate (serial {serial}) is {row.status}")
         if now < _aware(row.not_before) or now > _aware(row.not_after):
-            raise _refused(store, client, f"the client certificate (serial {serial}) is not valid now "
-                                          f"(valid {_aware(row.not_before):%Y-%m-%d %H:%M}Z to "
-                                          f"{_aware(row.not_after):%Y-%m-%d %H:%M}Z)")
+            raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"the client certificate (serial {serial}) is not valid now "
+                                  f"(valid {_aware(row.not_before):%Y-%m-%d %H:%M}Z to "
+                                  f"{_aware(row.not_after):%Y-%m-%d %H:%M}Z)")
         chain, up, seen = [], ca, set()
         while up is not None and up.id not in seen:
             seen.add(up.id)
             if up.status != "active":
-                raise _refused(store, client, f"CA {up.name}, above the client certificate, is {up.status}")
+                raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"CA {up.name}, above the client certificate, is {up.status}")
             if up.not_after is not None and now > _aware(up.not_after):
-                raise _refused(store, client, f"CA {up.name}, above the client certificate, expired")
+                raise _refused(store, client, row=row, ca=ca.name,
+                           reason=f"CA {up.name}, above the client certificate, expired")
             chain.append(up.cert_der)
             up = s.get(m.CA, up.parent_id) if up.parent_id else None
         checked = CheckedCertificate(client.cert_der, ca.name, serial, row.profile, getattr(row, "office", None),
