@@ -109,14 +109,19 @@ def from_exception(exc: BaseException) -> Problem:
     if type(exc).__name__ == "EnrollmentRefused":
         slug = getattr(exc, "slug", None) or getattr(exc, "reason_slug", None) or "policy"
         return Problem(401 if slug in _ENROLLMENT_401 else 403, slug, detail=_message(exc))
+    slug = getattr(exc, "slug", None) if isinstance(getattr(exc, "slug", None), str) else None
+    if type(exc).__name__.endswith("NotFound"):
+        return Problem(404, "not-found", detail=_message(exc))
+    if type(exc).__name__ == "RegistryConflict":
+        return Problem(409, slug or "conflict", title="Conflicts with the registry", detail=_message(exc))
+    if isinstance(exc, errors.PolicyViolation) and slug and not isinstance(exc, errors.NotAuthorized):
+        return Problem(403, slug, title="Refused", detail=_message(exc))
     if isinstance(exc, errors.ApprovalPending):
         return Problem(202, "approval-pending", detail=_message(exc))
     if isinstance(exc, errors.NotAuthorized):
         return Problem(403, "not-authorized", detail=_message(exc))
     if isinstance(exc, errors.PolicyViolation):
         return Problem(403, "policy", detail=_message(exc))
-    if type(exc).__name__ in ("CertificateNotFound", "CANotFound", "ProfileNotFound"):
-        return Problem(404, "not-found", detail=_message(exc))
     if isinstance(exc, (errors.InputError, errors.ProfileError)):
         return Problem(400, "malformed", detail=_message(exc))
     if isinstance(exc, errors.ConfigurationError):
