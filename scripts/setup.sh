@@ -13,6 +13,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages="softhsm2 opensc poppler-utils libnss3-tools libbcprov-java zsh fish"
 # OpenSSL's PKCS#11 engine: curl (also installed) does TLS client authentication with a key on a token
 packages="$packages curl libengine-pkcs11-openssl"
+# nginx in front of unica serve with its TLS key on a token (the proxy mode's test)
+packages="$packages nginx-light"
 if ! command -v java >/dev/null 2>&1; then packages="$packages default-jre-headless"; fi
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then packages="$packages postgresql-15"; fi
 missing=""
