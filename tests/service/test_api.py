@@ -13,9 +13,10 @@
 - a revocation request signed with the card (CMS by ``openssl cms``): pending until an officer
   decides; the same request again, a stale one, a tampered one and one signed by another
   enterprise's certificate are refused;
-- refusals (wrong role, other office, a profile the office may not use, revoked client certificate,
-  malformed bodies, a bad USCC, a wrong status token, the replayed, stale, tampered or foreign signed
-  request) leave the database as it was and are audited with the office and the client.
+- refusals (wrong role, other office, a profile the office may not use, a revoked or expired client
+  certificate, malformed bodies, a bad USCC, a wrong status token, the replayed, stale, tampered or
+  foreign signed request) leave the database as it was and are audited with the office (where the
+  client has one) and the client.
 """
 
 from __future__ import annotations
@@ -583,6 +584,23 @@ def test_refused_revoked_client_certificate(world):
     judy = w.ids["judy"]
     assert_refused(w, lambda: w.call(judy, "POST", "/enterprises", NEW), status=403, slug="client-certificate",
                    office="customs", client=judy)
+
+
+def test_refused_expired_client_certificate(world):
+    """A certificate of this CA that has expired opens neither an officer's route nor /me."""
+    from tests.service.conftest import expired_cert
+
+    w = world
+    old = expired_cert(w.j)
+    who = Identity("expired", old.cert, old.key, old.der)
+    for method, path, body in (("POST", "/enterprises", NEW), ("GET", "/me", None)):
+        before, n = snapshot(w), last_audit_id(w)
+        r = w.call(who, method, path, body)
+        assert r.status == 403 and r.problem == "client-certificate", r.body
+        assert "not valid now" in r.json["detail"], r.json
+        assert snapshot(w) == before
+        entries = audits_since(w, n)
+        assert any(e == "service.client_refused" and who.sha256 in d for e, _, d in entries), entries
 
 
 @pytest.mark.parametrize("raw", [b"{not json", json.dumps({**NEW, "extra": 1}).encode(),
