@@ -250,8 +250,8 @@ def est_enroll(w: World, app_id: str, code: str, csr_der: bytes) -> Reply:
                            "Accept": "*/*"})
 
 
-def _enroll(w: World, name: str, app_id: str, code: str) -> Identity:
-    key, csr = _software_csr(w.dir, name, "/C=CN/O=Whatever the CSR says/CN=not the holder")
+def _enroll(w: World, name: str, app_id: str, code: str, key_csr: tuple[Path, Path] | None = None) -> Identity:
+    key, csr = key_csr or _software_csr(w.dir, name, "/C=CN/O=Whatever the CSR says/CN=not the holder")
     csr_der = x509.load_pem_x509_csr(csr.read_bytes()).public_bytes(Encoding.DER)
     r = est_enroll(w, app_id, code, csr_der)
     assert r.status == 200, (r.status, r.body)
@@ -370,7 +370,8 @@ class OCSPResponder:
 def test_self_service_to_revocation_ocsp_and_crl(world):
     w = world
     frank, grace = w.ids["frank"], w.ids["grace"]
-    _, csr = _software_csr(w.dir, "selfie-applied", "/C=CN/O=自助示例有限公司/CN=李四")
+    applied = _software_csr(w.dir, "selfie-applied", "/C=CN/O=自助示例有限公司/CN=李四")
+    csr = applied[1]
     # 1. the enterprise applies, with no certificate
     r = w.ok(ANON, "POST", "/applications/self-service",
              {"uscc": USCC["selfie"], "name": "自助示例有限公司", "office": "customs", "profile": "enterprise-sign",
@@ -393,8 +394,12 @@ def test_self_service_to_revocation_ocsp_and_crl(world):
     code = st.json["code"]
     assert code and st.json["status"] == "approved" and st.headers.get("cache-control") == "no-store", st.json
     assert w.ok(ANON, "GET", f"/applications/{app_id}/status", headers=bearer).json.get("code") is None
-    # 4. enroll (EST, HTTP Basic with the id and the code): the identity comes from the registry
-    ent = _enroll(w, "selfie", app_id, code)
+    # 4. enroll (EST, HTTP Basic with the id and the code): only the key of the CSR the office
+    # approved is certified; the identity comes from the registry
+    other_key = _software_csr(w.dir, "selfie-other", "/CN=another key")[1]
+    r = est_enroll(w, app_id, code, x509.load_pem_x509_csr(other_key.read_bytes()).public_bytes(Encoding.DER))
+    assert r.status == 403 and r.problem == "key-mismatch", (r.status, r.body)
+    ent = _enroll(w, "selfie", app_id, code, applied)
     cert = x509.load_der_x509_certificate(ent.der)
     subject = {a.oid.dotted_string: a.value for a in cert.subject}
     assert subject["2.5.4.10"] == "自助示例有限公司" and subject["2.5.4.3"] == "李四", cert.subject

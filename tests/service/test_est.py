@@ -326,12 +326,18 @@ def test_reenroll_needs_an_enterprise_certificate(site, tmp_path):
 
 
 def test_a_code_is_used_once(site, tmp_path):
-    """The code is consumed by the enrollment that issued: the same code again is refused and
-    issues nothing."""
+    """The code is consumed by the enrollment that issued: the same code for another key is
+    refused and issues nothing; the same request again (an answer lost on the way) gets the
+    certificate already issued, and issues nothing."""
     app_id, code = new_application(site, "赵六")
     _, b64 = software_csr(tmp_path, "zl")
-    assert curl(site, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path).status == 200
+    first = curl(site, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
+    assert first.status == 200
     before = count(site, "certificates")
+    again = curl(site, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
+    assert again.status == 200, (again.status, again.body)
+    assert certs_from_pkcs7(again.body, tmp_path, "again") == certs_from_pkcs7(first.body, tmp_path, "first")
+    assert count(site, "certificates") == before
     _, b64 = software_csr(tmp_path, "zl2")
     r = curl(site, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path)
     assert r.status == 401 and r.problem()["type"] == "urn:unica:problem:code-used", (r.status, r.body)

@@ -134,9 +134,14 @@ def test_every_flow_end_to_end(services, token, tmp_path):  # noqa: F811 (token 
     assert_registry_subject(first, "张三")
     (tmp_path / "first.der").write_bytes(first.public_bytes(Encoding.DER))
     token.tool("--write-object", tmp_path / "first.der", "--type", "cert", "--id", "01", "--label", "sign")
+    # the same request again (a lost answer), on the other process: the same certificate, nothing issued;
+    # the code for another key: used up
     again = curl(b, f"{EST}/simpleenroll", *enroll_args(created["id"], created["code"], b64), work=tmp_path,
                  env=token.env)
-    assert again.status == 401 and again.problem()["type"] == "urn:unica:problem:code-used"
+    assert again.status == 200 and certs_from_pkcs7(again.body, tmp_path, "again") == [first]
+    _, other = software_csr(tmp_path, "other-key")
+    used = curl(b, f"{EST}/simpleenroll", *enroll_args(created["id"], created["code"], other), work=tmp_path)
+    assert used.status == 401 and used.problem()["type"] == "urn:unica:problem:code-used"
 
     # 3. re-enrollment over mTLS with the token key (key and certificate read from the token)
     token.keygen("sign2", "02")

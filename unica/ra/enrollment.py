@@ -131,15 +131,17 @@ def _resolve_claim(store: Store, app_id: str, now: dt.datetime) -> str:
 
 
 def _replay(store: Store, app: m.Application, code, csr):
-    """The certificate an application holds when the process that enrolled it ended before
-    handing it out (it was linked afterwards: ``claimed_at`` still set), for the same code and
-    the same key again: nothing is issued. None: not that case (then the code is used)."""
+    """The certificate an application already holds, for the same code and the same key again
+    (the CSR's signature proves the key): a client whose answer was lost -- a dropped
+    connection, a service killed after storing the certificate -- gets it by sending its
+    request again, and nothing is issued. None: not that case (then the code is used up: for
+    any other key it is refused)."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from unica.ca.issuance import Issued
     from unica.ca.request import CSRRequest, parse_csr
 
-    if app.certificate_id is None or app.claimed_at is None:  # handed out by the process that enrolled
+    if app.certificate_id is None:
         return None
     if not codes.code_matches(code, app.code_salt, app.code_hash):
         return None
@@ -221,7 +223,17 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     except UnicaError as e:
         audit_refusal(store, "enrollment.refused", e, **{k: v for k, v in ctx.items()})
         raise
+    if app.csr_der is not None and _spki(request) != _spki(_request(bytes(app.csr_der), request.subject, "")):
+        # the office approved the key of the CSR sent with the application: only that key is certified
+        raise _refused(store, "key-mismatch", f"application {app.id} was approved for the key of the CSR sent "
+                                              "with it; enroll with that key", **ctx)
     return _issue_claimed(store, app, ent, request, issuer, client, source, ctx)
+
+
+def _spki(request) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return request.spki_der or request.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 class _ClaimLost(Exception):
@@ -302,7 +314,7 @@ def _issue_claimed(store, app, ent, request, issuer, client, source, ctx):
             raise
         with store.write() as s:
             cert_id = _link(s, issuer.ca_id, issued.serial_hex, ent)
-            # claimed_at cleared: the enrolling process hands this answer out itself (no replay for it)
+            # claimed_at cleared: the enrollment completed (the same code and key again replay it: _replay)
             s.execute(update(m.Application).where(m.Application.id == app.id).values(certificate_id=cert_id,
                                                                                        claimed_at=None))
             append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
