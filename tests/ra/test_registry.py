@@ -99,10 +99,10 @@ def test_an_application_gives_a_code_once_and_the_identity_comes_from_the_regist
     code = app["code"]
     assert CODE.match(code), code  # 24 characters of Crockford base32: 120 bits
     assert "code" not in ra.get_application(store, app["id"])
-    # nothing stores the code: only a salted scrypt hash
+    # nothing stores the code: only a salted hash (HMAC-SHA-256 keyed with the salt)
     with store.read() as s:
         row = s.get(m.Application, app["id"])
-        assert row.code_hash.startswith("scrypt$") and len(row.code_salt) == 32
+        assert row.code_hash.startswith("hmac-sha256$") and len(row.code_salt) == 32
         stored = [str(getattr(row, c.name)) for c in m.Application.__table__.columns]
         audit = [str(a.details) for a in s.scalars(select(m.AuditEntry))]
     flat = code.replace("-", "")

@@ -3,9 +3,11 @@
 A code is 120 random bits written in Crockford's base32 (``0-9 A-Z`` without ``I L O U``: no
 two characters look alike) as six groups of four, e.g. ``7KQ4-M2XD-...``. People type it in:
 case, hyphens and spaces do not matter, and ``O``/``I``/``L`` are read as ``0``/``1``/``1``.
-Only a salted hash is stored: scrypt with a per-application 128-bit salt, its parameters
-written with it (``scrypt$N$r$p$hex``). The code has 120 bits of entropy, so the hash's cost is
-not what protects it (no guess list exists); a modest N keeps an enrollment cheap.
+Only a salted hash is stored: HMAC-SHA-256 keyed with a per-application 128-bit salt
+(``hmac-sha256$hex``). The code has 120 bits of entropy, so a slow hash would protect nothing
+(no guess list exists: 2^120 tries) and would cost every enrollment its time (scrypt at N=2048
+was an eighth of an EST enrollment's server time); hashes written by earlier versions
+(``scrypt$N$r$p$hex``) are still checked.
 A status token (self-service polling) is 256 random bits, URL-safe base64; its SHA-256 is stored.
 """
 
@@ -20,8 +22,6 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_BITS = 120
 CODE_CHARS = CODE_BITS // 5  # 24
 GROUP = 4
-#: scrypt cost (N, r, p) for new hashes; stored with each hash
-SCRYPT = (2048, 8, 1)
 #: longer input is not a code (and is not hashed)
 MAX_CODE_INPUT = 64
 
@@ -48,10 +48,14 @@ def new_salt() -> str:
     return os.urandom(16).hex()
 
 
-def hash_code(code: str, salt: str, params: tuple[int, int, int] = SCRYPT) -> str:
+def hash_code(code: str, salt: str, params: tuple[int, int, int] | None = None) -> str:
+    """The stored form of ``code``: HMAC-SHA-256 under the salt, or (``params``) the scrypt form
+    of earlier versions."""
     t = normalize(code)
     if t is None:
         raise ValueError("not an enrollment code")
+    if params is None:
+        return "hmac-sha256$" + hmac.new(bytes.fromhex(salt), t.encode("ascii"), hashlib.sha256).hexdigest()
     n, r, p = params
     dk = hashlib.scrypt(t.encode("ascii"), salt=bytes.fromhex(salt), n=n, r=r, p=p, dklen=32)
     return f"scrypt${n}${r}${p}${dk.hex()}"
@@ -62,12 +66,15 @@ def code_matches(code: str, salt: str, stored: str | None) -> bool:
     if not stored:
         return False
     t = normalize(code)
-    try:
-        kind, n, r, p, _ = stored.split("$")
-        params = (int(n), int(r), int(p))
-    except ValueError:
-        return False
-    if t is None or kind != "scrypt":
+    kind, _, rest = stored.partition("$")
+    params = None
+    if kind == "scrypt":
+        try:
+            n, r, p, _ = rest.split("$")
+            params = (int(n), int(r), int(p))
+        except ValueError:
+            return False
+    if t is None or kind not in ("scrypt", "hmac-sha256"):
         hmac.compare_digest(stored, stored)  # the same work either way, near enough
         return False
     return hmac.compare_digest(hash_code(t, salt, params), stored)

@@ -339,15 +339,8 @@ async def _enroll(request: Request, label: str | None, ctx: dict) -> Response:
     store = _store(request)
     from unica import ra
 
-    def application() -> dict | None:
-        try:
-            return ra.get_application(store, app_id)
-        except UnicaError:
-            return None
-
-    app = await run_in_threadpool(application)
-    app_ca = (app.get("ca_name") or app.get("ca")) if app else None
-    ctx["office"] = app.get("office") if app else None
+    route = await run_in_threadpool(ra.application_route, store, app_id)
+    app_ca, ctx["office"] = route if route is not None else (None, None)
     wrong = "the application id or the enrollment code is wrong"
     if label is not None and app_ca is not None and app_ca != label:
         raise _unauthorized(wrong, slug="code-invalid")  # as for an unknown application: no probing
