@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -88,6 +89,19 @@ def _redact(url: str) -> str:
         return "<unparseable>"
 
 
+#: SQLite: one writer at a time per database file in this process. SQLite allows one writer and
+#: makes the others wait in its busy handler, which sleeps in steps of up to 100 ms whatever the
+#: writer's progress: threads of one process (the service's workers) queue on a lock instead,
+#: and wake when the writer commits. (Other processes still meet SQLite's own lock.)
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writer_lock(database: str) -> threading.RLock:
+    with _SQLITE_WRITERS_LOCK:
+        return _SQLITE_WRITERS.setdefault(database, threading.RLock())
+
+
 class Store:
     """The database: transactions and the audit log."""
 
@@ -95,8 +109,11 @@ class Store:
         self.engine = engine
         self.url = url
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        writer = engine.execution_options(unica_begin="BEGIN IMMEDIATE") if engine.dialect.name == "sqlite" else engine
+        sqlite = engine.dialect.name == "sqlite"
+        writer = engine.execution_options(unica_begin="BEGIN IMMEDIATE") if sqlite else engine
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        self._writer_lock = (_sqlite_writer_lock(os.path.realpath(engine.url.database or ":memory:")) if sqlite
+                             else contextlib.nullcontext())
 
     @property
     def dialect(self) -> str:
@@ -108,18 +125,19 @@ class Store:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """One read-write transaction: committed on success, rolled back on any exception."""
-        session = self._write_sessions()
-        try:
-            yield session
-            session.commit()
-        except OperationalError as e:
-            session.rollback()
-            raise StoreError(f"database error: {_first_line(e)}") from None
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        with self._writer_lock:
+            session = self._write_sessions()
+            try:
+                yield session
+                session.commit()
+            except OperationalError as e:
+                session.rollback()
+                raise StoreError(f"database error: {_first_line(e)}") from None
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
