@@ -44,6 +44,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,3 +325,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class OCSPResponder:
+    """``unica ocsp serve`` over a CA's database (``env``), in the background, on a free port."""
+
+    def __init__(self, env: dict, work: Path, issuer_pem: Path):
+        self.issuer_pem = issuer_pem
+        self.port = free_port()
+        full = {**os.environ, **{k: v for k, v in env.items() if v is not None}}
+        self.err = work / f"ocsp-{self.port}.err"
+        with self.err.open("w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "unica", "ocsp", "serve", "--port", str(self.port),
+                                          "--ca", "root", "--no-access-log"], env=full, stdout=subprocess.DEVNULL,
+                                         stderr=err)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, self.err.read_text()
+            try:
+                with urllib.request.urlopen(self.url + "healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                assert time.monotonic() < deadline, self.err.read_text()
+                time.sleep(0.1)
+
+    def ask(self, cert: Path) -> str:
+        """What ``openssl ocsp`` says of ``cert`` (stdout and stderr)."""
+        p = subprocess.run(["openssl", "ocsp", "-issuer", str(self.issuer_pem), "-cert", str(cert), "-url", self.url,
+                            "-CAfile", str(self.issuer_pem), "-no_nonce"], capture_output=True, text=True, timeout=60)
+        return p.stdout + p.stderr
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

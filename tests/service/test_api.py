@@ -26,12 +26,9 @@ import datetime as dt
 import hashlib
 import http.client
 import json
-import os
 import secrets
-import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -40,6 +37,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+from tests.service.conftest import OCSPResponder
 
 USCC = {  # valid codes (check character verified), one per enterprise of these tests
     "harbour": "91110000600037341L",
@@ -328,45 +327,6 @@ def test_idempotency_key_replays_the_first_registration(world):
 # --- self-service through revocation -------------------------------------------------------------------
 
 
-class OCSPResponder:
-    """``unica ocsp serve`` over the CA's database, in the background."""
-
-    def __init__(self, w: World):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {**os.environ, **{k: v for k, v in w.j.env.items() if v is not None}}
-        self.err = w.dir / f"ocsp-{self.port}.err"
-        with self.err.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "unica", "ocsp", "serve", "--port", str(self.port),
-                                          "--ca", "root", "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
-                                         stderr=err)
-        self.url = f"http://127.0.0.1:{self.port}/"
-        deadline = time.time() + 60
-        while True:
-            assert self.proc.poll() is None, self.err.read_text()
-            try:
-                with urllib.request.urlopen(self.url + "healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                assert time.time() < deadline, self.err.read_text()
-                time.sleep(0.1)
-
-    def ask(self, w: World, cert: Path) -> str:
-        p = subprocess.run(["openssl", "ocsp", "-issuer", str(w.root_pem), "-cert", str(cert), "-url", self.url,
-                            "-CAfile", str(w.root_pem), "-no_nonce"], capture_output=True, text=True, timeout=60)
-        return p.stdout + p.stderr
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_self_service_to_revocation_ocsp_and_crl(world):
     w = world
     frank, grace = w.ids["frank"], w.ids["grace"]
@@ -427,15 +387,15 @@ def test_self_service_to_revocation_ocsp_and_crl(world):
     # 6. revocation, keyCompromise: at once; OCSP and the next CRL say so
     w.j.ok("ocsp", "configure", "--ca", "root", "--mode", "live", who="alice")
     w.j.ok("ocsp", "signer", "--ca", "root", "--token", w.j.hsm, who="alice")
-    ocsp = OCSPResponder(w)
+    ocsp = OCSPResponder(w.j.env, w.dir, w.root_pem)
     try:
-        out = ocsp.ask(w, ent.cert)
+        out = ocsp.ask(ent.cert)
         assert "Response verify OK" in out and ": good" in out, out
         rv = w.ok(ent, "POST", "/me/revocation-requests", {"serial": serial, "reason": "keyCompromise"}, status=201)
         assert rv.json["status"] == "done" and rv.json["reason"] == "keyCompromise", rv.json
         deadline = time.time() + 10
         while True:
-            out = ocsp.ask(w, ent.cert)
+            out = ocsp.ask(ent.cert)
             if ": revoked" in out or time.time() > deadline:
                 break
             time.sleep(0.3)

@@ -18,19 +18,13 @@ they hold together, on both databases, and across processes.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.service.conftest import ClientCert, copy_service_ca, start_service
+from tests.service.conftest import ClientCert, OCSPResponder, copy_service_ca, start_service
 from tests.service.test_est import (EST, NAME, USCC, assert_registry_subject, certs_from_pkcs7, curl,
                                     enroll_args, software_csr, token)  # noqa: F401 (token: a fixture)
 from unica.policies.uscc import check_char
@@ -74,44 +68,10 @@ def api(site, who: ClientCert | None, method: str, path: str, body=None, **kw):
     return r.json
 
 
-class OCSP:
-    """``unica ocsp serve`` (live signing) over the service's database."""
-
-    def __init__(self, site, work: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {**os.environ, **{k: v for k, v in site.env.items() if v is not None}}
-        self.err = work / "ocsp.err"
-        with self.err.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "unica", "ocsp", "serve", "--port", str(self.port),
-                                          "--ca", "root", "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
-                                         stderr=err)
-        self.url = f"http://127.0.0.1:{self.port}/"
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, self.err.read_text()
-            try:
-                with urllib.request.urlopen(self.url + "healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                assert time.monotonic() < deadline, self.err.read_text()
-                time.sleep(0.1)
-
-    def status(self, site, cert: Path) -> str:
-        p = subprocess.run(["openssl", "ocsp", "-issuer", str(site.ca_pem), "-cert", str(cert), "-url", self.url,
-                            "-CAfile", str(site.ca_pem), "-no_nonce"], capture_output=True, text=True, timeout=60)
-        assert "Response verify OK" in p.stderr, p.stdout + p.stderr
-        return p.stdout
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def ocsp_status(ocsp: OCSPResponder, cert: Path) -> str:
+    out = ocsp.ask(cert)
+    assert "Response verify OK" in out, out
+    return out
 
 
 def test_every_flow_end_to_end(services, token, tmp_path):  # noqa: F811 (token is the fixture)
@@ -155,18 +115,18 @@ def test_every_flow_end_to_end(services, token, tmp_path):  # noqa: F811 (token 
     # 4. revocation request (keyCompromise: at once) over mTLS with the token key; OCSP says revoked
     a.ok("ocsp", "configure", "--ca", "root", "--mode", "live", who="alice")
     a.ok("ocsp", "signer", "--ca", "root", "--token", a.joint.hsm, who="alice")
-    ocsp = OCSP(a, tmp_path)
+    ocsp = OCSPResponder(a.env, tmp_path, a.ca_pem)
     try:
-        assert ": good" in ocsp.status(a, tmp_path / "first.pem")
+        assert ": good" in ocsp_status(ocsp, tmp_path / "first.pem")
         body = json.dumps({"serial": format(first.serial_number, "x"), "reason": "keyCompromise"})
         r = curl(a, "/api/v1/me/revocation-requests", *token.curl_tls("sign"), "-H",
                  "Content-Type: application/json", "-H", "Idempotency-Key: journey-revoke-1", "--data-binary", body,
                  work=tmp_path, env=token.env)
         assert r.status in (200, 201), (r.status, r.body)
         assert json.loads(r.body)["status"] == "done"
-        out = ocsp.status(a, tmp_path / "first.pem")
+        out = ocsp_status(ocsp, tmp_path / "first.pem")
         assert ": revoked" in out and "Reason: keyCompromise" in out, out
-        assert ": good" in ocsp.status(a, tmp_path / "second.pem")
+        assert ": good" in ocsp_status(ocsp, tmp_path / "second.pem")
     finally:
         ocsp.stop()
     # the retry with the same Idempotency-Key, on the other process, answers the first result
