@@ -45,10 +45,12 @@ COMMAND_MODULES = [
     "operator",
     "ra",
     "sign",
+    "timestamp",
     "verify",
     "show",
     "backup",
     "serve",
+    "tsa",
     "completion",
 ]
 
@@ -65,10 +67,12 @@ MODULE_COMMANDS = {
     "operator": ("operator", "office", "approval-rule", "approval"),
     "ra": ("enterprise", "application", "revocation-request"),
     "sign": ("sign",),
+    "timestamp": ("timestamp",),
     "verify": ("verify",),
     "show": ("show",),
     "backup": ("backup", "restore"),
     "serve": ("serve",),
+    "tsa": ("tsa",),
     "completion": ("completion",),
 }
 

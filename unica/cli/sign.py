@@ -27,10 +27,31 @@ def _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss=Fal
                        **key_secrets(key_uri, pin_file, passphrase_file))
 
 
+def _trust(files):
+    from unica.boundedio import MAX_CERTIFICATE, read_limited
+    from unica.hsm.objects import load_certificate_bytes
+
+    out = []
+    for f in files:
+        out += load_certificate_bytes(read_limited(f, MAX_CERTIFICATE, "trust file"), f"trust file {f}")
+    return out
+
+
+def _level_option(choices):
+    return click.option("--level", type=click.Choice(choices), default=None,
+                        help="Baseline level: " + ", ".join(choices) + " (default: B-T with --tsa, else B-B). "
+                             "B-T and above ask the TSA (--tsa, else UNICA_TSA_URL).")
+
+
 def _key_options(f):
     f = passphrase_file_option(f)
     f = pin_file_option(f)
-    f = click.option("--tsa", "tsa_url", default=None, help="RFC 3161 time-stamping service URL (CAdES-T / PAdES B-T).")(f)
+    f = click.option("--trust", "trust_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     metavar="FILE", help="A root (PEM) up to which B-LT material is collected (default: the root "
+                                          "of the signer's chain; add the TSA's root if it differs). Repeatable.")(f)
+    f = click.option("--tsa", "tsa_url", default=None, metavar="URL",
+                     help="RFC 3161 time-stamping service URL (default for B-T and above: UNICA_TSA_URL, unica's "
+                          "own TSA).")(f)
     f = click.option("--chain", "chain_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="PEM CA certificates to embed (default: the CA certificates on the token).")(f)
     f = click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -52,11 +73,13 @@ def sign_group() -> None:
 @click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
 @click.option("--out", default=None, metavar="FILE", help="Output file (default: FILE.p7s; only with one FILE).")
 @click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
+@_level_option(["B-B", "B-T", "B-LT"])
 @click.option("--max-data-size", default=None, metavar="SIZE",
               help="Refuse a FILE larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
-def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, detached, pss, out,
-                 as_pem, max_data_size) -> None:
-    """CMS / CAdES-BES signature of each FILE (CAdES-T with --tsa), certificate chain embedded.
+def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pin_file, passphrase_file, detached,
+                 pss, out, as_pem, level, max_data_size) -> None:
+    """CMS / CAdES signature of each FILE: B-B, B-T (signature time-stamp) or B-LT (plus the
+    certificates and OCSP responses / CRLs in the SignedData), certificate chain embedded.
 
     Several files are signed with one login, each into FILE.p7s.
 
@@ -67,11 +90,16 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
           --chain issuing.pem --detached
       unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign' \\
           --tsa http://tsa.example.cn/
+      UNICA_TSA_URL=http://127.0.0.1:3180/ unica sign cms declaration.txt \\
+          --key 'pkcs11:token=zhangsan;object=sign' --level B-LT
     """
     from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError
     from unica.sign import CMSSigner
+    from unica.sign.ltv import resolve_level
 
+    lvl = resolve_level(level, tsa_url, allowed=("B-B", "B-T", "B-LT"))  # before any work
+    trust = _trust(trust_files)
     if out and len(files) > 1:
         raise InputError("--out takes one FILE; with several, each signature goes to FILE.p7s")
     for file in files:  # every output before the key is touched
@@ -85,7 +113,8 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
             raise InputError(f"file to sign {file}: cannot read: {e.strerror or e}") from None
         with f:
             # streamed (hashed chunk by chunk), but never more than the limit: /dev/zero ends here
-            der = signer.sign(LimitedReader(f, limit, "file to sign", file), detached=detached, tsa_url=tsa_url)
+            der = signer.sign(LimitedReader(f, limit, "file to sign", file), detached=detached,
+                              tsa_url=lvl.tsa_url, level=lvl.name, trust=trust)
         if as_pem:
             import base64
             import textwrap
@@ -105,9 +134,11 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, pin_file, passp
 @click.option("--field", default="Signature1", show_default=True, help="Signature field (created if missing).")
 @click.option("--reason", default=None, metavar="TEXT", help="Reason recorded in the signature (free text).")
 @click.option("--location", default=None, help="Location recorded in the signature.")
-def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, passphrase_file, field, reason,
-                 location) -> None:
-    """PAdES baseline signature of the PDF SRC, written to DST (B-T with --tsa).
+@_level_option(["B-B", "B-T", "B-LT", "B-LTA"])
+def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, trust_files, pin_file, passphrase_file, field,
+                 reason, location, level) -> None:
+    """PAdES baseline signature of the PDF SRC, written to DST: B-B, B-T (signature time-stamp),
+    B-LT (plus validation material in the DSS) or B-LTA (plus a document time-stamp).
 
     \b
     Examples:
@@ -115,16 +146,22 @@ def sign_pdf_cmd(src, dst, key_uri, cert_file, chain_file, tsa_url, pin_file, pa
           --key 'pkcs11:token=zhangsan;object=sign'
       unica sign pdf in.pdf out.pdf --key file:zhangsan.p8 --cert zhangsan.pem \\
           --chain issuing.pem --reason '申报'
+      unica sign pdf in.pdf out.pdf --key 'pkcs11:token=zhangsan;object=sign' \\
+          --level B-LTA --tsa http://127.0.0.1:3180/
     """
     from unica.errors import InputError
     from unica.sign import sign_pdf
+    from unica.sign.ltv import resolve_level
 
+    lvl = resolve_level(level, tsa_url)  # before any work
+    trust = _trust(trust_files)
     if Path(src).resolve() == Path(dst).resolve():
         raise InputError("SRC and DST must be different files")
     check_output_path(dst, "DST")  # before the key is touched
     ident = _identity(key_uri, cert_file, chain_file, pin_file, passphrase_file)
     with atomic_output(dst, what="DST") as f:  # a failed signature leaves DST as it was
-        sign_pdf(src, f, ident, field=field, reason=reason, location=location, tsa_url=tsa_url)
+        sign_pdf(src, f, ident, field=field, reason=reason, location=location, tsa_url=lvl.tsa_url,
+                 level=lvl.name, trust=trust)
     if dst != "-":
         click.echo(f"wrote {dst}")
 

@@ -9,6 +9,13 @@ signature. The output is the structure pyHanko would build (RFC 5652, CAdES-BES:
 content-type, message-digest, signing-time, signing-certificate-v2), checked in the tests
 with ``openssl cms -verify`` and asn1crypto. For CAdES-T the signature-time-stamp comes
 from pyHanko's RFC 3161 client.
+
+CAdES B-LT (ETSI EN 319 122-1, 5.5 and 6.3): the validation material of the signer's and the
+TSA's certificates goes into the SignedData's own ``certificates`` (the CA certificates of both
+paths) and ``crls`` fields (CRLs as CertificateList; OCSP responses as RFC 5940
+OtherRevocationInfoFormat id-ri-ocsp-response) -- the place EN 319 122-1 prefers to the older
+certificate-values / revocation-values unsigned attributes. Those fields are outside the signed
+attributes, so adding them after the signature and its time-stamp changes nothing signed.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ OID_MESSAGE_DIGEST = oid("1.2.840.113549.1.9.4")
 OID_SIGNING_TIME = oid("1.2.840.113549.1.9.5")
 OID_SIGNING_CERT_V2 = oid("1.2.840.113549.1.9.16.2.47")
 OID_TIMESTAMP_TOKEN = oid("1.2.840.113549.1.9.16.2.14")
+OID_RI_OCSP_RESPONSE = oid("1.3.6.1.5.5.7.16.2")
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
@@ -198,8 +206,20 @@ class CMSSigner:
         return _template(self.identity, self.digest_name)
 
     def sign(self, data: bytes | IO[bytes], *, detached: bool = True, tsa_url: str | None = None,
-             signing_time: datetime | None = None) -> bytes:
-        """A DER ContentInfo(SignedData) over ``data`` (bytes or a binary file object)."""
+             signing_time: datetime | None = None, level: str | None = None, trust=()) -> bytes:
+        """A DER ContentInfo(SignedData) over ``data`` (bytes or a binary file object).
+
+        ``level``: B-B, B-T or B-LT (default: B-T with ``tsa_url``, else B-B; B-T and B-LT
+        without ``tsa_url`` use ``UNICA_TSA_URL``). ``trust``: extra trust anchors up to which
+        B-LT material is collected (default: the root of the signer's chain).
+        """
+        if level is not None or tsa_url:
+            from unica.sign.ltv import resolve_level
+
+            lvl = resolve_level(level, tsa_url, allowed=("B-B", "B-T", "B-LT"))
+            tsa_url, long_term = lvl.tsa_url, lvl.long_term
+        else:
+            long_term = False
         t = self._t
         content, digest = self._digest(data, keep=not detached)
         signed_attrs = [
@@ -211,13 +231,57 @@ class CMSSigner:
         to_sign = _set_of(signed_attrs)
         signature = self._sign(to_sign, *self._sign_args)
         unsigned = b""
+        certificates, revocation = t.certificates, b""
         if tsa_url:
             token = _timestamp_token(tsa_url, signature, self.digest_name)
             unsigned = _set_of([_attribute(OID_TIMESTAMP_TOKEN, token)], tag=0xA1)
+            if long_term:
+                certificates, revocation = self._validation_material(token, trust)
         signer_info = tlv(0x30, t.si_head, b"\xa0" + to_sign[1:], t.sig_alg, tlv(0x04, signature), unsigned)
         encap = tlv(0x30, OID_DATA, tlv(0xA0, tlv(0x04, content))) if content is not None else t.detached_encap
-        signed_data = tlv(0x30, t.sd_head, encap, t.certificates, tlv(0x31, signer_info))
+        signed_data = tlv(0x30, t.sd_head, encap, certificates, revocation, tlv(0x31, signer_info))
         return tlv(0x30, OID_SIGNED_DATA, tlv(0xA0, signed_data))
+
+    def _validation_material(self, token: bytes, trust=()) -> tuple[bytes, bytes]:
+        """(certificates [0], crls [1]) of a CAdES B-LT SignedData: the signer's certificates
+        and the CA certificates of the signer's and the TSA's paths; an OCSP response or CRL
+        for each certificate below its root, fetched (bounded) from the certificates' URLs."""
+        from asn1crypto import cms as acms
+        from cryptography import x509
+
+        from unica.sign.ltv import collect, collection_error, validation_context
+
+        ident = self.identity
+        tsd = acms.ContentInfo.load(token)["content"]
+        tsa_certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in tsd["certificates"]
+                     if c.name == "certificate"] if tsd["certificates"].native is not None else []
+        vc = validation_context((ident.cert, *ident.chain), (*tuple(trust), *tsa_certs))
+        tst_sid = tsd["signer_infos"][0]["sid"]
+        tsa_cert = next((c for c in tsa_certs if tst_sid.name == "issuer_and_serial_number"
+                         and c.serial_number == tst_sid.chosen["serial_number"].native), None)
+        if tsa_cert is None:
+            raise InputError("CAdES B-LT: the TSA's token does not carry its certificate (certReq)")
+
+        async def gather():
+            paths = [await collect(ident.cert, vc), await collect(tsa_cert, vc)]
+            return paths, list(vc.ocsps), list(vc.crls)
+
+        try:
+            paths, ocsps, crls = asyncio.run(gather())
+        except Exception as e:  # noqa: BLE001 -- mapped to typed unica errors
+            from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
+
+            if isinstance(e, (PathBuildingError, PathValidationError, ValidationError, OSError)):
+                raise collection_error(e, "CAdES B-LT") from None
+            raise
+        certs: list[bytes] = []
+        for der in (ident.cert.public_bytes(serialization.Encoding.DER),
+                    *(c.public_bytes(serialization.Encoding.DER) for c in ident.chain),
+                    *(c.dump() for p in paths for c in p)):
+            if der not in certs:
+                certs.append(der)
+        rev = [c.dump() for c in crls] + [tlv(0xA1, OID_RI_OCSP_RESPONSE, o.dump()) for o in ocsps]
+        return _set_of(certs, tag=0xA0), (_set_of(rev, tag=0xA1) if rev else b"")
 
     def _digest(self, data, keep: bool) -> tuple[bytes | None, bytes]:
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -263,15 +327,16 @@ def _timestamp_token(tsa_url: str, signature: bytes, digest_name: str) -> bytes:
 
 def sign_cms(data: bytes | IO[bytes], identity: SigningIdentity, *, detached: bool = True,
              tsa_url: str | None = None, digest_algorithm: str | None = None,
-             signing_time: datetime | None = None) -> bytes:
+             signing_time: datetime | None = None, level: str | None = None, trust=()) -> bytes:
     """A DER CMS SignedData (CAdES-BES; CAdES-T with ``tsa_url``) over ``data``.
 
     Signed attributes: content-type, message-digest, signing-time, signing-certificate-v2.
     The signer's certificate and CA chain are embedded. ``detached=False`` encapsulates
     the content. For many documents keep a :class:`CMSSigner` and call its ``sign``.
+    ``level`` B-T / B-LT: see :meth:`CMSSigner.sign`.
     """
     return _signer(identity, digest_algorithm).sign(data, detached=detached, tsa_url=tsa_url,
-                                                     signing_time=signing_time)
+                                                     signing_time=signing_time, level=level, trust=trust)
 
 
 @lru_cache(maxsize=64)
