@@ -428,3 +428,48 @@ class IdempotencyKey(Base):
     content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow, index=True)
+
+
+# --- the time-stamping authority (migration 0008) ---------------------------------------------
+
+
+class TSAUnit(Base):
+    """A TSA unit: a key (token or encrypted file) and its timestamping certificate."""
+
+    __tablename__ = "tsa_units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    #: the CA that issued the unit's certificate
+    ca_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    key_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    cert_serial: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: the default TSA policy OID (mandatory): used when a request names none
+    policy: Mapped[str] = mapped_column(String(128), nullable=False)
+    #: other policy OIDs a request may ask for (list of dotted strings)
+    accept_policies: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    #: the declared accuracy of genTime, in milliseconds
+    accuracy_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=1000)
+    #: active | disabled
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class TSAToken(Base):
+    """The archive record of one time-stamp token issued (written in batches)."""
+
+    __tablename__ = "tsa_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: the token's serialNumber, lowercase hex
+    serial: Mapped[str] = mapped_column(String(48), nullable=False, index=True)
+    unit: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    gen_time: Mapped[dt.datetime] = mapped_column(nullable=False)
+    #: sha256 | sha384 | sha512
+    imprint_alg: Mapped[str] = mapped_column(String(16), nullable=False)
+    imprint_hex: Mapped[str] = mapped_column(String(128), nullable=False)
+    policy: Mapped[str] = mapped_column(String(128), nullable=False)
+    #: whether the request carried a nonce (echoed in the token)
+    nonce: Mapped[bool] = mapped_column(Boolean, nullable=False)
