@@ -7,11 +7,12 @@ subject to the profile as in ``unica issue``, through :meth:`unica.ca.issuance.I
 which records the intent before the one signature.
 
 A code is consumed only by a certificate issued with it, and one code issues at most one
-certificate: the code is checked (outside any transaction: scrypt takes milliseconds), then
+certificate: the code is checked (outside any transaction), then
 *claimed* by one conditional UPDATE (``approved`` -> ``enrolled`` where the row still holds
 that code's hash, fewer than 5 failures, no certificate) in the very transaction that records
 the issuance intent: of two enrollments at once, one claims it and the other's intent is rolled
-back (``code-used``). If signing fails, the intent is marked failed and the claim released: the
+back (``code-used``). The transaction that stores the signed certificate also links it to the
+enterprise and the application. If signing fails, the intent is marked failed and the claim released: the
 code works again. A process killed after that transaction leaves a claim with a pending intent:
 the next use of the code waits until ``unica recover`` rolled the intent back (then the claim
 is released), or links the certificate if it was stored -- and then, as that process never
@@ -172,6 +173,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     with store.read() as s:
         app = s.get(m.Application, app_id) if _check_app_id(app_id) else None
         ent = s.get(m.Enterprise, app.enterprise_id) if app is not None else None
+        actor = approving_actor(s, app) if app is not None and app.status == "approved" else None
     if app is None:
         codes.code_matches(code, _DUMMY_SALT, _dummy_hash())  # the time a wrong code takes: ids are not probed
         raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
@@ -183,6 +185,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
         if state != "waiting":
             with store.read() as s:
                 app = s.get(m.Application, app.id)
+                actor = approving_actor(s, app) if app.status == "approved" else None
         else:
             raise _refused(store, "code-used", f"application {app.id}: an enrollment with this code is in progress",
                            **ctx)
@@ -227,7 +230,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
         # the office approved the key of the CSR sent with the application: only that key is certified
         raise _refused(store, "key-mismatch", f"application {app.id} was approved for the key of the CSR sent "
                                               "with it; enroll with that key", **ctx)
-    return _issue_claimed(store, app, ent, request, issuer, client, source, ctx)
+    return _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx)
 
 
 def _spki(request) -> bytes:
@@ -240,12 +243,12 @@ class _ClaimLost(Exception):
     """Another enrollment claimed the code first (raised inside the intent's transaction)."""
 
 
-class _ClaimingStore:
-    """The store as the issuer sees it while it records the intent: the same transaction first
-    claims the code (one conditional UPDATE), so the claim and the intent commit together."""
+class _StoreWithSteps:
+    """The store as the issuer sees it during one of its transactions: ``before(s)`` runs first
+    in that transaction and ``after(s)`` last, so that they commit (or roll back) with it."""
 
-    def __init__(self, store, claim):
-        self._store, self._claim = store, claim
+    def __init__(self, store, before=None, after=None):
+        self._store, self._before, self._after = store, before, after
 
     def __getattr__(self, name):
         return getattr(self._store, name)
@@ -253,52 +256,92 @@ class _ClaimingStore:
     @contextlib.contextmanager
     def write(self):
         with self._store.write() as s:
-            self._claim(s)
+            if self._before is not None:
+                self._before(s)
             yield s
+            if self._after is not None:
+                self._after(s)
 
 
-def _claiming_issuer(issuer, claim, state: dict):
-    """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose intent
-    transaction also claims the code; ``state["claimed"]`` once that transaction committed."""
+def _enrolling_issuer(issuer, claim, complete, state: dict):
+    """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose two
+    transactions carry the enrollment: the intent's first claims the code (of two enrollments
+    with one code, one wins; the other's intent is rolled back), and the one that stores the
+    signed certificate also ``complete(s, serial_hex)``s the enrollment (the certificate linked
+    to its enterprise and application, audited) -- one commit, so a stored certificate is never
+    left unlinked. ``state["claimed"]`` once the claim committed."""
     from unica.ca.issuance import IssuingCA
 
     if not isinstance(issuer, IssuingCA):
         raise TypeError(f"issuer must be an unica.ca.issuance.IssuingCA (or a subclass), not {type(issuer).__name__}")
     mine = copy.copy(issuer)
-    record = type(issuer)._insert_intents
+    record, store_signed = type(issuer)._insert_intents, type(issuer)._store_signed
 
-    def insert_intents(prepared, requester):
+    @contextlib.contextmanager
+    def steps(**kw):
         real = mine.store
-        mine.store = _ClaimingStore(real, claim)
+        mine.store = _StoreWithSteps(real, **kw)
         try:
-            record(mine, prepared, requester)
+            yield
         finally:
             mine.store = real
+
+    def insert_intents(prepared, requester):
+        with steps(before=claim):
+            record(mine, prepared, requester)
         state["claimed"] = True
 
+    def store_and_complete(prepared, cert_der, requester):
+        with steps(after=lambda s: complete(s, m.serial_hex(prepared.serial))):
+            return store_signed(mine, prepared, cert_der, requester)
+
     mine._insert_intents = insert_intents
+    mine._store_signed = store_and_complete
     return mine
 
 
-def _issue_claimed(store, app, ent, request, issuer, client, source, ctx):
+@functools.lru_cache(maxsize=1)
+def _enrollment_statements():
+    """(claim, link certificate, complete application): the enrollment's writes as Core
+    statements built once (the hot path of every enrollment)."""
+    from sqlalchemy import bindparam
+
+    a, c = m.Application.__table__, m.Certificate.__table__
+    claim = (update(a).where((a.c.id == bindparam("b_app")) & (a.c.status == "approved")
+                             & (a.c.code_hash == bindparam("b_hash")) & (a.c.code_failures < MAX_CODE_FAILURES)
+                             & a.c.certificate_id.is_(None))
+             .values(status="enrolled", claimed_at=bindparam("b_now")))
+    link = (update(c).where((c.c.ca_id == bindparam("b_ca")) & (c.c.serial == bindparam("b_serial")))
+            .values(enterprise_id=bindparam("b_ent"), office=bindparam("b_office")).returning(c.c.id))
+    done = (update(a).where(a.c.id == bindparam("b_app"))
+            .values(certificate_id=bindparam("b_cert"), claimed_at=None))
+    return claim, link, done
+
+
+def _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx):
     now = _now()
+    claim_stmt, link_stmt, done_stmt = _enrollment_statements()
 
     def claim(s) -> None:  # of two enrollments with one code, one wins; the other's intent is rolled back
-        done = s.execute(update(m.Application).where(
-            m.Application.id == app.id, m.Application.status == "approved",
-            m.Application.code_hash == app.code_hash, m.Application.code_failures < MAX_CODE_FAILURES,
-            m.Application.certificate_id.is_(None)).values(status="enrolled", claimed_at=now)).rowcount
-        if done != 1:
+        if s.connection().execute(claim_stmt, {"b_app": app.id, "b_hash": app.code_hash, "b_now": now}).rowcount != 1:
             raise _ClaimLost()
 
-    with store.read() as s:
-        actor = approving_actor(s, app)
+    def complete(s, serial_hex: str) -> None:  # in the transaction that stores the certificate
+        conn = s.connection()
+        cert_id = conn.execute(link_stmt, {"b_ca": issuer.ca_id, "b_serial": serial_hex, "b_ent": ent.id,
+                                           "b_office": ent.office}).scalar_one()
+        # claimed_at cleared: the enrollment completed (the same code and key again replay it: _replay)
+        conn.execute(done_stmt, {"b_app": app.id, "b_cert": cert_id})
+        append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
+            "uscc": ent.uscc, "office": ent.office, "client": client, "serial": serial_hex,
+            "profile": app.profile, "holder": app.holder})
+
     token = CURRENT_ACTOR.set(actor) if actor is not None else None
     state = {"claimed": False}
-    mine = _claiming_issuer(issuer, claim, state)
+    mine = _enrolling_issuer(issuer, claim, complete, state)
     try:
         try:
-            issued = mine.issue(request, app.profile, requester=source, source=source)
+            return mine.issue(request, app.profile, requester=source, source=source)
         except _ClaimLost:
             raise _refused(store, "code-used", f"the code of application {app.id} was used", **ctx) from None
         except BaseException as e:
@@ -312,15 +355,6 @@ def _issue_claimed(store, app, ent, request, issuer, client, source, ctx):
                 audit_refusal(store, "enrollment.refused", e, office=ent.office, client=client, target=app.id,
                               ca=app.ca_name, stage="issuance")
             raise
-        with store.write() as s:
-            cert_id = _link(s, issuer.ca_id, issued.serial_hex, ent)
-            # claimed_at cleared: the enrollment completed (the same code and key again replay it: _replay)
-            s.execute(update(m.Application).where(m.Application.id == app.id).values(certificate_id=cert_id,
-                                                                                       claimed_at=None))
-            append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
-                "uscc": ent.uscc, "office": ent.office, "client": client, "serial": issued.serial_hex,
-                "profile": app.profile, "holder": app.holder})
-        return issued
     finally:
         if getattr(issuer, "_key", None) is None and getattr(mine, "_key", None) is not None:
             issuer._key = mine._key  # the CA key loaded for this enrollment stays loaded for the next

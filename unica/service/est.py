@@ -164,9 +164,10 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def _csr_body(request: Request) -> bytes:
-    """The DER PKCS#10 of an enrollment request, parsed once here (a malformed request is refused
-    before any credential is looked at by the registry)."""
+async def _csr_body(request: Request):
+    """The PKCS#10 of an enrollment request, parsed (and its signature checked) once, here: a
+    malformed request is refused before any credential is looked at by the registry, which
+    takes the parsed request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != PKCS10_TYPE:
         raise Problem(415, "unsupported-media-type",
@@ -175,12 +176,11 @@ async def _csr_body(request: Request) -> bytes:
     from unica.ca.request import parse_csr
 
     try:
-        parse_csr(der, "the EST request")
+        return parse_csr(der, "the EST request")
     except InputError as e:
         raise Problem(400, "malformed", "Malformed request", str(e)) from None
     except PolicyViolation as e:  # a signature that does not verify, a key type unica does not know
         raise Problem(403, "policy", "Refused by policy", str(e)) from None
-    return der
 
 
 def _basic_credentials(request: Request) -> tuple[str, str]:
@@ -335,28 +335,32 @@ async def _enroll(request: Request, label: str | None, ctx: dict) -> Response:
     label = _check_label(label)
     app_id, code = _basic_credentials(request)
     ctx["target"] = app_id
-    csr_der = await _csr_body(request)
+    csr = await _csr_body(request)
     store = _store(request)
     from unica import ra
 
-    route = await run_in_threadpool(ra.application_route, store, app_id)
-    app_ca, ctx["office"] = route if route is not None else (None, None)
-    wrong = "the application id or the enrollment code is wrong"
-    if label is not None and app_ca is not None and app_ca != label:
-        raise _unauthorized(wrong, slug="code-invalid")  # as for an unknown application: no probing
-    try:
-        ca_name = ctx["ca"] = label or app_ca or await run_in_threadpool(_default_ca, store)
-    except Problem:
-        raise _unauthorized(wrong, slug="code-invalid") from None
-    try:
-        issuer = _issuer(request, ca_name)
-    except CANotFound:
-        raise Problem(404, "not-found", "No such CA", f"no CA named {ca_name!r}") from None
-    try:
-        issued = await run_in_threadpool(ra.enroll, store, app_id, code, csr_der, issuer=issuer,
-                                         client=_client_text(request))
-    except ra.EnrollmentRefused as e:
-        raise _library_refusal(e) from None
+    client = _client_text(request)
+
+    def enroll():  # one trip to the thread pool: route the application, then enroll it
+        route = ra.application_route(store, app_id)
+        app_ca, ctx["office"] = route if route is not None else (None, None)
+        wrong = "the application id or the enrollment code is wrong"
+        if label is not None and app_ca is not None and app_ca != label:
+            raise _unauthorized(wrong, slug="code-invalid")  # as for an unknown application: no probing
+        try:
+            ca_name = ctx["ca"] = label or app_ca or _default_ca(store)
+        except Problem:
+            raise _unauthorized(wrong, slug="code-invalid") from None
+        try:
+            issuer = _issuer(request, ca_name)
+        except CANotFound:
+            raise Problem(404, "not-found", "No such CA", f"no CA named {ca_name!r}") from None
+        try:
+            return ra.enroll(store, app_id, code, csr, issuer=issuer, client=client)
+        except ra.EnrollmentRefused as e:
+            raise _library_refusal(e) from None
+
+    issued = await run_in_threadpool(enroll)
     cert = x509.load_der_x509_certificate(issued.der)
     return _base64_response(certs_only([cert]), PKCS7_TYPE)
 
@@ -382,7 +386,7 @@ async def _reenroll(request: Request, label: str | None, ctx: dict) -> Response:
 
     checked = await run_in_threadpool(require_certificate, request)
     ctx.update(target=checked.serial, office=checked.office, client=_client_text(request, checked.der))
-    csr_der = await _csr_body(request)
+    csr = await _csr_body(request)
     store = _store(request)
     if label is not None and label != checked.ca:
         raise Problem(403, "policy", "Another CA's certificate",
@@ -392,7 +396,7 @@ async def _reenroll(request: Request, label: str | None, ctx: dict) -> Response:
     from unica import ra
 
     try:
-        issued = await run_in_threadpool(ra.reenroll, store, checked.der, csr_der, issuer=issuer,
+        issued = await run_in_threadpool(ra.reenroll, store, checked.der, csr, issuer=issuer,
                                          client=ctx["client"])
     except ra.EnrollmentRefused as e:
         raise _library_refusal(e) from None
