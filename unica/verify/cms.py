@@ -353,7 +353,10 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
     ts_report = None
     tokens = si.unsigned.get(A_SIG_TIMESTAMP) if not _is_timestamp else None
     if tokens:
-        ts_report, gen_time, problem = _verify_timestamp(verifier, tokens[0], si.signature, options)
+        ts_report, gen_time, problem = _verify_timestamp(
+            verifier, tokens[0], si.signature, options,
+            poes=(document_timestamp[0] if document_timestamp is not None else None, at),
+            extra_revocation=extra_revocation)
         if problem:
             checks["signature_timestamp"] = "invalid"
             messages.append(f"signature time-stamp not usable: {problem}")
@@ -416,8 +419,15 @@ def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRa
     return verifier.source.parse_embedded(crls[:32], ocsps[:32])
 
 
-def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, options: CertOptions = CertOptions()):
-    """-> (report, genTime, problem or None)."""
+def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, options: CertOptions = CertOptions(),
+                      poes: Iterable[_dt.datetime | None] = (), extra_revocation=None):
+    """-> (report, genTime, problem or None).
+
+    ``poes``: proofs of existence of the token itself -- the genTime of a validated later
+    document time-stamp covering it, ``at`` given by the caller; those not before the token's
+    genTime count, and the TSA certificate is validated at the earliest of them (EN 319 102-1
+    past certificate validation), else now. ``extra_revocation``: revocation data found beside
+    the signature (a PDF's DSS), offered for the TSA's path as for the signer's."""
     from asn1crypto import tsp
 
     try:
@@ -436,11 +446,14 @@ def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, 
         return None, None, f"malformed time-stamp token: {e}"
     except (ValueError, KeyError, TypeError) as e:
         return None, None, f"malformed time-stamp token: {e}"
-    rep = verify_cms_with(verifier, token, None, options=options.for_timestamp(), _is_timestamp=True)
+    gen_time = as_utc(gen_time)
+    poe = min((as_utc(p) for p in poes if p is not None and as_utc(p) >= gen_time), default=None)
+    rep = verify_cms_with(verifier, token, None, at=poe, options=options.for_timestamp(),
+                          extra_revocation=extra_revocation, _is_timestamp=True)
     if not rep.passed:
         return rep, None, (f"time-stamp token: {rep.indication.value}/{rep.sub_indication.value}: "
                            + "; ".join(rep.messages))
-    return rep, as_utc(gen_time), None
+    return rep, gen_time, None
 
 
 def verify_cms(signature: SignatureInput, data: DataInput | None = None, *, trust: TrustInput,

@@ -68,23 +68,31 @@ def verify_pdf_with(verifier: Verifier, pdf: PdfInput, *, at: _dt.datetime | Non
         except Exception as e:  # pyHanko on a damaged signature dictionary / CMS
             reports[i] = _broken(emb.field_name, f"signature cannot be read: {type(e).__name__}: {one_line(e)}")
 
-    # document time-stamps first: a validated one is a proof of existence for the signatures it covers
+    # document time-stamps first, the newest first: a validated one is a proof of existence for
+    # what it covers -- the signatures and the earlier document time-stamps (archive time-stamp
+    # chain, EN 319 102-1 5.6.3): each earlier one is validated at the earliest such proof
     is_doc_ts = [_is_doc_ts(emb) for emb in sigs]
-    for i in range(len(sigs)):
-        if is_doc_ts[i]:
-            one(i)
     proofs = []  # (hole start of the doc time-stamp = end of what it covers, genTime, field name)
-    for i in range(len(sigs)):
-        if is_doc_ts[i] and reports[i].passed and reports[i].signing_time is not None:
+
+    def covering(i: int):
+        br = _byte_range(sigs[i])
+        end = br[2] + br[3] if br is not None else None
+        c = [(t, name) for hole, t, name in proofs if end is not None and end <= hole]
+        return min(c, key=lambda p: p[0]) if c else None
+
+    def end_of(i: int) -> int:
+        br = _byte_range(sigs[i])
+        return br[2] + br[3] if br is not None else -1
+
+    for i in sorted((i for i in range(len(sigs)) if is_doc_ts[i]), key=end_of, reverse=True):
+        one(i, covering(i))
+        if reports[i].passed and reports[i].signing_time is not None:
             br = _byte_range(sigs[i])
             if br is not None:
                 proofs.append((br[0] + br[1], reports[i].signing_time, str(sigs[i].field_name)))
     for i in range(len(sigs)):
         if not is_doc_ts[i]:
-            br = _byte_range(sigs[i])
-            end = br[2] + br[3] if br is not None else None
-            covering = [(t, name) for hole, t, name in proofs if end is not None and end <= hole]
-            one(i, min(covering, key=lambda p: p[0]) if covering else None)
+            one(i, covering(i))
     msgs = () if sigs else ("the PDF has no signature",)
     return PdfReport(signatures=tuple(reports[i] for i in range(len(sigs))), messages=msgs)
 
@@ -143,7 +151,8 @@ def _verify_one(verifier: Verifier, emb, data: bytes, at: _dt.datetime | None, o
     ci = cms.ContentInfo({"content_type": "signed_data", "content": emb.signed_data})
     is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
     if is_doc_ts:
-        rep = _verify_doc_timestamp(verifier, ci, covered, options)
+        rep = _verify_doc_timestamp(verifier, ci, covered, options, dss,
+                                    poes=(doc_ts[0] if doc_ts is not None else None, at))
     else:
         rep = verify_cms_with(verifier, ci, covered, at=at, options=options, extra_revocation=dss,
                               document_timestamp=doc_ts, pdf_m=_claimed_m(emb))
@@ -191,17 +200,24 @@ def _broken(field, msg) -> SignatureReport:
                            certificate=None, messages=(msg,), field_name=field)
 
 
-def _verify_doc_timestamp(verifier: Verifier, ci, covered: bytes, options: CertOptions) -> SignatureReport:
-    """A document time-stamp: the token (TSA certificate validated like a signature time-stamp's)
+def _verify_doc_timestamp(verifier: Verifier, ci, covered: bytes, options: CertOptions, dss=None,
+                          poes: tuple = ()) -> SignatureReport:
+    """A document time-stamp: the token (TSA certificate validated like a signature time-stamp's:
+    at the earliest proof of existence in ``poes`` not before its genTime -- a later document
+    time-stamp covering it, or ``at`` -- else now, with the DSS's revocation data at hand)
     and its message imprint over the covered bytes. Its signing_time is the genTime."""
     import dataclasses
+
+    from ._util import as_utc
 
     tst = ci["content"]["encap_content_info"]["content"].parsed
     imprint = tst["message_imprint"]
     alg = imprint["hash_algorithm"]["algorithm"].native
     raw = bytes(ci["content"]["encap_content_info"]["content"])
-    rep = verify_cms_with(verifier, ci, raw, options=options.for_timestamp(), _is_timestamp=True)
     gen_time = tst["gen_time"].native
+    poe = min((as_utc(p) for p in poes if p is not None and as_utc(p) >= as_utc(gen_time)), default=None)
+    rep = verify_cms_with(verifier, ci, raw, at=poe, options=options.for_timestamp(), extra_revocation=dss,
+                          _is_timestamp=True)
     if _digest(alg, covered) != imprint["hashed_message"].native:
         return dataclasses.replace(
             rep, indication=Indication.TOTAL_FAILED, sub_indication=SubIndication.HASH_FAILURE,

@@ -1,0 +1,189 @@
+"""PAdES B-T / B-LT / B-LTA made with a SoftHSM2 token key (`unica sign pdf --level`), and
+`unica timestamp refresh`, against an independent TSA (`openssl ts -reply` over HTTP, its
+certificate issued by unica under a timestamping profile). The validation material comes from
+the CA's real OCSP responder (`unica ocsp serve`) and its CRL URL, both on 127.0.0.1.
+
+Checked by peers unica does not contain: pyHanko's PAdES validation (the DSS, the document
+time-stamps), poppler's pdfsig, and by `unica verify pdf`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import assert_one_line_error
+from tests.sign.ltpki import make_home
+from tests.token.pki import minimal_pdf
+
+
+@pytest.fixture(scope="module")
+def lt(tmp_path_factory):
+    h = make_home(tmp_path_factory.mktemp("long-term"))
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def signer(lt):
+    return lt.signer()
+
+
+@pytest.fixture
+def pdf(tmp_path):
+    p = tmp_path / "in.pdf"
+    p.write_bytes(minimal_pdf("long-term declaration"))
+    return p
+
+
+def _reader(path):
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    return PdfFileReader(io.BytesIO(path.read_bytes()))
+
+
+def _pyhanko_offline(lt, path):
+    """pyHanko's validation of every signature and document time-stamp, offline, hard-fail, from
+    the document's DSS alone: [(type, status)]."""
+    from pyhanko.sign.validation import validate_pdf_signature, validate_pdf_timestamp
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    r = _reader(path)
+    vc = lambda: DocumentSecurityStore.read_dss(r).as_validation_context(  # noqa: E731
+        {"trust_roots": [_root_asn1(lt)], "allow_fetching": False, "revocation_mode": "hard-fail"})
+    out = []
+    for emb in r.embedded_signatures:
+        if emb.sig_object_type == "/DocTimeStamp":
+            out.append(("ts", validate_pdf_timestamp(emb, validation_context=vc())))
+        else:
+            out.append(("sig", validate_pdf_signature(emb, vc(), ts_validation_context=vc())))
+    return out
+
+
+def _dss(path):
+    dss = _reader(path).root["/DSS"]
+    return {k: len(dss.get(k, ())) for k in ("/Certs", "/OCSPs", "/CRLs")}
+
+
+def _verify(lt, path, *args):
+    p = lt.run("verify", "pdf", str(path), "--trust", str(lt.root_pem), "--json", *args)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip().startswith("{") else p.stdout + p.stderr)
+
+
+def test_b_lta_valid_in_pyhanko_pdfsig_and_unica(lt, signer, pdf, tmp_path):
+    tsa = lt.tsa("long")
+    out = tmp_path / "lta.pdf"
+    p = lt.run("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA", "--tsa", tsa.url)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes().startswith(pdf.read_bytes())  # incremental updates only
+    r = _reader(out)
+    kinds = [s.sig_object_type for s in r.embedded_signatures]
+    assert kinds == ["/Sig", "/DocTimeStamp"], kinds
+    dss = _dss(out)
+    assert dss["/Certs"] >= 2 and dss["/OCSPs"] + dss["/CRLs"] >= 2, dss  # signer's and TSA's material
+    # pyHanko, offline and hard-fail: the DSS alone carries what the signature and both
+    # time-stamps need
+    (_, sig_status), (_, ts_status) = _pyhanko_offline(lt, out)
+    assert sig_status.bottom_line, sig_status.pretty_print_details()
+    assert sig_status.timestamp_validity is not None and sig_status.timestamp_validity.valid
+    assert ts_status.valid and ts_status.trusted, ts_status
+    # pdfsig (NSS) sees the signature and its time-stamp
+    r2 = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True)
+    assert "Signature Validation: Signature is Valid." in r2.stdout, r2.stdout + r2.stderr
+    assert "Signature Timestamp" in r2.stdout or "timestamp" in r2.stdout.lower(), r2.stdout
+    code, rep = _verify(lt, out, "--offline")
+    assert code == 0, rep
+    sig, ts = rep["signatures"]
+    assert sig["indication"] == "TOTAL-PASSED" and sig["format"].startswith("PAdES-B-T"), sig
+    assert sig["signing_time_source"] == "timestamp"
+    assert ts["format"] == "PAdES document time-stamp" and ts["indication"] == "TOTAL-PASSED", ts
+
+
+def _root_asn1(lt):
+    from asn1crypto import x509 as ax
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return ax.Certificate.load(x509.load_pem_x509_certificate(lt.root_pem.read_bytes()).public_bytes(Encoding.DER))
+
+
+def _later(days: int) -> str:
+    import datetime as dt
+
+    t = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _revoke(lt, signer):
+    import time
+
+    time.sleep(1.1)  # the revocation time is after the signature time-stamp's genTime (1 s accuracy)
+    lt.ok("cert", "revoke", signer.serial_hex, "--ca", "root", "--reason", "keyCompromise")
+    lt.publish_crl()  # served at the CRL URL the certificates name
+
+
+def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, tmp_path):
+    """EN 319 102-1 proof of existence: a B-LTA document signed on a token, the signer revoked
+    afterwards, the archive time-stamp renewed by another TSA: verified 30 days on (--at), when
+    the signer's (1 day) and the first TSA's (2 days) certificates have expired, it is
+    TOTAL-PASSED; without the renewal it is not; a B-B signature (no proof of existence before
+    the revocation) fails."""
+    signer = lt.signer()
+    short, long_ = lt.tsa("short", "ts-short"), lt.tsa("long")
+    lta, bb = tmp_path / "lta.pdf", tmp_path / "bb.pdf"
+    lt.ok("sign", "pdf", str(pdf), str(lta), "--key", signer.key_uri, "--level", "B-LTA", "--tsa", short.url)
+    lt.ok("sign", "pdf", str(pdf), str(bb), "--key", signer.key_uri)
+    _revoke(lt, signer)
+    not_refreshed = tmp_path / "lta-not-refreshed.pdf"
+    not_refreshed.write_bytes(lta.read_bytes())
+    before = _dss(lta)
+    p = lt.run("timestamp", "refresh", str(lta), "--tsa", long_.url)
+    assert p.returncode == 0, p.stderr
+    assert [s.sig_object_type for s in _reader(lta).embedded_signatures] == ["/Sig", "/DocTimeStamp", "/DocTimeStamp"]
+    after = _dss(lta)
+    assert after["/OCSPs"] + after["/CRLs"] > before["/OCSPs"] + before["/CRLs"], (before, after)
+
+    # today: the signature time-stamp proves the signature before the revocation
+    code, rep = _verify(lt, lta)
+    assert code == 0, rep
+    # 30 days on: the signer's and the short TSA's certificates have expired
+    later = _later(30)
+    assert signer.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ") < later
+    # offline: the embedded material, and the root's current CRL (it lists the revocation, and is
+    # what the newest time-stamp's TSA certificate needs at that time)
+    crl = str(lt.crl_dir / "root.crl")
+    code, rep = _verify(lt, lta, "--at", later, "--offline", "--crl", crl)
+    assert code == 0, rep
+    sig, ts1, ts2 = rep["signatures"]
+    assert sig["indication"] == "TOTAL-PASSED" and sig["signing_time_source"] == "timestamp", sig
+    assert sig["certificate"]["validation_time"] < later  # validated at the signature time-stamp's time
+    assert [e for e in sig["certificate"]["revocation"] if e.get("revocation_time")], sig["certificate"]
+    assert ts1["indication"] == ts2["indication"] == "TOTAL-PASSED", (ts1, ts2)
+    assert ts2["certificate"]["validation_time"].startswith(later[:10])  # the newest: at --at
+    assert ts1["certificate"]["validation_time"] < later  # the older: at the newer one's genTime
+
+    # without the renewal, the only archive time-stamp's TSA certificate has expired by then
+    code, rep = _verify(lt, not_refreshed, "--at", later, "--offline", "--crl", crl)
+    assert code != 0, rep
+    code, rep = _verify(lt, not_refreshed, "--at", later)  # online the same
+    assert code != 0, rep
+    # a B-B signature has no proof of existence before the revocation: it fails, now and later
+    code, rep = _verify(lt, bb)
+    assert code != 0 and rep["signatures"][0]["sub_indication"] in ("REVOKED_NO_POE", "REVOKED"), rep
+    code, rep = _verify(lt, bb, "--at", later, "--offline", "--crl", crl)
+    assert code == 10, rep
+
+
+def test_b_t_after_revocation_is_revoked(lt, pdf, tmp_path):
+    """A signature time-stamp after the revocation proves nothing good: TOTAL-FAILED/REVOKED."""
+    signer = lt.signer()
+    tsa = lt.tsa("long")
+    _revoke(lt, signer)
+    out = tmp_path / "late.pdf"
+    lt.ok("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-T", "--tsa", tsa.url)
+    code, rep = _verify(lt, out)
+    assert code == 10, rep
+    assert rep["signatures"][0]["sub_indication"] == "REVOKED", rep
