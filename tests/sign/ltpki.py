@@ -143,6 +143,46 @@ ess_cert_id_alg = sha256
         self.server.server_close()
 
 
+class UnicaTSA:
+    """``unica tsa serve --port 0`` in a subprocess; ``url`` from the line it prints."""
+
+    def __init__(self, h: "LTHome", clock: Path):
+        env = {k: v for k, v in os.environ.items() if k not in h.env}
+        env.update({k: v for k, v in h.env.items() if v is not None})
+        self.proc = subprocess.Popen([sys.executable, "-m", "unica", "tsa", "serve", "--port", "0", "--unit", "tsa1",
+                                      "--clock-status", str(clock)], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.url = None
+        self.lines: list[str] = []
+        seen = threading.Event()
+
+        def read():
+            import re
+
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                m = re.match(r"unica tsa on (http://127\.0\.0\.1:\d+/)", line)
+                if m:
+                    self.url = m.group(1)
+                    seen.set()
+            seen.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        seen.wait(60)
+        if self.url is None:
+            self.close()
+            raise RuntimeError("unica tsa serve did not start:\n" + "".join(self.lines))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
 @dataclass
 class LTHome:
     dir: Path
@@ -184,6 +224,16 @@ class LTHome:
             cert, key = self.issue_openssl_key(name, profile, f"/C=CN/O=unica 测试/CN=Test TSA {name}")
             self.tsas[name] = OpenSSLTSA(self.dir / f"tsa-{name}", cert, key, self.root_pem)
         return self.tsas[name]
+
+    def unica_tsa(self) -> "UnicaTSA":
+        """unica's own TSA: unit ``tsa1`` (key in an encrypted file, certificate from ``root``
+        under the built-in timestamping profile) served by the real ``unica tsa serve``."""
+        if "unica" not in self.tsas:
+            self.ok("tsa", "unit", "add", "tsa1", "--ca", "root", "--policy", TSA_POLICY)
+            clock = self.dir / "clock-status"
+            clock.write_text("synced offset=0.0002\n")
+            self.tsas["unica"] = UnicaTSA(self, clock)
+        return self.tsas["unica"]
 
     def signer(self, *, profile: str = "sign-short", label: str = "seal") -> "Signer":
         token = new_token_label("lt")

@@ -73,10 +73,16 @@ def _verify(lt, path, *args):
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip().startswith("{") else p.stdout + p.stderr)
 
 
-def test_b_lta_valid_in_pyhanko_pdfsig_and_unica(lt, signer, pdf, tmp_path):
-    tsa = lt.tsa("long")
+@pytest.mark.parametrize("tsa_kind", ["unica", "openssl"])
+def test_b_lta_valid_in_pyhanko_pdfsig_and_unica(lt, signer, pdf, tmp_path, tsa_kind):
+    """B-LTA with unica's own TSA (by default: UNICA_TSA_URL, no --tsa) and with an independent one."""
     out = tmp_path / "lta.pdf"
-    p = lt.run("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA", "--tsa", tsa.url)
+    if tsa_kind == "unica":
+        p = lt.run("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA",
+                   env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    else:
+        p = lt.run("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA",
+                   "--tsa", lt.tsa("long").url)
     assert p.returncode == 0, p.stderr
     assert out.read_bytes().startswith(pdf.read_bytes())  # incremental updates only
     r = _reader(out)
@@ -132,7 +138,7 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     TOTAL-PASSED; without the renewal it is not; a B-B signature (no proof of existence before
     the revocation) fails."""
     signer = lt.signer()
-    short, long_ = lt.tsa("short", "ts-short"), lt.tsa("long")
+    short = lt.tsa("short", "ts-short")  # openssl: a TSA certificate of 2 days
     lta, bb = tmp_path / "lta.pdf", tmp_path / "bb.pdf"
     lt.ok("sign", "pdf", str(pdf), str(lta), "--key", signer.key_uri, "--level", "B-LTA", "--tsa", short.url)
     lt.ok("sign", "pdf", str(pdf), str(bb), "--key", signer.key_uri)
@@ -140,7 +146,7 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     not_refreshed = tmp_path / "lta-not-refreshed.pdf"
     not_refreshed.write_bytes(lta.read_bytes())
     before = _dss(lta)
-    p = lt.run("timestamp", "refresh", str(lta), "--tsa", long_.url)
+    p = lt.run("timestamp", "refresh", str(lta), env={"UNICA_TSA_URL": lt.unica_tsa().url})  # unica's TSA
     assert p.returncode == 0, p.stderr
     assert [s.sig_object_type for s in _reader(lta).embedded_signatures] == ["/Sig", "/DocTimeStamp", "/DocTimeStamp"]
     after = _dss(lta)
@@ -180,10 +186,9 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
 def test_b_t_after_revocation_is_revoked(lt, pdf, tmp_path):
     """A signature time-stamp after the revocation proves nothing good: TOTAL-FAILED/REVOKED."""
     signer = lt.signer()
-    tsa = lt.tsa("long")
     _revoke(lt, signer)
     out = tmp_path / "late.pdf"
-    lt.ok("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-T", "--tsa", tsa.url)
+    lt.ok("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-T", "--tsa", lt.unica_tsa().url)
     code, rep = _verify(lt, out)
     assert code == 10, rep
     assert rep["signatures"][0]["sub_indication"] == "REVOKED", rep
