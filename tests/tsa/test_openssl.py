@@ -92,3 +92,24 @@ def test_unit_certificate_is_pkilint_clean_and_timestamping_only(tsa_home):
     cert = x509.load_pem_x509_certificate(tsa_home.unit_pem.read_bytes())
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     assert eku.critical and list(eku.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
+
+
+def test_tls(tsa_home, tmp_path):
+    """--tls-cert/--tls-key: the same service over HTTPS (curl trusts the server certificate)."""
+    from tests.tsa.conftest import Server
+
+    cert, key = tmp_path / "web.pem", tmp_path / "web.key"
+    assert _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key,
+                    "-out", cert).returncode == 0
+    data, query, reply = tmp_path / "d", tmp_path / "q.tsq", tmp_path / "r.tsr"
+    data.write_bytes(b"over tls")
+    assert _openssl("ts", "-query", "-data", data, "-sha256", "-cert", "-out", query).returncode == 0
+    with Server(tsa_home, "--unit", "tsa1", "--tls-cert", str(cert), "--tls-key", str(key)) as s:
+        assert s.url.startswith("https://127.0.0.1:")
+        p = subprocess.run(["curl", "-sS", "--cacert", str(cert), "-o", str(reply), "-w", "%{http_code}",
+                            "-H", "Content-Type: application/timestamp-query", "--data-binary", f"@{query}", s.url],
+                           capture_output=True, text=True, timeout=60)
+        assert p.stdout == "200", p.stderr
+    v = _openssl("ts", "-verify", "-data", data, "-in", reply, "-CAfile", tsa_home.root_pem)
+    assert v.returncode == 0, v.stdout + v.stderr
