@@ -10,10 +10,9 @@ processes behind a load balancer on one database are the scaling story.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import sys
+
+from unica.serving import bind, run_workers
 
 __all__ = ["serve", "make_server"]
 
@@ -39,29 +38,6 @@ def make_server(app, **kw):
     return uvicorn.Server(_config(app, **kw))
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket on ``host:port``; a host that does not resolve or an address that
-    cannot be bound (in use, not local, a privileged port) is an EnvironmentFailure."""
-    from unica.errors import EnvironmentFailure
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except socket.gaierror as e:
-        sock.close()
-        raise EnvironmentFailure.from_os(f"cannot resolve host {host!r}", e) from None
-    except OSError as e:
-        sock.close()
-        raise EnvironmentFailure.from_os(f"cannot listen on {host}:{port}", e) from None
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve(app, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
           log_level: str = "warning", sock: socket.socket | None = None) -> None:
     """Serve ``app`` until SIGINT/SIGTERM with ``workers`` processes: each on its own socket
@@ -70,59 +46,4 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
     if workers < 1:
         raise ValueError(f"worker count {workers} must be at least 1")
     sock = sock or bind(host, port, reuse_port=workers > 1 and hasattr(socket, "SO_REUSEPORT"))
-    if workers == 1:
-        make_server(app, log_level=log_level).run(sockets=[sock])
-        return
-    # one listening socket per worker where the socket allows it (SO_REUSEPORT): the kernel
-    # hands each connection to one worker, instead of waking every worker to race for it
-    socks = [sock] * workers
-    if hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
-        addr = sock.getsockname()
-        socks = [sock] + [bind(addr[0], addr[1], reuse_port=True) for _ in range(workers - 1)]
-    children = []
-    for k in range(workers):
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 0
-            try:
-                for other in socks:
-                    if other is not socks[k]:
-                        other.close()
-                make_server(app, log_level=log_level).run(sockets=[socks[k]])
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-    if len(set(socks)) > 1:
-        # the workers hold their sockets; were the parent to keep them, the kernel would go on
-        # queueing connections on the socket of a worker that died
-        for s in socks:
-            s.close()
-
-    def stop(signum, frame):
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    status = 0
-    for pid in children:
-        while True:
-            try:
-                _, st = os.waitpid(pid, 0)
-                # uvicorn re-raises the signal it shut down on, so a worker ending by
-                # SIGTERM/SIGINT is a clean stop (unica's server exits 0)
-                status |= os.waitstatus_to_exitcode(st) not in (0, -signal.SIGTERM, -signal.SIGINT)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-    for s in set(socks):
-        s.close()
-    if status:
-        sys.exit(1)
+    run_workers(lambda s: make_server(app, log_level=log_level).run(sockets=[s]), sock, workers)

@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import ssl
-import sys
 
 from unica.errors import ConfigurationError, EnvironmentFailure
+from unica.serving import bind  # noqa: F401 - the CLI binds through this module
 
 log = logging.getLogger("unica.service")
 
@@ -223,12 +222,6 @@ def _config(app, settings, context):
                           proxy_headers=False, forwarded_allow_ips="")
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    from unica.ocsp.server import bind as _bind
-
-    return _bind(host, port, reuse_port=reuse_port)
-
-
 def _run_one(settings, context, sock) -> None:
     import uvicorn
 
@@ -243,61 +236,7 @@ def _run_one(settings, context, sock) -> None:
 def serve(settings, context, sock: socket.socket) -> None:
     """Serve until SIGINT/SIGTERM: in this process (one worker) or in ``settings.workers``
     forked processes, each accepting on its own SO_REUSEPORT socket on the same address."""
-    workers = settings.workers
-    if workers == 1:
-        _run_one(settings, context, sock)
-        return
-    socks = [sock]
-    if hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
-        addr = sock.getsockname()
-        socks += [bind(addr[0], addr[1], reuse_port=True) for _ in range(workers - 1)]
-    else:
-        socks *= workers
-    children = []
-    for k in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                for other in set(socks):
-                    if other is not socks[k]:
-                        other.close()
-                _run_one(settings, context, socks[k])
-            except BaseException:  # noqa: BLE001 - a worker ends here, whatever happened
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-    if len(set(socks)) > 1:
-        for s in socks:
-            s.close()
-
-    def stop(signum, frame):
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    from unica.serving import run_workers
     from unica.service import metrics
 
-    status = 0
-    for pid in children:
-        while True:
-            try:
-                _, st = os.waitpid(pid, 0)
-                status |= os.waitstatus_to_exitcode(st) not in (0, -signal.SIGTERM, -signal.SIGINT)
-                metrics.process_exited(pid)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-    for s in set(socks):
-        s.close()
-    if status:
-        sys.exit(1)
+    run_workers(lambda s: _run_one(settings, context, s), sock, settings.workers, on_exit=metrics.process_exited)
