@@ -32,3 +32,13 @@ def tsa(soft_ca):
     server = TSAServer(soft_ca)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def lt(tmp_path_factory):
+    """A unica CA with its CRL URL and OCSP responder on 127.0.0.1, TSAs on demand (tests/sign/ltpki.py)."""
+    from tests.sign.ltpki import make_home
+
+    h = make_home(tmp_path_factory.mktemp("long-term"))
+    yield h
+    h.close()

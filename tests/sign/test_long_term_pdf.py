@@ -16,15 +16,7 @@ import subprocess
 import pytest
 
 from tests.conftest import assert_one_line_error
-from tests.sign.ltpki import make_home
 from tests.token.pki import minimal_pdf
-
-
-@pytest.fixture(scope="module")
-def lt(tmp_path_factory):
-    h = make_home(tmp_path_factory.mktemp("long-term"))
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

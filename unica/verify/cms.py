@@ -356,7 +356,8 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
         ts_report, gen_time, problem = _verify_timestamp(
             verifier, tokens[0], si.signature, options,
             poes=(document_timestamp[0] if document_timestamp is not None else None, at),
-            extra_revocation=extra_revocation)
+            extra_revocation=(list(extra_revocation[0] if extra_revocation else ()) + list(sd.crls),
+                              list(extra_revocation[1] if extra_revocation else ()) + list(sd.ocsps)))
         if problem:
             checks["signature_timestamp"] = "invalid"
             messages.append(f"signature time-stamp not usable: {problem}")
@@ -427,7 +428,8 @@ def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, 
     document time-stamp covering it, ``at`` given by the caller; those not before the token's
     genTime count, and the TSA certificate is validated at the earliest of them (EN 319 102-1
     past certificate validation), else now. ``extra_revocation``: revocation data found beside
-    the signature (a PDF's DSS), offered for the TSA's path as for the signer's."""
+    the token (a PDF's DSS, the CAdES SignedData's crls field), offered for the TSA's path as
+    for the signer's."""
     from asn1crypto import tsp
 
     try:

@@ -1,0 +1,129 @@
+"""CAdES B-T / B-LT made with a SoftHSM2 token key (`unica sign cms --level`), with unica's own
+TSA (`unica tsa serve`, found through UNICA_TSA_URL) and an independent one (`openssl ts
+-reply`). B-LT's validation material (EN 319 122-1: SignedData.certificates and .crls, OCSP
+responses as RFC 5940 id-ri-ocsp-response) comes from the CA's real OCSP responder and CRL URL.
+Checked with `openssl cms -verify`, `openssl ts -verify` and `unica verify cms --offline`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asn1crypto import cms, tsp
+
+from tests.conftest import assert_one_line_error
+from tests.token.pki import run
+
+CONTENT = "报关单 2026 — long-term declaration\n".encode() * 40
+
+
+@pytest.fixture(scope="module")
+def signer(lt):
+    return lt.signer()
+
+
+@pytest.fixture
+def doc(tmp_path):
+    p = tmp_path / "declaration.txt"
+    p.write_bytes(CONTENT)
+    return p
+
+
+def _sd(path):
+    ci = cms.ContentInfo.load(path.read_bytes())
+    return ci["content"]
+
+
+def _token(sd) -> cms.ContentInfo:
+    (si,) = sd["signer_infos"]
+    (attr,) = [a for a in si["unsigned_attrs"] if a["type"].native == "signature_time_stamp_token"]
+    return attr["values"][0]
+
+
+def _openssl_cms(lt, p7s, data):
+    # no -purpose any: the enterprise-sign profile is what OpenSSL's S/MIME signing purpose accepts
+    return run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", p7s, "-content", data,
+               "-CAfile", lt.root_pem, "-out", "/dev/null", check=False)
+
+
+def _unica_verify(lt, p7s, data, *args):
+    p = lt.run("verify", "cms", str(p7s), "--data", str(data), "--trust", str(lt.root_pem), "--json", *args)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip().startswith("{") else p.stdout + p.stderr)
+
+
+@pytest.mark.parametrize("tsa_kind", ["unica", "openssl"])
+def test_cades_b_t(lt, signer, doc, tmp_path, tsa_kind):
+    out = tmp_path / "bt.p7s"
+    if tsa_kind == "unica":  # the default TSA: UNICA_TSA_URL
+        p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T", "--out", str(out),
+                   env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    else:
+        p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T", "--out", str(out),
+                   "--tsa", lt.tsa("long").url)
+    assert p.returncode == 0, p.stderr
+    v = _openssl_cms(lt, out, doc)
+    assert v.returncode == 0 and "Verification successful" in v.stderr, v.stderr
+    sd = _sd(out)
+    token = _token(sd)
+    eci = token["content"]["encap_content_info"]
+    assert eci["content_type"].dotted == "1.2.840.113549.1.9.16.1.4"
+    tst = tsp.TSTInfo.load(bytes(eci["content"]))
+    assert tst["message_imprint"]["hash_algorithm"]["algorithm"].native == "sha256"
+    # openssl ts -verify: the token is over the signature value
+    import hashlib
+
+    (si,) = sd["signer_infos"]
+    digest = hashlib.sha256(si["signature"].native).hexdigest()
+    tok = tmp_path / "token.der"
+    tok.write_bytes(token.dump())
+    v = run("openssl", "ts", "-verify", "-token_in", "-in", tok, "-digest", digest, "-CAfile", lt.root_pem,
+            check=False)
+    assert v.returncode == 0 and "Verification: OK" in v.stdout, v.stdout + v.stderr
+    code, rep = _unica_verify(lt, out, doc)
+    assert code == 0, rep
+    assert rep["format"] == "CAdES-B-T" and rep["signing_time_source"] == "timestamp", rep
+
+
+def test_cades_b_lt_carries_validation_material_and_verifies_offline(lt, signer, doc, tmp_path):
+    out = tmp_path / "blt.p7s"
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-LT", "--out", str(out),
+               env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    assert p.returncode == 0, p.stderr
+    sd = _sd(out)
+    certs = {c.chosen.subject.native["common_name"] for c in sd["certificates"]}
+    assert {"张三", "LT Test Root", "TSA tsa1"} <= certs, certs  # signer's and TSA's paths
+    kinds = [c.name for c in sd["crls"]]
+    ocsp = [c.chosen for c in sd["crls"] if c.name == "other"]
+    assert ocsp and all(o["other_rev_info_format"].dotted == "1.3.6.1.5.5.7.16.2" for o in ocsp), kinds
+    assert len(ocsp) + kinds.count("crl") >= 2, kinds  # the signer's and the TSA's certificate
+    v = _openssl_cms(lt, out, doc)
+    assert v.returncode == 0 and "Verification successful" in v.stderr, v.stderr
+    code, rep = _unica_verify(lt, out, doc, "--offline")  # hard-fail, from the embedded material alone
+    assert code == 0, rep
+    assert rep["checks"]["embedded_revocation_data"], rep
+    assert rep["timestamp"]["indication"] == "TOTAL-PASSED", rep["timestamp"]
+    # one byte of the content changed: openssl and unica refuse it
+    doc.write_bytes(CONTENT[:-2] + b"X\n")
+    assert _openssl_cms(lt, out, doc).returncode != 0
+    code, rep = _unica_verify(lt, out, doc, "--offline")
+    assert code == 10 and rep["sub_indication"] == "HASH_FAILURE", rep
+
+
+def test_levels_need_a_tsa_and_cms_has_no_lta(lt, signer, doc, tmp_path):
+    before = set(tmp_path.iterdir())
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T")
+    assert_one_line_error(p, "UNICA_TSA_URL", "--tsa")
+    assert p.returncode == 2
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-LTA", "--tsa", "http://127.0.0.1:1/")
+    assert_one_line_error(p, "B-LTA")
+    assert p.returncode == 2
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-B", "--tsa", "http://127.0.0.1:1/")
+    assert_one_line_error(p, "B-B")
+    assert p.returncode == 2
+    assert set(tmp_path.iterdir()) == before  # nothing written
+    # no --level: B-B as before, even with UNICA_TSA_URL set (existing invocations keep their meaning)
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--out", str(tmp_path / "bb.p7s"),
+               env={"UNICA_TSA_URL": "http://127.0.0.1:1/"})
+    assert p.returncode == 0, p.stderr
+    (si,) = _sd(tmp_path / "bb.p7s")["signer_infos"]
+    assert si["unsigned_attrs"].native is None
