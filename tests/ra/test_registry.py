@@ -464,3 +464,68 @@ def test_cli_dual_control_prints_the_code_at_the_second_approval(reg):
     other = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="李四", auth=card(j, "bob"))
     assert j.run("application", "reject", other["id"], who="carol").returncode == 2  # --reason is required
     assert "rejected" in j.ok("application", "reject", other["id"], "--reason", "duplicate", who="carol").stdout
+
+
+def test_a_self_service_registration_holds_no_uscc_until_an_officer_verifies_it(reg):
+    """Anybody may apply online for any USCC: the registration that makes is pending until its
+    office approves the application, and a rejected one is withdrawn -- the real enterprise
+    applies (or is registered by its office) with its own facts and gets the certificate."""
+    j, store, issuer = reg
+    _carol_and_the_rule(j)
+    code_e = uscc("91350200MA2Y00002")
+    squat = ra.submit_application(store, uscc=code_e, name="冒名顶替有限公司", office="customs",
+                                  profile="enterprise-sign", holder="王五", client="198.51.100.7")
+    assert ra.get_enterprise(store, code_e)["status"] == "pending"
+    # while the office has not decided, the real enterprise is refused (and nothing is added) ...
+    before = _snapshot(store)
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.submit_application(store, uscc=code_e, name="真实贸易有限公司", office="customs", profile="enterprise-sign",
+                              holder="赵六", client="203.0.113.20")
+    assert e.value.slug == "enterprise-mismatch" and _snapshot(store) == before
+    # ... and no officer may issue to the unverified registration
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="赵六", auth=card(j, "bob"))
+    assert e.value.slug == "enterprise-unverified" and _snapshot(store) == before
+    # one officer's rejection ends the squat: the registration is withdrawn
+    out = ra.decide_application(store, squat["id"], approve=False, reason="不是该企业", auth=card(j, "bob"))
+    assert out["status"] == "rejected"
+    assert ra.get_enterprise(store, code_e)["status"] == "withdrawn"
+    assert _audits(store, "enterprise.withdrawn")[-1].details["application"] == squat["id"]
+    # the real enterprise applies under its own name: the registration is replaced, pending again
+    real = ra.submit_application(store, uscc=code_e, name="真实贸易有限公司", office="customs",
+                                 profile="enterprise-sign", holder="赵六", client="203.0.113.20")
+    ent = ra.get_enterprise(store, code_e)
+    assert (ent["name"], ent["status"]) == ("真实贸易有限公司", "pending")
+    assert _audits(store, "enterprise.added")[-1].details["replaces"]["name"] == "冒名顶替有限公司"
+    # the squatter cannot take it back while that application is open
+    with pytest.raises(ra.RegistryRefused):
+        ra.submit_application(store, uscc=code_e, name="冒名顶替有限公司", office="customs",
+                              profile="enterprise-sign", holder="王五")
+    ra.decide_application(store, real["id"], approve=True, reason="营业执照已核验", auth=card(j, "bob"))
+    assert ra.get_enterprise(store, code_e)["status"] == "pending"  # 1 of 2 approvals: not verified yet
+    ra.decide_application(store, real["id"], approve=True, reason="营业执照已核验", auth=card(j, "carol"))
+    assert ra.get_enterprise(store, code_e)["status"] == "active"
+    assert _audits(store, "enterprise.verified")[-1].details["application"] == real["id"]
+    code = ra.application_status(store, real["id"], real["status_token"])["code"]
+    cert = x509.load_der_x509_certificate(ra.enroll(store, real["id"], code, csr_der()[0], issuer=issuer).der)
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "真实贸易有限公司"
+    # a verified enterprise keeps its facts: another name is refused, and 'enterprise add' finds it registered
+    with pytest.raises(ra.RegistryRefused):
+        ra.submit_application(store, uscc=code_e, name="冒名顶替有限公司", office="customs",
+                              profile="enterprise-sign", holder="王五")
+    with pytest.raises(ra.RegistryConflict):
+        ra.add_enterprise(store, uscc=code_e, name="冒名顶替有限公司", office="customs", auth=card(j, "bob"))
+
+
+def test_an_officer_registers_an_enterprise_whose_self_service_registration_was_withdrawn(reg):
+    j, store, issuer = reg
+    code_e = uscc("91350200MA2Y00003")
+    squat = ra.submit_application(store, uscc=code_e, name="冒名顶替有限公司", office="customs",
+                                  profile="enterprise-sign", holder="王五")
+    with pytest.raises(ra.RegistryConflict):  # pending with an open application
+        ra.add_enterprise(store, uscc=code_e, name="真实贸易有限公司", office="customs", auth=card(j, "bob"))
+    ra.decide_application(store, squat["id"], approve=False, reason="冒名", auth=card(j, "bob"))
+    ent = ra.add_enterprise(store, uscc=code_e, name="真实贸易有限公司", office="customs", legal_rep="钱七",
+                            auth=card(j, "bob"))
+    assert (ent["name"], ent["status"]) == ("真实贸易有限公司", "active")
+    assert _audits(store, "enterprise.added")[-1].details["replaces"]["status"] == "withdrawn"

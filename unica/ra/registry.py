@@ -267,17 +267,43 @@ def add_enterprise(store: Store, *, uscc: str, name: str, office: str, legal_rep
         try:
             with store.write() as s:
                 _office_row(s, office)
-                if s.scalars(select(m.Enterprise.id).where(m.Enterprise.uscc == uscc)).first() is not None:
+                row = s.scalars(select(m.Enterprise).where(m.Enterprise.uscc == uscc).with_for_update()).first()
+                if row is not None and not _unverified_and_idle(s, row):
                     raise RegistryConflict("enterprise-exists", f"an enterprise with USCC {uscc} is registered already")
-                row = m.Enterprise(uscc=uscc, name=name, legal_rep=legal_rep, office=office, status="active",
-                                   created_at=_now())
-                s.add(row)
+                details = {"name": name, "office": office, "legal_rep": legal_rep}
+                if row is None:
+                    row = m.Enterprise(uscc=uscc, name=name, legal_rep=legal_rep, office=office, status="active",
+                                       created_at=_now())
+                    s.add(row)
+                else:  # an unverified self-service registration nobody is waiting on: the officer's facts stand
+                    details["replaces"] = {"name": row.name, "office": row.office, "status": row.status}
+                    row.name, row.legal_rep, row.office, row.status = name, legal_rep, office, "active"
                 s.flush()
-                append_audit(s, "enterprise.added", target=uscc, details={"name": name, "office": office,
-                                                                          "legal_rep": legal_rep})
+                append_audit(s, "enterprise.added", target=uscc, details=details)
                 return enterprise_info(row)
         except UnicaError as e:
             raise _tag(e, office=office, target=uscc)
+
+
+#: the states of an enterprise: ``active`` (registered by an officer, or verified by the approval of
+#: its self-service application), ``pending`` (registered by a self-service application, awaiting
+#: its office's decision), ``withdrawn`` (that application was rejected: the USCC may be applied
+#: for again, with other facts), ``disabled``
+ENTERPRISE_STATUSES = ("active", "pending", "withdrawn", "disabled")
+_OPEN = ("submitted", "approved", "enrolled")
+
+
+def _unverified_and_idle(s, ent: m.Enterprise, *, but: str | None = None) -> bool:
+    """A self-service registration no officer has verified, with no application still open
+    (other than ``but``) and no certificate: its facts may be replaced."""
+    if ent.status not in ("pending", "withdrawn"):
+        return False
+    q = select(m.Application.id).where(m.Application.enterprise_id == ent.id, m.Application.status.in_(_OPEN))
+    if but is not None:
+        q = q.where(m.Application.id != but)
+    if s.scalars(q.limit(1)).first() is not None:
+        return False
+    return s.scalars(select(m.Certificate.id).where(m.Certificate.enterprise_id == ent.id).limit(1)).first() is None
 
 
 def get_enterprise(store: Store, uscc: str) -> dict:
@@ -408,6 +434,10 @@ def _create(store, enterprise_id, ca, profile, holder, lifetime, actor) -> dict:
     now = _now()
     with store.write() as s:
         ent = s.get(m.Enterprise, enterprise_id)
+        if ent.status in ("pending", "withdrawn"):
+            raise RegistryRefused("enterprise-unverified", f"enterprise {ent.uscc} registered itself and no officer "
+                                  "has verified it: decide its self-service application (or, once that is rejected, "
+                                  "register it with 'enterprise add')")
         if ent.status != "active":
             raise RegistryRefused("enterprise-disabled", f"enterprise {ent.uscc} is {ent.status}")
         _check_profile(s, ca, profile, ent, holder)
@@ -507,11 +537,20 @@ def _decide(store, app_id, approve, reason, actor) -> dict:
             app.decided_at = now
             append_audit(s, "application.rejected", ca=app.ca_name, target=app.id, details={
                 "uscc": ent.uscc, "office": ent.office, "reason": reason})
+            if ent.status == "pending" and _unverified_and_idle(s, ent, but=app.id):
+                ent.status = "withdrawn"
+                append_audit(s, "enterprise.withdrawn", target=ent.uscc, details={
+                    "name": ent.name, "office": ent.office, "application": app.id,
+                    "reason": "its self-service registration was not verified: the application was rejected"})
         else:
             have = _approvals(s, app.id, role) if operator else needed
             if have >= needed:
                 lifetime = app.code_expires_at - app.created_at if app.code_expires_at else None
                 code = _approve(s, app, now, lifetime)
+                if ent.status == "pending":
+                    ent.status = "active"
+                    append_audit(s, "enterprise.verified", target=ent.uscc, details={
+                        "name": ent.name, "office": ent.office, "application": app.id})
                 append_audit(s, "application.approved", ca=app.ca_name, target=app.id, details={
                     "uscc": ent.uscc, "office": ent.office, "approvals": have, "needed": needed, "reason": reason,
                     "code_expires_at": _iso(app.code_expires_at),
@@ -606,21 +645,29 @@ def submit_application(store: Store, *, uscc: str, name: str, office: str, profi
             if ca is None:
                 raise RegistryRefused("profile-not-allowed", f"no CA of office {office} issues profile {profile}")
             ent = s.scalars(select(m.Enterprise).where(m.Enterprise.uscc == uscc).with_for_update()).first()
-            if ent is None:
-                ent = m.Enterprise(uscc=uscc, name=name, legal_rep=legal_rep, office=office, status="active",
-                                   created_at=now)
-                s.add(ent)
+            if ent is None or (_unverified_and_idle(s, ent) and (ent.name, ent.office) != (name, office)):
+                # registered unverified: the approval of this application verifies it, a rejection
+                # withdraws it (nobody can hold a USCC by applying for it under another name)
+                details = {"name": name, "office": office, "legal_rep": legal_rep, "source": "self-service",
+                           "client": client, "status": "pending"}
+                if ent is None:
+                    ent = m.Enterprise(uscc=uscc, name=name, legal_rep=legal_rep, office=office, status="pending",
+                                       created_at=now)
+                    s.add(ent)
+                else:
+                    details["replaces"] = {"name": ent.name, "office": ent.office, "status": ent.status}
+                    ent.name, ent.legal_rep, ent.office, ent.status = name, legal_rep, office, "pending"
                 s.flush()
-                append_audit(s, "enterprise.added", target=uscc, details={
-                    "name": name, "office": office, "legal_rep": legal_rep, "source": "self-service",
-                    "client": client})
+                append_audit(s, "enterprise.added", target=uscc, details=details)
             else:
                 if ent.name != name:
                     raise RegistryRefused("enterprise-mismatch", f"USCC {uscc} is registered under another name")
                 if ent.office != office:
                     raise RegistryRefused("enterprise-mismatch",
                                           f"USCC {uscc} is registered with office {ent.office}, not {office}")
-                if ent.status != "active":
+                if ent.status == "withdrawn":
+                    ent.status = "pending"
+                elif ent.status not in ("active", "pending"):
                     raise RegistryRefused("enterprise-disabled", f"enterprise {uscc} is {ent.status}")
             _check_profile(s, ca, profile, ent, holder)
             app = m.Application(id=_new_app_id(s), enterprise_id=ent.id, ca_name=ca, profile=profile, holder=holder,

@@ -336,7 +336,7 @@ class Enterprise(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     legal_rep: Mapped[str | None] = mapped_column(String(200), nullable=True)
     office: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
-    #: active | disabled
+    #: active | pending (self-service, not verified yet) | withdrawn (that application rejected) | disabled
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
 
