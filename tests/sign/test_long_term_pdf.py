@@ -184,3 +184,84 @@ def test_b_t_after_revocation_is_revoked(lt, pdf, tmp_path):
     code, rep = _verify(lt, out)
     assert code == 10, rep
     assert rep["signatures"][0]["sub_indication"] == "REVOKED", rep
+
+
+def test_b_lt_dss_then_refresh_adds_the_first_document_time_stamp(lt, signer, pdf, tmp_path):
+    """B-LT: the DSS holds the signer's and the TSA's certificates and revocation data, no document
+    time-stamp; `timestamp refresh --out` makes it B-LTA and leaves the input as it was."""
+    from asn1crypto import crl as acrl, ocsp as aocsp
+    from asn1crypto import x509 as ax
+
+    blt = tmp_path / "blt.pdf"
+    lt.ok("sign", "pdf", str(pdf), str(blt), "--key", signer.key_uri, "--level", "B-LT", "--tsa", lt.unica_tsa().url)
+    r = _reader(blt)
+    assert [s.sig_object_type for s in r.embedded_signatures] == ["/Sig"]
+    dss = r.root["/DSS"]
+    subjects = {ax.Certificate.load(c.get_object().data).subject.native["common_name"] for c in dss["/Certs"]}
+    assert {"张三", "LT Test Root", "TSA tsa1"} <= subjects, subjects
+    about = set()
+    for o in dss.get("/OCSPs", ()):
+        resp = aocsp.OCSPResponse.load(o.get_object().data)
+        assert resp["response_status"].native == "successful"
+        about |= {s["cert_id"]["serial_number"].native for s in resp.basic_ocsp_response["tbs_response_data"]["responses"]}
+    for c in dss.get("/CRLs", ()):
+        acrl.CertificateList.load(c.get_object().data)
+    assert signer.cert.serial_number in about  # from the real unica OCSP responder
+    ((_, status),) = _pyhanko_offline(lt, blt)
+    assert status.bottom_line, status.pretty_print_details()
+    code, rep = _verify(lt, blt, "--offline")
+    assert code == 0, rep
+    original = blt.read_bytes()
+    lta = tmp_path / "lta.pdf"
+    p = lt.run("timestamp", "refresh", str(blt), "--out", str(lta), "--tsa", lt.unica_tsa().url, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"file": str(lta), "document_timestamps": 1, "tsa": lt.unica_tsa().url}
+    assert blt.read_bytes() == original
+    assert lta.read_bytes().startswith(original)
+    assert [s.sig_object_type for s in _reader(lta).embedded_signatures] == ["/Sig", "/DocTimeStamp"]
+    code, rep = _verify(lt, lta, "--offline")
+    assert code == 0, rep
+    assert rep["signatures"][1]["format"] == "PAdES document time-stamp"
+
+
+def test_tampered_b_lta_fails(lt, signer, pdf, tmp_path):
+    out = tmp_path / "lta.pdf"
+    lt.ok("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA",
+          env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    data = bytearray(out.read_bytes())
+    pos = data.find(b"long-term declaration")
+    data[pos] ^= 0x01
+    out.write_bytes(bytes(data))
+    code, rep = _verify(lt, out, "--offline")
+    assert code == 10, rep
+    assert all(s["indication"] == "TOTAL-FAILED" for s in rep["signatures"]), rep
+    (_, sig_status), (_, ts_status) = _pyhanko_offline(lt, out)
+    assert not sig_status.intact and not ts_status.intact
+    r = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True)
+    assert "Signature is Valid." not in r.stdout, r.stdout
+
+
+def test_usage_errors_leave_files_alone(lt, signer, pdf, tmp_path):
+    out = tmp_path / "o.pdf"
+    p = lt.run("sign", "pdf", str(pdf), str(out), "--key", signer.key_uri, "--level", "B-LTA")
+    assert_one_line_error(p, "UNICA_TSA_URL")
+    assert p.returncode == 2 and not out.exists()
+    p = lt.run("timestamp", "refresh", str(pdf))
+    assert_one_line_error(p, "UNICA_TSA_URL")
+    assert p.returncode == 2
+    original = pdf.read_bytes()
+    p = lt.run("timestamp", "refresh", str(pdf), "--tsa", lt.unica_tsa().url)  # nothing signed
+    assert_one_line_error(p, "no signature")
+    assert p.returncode == 2 and pdf.read_bytes() == original
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"not a pdf at all")
+    p = lt.run("timestamp", "refresh", str(bad), "--tsa", lt.unica_tsa().url)
+    assert_one_line_error(p, "bad.pdf")
+    assert p.returncode == 2 and bad.read_bytes() == b"not a pdf at all"
+    # an unreachable TSA: operational (exit 1), the file unchanged
+    blt = tmp_path / "bt.pdf"
+    lt.ok("sign", "pdf", str(pdf), str(blt), "--key", signer.key_uri, "--tsa", lt.unica_tsa().url)
+    before = blt.read_bytes()
+    p = lt.run("timestamp", "refresh", str(blt), "--tsa", "http://127.0.0.1:1/")
+    assert_one_line_error(p, "127.0.0.1:1")
+    assert p.returncode == 1 and blt.read_bytes() == before

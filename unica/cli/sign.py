@@ -89,9 +89,7 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pi
       unica sign cms a.xml b.xml --key file:zhangsan.p8 --cert zhangsan.pem \\
           --chain issuing.pem --detached
       unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign' \\
-          --tsa http://tsa.example.cn/
-      UNICA_TSA_URL=http://127.0.0.1:3180/ unica sign cms declaration.txt \\
-          --key 'pkcs11:token=zhangsan;object=sign' --level B-LT
+          --level B-LT --tsa http://tsa.example.cn/
     """
     from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError

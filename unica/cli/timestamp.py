@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from unica.cli.common import emit_json, json_option
 from unica.cli.output import atomic_output, check_output_path
 
 
@@ -22,7 +23,8 @@ def timestamp_group() -> None:
                    "self-signed certificates in the document). Repeatable.")
 @click.option("--md", "md_algorithm", type=click.Choice(["sha256", "sha384", "sha512"]), default="sha256",
               show_default=True, help="Digest of the new time-stamp's message imprint.")
-def refresh_cmd(file, tsa_url, out, trust_files, md_algorithm) -> None:
+@json_option
+def refresh_cmd(file, tsa_url, out, trust_files, md_algorithm, as_json) -> None:
     """Add an archive time-stamp to the signed PDF FILE.
 
     The validation material of the newest document time-stamp (its TSA's certificates and
@@ -33,7 +35,7 @@ def refresh_cmd(file, tsa_url, out, trust_files, md_algorithm) -> None:
 
     \b
     Examples:
-      UNICA_TSA_URL=http://127.0.0.1:3180/ unica timestamp refresh declaration-signed.pdf
+      unica timestamp refresh declaration-signed.pdf
       unica timestamp refresh declaration-signed.pdf --tsa http://tsa.example.cn/ \\
           --out declaration-2031.pdf
     """
@@ -46,9 +48,11 @@ def refresh_cmd(file, tsa_url, out, trust_files, md_algorithm) -> None:
     check_output_path(target, "--out" if out else "FILE")
     trust = _trust(trust_files)
     with atomic_output(target, what="--out" if out else "FILE") as f:  # a failure leaves the file as it was
-        refresh_timestamp(file, f, tsa_url=lvl.tsa_url, trust=trust, md_algorithm=md_algorithm)
-    if target != "-":
-        click.echo(f"wrote {target}")
+        n = refresh_timestamp(file, f, tsa_url=lvl.tsa_url, trust=trust, md_algorithm=md_algorithm)
+    if as_json:
+        emit_json({"file": target, "document_timestamps": n, "tsa": lvl.tsa_url})
+    elif target != "-":
+        click.echo(f"wrote {target} ({n} document time-stamp{'s' if n != 1 else ''})")
 
 
 COMMANDS = [timestamp_group]

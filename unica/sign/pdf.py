@@ -88,7 +88,7 @@ def _is_validation_error(e: BaseException) -> bool:
 
 
 def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], *, tsa_url: str | None = None,
-                      trust=(), md_algorithm: str = "sha256") -> None:
+                      trust=(), md_algorithm: str = "sha256") -> int:
     """A new document time-stamp (archive time-stamp) on the PDF ``src``, written to ``out``.
 
     The validation material of the newest existing document time-stamp (its TSA's
@@ -96,7 +96,7 @@ def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], 
     the whole document (PAdES B-LTA renewal, ETSI EN 319 142-1 5.5). A document without a
     document time-stamp gets its first (it becomes B-LTA when its signatures are B-LT).
     ``trust``: trust anchors up to which the material is collected (default: the self-signed
-    certificates embedded in the document).
+    certificates embedded in the document). Returns how many document time-stamps the result has.
     """
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.pdf_utils.misc import PdfError
@@ -143,6 +143,7 @@ def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], 
             out_f.close()
         if in_f is not src:
             in_f.close()
+    return sum(1 for s in sigs if _is_doc_ts(s)) + 1
 
 
 def _is_doc_ts(emb) -> bool:
