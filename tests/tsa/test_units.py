@@ -30,7 +30,8 @@ def _one_line(p, code: int, *needles: str) -> None:
     (["--policy", POLICY, "--accept-policy", "x.y"], 2, "--accept-policy"),
     (["--policy", POLICY, "--accuracy", "2s"], 2, "between 1ms and 1s"),
     (["--policy", POLICY, "--accuracy", "soon"], 2, "--accuracy"),
-    (["--policy", POLICY, "--key-type", "ed25519"], 2, "invalid value for '--key-type'"),
+    (["--policy", POLICY, "--key-type", "ed25519"], 2, "must be EC or RSA"),
+    (["--policy", POLICY, "--key-type", "dsa"], 2, "invalid value for '--key-type'"),
     ([], 2, "missing option '--policy'"),
     (["--policy", POLICY, "--ca", "no-such-ca"], 1, "no CA named 'no-such-ca'"),
 ])
@@ -105,7 +106,7 @@ def test_disable_stops_the_running_server_and_the_next_start(tsa_home):
     tsa_home.add_unit("doomed")
     with Server(tsa_home, "--unit", "doomed") as s:
         tst_info(ask(s, query(b"before")))
-        p = tsa_home.ok("tsa", "unit", "disable", "doomed", "--reason", "key retired")
+        p = tsa_home.ok("tsa", "unit", "disable", "doomed", "--note", "key retired")
         assert "disabled at" in p.stdout
         assert wait_for(lambda: ask(s, query(b"after"))["status"]["status"].native == "rejection", timeout=10)
         assert "disabled" in rejected(ask(s, query(b"after")), "system_failure")

@@ -8,13 +8,11 @@ from pathlib import Path
 import click
 
 from unica.cli.acting import as_option, operator_auth
-from unica.cli.ca import _store, db_option
+from unica.cli.ca import KEY_TYPES, _store, db_option
 from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option, \
     show_fields, table
 from unica.cli.completion import complete_ca
 
-#: key types the built-in timestamping profile allows
-TSA_KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
 
 
 @click.group("tsa")
@@ -44,8 +42,8 @@ def _ca_key(store, ca_name, pin_file, passphrase_file):
 @click.argument("name")
 @click.option("--ca", "ca_name", shell_complete=complete_ca, required=True, metavar="NAME",
               help="The CA that certifies the unit (timestamping profile).")
-@click.option("--key-type", type=click.Choice(TSA_KEY_TYPES), default="ec-p256", show_default=True,
-              help="Type of the unit's new key.")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True,
+              help="Type of the unit's new key (the timestamping profile allows EC and RSA, not ed25519).")
 @click.option("--token", default=None, metavar="LABEL",
               help="Generate the key on this token (else an encrypted file in UNICA_HOME/keys, "
                    "passphrase from UNICA_PASSPHRASE).")
@@ -156,19 +154,19 @@ def unit_show(name, cert_out, db, as_json) -> None:
 
 @unit_group.command("disable")
 @click.argument("name")
-@click.option("--reason", default=None, metavar="TEXT", help="Why (recorded in the audit log).")
+@click.option("--note", default=None, metavar="TEXT", help="Why it is disabled (recorded in the audit log).")
 @db_option
 @json_option
-def unit_disable(name, reason, db, as_json) -> None:
+def unit_disable(name, note, db, as_json) -> None:
     """Disable a TSA unit: running servers stop issuing within a second, and none starts on it.
 
     \b
     Examples:
-      unica tsa unit disable tsa1 --reason "key retired"
+      unica tsa unit disable tsa1 --note "key retired"
     """
     from unica.tsa.units import disable_unit
 
-    u = disable_unit(_store(db), name, reason=reason)
+    u = disable_unit(_store(db), name, reason=note)
     if as_json:
         emit_json(u.to_dict())
         return
