@@ -529,3 +529,45 @@ def test_an_officer_registers_an_enterprise_whose_self_service_registration_was_
                             auth=card(j, "bob"))
     assert (ent["name"], ent["status"]) == ("真实贸易有限公司", "active")
     assert _audits(store, "enterprise.added")[-1].details["replaces"]["status"] == "withdrawn"
+
+
+def test_cli_disables_and_enables_an_enterprise(reg):
+    """A disabled enterprise gets no application, enrollment or re-enrollment; its office (or an
+    admin) disables and enables it with a reason; refusals are one line, the right exit code,
+    and change nothing."""
+    from tests.conftest import assert_one_line_error
+
+    j, store, issuer = reg
+    code_e = _enterprise(store, j)
+    app = ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="孙八", auth=card(j, "bob"))
+    if app["status"] != "approved":  # the dual-control rule of the earlier tests
+        _carol_and_the_rule(j)
+        app = ra.decide_application(store, app["id"], approve=True, reason="ok", auth=card(j, "carol"))
+    current = ra.enroll(store, app["id"], app["code"], csr_der()[0], issuer=issuer)
+    p = j.ok("enterprise", "disable", code_e, "--reason", "营业执照吊销", who="bob")
+    assert p.stdout.strip().endswith("is disabled")
+    entry = _audits(store, "enterprise.disabled")[-1]
+    assert (entry.target, entry.details["reason"], entry.details["was"]) == (code_e, "营业执照吊销", "active")
+    # refused while disabled, and nothing changes
+    before = _snapshot(store)
+    with pytest.raises(ra.RegistryRefused) as e:
+        ra.create_application(store, uscc=code_e, profile="enterprise-sign", holder="孙八", auth=card(j, "bob"))
+    assert e.value.slug == "enterprise-disabled"
+    with pytest.raises(ra.RegistryRefused):
+        ra.submit_application(store, uscc=code_e, name="示例科技有限公司", office="customs", profile="enterprise-sign",
+                              holder="孙八")
+    with pytest.raises(ra.EnrollmentRefused) as e:
+        ra.reenroll(store, current.der, csr_der()[0], issuer=issuer)
+    assert e.value.slug == "enterprise-disabled"
+    again = j.run("enterprise", "disable", code_e, "--reason", "again", who="bob")
+    assert again.returncode == 2
+    assert_one_line_error(again, "disabled already")
+    # the reason is required; an unknown USCC is named (the office rule is add_enterprise's: tested above)
+    assert j.run("enterprise", "enable", code_e, who="bob").returncode == 2
+    unknown = j.run("enterprise", "enable", uscc("91350100M99999994"), "--reason", "x", who="bob")
+    assert unknown.returncode != 0 and unknown.returncode != 70
+    assert_one_line_error(unknown, "no enterprise")
+    assert _snapshot(store) == before
+    # enabled again by an admin: re-enrollment works
+    assert j.ok("enterprise", "enable", code_e, "--reason", "恢复", who="alice").stdout.strip().endswith("is active")
+    assert ra.reenroll(store, current.der, csr_der()[0], issuer=issuer).serial_hex

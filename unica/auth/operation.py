@@ -33,6 +33,7 @@ PERMITTED: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"auditor", "admin"}),
     # the service's registry (enterprises, applications, revocation requests)
     "enterprise.add": frozenset({"admin", "ra-officer"}),
+    "enterprise.set": frozenset({"admin", "ra-officer"}),
     **{op: frozenset({"ra-officer"}) for op in ("application.create", "application.decide", "revocation-request.decide")},
 }
 

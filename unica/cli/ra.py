@@ -57,6 +57,52 @@ def enterprise_add(uscc, name, office, legal_rep, db, as_json) -> None:
         click.echo(f"enterprise {info['uscc']} {info['name']} registered in office {info['office']}")
 
 
+def _set_enterprise_status(uscc, reason, db, as_json, *, enabled: bool) -> None:
+    from unica.ra import set_enterprise_status
+
+    info = set_enterprise_status(_store(db), uscc, enabled=enabled, reason=reason, auth=operator_auth())
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"enterprise {info['uscc']} {info['name']} is {info['status']}")
+
+
+@enterprise_group.command("disable")
+@click.argument("uscc", metavar="CODE")
+@click.option("--reason", required=True, metavar="TEXT", help="Why (recorded in the audit log).")
+@as_option
+@db_option
+@json_option
+def enterprise_disable(uscc, reason, db, as_json) -> None:
+    """Disable an enterprise: no application, enrollment or re-enrollment for it (its
+    certificates stay as they are: revoke them with 'unica cert revoke'). An admin, or an RA officer
+    of its office.
+
+    \b
+    Examples:
+      unica enterprise disable 91350100M000100Y43 --reason 'licence revoked' \\
+          --as 'pkcs11:token=bob;object=operator'
+    """
+    _set_enterprise_status(uscc, reason, db, as_json, enabled=False)
+
+
+@enterprise_group.command("enable")
+@click.argument("uscc", metavar="CODE")
+@click.option("--reason", required=True, metavar="TEXT", help="Why (recorded in the audit log).")
+@as_option
+@db_option
+@json_option
+def enterprise_enable(uscc, reason, db, as_json) -> None:
+    """Enable a disabled enterprise again. An admin, or an RA officer of its office.
+
+    \b
+    Examples:
+      unica enterprise enable 91350100M000100Y43 --reason 'licence restored' \\
+          --as 'pkcs11:token=bob;object=operator'
+    """
+    _set_enterprise_status(uscc, reason, db, as_json, enabled=True)
+
+
 @enterprise_group.command("list")
 @click.option("--office", default=None, metavar="NAME", help="Only the enterprises of this RA office.")
 @click.option("--query", default=None, metavar="TEXT", help="Only those whose name or USCC contains TEXT.")

@@ -16,7 +16,8 @@ from unica.ra.registry import (DEFAULT_CODE_LIFETIME, MAX_CODE_FAILURES, add_ent
                                application_status,
                                create_application, decide_application, enterprise_applications,
                                enterprise_certificates, enterprise_of_certificate, get_application, get_enterprise,
-                               list_applications, list_enterprises, registry_subject, submit_application)
+                               list_applications, list_enterprises, registry_subject, set_enterprise_status,
+                               submit_application)
 from unica.ra.revocations import (decide_revocation, get_revocation_request, list_revocation_requests,
                                   request_revocation)
 
@@ -26,4 +27,5 @@ __all__ = ["ApplicationNotFound", "DEFAULT_CODE_LIFETIME", "EnrollmentRefused", 
            "application_status", "create_application", "decide_application", "decide_revocation", "enroll",
            "enterprise_applications", "enterprise_certificates", "enterprise_of_certificate", "get_application",
            "get_enterprise", "get_revocation_request", "list_applications", "list_enterprises",
-           "list_revocation_requests", "reenroll", "registry_subject", "request_revocation", "submit_application"]
+           "list_revocation_requests", "reenroll", "registry_subject", "request_revocation", "set_enterprise_status",
+           "submit_application"]

@@ -285,6 +285,41 @@ def add_enterprise(store: Store, *, uscc: str, name: str, office: str, legal_rep
             raise _tag(e, office=office, target=uscc)
 
 
+@_audited("enterprise.refused")
+def set_enterprise_status(store: Store, uscc: str, *, enabled: bool, reason: str, auth=None) -> dict:
+    """Disable a registered enterprise (no application, enrollment or re-enrollment for it; its
+    certificates stay as they are -- revoke them for that) or enable it again: an admin, or an
+    RA officer of its office, with a reason (audited)."""
+    from unica.auth import Operation, authorized
+
+    uscc = check_uscc(uscc)
+    reason = _text(reason, "the reason", 500)
+    op = Operation("enterprise.set", params={"uscc": uscc, "status": "active" if enabled else "disabled",
+                                             "reason": reason})
+    with authorized(store, op, auth) as actor:
+        with store.read() as s:
+            office = _enterprise_row(s, uscc).office
+            problem = _office_problem(s, actor, office, admin_ok=True)
+        if problem:
+            raise _refuse_operator(store, op, actor, problem)
+        try:
+            with store.write() as s:
+                ent = _enterprise_row(s, uscc, lock=True)
+                want, allowed = ("active", ("disabled",)) if enabled else ("disabled", ("active", "pending"))
+                if ent.status == want:
+                    raise RegistryConflict("enterprise-status", f"enterprise {uscc} is {want} already")
+                if ent.status not in allowed:
+                    raise RegistryConflict("enterprise-status", f"enterprise {uscc} is {ent.status}: it cannot be "
+                                           + ("enabled" if enabled else "disabled"))
+                before, ent.status = ent.status, want
+                append_audit(s, "enterprise.enabled" if enabled else "enterprise.disabled", target=uscc, details={
+                    "name": ent.name, "office": ent.office, "reason": reason, "was": before})
+                s.flush()
+                return enterprise_info(ent)
+        except UnicaError as e:
+            raise _tag(e, office=office, target=uscc)
+
+
 #: the states of an enterprise: ``active`` (registered by an officer, or verified by the approval of
 #: its self-service application), ``pending`` (registered by a self-service application, awaiting
 #: its office's decision), ``withdrawn`` (that application was rejected: the USCC may be applied
