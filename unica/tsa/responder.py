@@ -1,7 +1,7 @@
 """The RFC 3161 responder: a TimeStampReq in, a TimeStampResp out (RFC 3161, RFC 5816).
 
-- The request is bounded in size (``max_request``) and parsed strictly; anything that is not
-  a TimeStampReq v1 is answered ``badDataFormat``.
+- The request is bounded in size (``max_request``) and read strictly as DER
+  (:mod:`unica.tsa.request`); anything that is not a TimeStampReq v1 is answered ``badDataFormat``.
 - An extension in the request: ``unacceptedExtension`` (none is supported).
 - The message imprint: SHA-256/384/512 (parameters absent or NULL) with a digest of that
   length, else ``badAlg``.
@@ -24,9 +24,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from asn1crypto import core, tsp
+from asn1crypto import core
 
 from unica.errors import UnicaError
+from unica.tsa.request import BadRequest, parse_request
 from unica.tsa.token import DIGESTS, TokenTemplate, rejection
 from unica.tsa.units import TSAUnitDisabled, get_unit
 
@@ -37,7 +38,16 @@ __all__ = ["Responder", "Answer", "MAX_REQUEST"]
 #: the largest TimeStampReq accepted (a SHA-512 request with a 20-byte nonce and a policy is < 150 bytes)
 MAX_REQUEST = 8192
 
-_OID_TO_DIGEST = {o: name for name, (o, _) in DIGESTS.items()}
+_OID_TO_DIGEST = {core.ObjectIdentifier(o).contents: name for name, (o, _) in DIGESTS.items()}
+
+
+def _dotted(content: bytes) -> str:
+    """An OID's dotted form from its content octets (for messages; '?' if it does not decode)."""
+    try:
+        return core.ObjectIdentifier.load(b"\x06" + bytes([len(content)]) + content).dotted \
+            if len(content) < 128 else "?"
+    except Exception:
+        return "?"
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,8 @@ class Responder:
         cert = info.cert
         _check_key(key, cert, unit)
         self.template = TokenTemplate(key, cert, accuracy_ms=info.accuracy_ms)
-        self._policies = frozenset(info.policies)
+        #: accepted policies by the content octets of their OID
+        self._policies = {core.ObjectIdentifier(p).contents: p for p in info.policies}
         self.disabled = False
         self._status_interval = status_interval
         self._status_at = time.monotonic()
@@ -146,43 +157,25 @@ class Responder:
         if len(der) > self.max_request:
             raise _Reject("badDataFormat", f"the request is larger than {self.max_request} bytes")
         try:
-            req = tsp.TimeStampReq.load(bytes(der), strict=True)
-            version = req["version"].native
-            mi = req["message_imprint"]
-            alg_id = mi["hash_algorithm"]
-            alg_oid = alg_id["algorithm"].dotted
-            params = alg_id["parameters"]
-            imprint = mi["hashed_message"].native
-            has_ext = req["extensions"].native is not None and not isinstance(req["extensions"], core.Void)
-            policy_field = req["req_policy"]
-            req_policy = None if isinstance(policy_field, core.Void) else policy_field.dotted
-            nonce_field = req["nonce"]
-            nonce = None if isinstance(nonce_field, core.Void) else nonce_field.native
-            cert_req = bool(req["cert_req"].native)
-            params_ok = isinstance(params, core.Void) or isinstance(params, core.Null) or params.native is None
-        except _Reject:
-            raise
-        except Exception:  # asn1crypto parses lazily: any failure here is a malformed request
-            raise _Reject("badDataFormat", "the request is not a DER TimeStampReq") from None
-        if version != "v1":
-            raise _Reject("badDataFormat", f"unsupported TimeStampReq version {version}")
-        if has_ext:
+            req = parse_request(bytes(der))
+        except BadRequest as e:
+            raise _Reject("badDataFormat", f"the request is not a DER TimeStampReq v1: {e}") from None
+        if req.has_extensions:
             raise _Reject("unacceptedExtension", "this TSA supports no request extension")
-        name = _OID_TO_DIGEST.get(alg_oid)
-        if name is None or not params_ok:
-            raise _Reject("badAlg", f"message imprint algorithm {alg_oid} is not accepted "
+        name = _OID_TO_DIGEST.get(req.alg_oid)
+        if name is None or not req.params_ok:
+            raise _Reject("badAlg", f"message imprint algorithm {_dotted(req.alg_oid)} is not accepted "
                                     "(SHA-256, SHA-384, SHA-512)")
-        if not isinstance(imprint, bytes) or len(imprint) != DIGESTS[name][1]:
-            raise _Reject("badAlg", f"a {name} message imprint is {DIGESTS[name][1]} bytes, "
-                                    f"not {len(imprint) if isinstance(imprint, bytes) else '?'}")
-        if req_policy is None:
+        if len(req.imprint) != DIGESTS[name][1]:
+            raise _Reject("badAlg", f"a {name} message imprint is {DIGESTS[name][1]} bytes, not {len(req.imprint)}")
+        if req.policy_oid is None:
             policy = self.unit.policy
-        elif req_policy in self._policies:
-            policy = req_policy
         else:
-            raise _Reject("unacceptedPolicy", f"policy {req_policy} is not accepted by this TSA "
-                                              f"(accepted: {', '.join(self.unit.policies)})")
-        return policy, name, imprint, nonce, cert_req
+            policy = self._policies.get(req.policy_oid)
+            if policy is None:
+                raise _Reject("unacceptedPolicy", f"policy {_dotted(req.policy_oid)} is not accepted by this TSA "
+                                                  f"(accepted: {', '.join(self.unit.policies)})")
+        return policy, name, req.imprint, req.nonce, req.cert_req
 
     def close(self) -> None:
         if self.archive is not None:

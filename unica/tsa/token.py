@@ -26,7 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from unica.der import oid
-from unica.hsm import sign_raw
 from unica.sign.cms import OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNED_DATA, OID_SIGNING_CERT_V2, tlv
 
 __all__ = ["TokenTemplate", "Issued", "granted", "rejection", "FAILURES", "new_serial"]
@@ -110,6 +109,7 @@ class TokenTemplate:
     """The constant DER parts of one unit's tokens, and :meth:`issue` that makes a token."""
 
     def __init__(self, key, cert: x509.Certificate, *, accuracy_ms: int = 1000, chain: tuple = ()):
+        from unica.hsm import signature_params
         from unica.hsm.keytypes import default_hash_for
 
         self.key = key
@@ -130,6 +130,12 @@ class TokenTemplate:
         }]}).dump()
         digest_alg = algos.DigestAlgorithm({"algorithm": self.digest_name}).dump()
         self._sig_alg = _sig_alg(key, self.digest_name)
+        fast = getattr(key, "sign_default", None)  # token EC keys: one flat locked call
+        if fast is not None:
+            self._sign = fast
+        else:
+            params = signature_params(key)
+            self._sign = lambda data: key.sign(data, *params)
         self._ct_attr = tlv(0x30, OID_CONTENT_TYPE, tlv(0x31, OID_TST_INFO))
         self._ess_attr = tlv(0x30, OID_SIGNING_CERT_V2, tlv(0x31, ess))
         size = self._hash().digest_size
@@ -151,18 +157,20 @@ class TokenTemplate:
             der = self._policy_der[policy] = oid(policy)
         return der
 
-    def issue(self, policy: str, imprint_alg: str, imprint: bytes, nonce: int | None, cert_req: bool,
+    def issue(self, policy: str, imprint_alg: str, imprint: bytes, nonce: bytes | int | None, cert_req: bool,
               now: float | None = None) -> tuple[bytes, Issued]:
-        """A DER TimeStampResp (granted) holding a new token, and what the token says."""
+        """A DER TimeStampResp (granted) holding a new token, and what the token says. ``nonce``:
+        the content octets of the request's nonce INTEGER (copied as they are), or an int."""
         t = time.time() if now is None else now
         serial = new_serial()
         tst = tlv(0x30, b"\x02\x01\x01", self._policy(policy),
                   tlv(0x30, self._imprint_alg_der[imprint_alg], tlv(0x04, imprint)),
                   _integer(serial), _gen_time(t, self.accuracy_ms), self._accuracy,
-                  _integer(nonce) if nonce is not None else b"", self._tsa)
+                  (_integer(nonce) if isinstance(nonce, int) else tlv(0x02, nonce)) if nonce is not None else b"",
+                  self._tsa)
         attrs = sorted((self._ct_attr, self._md_prefix + self._hash(tst).digest(), self._ess_attr))
         to_sign = tlv(0x31, *attrs)
-        signature = sign_raw(self.key, to_sign)  # the key's default hash: self.digest_name
+        signature = self._sign(to_sign)  # the key's default hash: self.digest_name
         signer_info = tlv(0x30, self._si_head, b"\xa0" + to_sign[1:], self._sig_alg, tlv(0x04, signature))
         encap = tlv(0x30, OID_TST_INFO, tlv(0xA0, tlv(0x04, tst)))
         sd = tlv(0x30, self._sd_head, encap, self._certs if cert_req else b"", tlv(0x31, signer_info))
