@@ -127,3 +127,62 @@ def test_levels_need_a_tsa_and_cms_has_no_lta(lt, signer, doc, tmp_path):
     assert p.returncode == 0, p.stderr
     (si,) = _sd(tmp_path / "bb.p7s")["signer_infos"]
     assert si["unsigned_attrs"].native is None
+
+
+def _revoke(lt, signer):
+    import time
+
+    time.sleep(1.1)  # after the time-stamp's genTime (1 s accuracy)
+    lt.ok("cert", "revoke", signer.serial_hex, "--ca", "root", "--reason", "keyCompromise")
+    lt.publish_crl()
+
+
+def test_signer_revoked_after_the_signature_time_stamp(lt, doc, tmp_path):
+    """CAdES B-T: the signature time-stamp is a proof of existence before the revocation
+    (TOTAL-PASSED); the same signer's B-B signature has none (INDETERMINATE/REVOKED_NO_POE)."""
+    signer = lt.signer()
+    bt, bb = tmp_path / "bt.p7s", tmp_path / "bb.p7s"
+    lt.ok("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T", "--out", str(bt),
+          env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    lt.ok("sign", "cms", str(doc), "--key", signer.key_uri, "--out", str(bb))
+    _revoke(lt, signer)
+    code, rep = _unica_verify(lt, bt, doc)
+    assert code == 0, rep
+    assert rep["signing_time_source"] == "timestamp"
+    code, rep = _unica_verify(lt, bb, doc)
+    assert code == 20 and rep["sub_indication"] == "REVOKED_NO_POE", rep
+
+
+def _with_token(der: bytes, token: cms.ContentInfo) -> bytes:
+    ci = cms.ContentInfo.load(der)
+    si = ci["content"]["signer_infos"][0]
+    si["unsigned_attrs"] = cms.CMSAttributes([{"type": "signature_time_stamp_token", "values": [token]}])
+    return ci.dump(force=True)
+
+
+def test_a_foreign_or_tampered_token_gives_no_proof(lt, signer, doc, tmp_path):
+    """A token over another signature's value, or one whose TSTInfo was altered, is reported
+    invalid and gives no proof of existence (the signature is then judged at the current time)."""
+    a, b = tmp_path / "a.p7s", tmp_path / "b.p7s"
+    for out in (a, b):
+        lt.ok("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T", "--out", str(out),
+              env={"UNICA_TSA_URL": lt.unica_tsa().url})
+    foreign = tmp_path / "foreign.p7s"
+    foreign.write_bytes(_with_token(a.read_bytes(), _token(_sd(b))))
+    code, rep = _unica_verify(lt, foreign, doc)
+    assert rep["checks"]["signature_timestamp"] == "invalid", rep
+    assert any("imprint" in m for m in rep["messages"]), rep["messages"]
+    assert rep["signing_time_source"] != "timestamp" and rep["format"] == "CAdES-B-B", rep
+    token = _token(_sd(a)).dump()
+    eci = cms.ContentInfo.load(token)["content"]["encap_content_info"]
+    tst = bytes(eci["content"])
+    gen = tsp.TSTInfo.load(tst)["gen_time"].dump()
+    i = token.index(gen)
+    forged = bytearray(token)
+    forged[i + len(gen) - 2] ^= 0x01  # a digit of genTime (the byte before the 'Z')
+    tampered = tmp_path / "tampered.p7s"
+    tampered.write_bytes(_with_token(a.read_bytes(), cms.ContentInfo.load(bytes(forged))))
+    code, rep = _unica_verify(lt, tampered, doc)
+    assert rep["checks"]["signature_timestamp"] == "invalid", rep
+    assert rep["timestamp"]["indication"] == "TOTAL-FAILED", rep["timestamp"]
+    assert rep["timestamp"]["sub_indication"] == "HASH_FAILURE", rep["timestamp"]
