@@ -38,7 +38,9 @@ def _trust(files):
 
 
 def _level_option(choices):
-    return click.option("--level", type=click.Choice(choices), default=None,
+    # one --level everywhere (B-B..B-LTA); a level a format lacks (CAdES B-LTA) is refused by
+    # unica.sign.ltv.resolve_level, exit 2
+    return click.option("--level", type=click.Choice(["B-B", "B-T", "B-LT", "B-LTA"]), default=None,
                         help="Baseline level: " + ", ".join(choices) + " (default: B-T with --tsa, else B-B). "
                              "B-T and above ask the TSA (--tsa, else UNICA_TSA_URL).")
 
