@@ -222,6 +222,9 @@ def test_b_lt_dss_then_refresh_adds_the_first_document_time_stamp(lt, signer, pd
     code, rep = _verify(lt, lta, "--offline")
     assert code == 0, rep
     assert rep["signatures"][1]["format"] == "PAdES document time-stamp"
+    (_, sig_status), (_, ts_status) = _pyhanko_offline(lt, lta)  # pyHanko agrees, offline, hard-fail
+    assert sig_status.bottom_line, sig_status.pretty_print_details()
+    assert ts_status.valid and ts_status.trusted and ts_status.intact, ts_status
 
 
 def test_tampered_b_lta_fails(lt, signer, pdf, tmp_path):
