@@ -143,6 +143,44 @@ ess_cert_id_alg = sha256
         self.server.server_close()
 
 
+class DummyTSA:
+    """pyHanko's DummyTimeStamper behind a ThreadingHTTPServer."""
+
+    def __init__(self, cert_pem: Path, key_pem: Path):
+        from asn1crypto import keys, tsp
+        from asn1crypto import x509 as ax
+        from cryptography.hazmat.primitives import serialization
+        from pyhanko.sign.timestamps import DummyTimeStamper
+
+        cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+        key = serialization.load_pem_private_key(key_pem.read_bytes(), None)
+        stamper = DummyTimeStamper(
+            tsa_cert=ax.Certificate.load(cert.public_bytes(serialization.Encoding.DER)),
+            tsa_key=keys.PrivateKeyInfo.load(key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(min(int(self.headers.get("Content-Length", "0")), 1 << 16))
+                resp = stamper.request_tsa_response(tsp.TimeStampReq.load(body)).dump()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(resp)))
+                self.end_headers()
+                self.wfile.write(resp)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class UnicaTSA:
     """``unica tsa serve --port 0`` in a subprocess; ``url`` from the line it prints."""
 
@@ -210,11 +248,11 @@ class LTHome:
         self.ok("crl", "generate", "--ca", "root", "--validity", "60d", "--out", str(out))
         return out
 
-    def issue_openssl_key(self, name: str, profile: str, subject: str) -> tuple[Path, Path]:
+    def issue_openssl_key(self, name: str, profile: str, subject: str, rsa: bool = False) -> tuple[Path, Path]:
         """An openssl key + CSR, the certificate from ``unica issue`` under ``profile``."""
         key, csr, cert = self.dir / f"{name}.key", self.dir / f"{name}.csr", self.dir / f"{name}.pem"
-        p = run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", key, "-out", csr, "-subj", subject, "-utf8")
+        alg = ["-newkey", "rsa:2048"] if rsa else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        p = run("openssl", "req", "-new", *alg, "-nodes", "-keyout", key, "-out", csr, "-subj", subject, "-utf8")
         assert p.returncode == 0, p.stderr
         self.ok("issue", "--ca", "root", "--profile", profile, "--csr", str(csr), "--out", str(cert))
         return cert, key
@@ -224,6 +262,16 @@ class LTHome:
             cert, key = self.issue_openssl_key(name, profile, f"/C=CN/O=unica 测试/CN=Test TSA {name}")
             self.tsas[name] = OpenSSLTSA(self.dir / f"tsa-{name}", cert, key, self.root_pem)
         return self.tsas[name]
+
+    def tsa_without_eku(self) -> "DummyTSA":
+        """A TSA whose certificate (enterprise-sign: no timeStamping EKU) must not be trusted for
+        time-stamps: pyHanko's DummyTimeStamper, which signs with whatever it is given."""
+        if "no-eku" not in self.tsas:
+            cert, key = self.issue_openssl_key(
+                "no-eku", "enterprise-sign", "/C=CN/O=示例科技有限公司/organizationIdentifier=91350100M000100Y43/CN=Not a TSA",
+                rsa=True)
+            self.tsas["no-eku"] = DummyTSA(cert, key)
+        return self.tsas["no-eku"]
 
     def unica_tsa(self) -> "UnicaTSA":
         """unica's own TSA: unit ``tsa1`` (key in an encrypted file, certificate from ``root``

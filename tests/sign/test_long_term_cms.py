@@ -186,3 +186,16 @@ def test_a_foreign_or_tampered_token_gives_no_proof(lt, signer, doc, tmp_path):
     assert rep["checks"]["signature_timestamp"] == "invalid", rep
     assert rep["timestamp"]["indication"] == "TOTAL-FAILED", rep["timestamp"]
     assert rep["timestamp"]["sub_indication"] == "HASH_FAILURE", rep["timestamp"]
+
+
+def test_a_tsa_certificate_without_the_time_stamping_eku_gives_no_proof(lt, signer, doc, tmp_path):
+    out = tmp_path / "no-eku.p7s"
+    p = lt.run("sign", "cms", str(doc), "--key", signer.key_uri, "--level", "B-T", "--out", str(out),
+               "--tsa", lt.tsa_without_eku().url)
+    assert p.returncode == 0, p.stderr  # B-T does not judge the TSA; the verifier does
+    code, rep = _unica_verify(lt, out, doc)
+    assert rep["checks"]["signature_timestamp"] == "invalid", rep
+    ts = rep["timestamp"]
+    assert ts["sub_indication"] == "CHAIN_CONSTRAINTS_FAILURE", ts
+    assert any("timestamping" in m for m in ts["messages"]), ts["messages"]
+    assert rep["signing_time_source"] != "timestamp", rep
