@@ -12,6 +12,9 @@ document time-stamp covering it) or from ``at=`` given by the caller; the earlie
 validation time. Without one the signature is validated now, and the claimed signing time
 (the signing-time attribute, else a PDF's /M) is passed to certificate validation as
 ``claimed_time``: a signer revoked after that claimed time is INDETERMINATE/REVOKED_NO_POE.
+A time-stamp token's own TSA certificate is validated at the token's earliest proof of
+existence not before its genTime (a later validated document time-stamp covering it, or
+``at``), else now: the archive time-stamp chain of PAdES B-LTA (EN 319 102-1 5.6.3).
 """
 
 from __future__ import annotations
