@@ -4,16 +4,14 @@ starts on it; every refusal is one line with its exit status and leaves the data
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
 
 import pytest
-from asn1crypto import tsp
 
-from tests.tsa.conftest import ALT_POLICY, POLICY, Server, post, wait_for
-from tests.tsa.test_responses import Resp, ask, query, rejected, tst_info
+from tests.tsa.conftest import ALT_POLICY, POLICY, Server, wait_for
+from tests.tsa.test_responses import ask, query, rejected, tst_info
 
 
 def _one_line(p, code: int, *needles: str) -> None:

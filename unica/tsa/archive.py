@@ -10,6 +10,7 @@ signed). A batch the database refuses is kept and retried, up to ``max_pending``
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import threading
 
@@ -17,6 +18,8 @@ from unica.errors import UnicaError
 from unica.store import models as m
 
 log = logging.getLogger("unica.tsa.archive")
+
+_UTC = _dt.timezone.utc
 
 __all__ = ["Archive", "find_token", "TokenNotArchived"]
 
@@ -42,11 +45,9 @@ class Archive:
         self.tick = None
 
     def add(self, issued) -> None:
-        row = {"serial": format(issued.serial, "x"), "unit": self.unit, "gen_time": issued.gen_time,
-               "imprint_alg": issued.imprint_alg, "imprint_hex": issued.imprint.hex(), "policy": issued.policy,
-               "nonce": issued.nonce}
+        """Queue one token's record (an :class:`unica.tsa.token.Issued`); the row is made when written."""
         with self._lock:
-            self._pending.append(row)
+            self._pending.append(issued)
             n = len(self._pending)
         if n >= self.batch:
             self._wake.set()
@@ -69,16 +70,20 @@ class Archive:
         self._thread = threading.Thread(target=loop, name="unica-tsa-archive", daemon=True)
         self._thread.start()
 
+    def _row(self, issued) -> dict:
+        return {"serial": format(issued.serial, "x"), "unit": self.unit, "gen_time": issued.gen_time,
+                "imprint_alg": issued.imprint_alg, "imprint_hex": issued.imprint.hex(), "policy": issued.policy,
+                "nonce": issued.nonce}
+
     def flush(self) -> int:
         with self._lock:
-            rows, self._pending = self._pending, []
-        if not rows:
+            queued, self._pending = self._pending, []
+        if not queued:
             return 0
-        from sqlalchemy import insert
-
+        rows = [r if isinstance(r, dict) else self._row(r) for r in queued]
         try:
             with self.store.write() as s:
-                s.execute(insert(m.TSAToken), rows)
+                _insert(s, rows)
         except Exception as e:
             log.warning("archiving %d time-stamp tokens failed (kept for the next flush): %s", len(rows), e)
             with self._lock:
@@ -98,6 +103,25 @@ class Archive:
             self._thread.join(10)
             self._thread = None
         self.flush()
+
+
+_SQLITE_INSERT = ("INSERT INTO tsa_tokens (serial, unit, gen_time, imprint_alg, imprint_hex, policy, nonce) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def _insert(session, rows: list[dict]) -> None:
+    """One batch. On SQLite through the driver's executemany, with gen_time written as
+    SQLAlchemy writes a UTCDateTime there (naive UTC, microseconds): SQLAlchemy's bulk insert
+    cost ~55 us a row, a third of a token's time in-process; elsewhere SQLAlchemy's insert."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_INSERT, [
+            (r["serial"], r["unit"], r["gen_time"].astimezone(_UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+             r["imprint_alg"], r["imprint_hex"], r["policy"], 1 if r["nonce"] else 0) for r in rows])
+        return
+    from sqlalchemy import insert
+
+    session.execute(insert(m.TSAToken), rows)
 
 
 def find_token(store, serial: str) -> list[m.TSAToken]:
