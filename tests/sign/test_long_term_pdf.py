@@ -88,16 +88,33 @@ def test_b_lta_valid_in_pyhanko_pdfsig_and_unica(lt, signer, pdf, tmp_path, tsa_
     assert sig_status.bottom_line, sig_status.pretty_print_details()
     assert sig_status.timestamp_validity is not None and sig_status.timestamp_validity.valid
     assert ts_status.valid and ts_status.trusted, ts_status
-    # pdfsig (NSS) sees the signature and its time-stamp
-    r2 = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True)
-    assert "Signature Validation: Signature is Valid." in r2.stdout, r2.stdout + r2.stderr
-    assert "Signature Timestamp" in r2.stdout or "timestamp" in r2.stdout.lower(), r2.stdout
+    # pdfsig (poppler/NSS, the root trusted) sees the signature, valid and trusted, and the
+    # document time-stamp as a second signature by the TSA
+    r2 = subprocess.run(["pdfsig", "-nssdir", f"sql:{_nss_db(lt, tmp_path)}", str(out)], capture_output=True,
+                        text=True)
+    first, second = r2.stdout.split("Signature #2:")
+    assert "Signature Validation: Signature is Valid." in first, r2.stdout + r2.stderr
+    assert "Certificate Validation: Certificate is Trusted." in first, r2.stdout
+    assert "Signature Type: ETSI.CAdES.detached" in first, r2.stdout
+    tsa_cn = "TSA tsa1" if tsa_kind == "unica" else "Test TSA long"
+    assert f"Signer Certificate Common Name: {tsa_cn}" in second, r2.stdout
     code, rep = _verify(lt, out, "--offline")
     assert code == 0, rep
     sig, ts = rep["signatures"]
     assert sig["indication"] == "TOTAL-PASSED" and sig["format"].startswith("PAdES-B-T"), sig
     assert sig["signing_time_source"] == "timestamp"
     assert ts["format"] == "PAdES document time-stamp" and ts["indication"] == "TOTAL-PASSED", ts
+
+
+def _nss_db(lt, tmp_path):
+    from tests.sign.ltpki import run
+
+    db = tmp_path / "nss"
+    db.mkdir()
+    assert run("certutil", "-N", "-d", f"sql:{db}", "--empty-password").returncode == 0
+    assert run("certutil", "-A", "-d", f"sql:{db}", "-n", "root", "-t", "CT,C,C", "-a", "-i",
+               lt.root_pem).returncode == 0
+    return db
 
 
 def _root_asn1(lt):
