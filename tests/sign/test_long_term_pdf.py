@@ -179,6 +179,8 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     assert ts1["indication"] == ts2["indication"] == "TOTAL-PASSED", (ts1, ts2)
     assert ts2["certificate"]["validation_time"].startswith(later[:10])  # the newest: at --at
     assert ts1["certificate"]["validation_time"] < later  # the older: at the newer one's genTime
+    assert ts1["checks"]["document_timestamp"].startswith(f"ok ({ts2['field_name']}, "), ts1["checks"]
+    assert "document_timestamp" not in ts2["checks"]
 
     # without the renewal, the only archive time-stamp's TSA certificate has expired by then
     code, rep = _verify(lt, not_refreshed, "--at", later, "--offline", "--crl", crl)

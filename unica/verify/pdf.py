@@ -152,7 +152,7 @@ def _verify_one(verifier: Verifier, emb, data: bytes, at: _dt.datetime | None, o
     is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
     if is_doc_ts:
         rep = _verify_doc_timestamp(verifier, ci, covered, options, dss,
-                                    poes=(doc_ts[0] if doc_ts is not None else None, at))
+                                    poes=(doc_ts[0] if doc_ts is not None else None, at), proof=doc_ts)
     else:
         rep = verify_cms_with(verifier, ci, covered, at=at, options=options, extra_revocation=dss,
                               document_timestamp=doc_ts, pdf_m=_claimed_m(emb))
@@ -201,7 +201,7 @@ def _broken(field, msg) -> SignatureReport:
 
 
 def _verify_doc_timestamp(verifier: Verifier, ci, covered: bytes, options: CertOptions, dss=None,
-                          poes: tuple = ()) -> SignatureReport:
+                          poes: tuple = (), proof: tuple[_dt.datetime, str] | None = None) -> SignatureReport:
     """A document time-stamp: the token (TSA certificate validated like a signature time-stamp's:
     at the earliest proof of existence in ``poes`` not before its genTime -- a later document
     time-stamp covering it, or ``at`` -- else now, with the DSS's revocation data at hand)
@@ -224,9 +224,13 @@ def _verify_doc_timestamp(verifier: Verifier, ci, covered: bytes, options: CertO
             signing_time=gen_time, signing_time_source=SigningTimeSource.TIMESTAMP,
             checks=dataclasses.replace(rep.checks, message_imprint="mismatch"), timestamp=None,
             messages=("the document time-stamp's message imprint does not match the covered bytes",))
+    # the report names the later archive time-stamp that gave this one its proof of existence
+    named = {}
+    if proof is not None and poe is not None and poe == as_utc(proof[0]):
+        named = {"document_timestamp": f"ok ({proof[1]}, {poe:%Y-%m-%dT%H:%M:%SZ})"}
     return dataclasses.replace(
         rep, signing_time=gen_time, signing_time_source=SigningTimeSource.TIMESTAMP,
-        checks=dataclasses.replace(rep.checks, message_imprint="ok"), timestamp=None)
+        checks=dataclasses.replace(rep.checks, message_imprint="ok", **named), timestamp=None)
 
 
 def verify_pdf(pdf: PdfInput, *, trust: TrustInput, intermediates: CertLike | Iterable[CertLike] = (),
