@@ -47,6 +47,9 @@ EXCEPTIONS = {
         "revocation-request approve": "free text: why the officer decides; the RFC 5280 reason is the enterprise's, "
                                       "in the request",
         "revocation-request reject": "as revocation-request approve",
+        "enterprise disable": "free text: why an officer disables an enterprise (audited), as application reject; "
+                              "no certificate is revoked by it",
+        "enterprise enable": "as enterprise disable",
     },
     "--subject": {
         "cert list": "a filter: TEXT the subject DN contains, not a DN to put in a certificate",

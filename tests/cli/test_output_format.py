@@ -373,6 +373,7 @@ NO_JSON = {
     "init": "acts (creates UNICA_HOME and the database); one status line",
     "ocsp serve": "a service: runs until stopped, logs on stderr",
     "serve": "a service: runs until stopped, logs on stderr; /healthz, /readyz and /metrics describe it",
+    "tsa serve": "a service: runs until stopped, logs on stderr; /healthz describes it",
     "sign cms": "acts: writes the signature file; 'verify cms --json' / 'show --json' describe it",
     "sign pdf": "acts: writes the signed PDF; 'verify pdf --json' describes it",
     "token change-pin": "acts: changes a PIN; nothing to report but success",
