@@ -5,7 +5,8 @@ ASGI server does around it per request -- scope and message dicts, awaits, timer
 more than the answer, and per *connection* far more (clients like ``ab`` or OCSP stacks
 without keep-alive open one per request). This server calls the application's synchronous
 ``handle(method, raw_path, body) -> (status, headers, body)`` straight from the parser's
-callbacks.
+callbacks (with ``content_type=`` -- the request's Content-Type header, or None -- for an
+application whose ``wants_content_type`` is true: the TSA's).
 
 What it guarantees, whatever the client sends:
 
@@ -65,7 +66,7 @@ class _Clock:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "url", "body", "body_len", "header_bytes", "busy_since",
-                 "last_seen", "closing", "paused", "keep_alive", "drain_left", "drain_until")
+                 "last_seen", "closing", "paused", "keep_alive", "drain_left", "drain_until", "content_type")
 
     def __init__(self, server: "HTTPServer"):
         self.server = server
@@ -82,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.drain_left = None  # lingering close: bytes still to discard (None: not lingering)
         self.drain_until = 0.0
+        self.content_type = None
 
     # --- transport events ------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.body_len = 0
         self.header_bytes = 0
+        self.content_type = None
         if self.busy_since is None:
             self.busy_since = self.last_seen
 
@@ -146,6 +149,8 @@ class _Connection(asyncio.Protocol):
             if too_large:  # answer now, parse no further (the body is drained, not read)
                 self._fail(413, b"request body too large\n", drain=int(value))
                 raise httptools.HttpParserError("body too large")
+        elif len(name) == 12 and name.lower() == b"content-type":
+            self.content_type = value
 
     def _count(self, n: int) -> None:
         self.header_bytes += n
@@ -182,7 +187,11 @@ class _Connection(asyncio.Protocol):
                           b"malformed request URL\n", close=True)
             return
         try:
-            status, headers, body = self.server.handle(method, path, b"".join(self.body))
+            if self.server.wants_content_type:
+                status, headers, body = self.server.handle(method, path, b"".join(self.body),
+                                                           content_type=self.content_type)
+            else:
+                status, headers, body = self.server.handle(method, path, b"".join(self.body))
         except Exception:
             log.exception("HTTP handler failed")
             status, headers, body = 500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal error\n"
@@ -271,6 +280,7 @@ class HTTPServer:
         self.clock = _Clock()
         self.max_body = 0
         self.handle = None
+        self.wants_content_type = False
         self.now = time.monotonic
 
     def run(self, sockets) -> None:
@@ -288,6 +298,7 @@ class HTTPServer:
         if startup is not None:
             startup()
         self.handle = self.app.handle
+        self.wants_content_type = bool(getattr(self.app, "wants_content_type", False))
         self.max_body = getattr(self.app, "max_body", 64 * 1024)
         stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():

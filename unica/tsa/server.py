@@ -1,6 +1,7 @@
-"""Running the TSA: the socket, the workers and TLS through the OCSP responder's server helpers
-(:mod:`unica.ocsp.server`: uvicorn with httptools + uvloop, forked workers on SO_REUSEPORT
-sockets), and the clock monitor with its audit entries.
+"""Running the TSA: the socket and the workers through the shared server helpers
+(:mod:`unica.ocsp.server`): plain HTTP on unica's fast server (:mod:`unica.ocsp.httpserver`,
+which calls :meth:`unica.tsa.http.TSAApp.handle` from its parser), TLS on uvicorn (the same
+app through ASGI, one worker); and the clock monitor with its audit entries.
 """
 
 from __future__ import annotations
