@@ -5,6 +5,7 @@ starts on it; every refusal is one line with its exit status and leaves the data
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -129,3 +130,32 @@ def test_serve_usage_errors(tsa_home, tmp_path):
     _one_line(tsa_home.run("tsa", "serve", "--unit", "tsa1", "--clock-status", "f", "--clock-check", "chronyc"), 2,
               "not both")
     _one_line(tsa_home.run("tsa", "serve", "--unit", "tsa1", "--port", "70000"), 2, "--port")
+
+
+def test_only_an_admin_manages_tsa_units(tmp_path):
+    """Once operators exist, a TSA unit is an admin's (operation tsa.unit, like the OCSP signer):
+    an RA officer is refused before any key is made, nothing is recorded; the admin adds and
+    disables it."""
+    from tests.auth.conftest import bootstrap, build_joint_ca
+    from tests.conftest import assert_one_line_error
+
+    j = bootstrap(build_joint_ca(tmp_path, cards=("alice", "bob")))
+    add = ("tsa", "unit", "add", "ts1", "--ca", "root", "--key-type", "ec-p256", "--token", j.hsm, "--policy", POLICY)
+    tables = ("tsa_units", "certificates")
+    before = {t: j.sql(f"SELECT COUNT(*) FROM {t}") for t in tables}
+    p = j.run(*add, who="bob")
+    assert p.returncode == 3, p.stderr
+    assert_one_line_error(p, "tsa.unit")
+    assert {t: j.sql(f"SELECT COUNT(*) FROM {t}") for t in tables} == before
+    keys = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", j.hsm,
+                           "--list-objects", "--type", "privkey"], env={**os.environ, **{k: v for k, v in j.env.items()
+                                                                                        if v is not None}},
+                          capture_output=True, text=True)
+    assert "tsa-ts1" not in keys.stdout, keys.stdout
+    j.ok(*add, who="alice")
+    assert j.sql("SELECT status FROM tsa_units WHERE name='ts1'") == [("active",)]
+    p = j.run("tsa", "unit", "disable", "ts1", who="bob")
+    assert p.returncode == 3
+    assert j.sql("SELECT status FROM tsa_units WHERE name='ts1'") == [("active",)]
+    j.ok("tsa", "unit", "disable", "ts1", "--note", "retired", who="alice")
+    assert j.sql("SELECT status FROM tsa_units WHERE name='ts1'") == [("disabled",)]

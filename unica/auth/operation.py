@@ -18,14 +18,14 @@ ROLES = ("admin", "ra-officer", "auditor", "custodian")
 
 #: profiles whose certificates are the CA's own business (its operators, its OCSP signer, CAs):
 #: issued and revoked by admins, not by RA offices
-CA_LEVEL_PROFILES = frozenset({"operator", "ocsp-signer", "root-ca", "sub-ca"})
+CA_LEVEL_PROFILES = frozenset({"operator", "ocsp-signer", "root-ca", "sub-ca", "timestamping"})
 
 #: who may ask for each operation (an approval rule may add a quorum on top)
 PERMITTED: dict[str, frozenset[str]] = {
     **{op: frozenset({"admin"}) for op in (
         "home.init", "ca.create", "ca.revoke", "ca.set", "ca.import-cert", "profile.change",
         "operator.add", "operator.set", "operator.disable", "office.set", "approval-rule.set", "key.backup", "key.restore",
-        "ocsp.configure", "ocsp.signer", "backup.create", "recover")},
+        "ocsp.configure", "ocsp.signer", "tsa.unit", "backup.create", "recover")},
     **{op: frozenset({"ra-officer"}) for op in ("cert.issue", "cert.revoke", "cert.hold", "cert.release")},
     "crl.generate": frozenset({"admin", "ra-officer"}),
     "ocsp.presign": frozenset({"admin", "ra-officer"}),

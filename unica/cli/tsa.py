@@ -155,6 +155,7 @@ def unit_show(name, cert_out, db, as_json) -> None:
 @unit_group.command("disable")
 @click.argument("name")
 @click.option("--note", default=None, metavar="TEXT", help="Why it is disabled (recorded in the audit log).")
+@as_option
 @db_option
 @json_option
 def unit_disable(name, note, db, as_json) -> None:
@@ -166,7 +167,7 @@ def unit_disable(name, note, db, as_json) -> None:
     """
     from unica.tsa.units import disable_unit
 
-    u = disable_unit(_store(db), name, reason=note)
+    u = disable_unit(_store(db), name, reason=note, auth=operator_auth())
     if as_json:
         emit_json(u.to_dict())
         return

@@ -139,7 +139,22 @@ def add_unit(store, name: str, ca_name: str, *, policy: str, accept_policies=(),
              now: dt.datetime | None = None) -> UnitInfo:
     """Make the unit's key (or use ``key_uri``), have CA ``ca_name`` issue its certificate under
     the ``timestamping`` profile, and record the unit. ``pin``, ``passphrase`` and ``ca_key`` may
-    be functions returning them (called only once the request passed its checks)."""
+    be functions returning them (called only once the request passed its checks).
+
+    ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
+    ``tsa.unit``, an admin's (checked before a key is made; the issuance runs under it)."""
+    from unica.auth import Operation, authorized
+
+    op = Operation("tsa.unit", ca=ca_name, params={"action": "add", "name": name, "policy": policy,
+                                                   "key_type": key_type, "token": token, "key_uri": key_uri})
+    with authorized(store, op, auth):
+        return _add_unit(store, name, ca_name, policy=policy, accept_policies=accept_policies,
+                         accuracy_ms=accuracy_ms, key_type=key_type, token=token, key_uri=key_uri, subject=subject,
+                         pin=pin, passphrase=passphrase, ca_key=ca_key, now=now)
+
+
+def _add_unit(store, name, ca_name, *, policy, accept_policies, accuracy_ms, key_type, token, key_uri, subject,
+              pin, passphrase, ca_key, now) -> UnitInfo:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from unica.ca.issuance import IssuingCA
@@ -188,7 +203,7 @@ def add_unit(store, name: str, ca_name: str, *, policy: str, accept_policies=(),
         raise InputError("a TSA unit key must be EC or RSA")
     csr = make_csr(key, subject)
     issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"tsa-unit:{name}",
-                           source=f"TSA unit {name} request", auth=auth)
+                           source=f"TSA unit {name} request")
     with store.write() as s:
         if s.execute(select(m.TSAUnit.id).where(m.TSAUnit.name == name)).first() is not None:
             raise TSAUnitExists(f"a TSA unit named {name!r} already exists")
@@ -203,9 +218,17 @@ def add_unit(store, name: str, ca_name: str, *, policy: str, accept_policies=(),
         return UnitInfo.from_row(row)
 
 
-def disable_unit(store, name: str, *, reason: str | None = None) -> UnitInfo:
+def disable_unit(store, name: str, *, reason: str | None = None, auth=None) -> UnitInfo:
     """Mark the unit disabled: servers refuse to start on it and running ones stop issuing
-    (within a second). Disabling a disabled unit is refused (nothing changes)."""
+    (within a second). Disabling a disabled unit is refused (nothing changes). Once operators
+    exist, operation ``tsa.unit`` (an admin's)."""
+    from unica.auth import Operation, authorized
+
+    with authorized(store, Operation("tsa.unit", params={"action": "disable", "name": name, "note": reason}), auth):
+        return _disable_unit(store, name, reason)
+
+
+def _disable_unit(store, name: str, reason: str | None) -> UnitInfo:
     with store.write() as s:
         row = _row(s, name)
         if row.status == "disabled":
