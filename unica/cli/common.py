@@ -208,3 +208,20 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(r[i] for r in cells) for i in range(len(header))]
     for r, c in zip(text, cells):
         click.echo("  ".join(v + " " * (w - n) for v, n, w in zip(r, c, widths)).rstrip())
+
+
+def access_logger(service: str):
+    """A server's access log (``--access-log``): INFO lines on stderr, each stamped with the UTC
+    time and ``service`` (logger ``unica.SERVICE.access``)."""
+    import logging
+    import time
+
+    logger = logging.getLogger(f"unica.{service}.access")
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = logging.Formatter(f"%(asctime)s {service} %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger

@@ -9,7 +9,8 @@ import click
 
 from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import KEY_TYPES, _store, db_option
-from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option
+from unica.cli.common import access_logger, emit_json, json_option, key_secrets, passphrase_file_option, \
+    pin_file_option
 from unica.cli.completion import complete_ca
 
 
@@ -306,7 +307,7 @@ def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_int
     secrets = {} if no_signer_keys else _signer_secrets(_store(db), names, pin_file, passphrase_file)
     app = DBResponderApp(db_url(db), names, load_signers=not no_signer_keys, poll_interval=poll_interval,
                          refresh_interval=0 if no_signer_keys else refresh_interval, prefix=prefix,
-                         access_log=_access_logger() if access_log else None, **secrets)
+                         access_log=access_logger("ocsp") if access_log else None, **secrets)
     app.build()  # a bad configuration fails here, before the socket opens
     for ca in app.cas:
         if ca.signer is not None:
@@ -320,23 +321,6 @@ def ocsp_serve(host, port, workers, ca_names, prefix, poll_interval, refresh_int
     click.echo(f"unica OCSP responder on http://{host}:{sock.getsockname()[1]}{prefix} "
                f"({workers} worker{'s' if workers > 1 else ''}); health: /healthz", err=True)
     serve(app, workers=workers, sock=sock)
-
-
-def _access_logger():
-    """The responder's access log: INFO lines on stderr, each stamped with the UTC time."""
-    import logging
-    import sys
-    import time
-
-    logger = logging.getLogger("unica.ocsp.access")
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = logging.Formatter("%(asctime)s ocsp %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
-    fmt.converter = time.gmtime
-    handler.setFormatter(fmt)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
 
 
 COMMANDS = [ocsp_group]

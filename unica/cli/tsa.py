@@ -9,8 +9,8 @@ import click
 
 from unica.cli.acting import as_option, operator_auth
 from unica.cli.ca import KEY_TYPES, _store, db_option
-from unica.cli.common import emit_json, json_option, key_secrets, passphrase_file_option, pin_file_option, \
-    show_fields, table
+from unica.cli.common import access_logger, emit_json, json_option, key_secrets, passphrase_file_option, \
+    pin_file_option, show_fields, table
 from unica.cli.completion import complete_ca
 
 
@@ -287,7 +287,7 @@ def tsa_serve(host, port, workers, unit_name, tls_cert, tls_key, clock_status, c
 
         return Responder(open_store(url), unit_name, clock=clock, **secrets)
 
-    logger = _access_logger() if access_log else None
+    logger = access_logger("tsa") if access_log else None
     app = TSAApp(make_responder, max_body=max_body, access_log=logger)
     sock = bind(host, port, reuse_port=workers > 1)
     scheme = "https" if context is not None else "http"
@@ -298,22 +298,6 @@ def tsa_serve(host, port, workers, unit_name, tls_cert, tls_key, clock_status, c
     if monitor is not None:
         monitor.start()
     run(app, sock, workers=workers, ssl_context=context)
-
-
-def _access_logger():
-    import logging
-    import sys
-    import time
-
-    logger = logging.getLogger("unica.tsa.access")
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = logging.Formatter("%(asctime)s tsa %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
-    fmt.converter = time.gmtime
-    handler.setFormatter(fmt)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
 
 
 COMMANDS = [tsa_group]
