@@ -160,6 +160,14 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     assert [s.sig_object_type for s in _reader(lta).embedded_signatures] == ["/Sig", "/DocTimeStamp", "/DocTimeStamp"]
     after = _dss(lta)
     assert after["/OCSPs"] + after["/CRLs"] > before["/OCSPs"] + before["/CRLs"], (before, after)
+    # the newest time-stamp's own material came after it, in a DSS-only update (LTA_UPDATES):
+    # its TSA's OCSP response and, current for much longer, the root's CRL
+    assert after["/CRLs"] >= 1, after
+    newest = _reader(lta).embedded_signatures[-1]
+    assert newest.sig_object_type == "/DocTimeStamp"
+    assert int(newest.byte_range[2]) + int(newest.byte_range[3]) < lta.stat().st_size
+    for kind, status in _pyhanko_offline(lt, lta):  # pyHanko, offline, hard-fail, today
+        assert (status.bottom_line if kind == "sig" else status.valid and status.trusted), status
 
     # today: the signature time-stamp proves the signature before the revocation
     code, rep = _verify(lt, lta)
@@ -167,10 +175,9 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     # 30 days on: the signer's and the short TSA's certificates have expired
     later = _later(30)
     assert signer.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ") < later
-    # offline: the embedded material, and the root's current CRL (it lists the revocation, and is
-    # what the newest time-stamp's TSA certificate needs at that time)
-    crl = str(lt.crl_dir / "root.crl")
-    code, rep = _verify(lt, lta, "--at", later, "--offline", "--crl", crl)
+    # offline, from the embedded material alone: the refresh put the newest time-stamp's own
+    # material (its TSA's path, the root's CRL current for 60 days) in a DSS update after it
+    code, rep = _verify(lt, lta, "--at", later, "--offline")
     assert code == 0, rep
     sig, ts1, ts2 = rep["signatures"]
     assert sig["indication"] == "TOTAL-PASSED" and sig["signing_time_source"] == "timestamp", sig
@@ -181,16 +188,21 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     assert ts1["certificate"]["validation_time"] < later  # the older: at the newer one's genTime
     assert ts1["checks"]["document_timestamp"].startswith(f"ok ({ts2['field_name']}, "), ts1["checks"]
     assert "document_timestamp" not in ts2["checks"]
+    assert ts2["modification_level"] == "LTA_UPDATES"  # only the DSS was added after it
+    # its TSA certificate shown good by an embedded CRL (the OCSP response is stale by then)
+    assert any(e["source"] == "CRL" and e["status"] == "good" for e in ts2["certificate"]["revocation"]), ts2
 
     # without the renewal, the only archive time-stamp's TSA certificate has expired by then
-    code, rep = _verify(lt, not_refreshed, "--at", later, "--offline", "--crl", crl)
+    code, rep = _verify(lt, not_refreshed, "--at", later, "--offline")
     assert code != 0, rep
     code, rep = _verify(lt, not_refreshed, "--at", later)  # online the same
     assert code != 0, rep
     # a B-B signature has no proof of existence before the revocation: it fails, now and later
     code, rep = _verify(lt, bb)
     assert code != 0 and rep["signatures"][0]["sub_indication"] in ("REVOKED_NO_POE", "REVOKED"), rep
-    code, rep = _verify(lt, bb, "--at", later, "--offline", "--crl", crl)
+    # (offline, given the root's current CRL: the revocation is known, nothing proves the
+    # signature existed before it)
+    code, rep = _verify(lt, bb, "--at", later, "--offline", "--crl", str(lt.crl_dir / "root.crl"))
     assert code == 10, rep
 
 

@@ -29,7 +29,9 @@ def refresh_cmd(file, tsa_url, out, trust_files, md_algorithm, as_json) -> None:
 
     The validation material of the newest document time-stamp (its TSA's certificates and
     OCSP responses / CRLs) goes into the document security store, then a new document
-    time-stamp covers everything. Run it before the newest time-stamp's TSA certificate
+    time-stamp covers everything, then the new time-stamp's own material goes into the
+    document security store after it (so the document verifies offline while that material is
+    current). Run it before the newest time-stamp's TSA certificate
     expires or its algorithms weaken (see docs/long-term-signatures.md). FILE is replaced
     atomically unless --out is given.
 

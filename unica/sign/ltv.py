@@ -82,6 +82,10 @@ def asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
+def x509_of(cert: asn1_x509.Certificate) -> x509.Certificate:
+    return x509.load_der_x509_certificate(cert.dump())
+
+
 def _self_signed(c: x509.Certificate) -> bool:
     if c.subject != c.issuer:
         return False
@@ -94,7 +98,7 @@ def _self_signed(c: x509.Certificate) -> bool:
 
 def validation_context(chain: list[x509.Certificate] | tuple[x509.Certificate, ...],
                        trust: list[x509.Certificate] | tuple[x509.Certificate, ...] = (), *,
-                       fetch: bool = True, timeout: float = 10):
+                       fetch: bool = True, timeout: float = 10, fetchers=None):
     """A pyhanko-certvalidator ``ValidationContext`` for collecting validation material.
 
     Trust anchors: the self-signed certificates of ``chain`` and ``trust`` (what the material
@@ -121,7 +125,7 @@ def validation_context(chain: list[x509.Certificate] | tuple[x509.Certificate, .
         (roots if c in anchors else others).append(asn1_cert(c))
     kw = {}
     if fetch:
-        kw["fetchers"] = make_fetchers(FetchLimits(timeout=timeout))
+        kw["fetchers"] = fetchers if fetchers is not None else make_fetchers(FetchLimits(timeout=timeout))
     return ValidationContext(trust_roots=roots, other_certs=others, allow_fetching=fetch,
                              revocation_mode="hard-fail", **kw)
 

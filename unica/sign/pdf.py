@@ -23,7 +23,8 @@ def sign_pdf(src: str | Path | IO[bytes], out: str | Path | IO[bytes], identity:
 
     The field is created (invisible) when the document has none by that name. ``level``:
     B-B, B-T, B-LT or B-LTA (default: B-T with ``tsa_url``, else B-B); B-T and above without
-    ``tsa_url`` use ``UNICA_TSA_URL``. ``trust``: extra trust anchors (certificates) up to which
+    ``tsa_url`` use ``UNICA_TSA_URL``. B-LTA ends with the document time-stamp's own material in
+    a DSS update after it (:func:`add_newest_timestamp_material`). ``trust``: extra trust anchors (certificates) up to which
     B-LT material is collected (default: the root of the signer's chain).
     """
     from pyhanko.pdf_utils.misc import PdfError
@@ -57,7 +58,12 @@ def sign_pdf(src: str | Path | IO[bytes], out: str | Path | IO[bytes], identity:
             raise MalformedInput(f"{src} is not a readable PDF: {e}") from None
         out_f = open(out, "wb") if isinstance(out, (str, Path)) else out
         try:
-            pdf_signer.sign_pdf(writer, output=out_f)
+            if lvl.archival:
+                buf = io.BytesIO()
+                pdf_signer.sign_pdf(writer, output=buf)
+                add_newest_timestamp_material(buf.getvalue(), out_f, (*_self_signed_of(identity), *trust))
+            else:
+                pdf_signer.sign_pdf(writer, output=out_f)
         except TimestampRequestError as e:
             raise FetchError(f"timestamp from {tsa_url} failed: {e}") from None
         except SigningError as e:
@@ -93,7 +99,8 @@ def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], 
 
     The validation material of the newest existing document time-stamp (its TSA's
     certificates, OCSP responses / CRLs) goes into the DSS first, then the new time-stamp covers
-    the whole document (PAdES B-LTA renewal, ETSI EN 319 142-1 5.5). A document without a
+    the whole document (PAdES B-LTA renewal, ETSI EN 319 142-1 5.5), then the new time-stamp's
+    own material goes into the DSS after it (:func:`add_newest_timestamp_material`). A document without a
     document time-stamp gets its first (it becomes B-LTA when its signatures are B-LT).
     ``trust``: trust anchors up to which the material is collected (default: the self-signed
     certificates embedded in the document). Returns how many document time-stamps the result has.
@@ -124,14 +131,17 @@ def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], 
     vc = validation_context((), anchors)
     stamper = signers.PdfTimeStamper(timestamper(lvl.tsa_url))
     out_f = open(out, "wb") if isinstance(out, (str, Path)) else out
+    buf = io.BytesIO()
     try:
         if any(_is_doc_ts(s) for s in sigs):
-            stamper.update_archival_timestamp_chain(reader, vc, in_place=False, output=out_f,
+            stamper.update_archival_timestamp_chain(reader, vc, in_place=False, output=buf,
                                                     default_md_algorithm=md_algorithm)
         else:
             in_f.seek(0)
             w = IncrementalPdfFileWriter(in_f, strict=False)
-            stamper.timestamp_pdf(w, md_algorithm, validation_context=vc, output=out_f)
+            stamper.timestamp_pdf(w, md_algorithm, validation_context=vc, output=buf)
+        # the new time-stamp's own material, in a DSS-only update after it
+        add_newest_timestamp_material(buf.getvalue(), out_f, trust)
     except TimestampRequestError as e:
         raise FetchError(f"timestamp from {lvl.tsa_url} failed: {e}") from None
     except _validation_errors() as e:
@@ -144,6 +154,67 @@ def refresh_timestamp(src: str | Path | IO[bytes], out: str | Path | IO[bytes], 
         if in_f is not src:
             in_f.close()
     return sum(1 for s in sigs if _is_doc_ts(s)) + 1
+
+
+def add_newest_timestamp_material(data: bytes, out_f: IO[bytes], trust) -> None:
+    """Write the PDF ``data`` to ``out_f`` with the validation material of its newest document
+    time-stamp in a DSS-only incremental update after it (EN 319 142-1 allows one after the
+    last document time-stamp): its TSA's CA certificates, an OCSP response or CRL for each
+    certificate below the root (collected hard-fail, as for B-LT), and also the CRL of each
+    certificate that names a CRL distribution point. The CRLs matter: an OCSP response is
+    current for minutes or hours, a CRL usually for days or weeks, and the newest time-stamp is
+    validated offline only with revocation data current at the validation time.
+
+    ``trust``: the trust anchors up to which the material is collected (default: the
+    self-signed certificates the document carries). Collection errors propagate
+    (pyhanko-certvalidator's); nothing is written to ``out_f`` before the result is ready.
+    """
+    import asyncio
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
+
+    from unica.sign.ltv import _self_signed, validation_context, x509_of
+    from unica.verify.fetch import FetchLimits, make_fetchers
+
+    reader = PdfFileReader(io.BytesIO(data), strict=False)
+    sigs = list(reader.embedded_signatures)
+    stamps = [s for s in sigs if _is_doc_ts(s)]
+    if not stamps:
+        out_f.write(data)
+        return
+    newest = max(stamps, key=lambda s: int(s.byte_range[2]) + int(s.byte_range[3]))
+    fetchers = make_fetchers(FetchLimits(timeout=10))
+    vc = validation_context((), list(trust) or _embedded_roots(reader, sigs), fetchers=fetchers)
+
+    async def collect():
+        paths = await collect_validation_info(newest, vc, skip_timestamp=True)
+        crls = []
+        for path in paths:
+            for cert in path:
+                if _self_signed(x509_of(cert)) or not cert.crl_distribution_points_value:
+                    continue
+                try:
+                    crls += await fetchers.crl_fetcher.fetch(cert, use_deltas=False)
+                except Exception:  # noqa: BLE001 -- the OCSP response above already satisfies hard-fail
+                    pass
+        return paths, crls
+
+    paths, crls = asyncio.run(collect())
+    known = {c.dump() for c in vc.crls}
+    w = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+    DocumentSecurityStore.supply_dss_in_writer(
+        w, newest.pkcs7_content.hex().encode("ascii"), paths=paths, validation_context=vc,
+        crls=[c for c in crls if c.dump() not in known], embed_roots=True)
+    w.write(out_f)
+
+
+def _self_signed_of(identity: SigningIdentity) -> list:
+    """The self-signed certificates of the signer's chain (the B-LT collection's anchors)."""
+    from unica.sign.ltv import _self_signed
+
+    return [c for c in (identity.cert, *identity.chain) if _self_signed(c)]
 
 
 def _is_doc_ts(emb) -> bool:
