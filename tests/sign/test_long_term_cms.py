@@ -149,8 +149,22 @@ def test_signer_revoked_after_the_signature_time_stamp(lt, doc, tmp_path):
     code, rep = _unica_verify(lt, bt, doc)
     assert code == 0, rep
     assert rep["signing_time_source"] == "timestamp"
+    # the report lists the time-stamp: its genTime, its TSA, validated, and the proof of
+    # existence it gave to the signature (the time the signer was validated at)
+    (ts,) = rep["timestamps"]
+    assert ts["kind"] == "signature time-stamp" and ts["indication"] == "TOTAL-PASSED", ts
+    assert "CN=TSA tsa1" in ts["tsa"], ts
+    assert ts["proof_of_existence"] == ts["gen_time"] == rep["signing_time"], (ts, rep["signing_time"])
+    assert ts["proof_of_existence_for"] == ["signature"], ts
+    assert ts["validated_at"] >= ts["gen_time"]  # its TSA certificate: now (no later proof)
+    p = lt.run("verify", "cms", str(bt), "--data", str(doc), "--trust", str(lt.root_pem))  # the human form
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Time-stamps (proofs of existence):" in p.stdout, p.stdout
+    assert f"- signature time-stamp: genTime {ts['gen_time']}, TSA {ts['tsa']}: TOTAL-PASSED" in p.stdout, p.stdout
+    assert f"proof of existence at {ts['gen_time']} for: signature" in p.stdout, p.stdout
     code, rep = _unica_verify(lt, bb, doc)
     assert code == 20 and rep["sub_indication"] == "REVOKED_NO_POE", rep
+    assert rep["timestamps"] == [], rep
 
 
 def _with_token(der: bytes, token: cms.ContentInfo) -> bytes:
@@ -186,6 +200,9 @@ def test_a_foreign_or_tampered_token_gives_no_proof(lt, signer, doc, tmp_path):
     assert rep["checks"]["signature_timestamp"] == "invalid", rep
     assert rep["timestamp"]["indication"] == "TOTAL-FAILED", rep["timestamp"]
     assert rep["timestamp"]["sub_indication"] == "HASH_FAILURE", rep["timestamp"]
+    (ts,) = rep["timestamps"]  # listed, and proving nothing
+    assert ts["indication"] == "TOTAL-FAILED" and ts["sub_indication"] == "HASH_FAILURE", ts
+    assert ts.get("proof_of_existence") is None and ts["proof_of_existence_for"] == [], ts
 
 
 def test_a_tsa_certificate_without_the_time_stamping_eku_gives_no_proof(lt, signer, doc, tmp_path):

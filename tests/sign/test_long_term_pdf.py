@@ -189,6 +189,30 @@ def test_b_lta_revoked_signer_verifies_after_both_certificates_expired(lt, pdf, 
     assert ts1["checks"]["document_timestamp"].startswith(f"ok ({ts2['field_name']}, "), ts1["checks"]
     assert "document_timestamp" not in ts2["checks"]
     assert ts2["modification_level"] == "LTA_UPDATES"  # only the DSS was added after it
+    # the report lists each time-stamp, oldest first, with the proof of existence it gave to what
+    sts, d1, d2 = rep["timestamps"]
+    name, f1, f2 = sig["field_name"], ts1["field_name"], ts2["field_name"]
+    assert [t["kind"] for t in rep["timestamps"]] == ["signature time-stamp", "document time-stamp",
+                                                     "document time-stamp"], rep["timestamps"]
+    assert all(t["indication"] == "TOTAL-PASSED" for t in rep["timestamps"]), rep["timestamps"]
+    assert sts["field_name"] == name and "Test TSA short" in sts["tsa"], sts
+    assert sts["proof_of_existence"] == sts["gen_time"] == sig["signing_time"], (sts, sig)
+    assert sts["proof_of_existence_for"] == [f"signature '{name}'"], sts
+    assert sts["validated_at"] == d1["gen_time"]  # its 2-day TSA certificate: at the first archive time-stamp
+    assert d1["field_name"] == f1 and "Test TSA short" in d1["tsa"], d1
+    assert d1["proof_of_existence"] == d1["gen_time"] == ts1["signing_time"], d1
+    assert d1["proof_of_existence_for"] == [f"signature '{name}'", f"signature time-stamp of '{name}'"], d1
+    assert d1["validated_at"] == d2["gen_time"]  # at the newer archive time-stamp's time
+    assert d2["field_name"] == f2 and "TSA tsa1" in d2["tsa"], d2
+    # the newest covers everything too, but the signature already has an earlier proof (d1)
+    assert d2["proof_of_existence_for"] == [f"document time-stamp '{f1}'"], d2
+    assert d2["validated_at"].startswith(later[:10])  # the newest: at --at
+    p = lt.run("verify", "pdf", str(lta), "--trust", str(lt.root_pem), "--at", later, "--offline")
+    assert p.returncode == 0, p.stdout + p.stderr
+    listing = p.stdout.split("Time-stamps (proofs of existence):")[1]
+    assert f"- document time-stamp '{f2}': genTime {d2['gen_time']}, TSA {d2['tsa']}: TOTAL-PASSED" in listing
+    assert f"proof of existence at {d1['gen_time']} for: signature '{name}', signature time-stamp of '{name}'" \
+        in listing, listing
     # its TSA certificate shown good by an embedded CRL (the OCSP response is stale by then)
     assert any(e["source"] == "CRL" and e["status"] == "good" for e in ts2["certificate"]["revocation"]), ts2
 

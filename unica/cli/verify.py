@@ -243,6 +243,25 @@ def _show_sig_report(rep, indent="") -> None:
     if rep.timestamp is not None:
         click.echo(f"{indent}  Time-stamp token:")
         _show_sig_report(rep.timestamp, indent + "    ")
+    if not rep.field_name:  # CMS; a PDF lists its time-stamps once, after its signatures
+        _show_timestamps(getattr(rep, "timestamps", ()), indent + "  ")
+
+
+def _show_timestamps(entries, indent="") -> None:
+    """Each time-stamp and the proof of existence it gave to what."""
+    if entries:
+        click.echo(f"{indent}Time-stamps (proofs of existence):")
+    for t in entries:
+        sub = f" / {t.sub_indication.value}" if t.sub_indication else ""
+        where = f" {t.field_name!r}" if t.field_name else ""
+        click.echo(f"{indent}  - {t.kind}{where}: genTime {_t(t.gen_time) if t.gen_time else '?'}, "
+                   f"TSA {t.tsa or '?'}: {t.indication.value}{sub}"
+                   + (f" (TSA certificate validated at {_t(t.validated_at)})" if t.validated_at else ""))
+        if t.proof_of_existence is not None:
+            what = ", ".join(t.proof_of_existence_for) or "nothing it covers was validated with it"
+            click.echo(f"{indent}      proof of existence at {_t(t.proof_of_existence)} for: {what}")
+        else:
+            click.echo(f"{indent}      no proof of existence")
 
 
 @verify_group.command("cert")
@@ -329,6 +348,7 @@ def verify_pdf_cmd(ctx, file, as_json, **opts):
             click.echo(f"  ! {m}")
         for s in rep.signatures:
             _show_sig_report(s, "  ")
+        _show_timestamps(rep.timestamps, "  ")
     _exit(ctx, rep.indication)
 
 

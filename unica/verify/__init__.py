@@ -15,6 +15,7 @@ from .report import (
     SignerIdentity,
     SigningTimeSource,
     SubIndication,
+    TimestampReport,
     ValidationReport,
     rfc5280_reason_name,
 )
@@ -26,7 +27,8 @@ from .pdf import verify_pdf
 
 __all__ = [
     "CertInfo", "Indication", "PdfReport", "RevocationEvidence", "SignatureChecks", "SignatureReport",
-    "SignerIdentity", "SigningTimeSource", "SubIndication", "ValidationReport", "rfc5280_reason_name",
+    "SignerIdentity", "SigningTimeSource", "SubIndication", "TimestampReport", "ValidationReport",
+    "rfc5280_reason_name",
     "HARD_FAIL", "OFF", "OFFLINE_HARD_FAIL", "SOFT_FAIL",
     "RevocationPolicy", "RevocationSource", "USAGE_PRESETS", "Usage", "resolve_usage", "Verifier",
     "validate_certificate", "verify_cms", "verify_pdf",

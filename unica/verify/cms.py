@@ -39,6 +39,7 @@ from .report import (
     SignatureReport,
     SigningTimeSource,
     SubIndication,
+    TimestampReport,
     ValidationReport,
     indication_for,
 )
@@ -272,14 +273,14 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
     signer_ident = None
     claimed: _dt.datetime | None = None
 
-    def finish(sub, cert_report=None, basis: TimeBasis | None = None, ts_report=None):
+    def finish(sub, cert_report=None, basis: TimeBasis | None = None, ts_report=None, timestamps=()):
         if basis is None:  # stopped before validation: report the claimed time, if known
             basis = time_basis(signing_time_attribute=claimed, pdf_m=pdf_m)
         return SignatureReport(
             indication=indication_for(sub), sub_indication=sub, format=fmt, signer=signer_ident,
             signing_time=basis.signing_time, signing_time_source=basis.source,
             checks=SignatureChecks(**checks), certificate=cert_report, timestamp=ts_report,
-            messages=tuple(messages),
+            messages=tuple(messages), timestamps=timestamps,
         )
 
     if econtent is None:
@@ -354,6 +355,7 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
     # B-T: signature time-stamp (unsigned attribute)
     poe: _dt.datetime | None = None
     ts_report = None
+    timestamps: tuple = ()
     tokens = si.unsigned.get(A_SIG_TIMESTAMP) if not _is_timestamp else None
     if tokens:
         ts_report, gen_time, problem = _verify_timestamp(
@@ -368,6 +370,8 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
             checks["signature_timestamp"] = "ok"
             poe = gen_time
             fmt = "CAdES-B-T" if fmt == "CAdES-B-B" else "CMS+timestamp"
+        timestamps = (timestamp_entry("signature time-stamp", ts_report, _token_gen_time(tokens[0]),
+                                      ok=not problem, proves=("signature",)),)
 
     inter_entries = []
     for d in sd.certs:
@@ -396,7 +400,36 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
         messages.extend(cert_report.messages)
     if _is_timestamp:
         fmt = "RFC 3161 time-stamp token"
-    return finish(cert_report.sub_indication, cert_report, basis, ts_report)
+    return finish(cert_report.sub_indication, cert_report, basis, ts_report, timestamps)
+
+
+def _token_gen_time(token: bytes) -> _dt.datetime | None:
+    """The genTime of a time-stamp token, or None when it cannot be read."""
+    from asn1crypto import tsp
+
+    try:
+        tsd = parse_signed_data(token)
+        return as_utc(tsp.TSTInfo.load(tsd.econtent)["gen_time"].native) if tsd.econtent is not None else None
+    except Exception:  # noqa: BLE001 -- a damaged token: no genTime to report
+        return None
+
+
+def timestamp_entry(kind: str, rep: SignatureReport | None, gen_time: _dt.datetime | None, *, ok: bool,
+                    proves: tuple[str, ...] = (), field_name: str | None = None) -> TimestampReport:
+    """The report's line for one time-stamp: ``rep`` is the token's validation (None when it
+    could not be validated at all: unreadable, or its imprint is not over what it should
+    cover); ``ok`` whether it is a proof of existence; ``proves`` what it proves."""
+    if rep is None:
+        ind, sub = Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE if gen_time is not None else SubIndication.FORMAT_FAILURE
+    else:
+        ind, sub = rep.indication, rep.sub_indication
+    ok = ok and ind is Indication.TOTAL_PASSED and gen_time is not None
+    return TimestampReport(
+        kind=kind, gen_time=gen_time, tsa=rep.signer.subject if rep is not None and rep.signer is not None else None,
+        indication=ind, sub_indication=sub,
+        validated_at=rep.certificate.validation_time if rep is not None and rep.certificate is not None else None,
+        proof_of_existence=gen_time if ok else None, proof_of_existence_for=tuple(proves) if ok else (),
+        field_name=field_name)
 
 
 def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRaw, extra=None):

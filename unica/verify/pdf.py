@@ -11,6 +11,7 @@ covers it, or ``at=``; its claimed time is the signing-time attribute, else /M.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import os
@@ -20,7 +21,7 @@ from asn1crypto import cms
 
 from unica.errors import MalformedInput
 
-from .cms import CertOptions, TrustInput, _digest, _one_off, verify_cms_with
+from .cms import CertOptions, TrustInput, _digest, _one_off, timestamp_entry, verify_cms_with
 from .report import (
     Indication,
     PdfReport,
@@ -28,6 +29,7 @@ from .report import (
     SignatureReport,
     SigningTimeSource,
     SubIndication,
+    TimestampReport,
     indication_for,
 )
 from .revocation import RevocationPolicy
@@ -94,7 +96,40 @@ def verify_pdf_with(verifier: Verifier, pdf: PdfInput, *, at: _dt.datetime | Non
         if not is_doc_ts[i]:
             one(i, covering(i))
     msgs = () if sigs else ("the PDF has no signature",)
-    return PdfReport(signatures=tuple(reports[i] for i in range(len(sigs))), messages=msgs)
+    return PdfReport(signatures=tuple(reports[i] for i in range(len(sigs))), messages=msgs,
+                     timestamps=_timestamps(sigs, is_doc_ts, reports, covering))
+
+
+def _timestamps(sigs, is_doc_ts, reports, covering) -> tuple[TimestampReport, ...]:
+    """Every time-stamp of the document with the proof of existence it gave to what: a
+    signature time-stamp to its signature; a validated document time-stamp to everything
+    validated with it as a proof (the signatures, their signature time-stamps and the older
+    document time-stamps it covers)."""
+    proves: dict[str, list[str]] = {}
+    out = []
+    for i, emb in enumerate(sigs):
+        rep, name = reports[i], str(emb.field_name)
+        c = covering(i)
+        if c is not None:
+            what = proves.setdefault(c[1], [])
+            if is_doc_ts[i]:
+                what.append(f"document time-stamp '{name}'")
+            else:
+                what.append(f"signature '{name}'")
+                if rep.timestamp is not None:
+                    what.append(f"signature time-stamp of '{name}'")
+        if not is_doc_ts[i]:
+            out += [dataclasses.replace(t, field_name=name, proof_of_existence_for=tuple(
+                        f"signature '{name}'" if w == "signature" else w for w in t.proof_of_existence_for))
+                    for t in rep.timestamps]
+    for i, emb in enumerate(sigs):
+        if is_doc_ts[i]:
+            rep, name = reports[i], str(emb.field_name)
+            gen = rep.signing_time if rep.signing_time_source is SigningTimeSource.TIMESTAMP else None
+            out.append(timestamp_entry("document time-stamp", rep, gen, ok=rep.passed,
+                                       proves=tuple(proves.get(name, ())), field_name=name))
+    far = _dt.datetime.max.replace(tzinfo=_dt.timezone.utc)
+    return tuple(sorted(out, key=lambda t: t.gen_time or far))
 
 
 def _is_doc_ts(emb) -> bool:
@@ -189,7 +224,7 @@ def _verify_one(verifier: Verifier, emb, data: bytes, at: _dt.datetime | None, o
         indication=indication_for(sub), sub_indication=sub, format=fmt, signer=rep.signer,
         signing_time=rep.signing_time, signing_time_source=rep.signing_time_source, checks=rep.checks,
         certificate=rep.certificate, timestamp=rep.timestamp, messages=tuple(extra_msgs),
-        field_name=emb.field_name, coverage=coverage, modification_level=modlevel,
+        field_name=emb.field_name, coverage=coverage, modification_level=modlevel, timestamps=rep.timestamps,
     )
 
 

@@ -290,6 +290,38 @@ class SignatureChecks:
 
 
 @dataclasses.dataclass(frozen=True)
+class TimestampReport:
+    """One time-stamp as a proof of existence (EN 319 102-1): what it is, who issued it, whether
+    it validated, and the proof of existence it gave to what.
+
+    A time-stamp that validated proves that what it covers existed at its genTime
+    (``proof_of_existence``); one that did not proves nothing (``proof_of_existence`` None,
+    ``proof_of_existence_for`` empty). The full validation of the token is in the signature's
+    ``timestamp`` report (signature time-stamp) or in the document time-stamp's own signature
+    report (PDF).
+    """
+
+    #: "signature time-stamp" or "document time-stamp"
+    kind: str
+    #: the TSTInfo genTime (None when the token cannot be read)
+    gen_time: _dt.datetime | None
+    #: the TSA: the subject of the certificate that signed the token
+    tsa: str | None
+    indication: Indication
+    sub_indication: SubIndication | None
+    #: when the TSA's certificate was validated (the time-stamp's own proof of existence: a later
+    #: document time-stamp covering it, ``at``, else the validation run's now)
+    validated_at: _dt.datetime | None
+    #: the genTime, when the time-stamp validated: the proof of existence it gives
+    proof_of_existence: _dt.datetime | None
+    #: what it gives that proof to: "signature 'F'", "signature time-stamp of 'F'",
+    #: "document time-stamp 'F'" (PDF) or "signature" (CMS)
+    proof_of_existence_for: tuple[str, ...] = ()
+    #: PDF: the document time-stamp's field, or the field of the signature a signature time-stamp is in
+    field_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class SignatureReport(_Report):
     """Result of verifying one signature (CMS / CAdES / PAdES)."""
 
@@ -309,6 +341,8 @@ class SignatureReport(_Report):
     field_name: str | None = None
     coverage: str | None = None
     modification_level: str | None = None
+    #: the signature's time-stamps as proofs of existence (its signature time-stamp)
+    timestamps: tuple[TimestampReport, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +351,9 @@ class PdfReport(_Report):
 
     signatures: tuple[SignatureReport, ...]
     messages: tuple[str, ...] = ()
+    #: every time-stamp of the document (signature time-stamps and document time-stamps), oldest
+    #: genTime first, with the proof of existence each gave to what
+    timestamps: tuple[TimestampReport, ...] = ()
 
     @property
     def indication(self) -> Indication:
