@@ -453,7 +453,7 @@ def _embedded_revocation(verifier, sd: _der.SignedDataRaw, si: _der.SignerInfoRa
         pass  # damaged embedded data is ignored; the report then lacks that evidence
     if not crls and not ocsps:
         return None
-    return verifier.source.parse_embedded(crls[:32], ocsps[:32])
+    return verifier.source.parse_embedded(crls[-256:], ocsps[-256:])  # a parse-cost bound (the CMS is bounded)
 
 
 def _verify_timestamp(verifier: Verifier, token: bytes, signature_value: bytes, options: CertOptions = CertOptions(),

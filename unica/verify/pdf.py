@@ -158,8 +158,15 @@ def _claimed_m(emb) -> _dt.datetime | None:
     return t.replace(tzinfo=_dt.timezone.utc) if t.tzinfo is None else t.astimezone(_dt.timezone.utc)
 
 
+#: the most CRLs, and the most OCSP responses, read from one document's DSS (a parse-cost bound;
+#: the document itself is bounded on reading)
+MAX_DSS_ENTRIES = 256
+
+
 def _dss_revocation(reader) -> tuple[list[bytes], list[bytes]] | None:
-    """CRLs and OCSP responses of the document security store (/DSS, PAdES B-LT)."""
+    """CRLs and OCSP responses of the document security store (/DSS, PAdES B-LT): the newest
+    :data:`MAX_DSS_ENTRIES` of each (every refresh appends the material of its time-stamps, and the
+    newest time-stamp's is what an offline validation years on needs)."""
     try:
         dss = reader.root.get("/DSS")
         if dss is None:
@@ -167,7 +174,7 @@ def _dss_revocation(reader) -> tuple[list[bytes], list[bytes]] | None:
         dss = dss.get_object()
         out: tuple[list[bytes], list[bytes]] = ([], [])
         for key, lst in (("/CRLs", out[0]), ("/OCSPs", out[1])):
-            for ref in list(dss.get(key, ()))[:32]:
+            for ref in list(dss.get(key, ()))[-MAX_DSS_ENTRIES:]:
                 lst.append(ref.get_object().data)
         return out
     except Exception:  # a damaged DSS is ignored: signatures are then judged without it
