@@ -89,13 +89,29 @@ class CommandCheck:
         self.timeout = timeout
 
     def __call__(self) -> ClockReading:
-        try:
-            p = subprocess.run(self.argv, capture_output=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
+        import threading
+
+        try:  # the output read bounded (64 KiB), the command killed after the timeout
+            proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError) as e:
             return ClockReading(False, None, f"clock check {self.argv[0]} failed: {e}")
-        if p.returncode != 0:
-            return ClockReading(False, None, f"clock check {self.argv[0]} exited {p.returncode}")
-        return parse_tracking(p.stdout[:65536].decode("utf-8", "replace"), self.accuracy_s)
+        timer = threading.Timer(self.timeout, proc.kill)
+        timer.start()
+        try:
+            out = proc.stdout.read(_MAX_OUTPUT)
+            if len(out) >= _MAX_OUTPUT and proc.poll() is None:  # more than a tracking report: not one
+                proc.kill()
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            proc.stdout.close()
+        if code != 0:
+            return ClockReading(False, None, f"clock check {self.argv[0]} exited {code}")
+        return parse_tracking(out.decode("utf-8", "replace"), self.accuracy_s)
+
+
+_MAX_OUTPUT = 65536
 
 
 def parse_tracking(text: str, accuracy_s: float) -> ClockReading:
