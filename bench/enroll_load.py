@@ -144,16 +144,31 @@ def applications(store, n: int, start: int) -> list[tuple[str, str]]:
     return out
 
 
-def baseline(store, requests: list[bytes]) -> float:
-    """Certificates per second of IssuingCA.issue in this process, one after another."""
+def baseline(store, requests: list[bytes]) -> tuple[float, float]:
+    """IssuingCA.issue in this process, one after another: (certificates/s, CPU seconds per certificate)."""
     from unica.ca.issuance import IssuingCA
 
     ca = IssuingCA(store, "root")
     ca.issue(requests[0], "enterprise-sign")  # the key loaded, pkilint imported: not timed
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for r in requests[1:]:
         ca.issue(r, "enterprise-sign")
-    return (len(requests) - 1) / (time.perf_counter() - t0)
+    n = len(requests) - 1
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and of its live children (the workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def start(env: dict, tmp: Path, workers: int) -> tuple[subprocess.Popen, int]:
@@ -251,7 +266,7 @@ def run(args, db: str | None) -> int:
     requests = csrs(4 * args.n + 2)
     apps = applications(store, 2 * args.n, 0)
     warm = min(3 * args.clients, args.n // 3)
-    base1 = baseline(store, requests[: args.n + 1])
+    base1, bcpu1 = baseline(store, requests[: args.n + 1])
     results = {}
     for workers, chunk in ((1, 0), (2, 1)):
         proc, port = start(env, tmp, workers)
@@ -260,21 +275,25 @@ def run(args, db: str | None) -> int:
                     enumerate(apps[chunk * args.n:(chunk + 1) * args.n])]
             # warm-up (not timed): every worker loads the CA key and pkilint on its first enrollments
             load(port, tmp / "root.pem", work[: warm], args.clients)
-            results[workers] = load(port, tmp / "root.pem", work[warm:], args.clients)
+            s0, c0 = cpu_seconds(proc.pid), time.process_time()
+            rate, lat = load(port, tmp / "root.pem", work[warm:], args.clients)
+            n = len(work) - warm
+            results[workers] = rate, lat, (cpu_seconds(proc.pid) - s0) / n, (time.process_time() - c0) / n
         finally:
             proc.terminate()
             proc.wait(30)
-    base2 = baseline(store, requests[args.n + 1: 2 * args.n + 2])
+    base2, bcpu2 = baseline(store, requests[args.n + 1: 2 * args.n + 2])
     base = (base1 + base2) / 2
     print(f"EST simpleenroll end to end (TLS, new connection per enrollment, lint on), {args.clients} clients, "
           f"{args.n - warm} timed enrollments per run (after {warm} untimed); {'PostgreSQL 15' if db else 'SQLite'}, CA key on SoftHSM2; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"  baseline IssuingCA.issue in-process: {base1:6.1f} /s before, {base2:6.1f} /s after "
-          f"(mean {base:.1f} /s)")
-    for workers, (rate, lat) in results.items():
+          f"(mean {base:.1f} /s); CPU {(bcpu1 + bcpu2) / 2 * 1000:.1f} ms per certificate")
+    for workers, (rate, lat, scpu, ccpu) in results.items():
         print(f"  service, {workers} worker{'s' if workers > 1 else ' '}: {rate:6.1f} /s = {rate / base:4.2f} x baseline"
               f"   latency p50 {statistics.median(lat) * 1000:6.0f} ms  p99 {pct(lat, 99) * 1000:6.0f} ms"
               + ("   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]" if workers == 1 else ""))
+        print(f"      CPU per enrollment: service {scpu * 1000:.1f} ms, the clients (this process) {ccpu * 1000:.1f} ms")
     if 1 in results and 2 in results:
         print(f"  a second worker: {results[2][0] / results[1][0]:4.2f} x the throughput of one (2 cores)")
     store.dispose()
