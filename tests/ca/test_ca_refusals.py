@@ -54,6 +54,42 @@ def test_forbidden_key_type_and_size(pki, tmp_path):
              "key type ec-p521 is not allowed")
 
 
+@pytest.mark.parametrize("genpkey,named", [
+    (["-algorithm", "SM2"], "SM2 (EC curve 1.2.156.10197.1.301)"),
+    (["-algorithm", "X25519"], "X25519 (1.3.101.110)"),
+])
+def test_unsupported_key_type_is_named(pki, tmp_path, genpkey, named):
+    """A request for a key type unica cannot take is refused naming the type (an SM2 CSR made the
+    way the national-algorithm tools make it; X25519 cannot sign, so its CSR is hand-assembled)."""
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    subprocess.run(["openssl", "genpkey", *genpkey, "-out", str(key)], check=True, capture_output=True)
+    if genpkey[1] == "SM2":
+        subprocess.run(["openssl", "req", "-new", "-key", str(key), "-sm3", "-sigopt", "distid:1234567812345678",
+                        "-subj", "/CN=sm2.example.cn", "-out", str(csr)], check=True, capture_output=True)
+    else:
+        csr.write_bytes(_csr_with_spki(tmp_path, key))
+    _refused(pki, ["issue", "--ca", _soft(pki), "--profile", "tls-server", "--csr", str(csr)],
+             "public key type is not supported", named)
+
+
+def _csr_with_spki(tmp_path, key_file):
+    """A PKCS#10 request carrying the public key of ``key_file`` (signed by an unrelated P-256 key:
+    the key type is refused before the signature is looked at)."""
+    from asn1crypto import csr as acsr, keys, x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pub = subprocess.run(["openssl", "pkey", "-in", str(key_file), "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    info = acsr.CertificationRequestInfo({"version": "v1", "subject": x509.Name.build({"common_name": "x25519.example.cn"}),
+                                          "subject_pk_info": keys.PublicKeyInfo.load(pub), "attributes": []})
+    signer = ec.generate_private_key(ec.SECP256R1())
+    sig = signer.sign(info.dump(), ec.ECDSA(hashes.SHA256()))
+    req = acsr.CertificationRequest({"certification_request_info": info,
+                                     "signature_algorithm": {"algorithm": "sha256_ecdsa"}, "signature": sig})
+    return req.dump()
+
+
 def test_missing_required_subject_attribute(pki, tmp_path):
     csr = openssl_csr(tmp_path, "/C=CN/organizationIdentifier=91350100M000100Y43/CN=张三")
     _refused(pki, ["issue", "--ca", _soft(pki), "--profile", "enterprise-sign", "--csr", str(csr)],

@@ -97,7 +97,8 @@ def load_csr(data: bytes, source: str = "CSR") -> tuple:
         public_key = csr.public_key()
         kt = key_type_of(public_key)
     except Exception:
-        raise PolicyViolation(f"{source}: the request's public key type is not supported") from None
+        raise PolicyViolation(f"{source}: the request's public key type is not supported: "
+                              f"{_key_type_named(csr)}") from None
     try:
         info = csr.tbs_certrequest_bytes
         ok = _signature_ok(csr, public_key, info)
@@ -107,6 +108,43 @@ def load_csr(data: bytes, source: str = "CSR") -> tuple:
         raise PolicyViolation(f"{source}: the request's signature does not verify (no proof of possession "
                               "of the private key)")
     return csr, public_key, kt, info
+
+
+#: public key algorithms and EC curves a refusal names (dotted OID -> name)
+_KEY_ALGORITHM_NAMES = {
+    "1.2.840.10045.2.1": "EC", "1.2.840.113549.1.1.1": "RSA", "1.2.840.10040.4.1": "DSA",
+    "1.2.840.10046.2.1": "DH", "1.3.101.110": "X25519", "1.3.101.111": "X448", "1.3.101.112": "Ed25519",
+    "1.3.101.113": "Ed448", "1.2.840.113549.1.1.10": "RSASSA-PSS", "1.2.156.10197.1.301": "SM2",
+    "1.2.643.7.1.1.1.1": "GOST R 34.10-2012 (256)", "1.2.643.7.1.1.1.2": "GOST R 34.10-2012 (512)",
+}
+_CURVE_NAMES = {
+    "1.2.156.10197.1.301": "SM2", "1.3.132.0.10": "secp256k1", "1.3.132.0.35": "P-521",
+    "1.2.840.10045.3.1.1": "P-192", "1.3.132.0.33": "P-224", "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
+    "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1", "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
+}
+
+
+def _key_type_named(csr: x509.CertificateSigningRequest) -> str:
+    """The request's public key type in words, for a refusal: ``SM2 (EC curve 1.2.156.10197.1.301)``,
+    ``EC, curve secp256k1 (1.3.132.0.10)``, ``Ed448 (1.3.101.113)``, ``unknown algorithm 1.2.3``."""
+    from asn1crypto import csr as acsr
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        spki = acsr.CertificationRequest.load(csr.public_bytes(Encoding.DER))["certification_request_info"][
+            "subject_pk_info"]
+        alg = spki["algorithm"]["algorithm"].dotted
+        if alg == "1.2.840.10045.2.1":
+            params = spki["algorithm"]["parameters"]
+            curve = params.chosen.dotted if params.name == "named" else None
+            if curve is None:
+                return "EC with explicit curve parameters (only named curves are supported)"
+            if curve == "1.2.156.10197.1.301":
+                return f"SM2 (EC curve {curve}), which this version does not issue for"
+            return f"EC, curve {_CURVE_NAMES.get(curve, 'unknown')} ({curve})"
+        return f"{_KEY_ALGORITHM_NAMES.get(alg, 'unknown algorithm')} ({alg})"
+    except Exception:  # asn1crypto parses lazily: a malformed key shows only here
+        return "unreadable SubjectPublicKeyInfo"
 
 
 def _beyond_bounds(subject: x509.Name) -> str | None:
