@@ -95,6 +95,18 @@ class CorruptKeyFile(KeyBackendError):
     """The key file is not an encrypted PKCS#8 PEM private key."""
 
 
+class SM2Error(KeyBackendError):
+    """The SM2/SM3 backend (the system OpenSSL 3 libcrypto, :mod:`unica.hsm.sm2`) failed: the
+    library cannot be loaded or lacks SM2, or an OpenSSL call failed (the message carries
+    OpenSSL's reason, on one line)."""
+
+
+class SM2SignatureInvalid(UnicaError):
+    """An SM2-with-SM3 signature does not verify: wrong key, wrong signer ID, altered data, or
+    a signature that is not a DER ``SEQUENCE { r, s }`` at all. Not an input error: the
+    inputs were processed and the answer is no."""
+
+
 # --- policy and issuance ------------------------------------------------------------
 
 
