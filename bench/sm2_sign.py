@@ -1,4 +1,4 @@
-"""SM2-with-SM3 signatures (and verifications) per second through unica.hsm.sm2 vs the same OpenSSL
+"""SM2-with-SM3 signatures (and verifications) per second through unica.sm2 vs the same OpenSSL
 EVP calls made directly through cffi, same key, same process, same run.
 
     python bench/sm2_sign.py [--seconds 4] [--size 32] [--record]
@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unica.hsm import sm2  # noqa: E402
-from unica.hsm.sm2 import DEFAULT_ID, SM2PrivateKey  # noqa: E402
+from unica import sm2  # noqa: E402
+from unica.sm2 import DEFAULT_ID, SM2PrivateKey  # noqa: E402
 
 SLICE = 0.05
 RESULTS = Path(__file__).resolve().parent / "results" / "sm2_sign.txt"

@@ -390,6 +390,8 @@ _ECDSA_OIDS = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3",
 _RSA_OIDS = {"sha256": "1.2.840.113549.1.1.11", "sha384": "1.2.840.113549.1.1.12",
              "sha512": "1.2.840.113549.1.1.13"}
 _NULL = b"\x05\x00"
+#: SM2 signature with SM3 (GM/T 0006); its AlgorithmIdentifier has no parameters, as OpenSSL writes it
+SM2_WITH_SM3 = "1.2.156.10197.1.501"
 
 
 def hash_alg_id(name: str) -> bytes:
@@ -415,6 +417,12 @@ class SignatureScheme:
             self.algorithm_identifier = seq(oid("1.3.101.112" if isinstance(key, ed25519.Ed25519PrivateKey)
                                                 else "1.3.101.113"))
             self._sign = key.sign
+            return
+        if type(key).__module__ == "unica.sm2":  # SM2 with SM3 (GM/T 0006 OID, no parameters)
+            if hash_alg is not None or rsa_pss:
+                raise ValueError("SM2 keys sign with SM3 fixed by the scheme; pass hash_alg=None")
+            self.algorithm_identifier = seq(oid(SM2_WITH_SM3))
+            self._sign = key.sign  # with the default signer ID (GM/T 0009)
             return
         if hash_alg is None:
             hash_alg = hashes.SHA256()
@@ -443,7 +451,7 @@ class SignatureScheme:
             self._sign = lambda data: key.sign(data, pad, hash_alg)
         else:
             raise UnsupportedKeyType(f"cannot sign with a {type(key).__name__}: "
-                                     "expected an EC, RSA, Ed25519 or Ed448 private key")
+                                     "expected an EC, RSA, Ed25519, Ed448 or SM2 private key")
 
     def sign(self, data: bytes) -> bytes:
         return self._sign(data)

@@ -96,7 +96,7 @@ class CorruptKeyFile(KeyBackendError):
 
 
 class SM2Error(KeyBackendError):
-    """The SM2/SM3 backend (the system OpenSSL 3 libcrypto, :mod:`unica.hsm.sm2`) failed: the
+    """The SM2/SM3 backend (the system OpenSSL 3 libcrypto, :mod:`unica.sm2`) failed: the
     library cannot be loaded or lacks SM2, or an OpenSSL call failed (the message carries
     OpenSSL's reason, on one line)."""
 

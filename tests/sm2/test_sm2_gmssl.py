@@ -17,8 +17,8 @@ if importlib.util.find_spec("gmssl") is None and not os.environ.get("CI"):
     pytest.skip("gmssl (pip install gmssl) is not installed", allow_module_level=True)
 
 from unica.errors import SM2SignatureInvalid
-from unica.hsm import sm2
-from unica.hsm.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
+from unica import sm2
+from unica.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
 from .peers import (N, curve, gm_keypair, gm_public_of, gm_sign, gm_sign_default_id, gm_sm3_hash,
                     gm_verify, gm_verify_default_id, pkcs8, scalar_of, spki, z_value)

@@ -1,4 +1,4 @@
-"""unica.hsm.sm2 on its own: round trips, every way a signature must fail, malformed and foreign
+"""unica.sm2 on its own: round trips, every way a signature must fail, malformed and foreign
 keys refused with typed errors, the OpenSSL error queue left empty, one key shared by threads."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from unica.errors import (InputError, KeyBackendError, MalformedInput, SM2Error, SM2SignatureInvalid,
                           UnicaError, UnsupportedKeyType)
-from unica.hsm import sm2
-from unica.hsm.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
+from unica import sm2
+from unica.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
 from .peers import ALG_ID, N, der, pkcs8, scalar_of, sig_der, sig_rs
 

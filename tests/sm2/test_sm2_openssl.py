@@ -13,8 +13,8 @@ import shutil
 import pytest
 
 from unica.errors import MalformedInput, SM2SignatureInvalid
-from unica.hsm import sm2
-from unica.hsm.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
+from unica import sm2
+from unica.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
 from .peers import distid_opts, openssl
 

@@ -24,7 +24,7 @@ from unica.ca.records import get_ca_row, name_hash, pem
 from unica.store.cas import ca_row_info, list_cas  # noqa: F401 (list_cas: part of this module's API)
 from unica.ca.request import CSRRequest
 from unica.errors import CAExists, CAUnusable, InputError, MalformedInput, PolicyViolation, StoreError
-from unica.hsm.keytypes import key_identifier, key_type_of
+from unica.hsm.keytypes import key_identifier, key_type_of, public_key_of
 from unica.policies import Profile, get_profile, parse_duration
 
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -172,7 +172,7 @@ def _fill_ca_row(row, cert_der: bytes) -> None:
     row.subject_text = name_text(cert.subject)
     row.not_before = cert.not_valid_before_utc
     row.not_after = cert.not_valid_after_utc
-    row.ski = key_identifier(cert.public_key())
+    row.ski = key_identifier(public_key_of(cert))
     row.key_hash = row.ski  # SHA-1 of subjectPublicKey: RFC 5280 method 1 = OCSP issuerKeyHash
     row.name_hash = name_hash(cert.subject)
     row.status = "active"
@@ -353,16 +353,14 @@ def _create_external_sub(store, name: str, subject: str, key: KeySpec, csr_out: 
                          write_csr) -> dict:
     from cryptography.hazmat.primitives import serialization
 
-    from unica.hsm.keytypes import default_hash_for
+    from unica.hsm.enroll import make_csr
     from unica.store import models as m
 
     _ensure_new(store, name)
     settings.check_new()
     dn = check_any_subject(parse_dn(subject), f"CA {name}")  # the bounds any CA applies, before a key is made
     uri, k = key.obtain(name)
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(dn)
-           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-           .sign(k, default_hash_for(k.public_key())))
+    csr = make_csr(k, dn, ca=True)
     pem_bytes = csr.public_bytes(serialization.Encoding.PEM)
     with store.write() as s:
         row = m.CA(name=name, key_uri=uri, subject_der=dn.public_bytes(), subject_text=name_text(dn),

@@ -35,7 +35,8 @@ from unica.ca.tbs import Template, make_template
 from unica.ca.request import CSRRequest
 from unica.errors import CAUnusable, PolicyViolation, UnsupportedKeyType
 from unica.hsm import signature_params
-from unica.hsm.keytypes import KeyType, default_hash_for, key_identifier, key_type_of, spki_der, spki_sha256
+from unica.hsm.keytypes import (KeyType, default_hash_for, is_sm2, key_identifier, key_type_of, spki_der,
+                                 spki_sha256)
 from unica.policies.model import KEY_USAGES, NameConstraintsSpec, Profile
 
 #: certificates are backdated this much, for relying parties with slow clocks
@@ -480,7 +481,9 @@ def sign_many(prepared: list, key, issuer_public_key, *, verify_every: int = 1) 
 def _verify(sig: bytes, tbs: bytes, public_key, hash_alg) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
+    if is_sm2(public_key):
+        public_key.verify(sig, tbs)  # SM3, default signer ID: as the CA signs
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
         public_key.verify(sig, tbs, ec.ECDSA(hash_alg))
     elif isinstance(public_key, rsa.RSAPublicKey):
         public_key.verify(sig, tbs, padding.PKCS1v15(), hash_alg)

@@ -372,12 +372,14 @@ def issue_operation(ca: str, profile: str, requests: list, requester: str | None
 
     from unica.auth import Operation
 
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from unica.hsm.keytypes import spki_der
 
     def encoded(r) -> str:
         if isinstance(r, CSRRequest):  # a request built without a CSR: its key and subject
             if r.csr is None:
-                spki = r.spki_der or r.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                spki = r.spki_der or spki_der(r.public_key)
                 return "subject:" + r.subject.rfc4514_string() + ";spki:" + base64.b64encode(spki).decode()
             r = r.csr
         if hasattr(r, "public_bytes"):

@@ -92,7 +92,7 @@ def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key,
 
     from unica.ca.issuance import IssuingCA
     from unica.hsm import generate_key, load_key
-    from unica.hsm.keytypes import default_hash_for
+    from unica.hsm.enroll import make_csr
 
     now = now or m.utcnow()
     ca_key, pin, passphrase = (v() if callable(v) else v for v in (ca_key, pin, passphrase))
@@ -114,7 +114,7 @@ def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key,
     orgs = ca_subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     countries = ca_subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
     subject = x509.Name([*countries[:1], *orgs[:1], *name_attrs])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, default_hash_for(key))
+    csr = make_csr(key, subject)
     issuing = IssuingCA(store, ca_name, key=ca_key)
     issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"ocsp-signer:{ca_name}",
                            source=f"OCSP signer request for CA {ca_name}")

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from unica.ca.engine import Issuer
 from unica.errors import CAUnusable
+from unica.hsm.keytypes import public_key_of
 from unica.store.cas import get_ca_row  # noqa: F401 (it lives below both the CA and OCSP services)
 
 
@@ -30,7 +31,7 @@ def issuer_from_row(row) -> Issuer:
     except x509.ExtensionNotFound:
         nc = None
     return Issuer(
-        name=row.name, subject=cert.subject, public_key=cert.public_key(), ski=row.ski,
+        name=row.name, subject=cert.subject, public_key=public_key_of(cert), ski=row.ski,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         crl_url=row.crl_url, crl_shards=row.crl_shards or 1, ocsp_url=row.ocsp_url,
         ca_issuers_url=row.ca_issuers_url, path_length=path_length,

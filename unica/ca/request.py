@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from unica import der
 from unica.errors import MalformedInput, PolicyViolation
-from unica.hsm.keytypes import key_type_of
+from unica.hsm.keytypes import key_type_of, public_key_of
 
 MAX_CSR_BYTES = 64 * 1024
 
@@ -73,6 +73,20 @@ def _signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) 
     return csr.is_signature_valid
 
 
+def _sm2_signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) -> bool:
+    """An SM2 request's self-signature: SM2 with SM3 and the default signer ID (GM/T 0009
+    ``1234567812345678``, what ``openssl req -sm3 -sigopt distid:1234567812345678`` uses)."""
+    from unica.errors import SM2SignatureInvalid
+
+    if csr.signature_algorithm_oid.dotted_string != der.SM2_WITH_SM3:
+        return False
+    try:
+        public_key.verify(csr.signature, info)
+        return True
+    except SM2SignatureInvalid:
+        return False
+
+
 def parse_csr(data: bytes, source: str = "CSR") -> CSRRequest:
     """Parse a PEM or DER PKCS#10 request and verify its signature."""
     return csr_request(load_csr(data, source), source)
@@ -94,14 +108,14 @@ def load_csr(data: bytes, source: str = "CSR") -> tuple:
     except (ValueError, x509.InvalidVersion):
         raise MalformedInput(f"{source}: not a PKCS#10 certificate request (PEM or DER)") from None
     try:
-        public_key = csr.public_key()
+        public_key = public_key_of(csr)
         kt = key_type_of(public_key)
     except Exception:
         raise PolicyViolation(f"{source}: the request's public key type is not supported: "
                               f"{_key_type_named(csr)}") from None
     try:
         info = csr.tbs_certrequest_bytes
-        ok = _signature_ok(csr, public_key, info)
+        ok = _sm2_signature_ok(csr, public_key, info) if kt == "sm2" else _signature_ok(csr, public_key, info)
     except Exception:
         ok = False
     if not ok:
@@ -139,8 +153,6 @@ def _key_type_named(csr: x509.CertificateSigningRequest) -> str:
             curve = params.chosen.dotted if params.name == "named" else None
             if curve is None:
                 return "EC with explicit curve parameters (only named curves are supported)"
-            if curve == "1.2.156.10197.1.301":
-                return f"SM2 (EC curve {curve}), which this version does not issue for"
             return f"EC, curve {_CURVE_NAMES.get(curve, 'unknown')} ({curve})"
         return f"{_KEY_ALGORITHM_NAMES.get(alg, 'unknown algorithm')} ({alg})"
     except Exception:  # asn1crypto parses lazily: a malformed key shows only here

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from unica.errors import UnsupportedKeyType
-from unica.hsm.keytypes import KeyType, default_hash_for, key_type_of, spki_sha256
+from unica.hsm.keytypes import KeyType, default_hash_for, is_sm2, key_type_of, spki_sha256
 from unica.hsm.secrets import PASSPHRASE, USER_PIN, resolve_secret
 from unica.hsm.uri import FileURI, KeyURI, Pkcs11URI, parse_key_uri
 
@@ -42,6 +42,12 @@ class KeyInfo:
     def public_pem(self) -> str:
         from cryptography.hazmat.primitives import serialization
 
+        if is_sm2(self.public_key):
+            import base64
+            import textwrap
+
+            b64 = "\n".join(textwrap.wrap(base64.b64encode(self.public_key.spki_der()).decode(), 64))
+            return f"-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"
         return self.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
@@ -123,6 +129,10 @@ def list_keys(token: str, *, module_path: str | None = None, pin: str | None = N
 
 def signature_params(key, hash_alg: hashes.HashAlgorithm | None = None, *, pss: bool = False):
     """The ``(padding, algorithm)`` / ``algorithm`` cryptography's ``sign`` wants for ``key``."""
+    if is_sm2(key):  # SM3 with the signer ID's Z value, fixed by the scheme (unica.sm2)
+        if hash_alg is not None or pss:
+            raise UnsupportedKeyType("SM2 keys sign with SM3 only (no other hash, no PSS)")
+        return ()
     h = hash_alg or default_hash_for(key)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return (ec.ECDSA(h),)

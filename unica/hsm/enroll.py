@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from unica.errors import InputError, KeyNotFound
 from unica.hsm import generate_key, load_key
-from unica.hsm.keytypes import KeyType, default_hash_for
+from unica.hsm.keytypes import KeyType, default_hash_for, is_sm2, spki_der
 from unica.hsm.uri import Pkcs11URI, parse_key_uri
 
 
@@ -34,11 +34,40 @@ def with_org_identifier(name: x509.Name, value: str) -> x509.Name:
     return x509.Name(rdns)
 
 
-def make_csr(key, subject: x509.Name) -> x509.CertificateSigningRequest:
-    """A PKCS#10 request for ``key``'s public key, signed by ``key`` (on the token, for token keys)."""
+def make_csr(key, subject: x509.Name, *, ca: bool = False) -> x509.CertificateSigningRequest:
+    """A PKCS#10 request for ``key``'s public key, signed by ``key`` (on the token, for token keys);
+    ``ca``: it asks for basicConstraints cA (critical), as a CA's request to an external parent does.
+
+    An SM2 key (which cryptography's builder cannot sign with) gets the same request assembled
+    with asn1crypto and signed SM2-with-SM3 under the default signer ID (GM/T 0009)."""
     if not isinstance(subject, x509.Name):
         raise TypeError("subject must be an x509.Name (parse text with unica.ca.names.parse_dn)")
-    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, default_hash_for(key))
+    bc = x509.BasicConstraints(ca=True, path_length=None)
+    if is_sm2(key):
+        return _sm2_csr(key, subject, [(bc, True)] if ca else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if ca:
+        builder = builder.add_extension(bc, critical=True)
+    return builder.sign(key, default_hash_for(key))
+
+
+def _sm2_csr(key, subject: x509.Name, extensions: list) -> x509.CertificateSigningRequest:
+    from asn1crypto import core, csr as acsr, keys, x509 as ax509
+
+    from unica import der
+
+    attributes = []
+    if extensions:
+        exts = ax509.Extensions([ax509.Extension.load(der.extension(der.oid(v.oid.dotted_string), v.public_bytes(),
+                                                                    critical)) for v, critical in extensions])
+        attributes.append(acsr.CRIAttribute({"type": "extension_request", "values": [exts]}))
+    info = acsr.CertificationRequestInfo({
+        "version": "v1", "subject": ax509.Name.load(subject.public_bytes()),
+        "subject_pk_info": keys.PublicKeyInfo.load(spki_der(key)), "attributes": attributes})
+    tbs = info.dump()
+    request = der.seq(tbs, der.seq(der.oid(der.SM2_WITH_SM3)), der.bit_string(key.sign(tbs)))
+    core.Sequence.load(request)  # well-formed before anyone sees it
+    return x509.load_der_x509_csr(request)
 
 
 def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:

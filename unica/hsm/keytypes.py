@@ -18,6 +18,8 @@ class KeyType(str, enum.Enum):
     RSA_3072 = "rsa-3072"
     RSA_4096 = "rsa-4096"
     ED25519 = "ed25519"
+    #: SM2 (GM/T 0003, GB/T 32918) with SM3: software keys only (see unica.sm2)
+    SM2 = "sm2"
 
     @classmethod
     def parse(cls, text: str) -> "KeyType":
@@ -36,6 +38,10 @@ class KeyType(str, enum.Enum):
         return self.value.startswith("ec-")
 
     @property
+    def is_sm2(self) -> bool:
+        return self is KeyType.SM2
+
+    @property
     def rsa_bits(self) -> int:
         return int(self.value.split("-")[1])
 
@@ -44,8 +50,16 @@ class KeyType(str, enum.Enum):
         return {"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}[self.value]
 
 
+def is_sm2(key) -> bool:
+    """Whether ``key`` (public or private) is an SM2 key of :mod:`unica.sm2` (without
+    loading that module's libcrypto binding when no SM2 key was ever made or read)."""
+    return type(key).__module__ == "unica.sm2"
+
+
 def key_type_of(public_key) -> str:
-    """A short name for a public (or private) key: ``ec-p256``, ``rsa-3072``, ``ed25519``..."""
+    """A short name for a public (or private) key: ``ec-p256``, ``rsa-3072``, ``ed25519``, ``sm2``..."""
+    if is_sm2(public_key):
+        return "sm2"
     if hasattr(public_key, "public_key") and not isinstance(public_key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
         public_key = public_key.public_key()
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -61,6 +75,8 @@ def key_type_of(public_key) -> str:
 
 
 def spki_der(public_key) -> bytes:
+    if is_sm2(public_key):
+        return (public_key.public_key() if hasattr(public_key, "public_key") else public_key).spki_der()
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -77,12 +93,17 @@ def key_identifier(public_key) -> bytes:
     """
     from cryptography import x509
 
+    if is_sm2(public_key):  # the BIT STRING value is the uncompressed point, the SPKI's last 65 bytes
+        return hashlib.sha1(spki_der(public_key)[-65:]).digest()
     return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
 
 
 def default_hash_for(public_key) -> hashes.HashAlgorithm | None:
     """The signature hash unica pairs with a key (certificates, CRLs, signatures): SHA-384 for
-    P-384, SHA-512 for P-521 (RFC 5480 4), none for EdDSA, else SHA-256."""
+    P-384, SHA-512 for P-521 (RFC 5480 4), none for EdDSA and SM2 (whose scheme fixes its hash:
+    SM3, with the signer's Z value), else SHA-256."""
+    if is_sm2(public_key):
+        return None
     if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
                                ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return None
@@ -92,3 +113,38 @@ def default_hash_for(public_key) -> hashes.HashAlgorithm | None:
     if isinstance(public_key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
         return hashes.SHA256()
     raise UnsupportedKeyType(f"unsupported key type {type(public_key).__name__}")
+
+
+def public_key_of(cert):
+    """The public key of a ``cryptography`` certificate (or CSR): what ``cert.public_key()``
+    gives, or an :class:`unica.sm2.SM2PublicKey` for an SM2 key (which cryptography cannot
+    load)."""
+    try:
+        return cert.public_key()
+    except Exception:
+        spki = _spki_of_sm2(cert)
+        if spki is None:
+            raise
+        from unica.sm2 import SM2PublicKey
+
+        return SM2PublicKey.from_spki_der(spki)
+
+
+_SM2_CURVE_DER = bytes.fromhex("06082a811ccf5501822d")  # OBJECT IDENTIFIER 1.2.156.10197.1.301
+
+
+def _spki_of_sm2(cert) -> bytes | None:
+    """The SubjectPublicKeyInfo DER of a certificate or CSR whose key is on the SM2 curve, else None."""
+    from asn1crypto import csr as acsr, x509 as ax509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    data = cert.public_bytes(Encoding.DER)
+    try:
+        if hasattr(cert, "tbs_certrequest_bytes"):
+            spki = acsr.CertificationRequest.load(data)["certification_request_info"]["subject_pk_info"]
+        else:
+            spki = ax509.Certificate.load(data)["tbs_certificate"]["subject_public_key_info"]
+        der = spki.dump()
+    except Exception:
+        return None
+    return der if _SM2_CURVE_DER in der[:32] else None

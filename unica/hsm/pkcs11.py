@@ -433,6 +433,10 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
     """
     if uri.object is None:
         raise KeyNotFound("a new token key needs a label: add object=LABEL to the URI")
+    if key_type.is_sm2:
+        raise UnsupportedKeyType("SM2 keys cannot be generated on a PKCS#11 token by this version: PKCS#11 "
+                                 "defines no SM2 mechanism (each vendor has its own; SoftHSM2 has none); keep an "
+                                 "SM2 key in an encrypted file (file:PATH)")
     if not (key_type.is_ec or key_type.is_rsa):
         raise UnsupportedKeyType(f"key type {key_type.value} cannot be generated on a PKCS#11 token (use ec-* or rsa-*)")
     module = get_module(uri.module)

@@ -13,8 +13,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from unica.errors import CorruptKeyFile, KeyExists, KeyNotFound, PassphraseIncorrect, UnsupportedKeyType
-from unica.hsm.keytypes import KeyType
+from unica.hsm.keytypes import KeyType, is_sm2
 
 _MAX_KEY_FILE = 64 * 1024
 
@@ -26,6 +28,10 @@ def new_private_key(key_type: KeyType):
         return rsa.generate_private_key(public_exponent=65537, key_size=key_type.rsa_bits)
     if key_type is KeyType.ED25519:
         return ed25519.Ed25519PrivateKey.generate()
+    if key_type is KeyType.SM2:
+        from unica.sm2 import SM2PrivateKey
+
+        return SM2PrivateKey.generate()
     raise UnsupportedKeyType(f"key type {key_type.value} is not supported for software keys")
 
 
@@ -63,8 +69,11 @@ def encrypt_private_key(key, passphrase: str) -> bytes:
         raise PassphraseIncorrect("an empty passphrase cannot protect a key file")
     salt, iv = _secrets.token_bytes(16), _secrets.token_bytes(16)
     kek = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode("utf-8"))
-    plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
+    if is_sm2(key):
+        plain = key.private_bytes_pkcs8()
+    else:
+        plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
     padder = sympad.PKCS7(128).padder()
     enc = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
     blob = enc.update(padder.update(plain) + padder.finalize()) + enc.finalize()
@@ -128,6 +137,10 @@ def load_file_key(path: Path, passphrase: str):
         raise CorruptKeyFile(f"key file {path} is not an encrypted PKCS#8 PEM private key")
     try:
         key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
+    except UnsupportedAlgorithm as e:
+        if "1.2.156.10197.1.301" not in str(e):  # decrypted, but a curve cryptography lacks: SM2 is ours
+            raise UnsupportedKeyType(f"key file {path} holds an unsupported key type: {e}") from None
+        return _load_sm2(path, data, passphrase)
     except ValueError as e:
         msg = str(e).lower()
         if "incorrect password" in msg or "bad decrypt" in msg:
@@ -140,3 +153,46 @@ def load_file_key(path: Path, passphrase: str):
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
         raise UnsupportedKeyType(f"key file {path} holds an unsupported key type {type(key).__name__}")
     return key
+
+
+def _load_sm2(path: Path, data: bytes, passphrase: str):
+    """An SM2 key file: cryptography decrypted it (so the passphrase is right) but cannot load
+    the curve. Decrypt it again here -- unica's own format only, PBES2 with scrypt and
+    AES-256-CBC as :func:`encrypt_private_key` writes it -- and read the PKCS#8 with
+    :mod:`unica.sm2`."""
+    from asn1crypto import keys, pem
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    from unica.errors import UnicaError
+    from unica.sm2 import SM2PrivateKey
+
+    try:
+        _, _, body = pem.unarmor(data)
+        info = keys.EncryptedPrivateKeyInfo.load(body)
+        alg = info["encryption_algorithm"]
+        kdf = alg["parameters"]["key_derivation_func"]
+        scheme = alg["parameters"]["encryption_scheme"]
+        if alg["algorithm"].native != "pbes2" or kdf["algorithm"].dotted != "1.3.6.1.4.1.11591.4.11" \
+                or scheme["algorithm"].native != "aes256_cbc":
+            raise ValueError("not unica's PBES2 (scrypt, AES-256-CBC)")
+        params = kdf["parameters"].native
+        salt, n, r, p = params["0"], params["1"], params["2"], params["3"]
+        if not (isinstance(salt, bytes) and 8 <= len(salt) <= 64 and n in (1 << 14, 1 << 15, 1 << 16, 1 << 17)
+                and 1 <= r <= 16 and 1 <= p <= 16):
+            raise ValueError("scrypt parameters out of range")
+        iv = scheme["parameters"].native
+        kek = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+        dec = Cipher(algorithms.AES(kek), modes.CBC(iv)).decryptor()
+        unpadder = sympad.PKCS7(128).unpadder()
+        plain = bytearray(unpadder.update(dec.update(info["encrypted_data"].native) + dec.finalize())
+                          + unpadder.finalize())
+    except Exception as e:
+        raise CorruptKeyFile(f"key file {path} is an SM2 key unica cannot read: {type(e).__name__}: {e}") from None
+    try:
+        return SM2PrivateKey.from_pkcs8_der(bytes(plain))
+    except UnicaError as e:
+        raise CorruptKeyFile(f"key file {path} is corrupted: {e}") from None
+    finally:
+        plain[:] = bytes(len(plain))

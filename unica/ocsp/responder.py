@@ -68,9 +68,9 @@ class ServedCA:
 
 
 class IssuerIndex:
-    """(hash algorithm, issuerNameHash, issuerKeyHash) -> :class:`ServedCA`, for SHA-1/2."""
+    """(hash algorithm, issuerNameHash, issuerKeyHash) -> :class:`ServedCA`, for SHA-1/2 and SM3."""
 
-    ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
+    ALGORITHMS = ("sha1", "sha256", "sha384", "sha512", "sm3")
 
     def __init__(self, cas: Iterable[ServedCA]):
         self._by_hash: dict[tuple[str, bytes, bytes], ServedCA] = {}
@@ -81,8 +81,7 @@ class IssuerIndex:
             self.by_name[ca.name] = ca
             f = der.cert_fields(ca.issuer.public_bytes(Encoding.DER))
             for alg in self.ALGORITHMS:
-                h = getattr(hashlib, alg)
-                key = (alg, h(f["subject"]).digest(), h(f["spk"]).digest())
+                key = (alg, hashlib.new(alg, f["subject"]).digest(), hashlib.new(alg, f["spk"]).digest())
                 if key in self._by_hash:
                     raise ConfigurationError(f"CAs {self._by_hash[key].name} and {ca.name} have the same "
                                              "name and key; OCSP cannot tell them apart")

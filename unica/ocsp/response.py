@@ -129,8 +129,9 @@ class ResponseSigner:
 
     def __init__(self, issuer: x509.Certificate, signer_cert: x509.Certificate, key,
                  hash_alg: hashes.HashAlgorithm | None = None, *, rsa_pss: bool = False):
-        pub = signer_cert.public_key()
-        if key.public_key() != pub:
+        from unica.hsm.keytypes import public_key_of, spki_der
+
+        if spki_der(key.public_key()) != spki_der(public_key_of(signer_cert)):
             raise ConfigurationError(f"OCSP signing key does not match certificate {signer_cert.subject.rfc4514_string()}")
         self.delegated = signer_cert != issuer
         if self.delegated:

@@ -137,10 +137,9 @@ def _replay(store: Store, app: m.Application, code, csr):
     connection, a service killed after storing the certificate -- gets it by sending its
     request again, and nothing is issued. None: not that case (then the code is used up: for
     any other key it is refused)."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     from unica.ca.issuance import Issued
     from unica.ca.request import CSRRequest, parse_csr
+    from unica.hsm.keytypes import spki_der
 
     if app.certificate_id is None:
         return None
@@ -148,7 +147,7 @@ def _replay(store: Store, app: m.Application, code, csr):
         return None
     try:
         req = csr if isinstance(csr, CSRRequest) else parse_csr(csr, "the CSR")
-        spki = req.spki_der or req.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        spki = req.spki_der or spki_der(req.public_key)
     except (UnicaError, ValueError, TypeError):
         return None
     import hashlib
@@ -234,9 +233,9 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
 
 
 def _spki(request) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from unica.hsm.keytypes import spki_der
 
-    return request.spki_der or request.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return request.spki_der or spki_der(request.public_key)
 
 
 class _ClaimLost(Exception):

@@ -247,6 +247,8 @@ async def _validate(leaf, anchors, intermediates, at, crls, ocsps, rules, policy
     )
     from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
 
+    from unica.verify.sm2sig import SIGNATURE_VALIDATOR
+
     kw = {}
     if trust_manager is not None:
         kw["trust_manager"] = trust_manager
@@ -256,7 +258,8 @@ async def _validate(leaf, anchors, intermediates, at, crls, ocsps, rules, policy
         other_certs=list(intermediates), moment=at, allow_fetching=fetchers is not None,
         fetchers=fetchers, crls=list(crls), ocsps=list(ocsps),
         revinfo_policy=CertRevTrustPolicy(rules, retroactive_revinfo=True),
-        algorithm_usage_policy=algorithm_policy(), time_tolerance=_dt.timedelta(seconds=1), **kw,
+        algorithm_usage_policy=algorithm_policy(), time_tolerance=_dt.timedelta(seconds=1),
+        signature_validator=SIGNATURE_VALIDATOR, **kw,
     )
     v = CertificateValidator(leaf, validation_context=ctx, pkix_params=policy.pkix_params())
     try:
