@@ -321,6 +321,10 @@ def extensions_for(profile: Profile, issuer: Issuer, public_key, subject: x509.N
             exts.append((x509.AuthorityInformationAccess(aia), False))
     if profile.ocsp_nocheck:
         exts.append((x509.OCSPNoCheck(), False))
+    if profile.subject.gmt0015:  # per-certificate values: slots of the TBS template (unica.ca.gmt0015)
+        from unica.ca import gmt0015
+
+        exts += gmt0015.extensions(profile.subject.gmt0015, subject)
     return exts
 
 

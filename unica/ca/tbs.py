@@ -6,7 +6,9 @@ with a throwaway key, and it re-encodes every extension object for every certifi
 Here everything a certificate shares with the others of its (issuer, profile) -- the
 signature algorithm, the issuer name and the extensions the profile fixes -- is encoded
 once into a :class:`Template`; per certificate only the serial, validity, subject, public
-key, subject key identifier, SANs and (for partitioned CRLs) the CRL URL are encoded.
+key, subject key identifier, SANs, (for partitioned CRLs) the CRL URL and extensions whose
+value follows from the subject (an extension object with an ``extension_der(subject_der)``
+method, e.g. :class:`unica.ca.gmt0015.SubjectDerived`) are encoded.
 
 The extension decisions are not made here: :func:`unica.ca.engine.extensions_for` is the
 one place that decides them, and the template is built from its output. The tests check
@@ -79,8 +81,10 @@ class Template:
             elif part == _SAN:
                 if sans:
                     exts.append(der.extension(_OID_SAN, san_der(sans), subject_empty))
-            else:
+            elif part == _CDP:
                 exts.append(self._cdp_for(serial))
+            else:  # an extension whose value follows from the subject (e.g. unica.ca.gmt0015)
+                exts.append(part(subject_der))
         nb, na, validity = self._validity
         if nb != not_before or na != not_after:
             validity = der.seq(der.x509_time(not_before), der.x509_time(not_after))
@@ -142,6 +146,8 @@ def make_template(extensions: list[tuple[x509.ExtensionType, bool]], issuer_der:
         elif isinstance(value, x509.CRLDistributionPoints) and cdp_url_for is not None:
             parts.append(_CDP)
             cdp = {"url_for": cdp_url_for, "critical": critical}
+        elif callable(getattr(value, "extension_der", None)):
+            parts.append(value.extension_der)  # subject DER -> the Extension DER (non-critical by its own rule)
         else:
             parts.append(_ext_der(value, critical))
     return Template(issuer_der, sigalg_der, parts, cdp, hash_name)

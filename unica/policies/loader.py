@@ -18,6 +18,7 @@ from unica.hsm.keytypes import KeyType
 from unica.policies.duration import parse_duration
 from unica.policies.model import (
     EKU_NAMES,
+    GMT0015_EDITIONS,
     HONOURABLE_EXTENSIONS,
     KEY_USAGES,
     KINDS,
@@ -46,7 +47,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "basic_constraints": {"path_length": "int"},
     "certificate_policies": {"oid": "str", "cps_uri": "str", "user_notice": "str"},
     "keys": {"allowed": "str[]"},
-    "subject": {"required": "str[]", "allowed": "str[]", "uscc": "str"},
+    "subject": {"required": "str[]", "allowed": "str[]", "uscc": "str", "gmt0015": "str[]"},
     "subject_alt_name": {"allowed": "str[]", "required": "bool", "max": "int"},
     "name_constraints": {k: "str[]" for k in NameConstraintsSpec.__dataclass_fields__},
     "revocation_info": {"crl_distribution_points": "bool", "ocsp": "bool", "ca_issuers": "bool"},
@@ -231,6 +232,13 @@ def parse_profile(data: dict, *, name: str, source: str) -> Profile:
     if uscc == "forbidden" and "organizationIdentifier" in permitted:
         raise ctx.fail("subject.uscc", "organizationIdentifier is permitted, so set uscc to 'optional' or 'required' "
                                        "(unica reads it as a Unified Social Credit Code)")
+    gmt0015 = _one_of(ctx, "subject.gmt0015", subj.get("gmt0015", []), GMT0015_EDITIONS)
+    if gmt0015 and uscc != "required":
+        raise ctx.fail("subject.gmt0015", "GM/T 0015 extensions repeat the subject's Unified Social Credit Code, "
+                                          "so subject.uscc must be 'required'")
+    if gmt0015 and is_ca:
+        raise ctx.fail("subject.gmt0015", f"GM/T 0015 organisation extensions are for end-entity certificates "
+                                          f"(kind is {kind})")
     if is_ca and "commonName" not in required and "organizationName" not in required:
         raise ctx.fail("subject.required", "a CA profile must require commonName or organizationName")
 
@@ -293,7 +301,7 @@ def parse_profile(data: dict, *, name: str, source: str) -> Profile:
         name=name, source=source, kind=kind, validity=validity, description=data.get("description", ""),
         key_usage=key_usage, key_usage_critical=True, extended_key_usage=eku_t_usages,
         extended_key_usage_critical=eku_critical, path_length=path_length, policies=tuple(policies),
-        key_types=key_types, subject=SubjectRules(required, allowed, uscc), san=san, name_constraints=nc,
+        key_types=key_types, subject=SubjectRules(required, allowed, uscc, gmt0015), san=san, name_constraints=nc,
         crl_distribution_points=rev.get("crl_distribution_points", default_rev),
         ocsp=rev.get("ocsp", default_rev), ca_issuers=rev.get("ca_issuers", default_rev),
         ocsp_nocheck=ocsp_nocheck, honour_extensions=honour,

@@ -59,6 +59,9 @@ SAN_TYPES = ("dns", "ip", "email", "uri")
 #: CSR-requested extensions a profile may honour
 HONOURABLE_EXTENSIONS = ("subjectAltName",)
 USCC_MODES = ("forbidden", "optional", "required")
+#: GM/T 0015 editions whose USCC-derived private extensions a profile may ask for
+#: (``[subject] gmt0015``; see unica.ca.gmt0015)
+GMT0015_EDITIONS = ("2012", "2023")
 KINDS = ("root-ca", "sub-ca", "end-entity")
 
 OCSP_NOCHECK_OID = ObjectIdentifier("1.3.6.1.5.5.7.48.1.5")
@@ -77,6 +80,8 @@ class SubjectRules:
     allowed: tuple[str, ...] = ()
     #: where the Unified Social Credit Code stands: forbidden | optional | required
     uscc: str = "forbidden"
+    #: GM/T 0015 editions ("2012", "2023") whose extensions repeat the subject's USCC (unica.ca.gmt0015)
+    gmt0015: tuple[str, ...] = ()
 
     @property
     def permitted(self) -> frozenset[str]:
@@ -148,7 +153,8 @@ class Profile:
                 {k: v for k, v in vars(p).items() if v is not None} for p in self.policies],
             "keys": {"allowed": list(self.key_types)},
             "subject": {"required": list(self.subject.required), "allowed": list(self.subject.allowed),
-                        "uscc": self.subject.uscc},
+                        "uscc": self.subject.uscc,
+                        **({"gmt0015": list(self.subject.gmt0015)} if self.subject.gmt0015 else {})},
             "subject_alt_name": {"allowed": list(self.san.allowed), "required": self.san.required,
                                  "max": self.san.max},
             "name_constraints": ({k: list(getattr(self.name_constraints, k))
