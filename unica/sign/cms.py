@@ -16,6 +16,20 @@ paths) and ``crls`` fields (CRLs as CertificateList; OCSP responses as RFC 5940
 OtherRevocationInfoFormat id-ri-ocsp-response) -- the place EN 319 122-1 prefers to the older
 certificate-values / revocation-values unsigned attributes. Those fields are outside the signed
 attributes, so adding them after the signature and its time-stamp changes nothing signed.
+
+SM2 (GM/T 0010-2012, the SM2 profile of PKCS#7): an SM2 signer signs with SM3 only -- digestAlgorithm
+SM3 (1.2.156.10197.1.401, parameters absent), signatureAlgorithm SM2-with-SM3 (1.2.156.10197.1.501,
+parameters absent; the OID X.509 uses, and what GmSSL's CMS code writes there), the
+signature over the DER signed attributes with the GM/T 0009 default signer ID (the one every
+national-algorithm tool assumes: a CMS has no place to carry another). The signed attributes are the
+ECDSA ones; the ESS signing-certificate-v2 hashes the certificate with SM3 (ESSCertIDv2
+hashAlgorithm SM3, written out since SHA-256 is the default), so that an SM2 signature uses no
+algorithm outside the national set. The content types are either the PKCS#7 ones
+(signedData 1.2.840.113549.1.7.2, data .7.1; ``cms_oids="pkcs7"``, the default, which RFC 5652
+readers take) or the GM/T 0010 ones (signedData 1.2.156.10197.6.1.4.2.2, data .2.1;
+``cms_oids="gmt0010"``, for relying parties that expect GM/T 0010; OpenSSL does not read them).
+The GM/T 0010 OIDs are for SM2 only. An SM2 signature is B-B only for now (no SM3 time-stamp
+imprint, no SM2 TSA).
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from unica.der import oid
 from unica.errors import FetchError, InputError, UnsupportedKeyType
 from unica.hsm import signature_params
+from unica.hsm.keytypes import is_sm2
 from unica.sign.signer import SigningIdentity
 
 _CHUNK = 1 << 20
@@ -50,7 +65,15 @@ OID_SIGNING_CERT_V2 = oid("1.2.840.113549.1.9.16.2.47")
 OID_TIMESTAMP_TOKEN = oid("1.2.840.113549.1.9.16.2.14")
 OID_RI_OCSP_RESPONSE = oid("1.3.6.1.5.5.7.16.2")
 
-_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sm3": hashes.SM3}
+
+# GM/T 0010-2012 (SM2 cryptographic message syntax) and GM/T 0006 algorithm OIDs
+OID_GM_DATA = oid("1.2.156.10197.6.1.4.2.1")
+OID_GM_SIGNED_DATA = oid("1.2.156.10197.6.1.4.2.2")
+OID_SM3 = oid("1.2.156.10197.1.401")
+OID_SM2_WITH_SM3 = oid("1.2.156.10197.1.501")
+#: the content-type OID sets an SM2 SignedData may carry: name -> (signedData, data)
+CMS_OIDS = {"pkcs7": (OID_SIGNED_DATA, OID_DATA), "gmt0010": (OID_GM_SIGNED_DATA, OID_GM_DATA)}
 
 
 def _len(n: int) -> bytes:
@@ -120,6 +143,8 @@ class _Template:
     """The DER parts of a SignedData that do not change from one signature to the next."""
 
     digest_name: str
+    signed_data_oid: bytes
+    data_oid: bytes
     digest_alg: bytes
     sig_alg: bytes
     certificates: bytes
@@ -132,15 +157,18 @@ class _Template:
     detached_encap: bytes
 
 
-def _template(identity: SigningIdentity, digest_name: str) -> _Template:
+def _template(identity: SigningIdentity, digest_name: str, cms_oids: str = "pkcs7") -> _Template:
+    signed_data_oid, data_oid = CMS_OIDS[cms_oids]
     cert = identity.cert
     cert_der = cert.public_bytes(serialization.Encoding.DER)
     chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
     a_cert = asn1_x509.Certificate.load(cert_der)
     sid = tlv(0x30, a_cert["tbs_certificate"]["issuer"].dump(), core.Integer(cert.serial_number).dump())
+    # SM2 signers hash with SM3 throughout (module docstring); the others with SHA-256 as before
+    ess_hash = "sm3" if digest_name == "sm3" else "sha256"
     ess = tsp.SigningCertificateV2({"certs": [{
-        "hash_algorithm": {"algorithm": "sha256"},
-        "cert_hash": hashlib.sha256(cert_der).digest(),
+        "hash_algorithm": {"algorithm": "sha256"} if ess_hash == "sha256" else {"algorithm": "1.2.156.10197.1.401"},
+        "cert_hash": hashlib.new(ess_hash, cert_der).digest(),
         "issuer_serial": {"issuer": [asn1_x509.GeneralName(name="directory_name", value=a_cert.issuer)],
                           "serial_number": cert.serial_number},
     }]}).dump()
@@ -148,26 +176,31 @@ def _template(identity: SigningIdentity, digest_name: str) -> _Template:
     for der in (cert_der, *chain_der):
         if der not in certs:
             certs.append(der)
-    digest_alg = algos.DigestAlgorithm({"algorithm": digest_name}).dump()
+    digest_alg = (tlv(0x30, OID_SM3) if digest_name == "sm3"
+                  else algos.DigestAlgorithm({"algorithm": digest_name}).dump())
     size = _HASHES[digest_name].digest_size
     md_attr = _attribute(OID_MESSAGE_DIGEST, tlv(0x04, bytes(size)))
     return _Template(
         digest_name=digest_name,
+        signed_data_oid=signed_data_oid,
+        data_oid=data_oid,
         digest_alg=digest_alg,
         sig_alg=_signature_algorithm(identity, digest_name),
         certificates=_set_of(certs, tag=0xA0),
         sid=sid,
-        content_type_attr=_attribute(OID_CONTENT_TYPE, OID_DATA),
+        content_type_attr=_attribute(OID_CONTENT_TYPE, data_oid),
         signing_cert_attr=_attribute(OID_SIGNING_CERT_V2, ess),
         md_attr_prefix=md_attr[:-size],
         si_head=b"\x02\x01\x01" + sid + digest_alg,
         sd_head=b"\x02\x01\x01" + tlv(0x31, digest_alg),
-        detached_encap=tlv(0x30, OID_DATA),
+        detached_encap=tlv(0x30, data_oid),
     )
 
 
 def _signature_algorithm(identity: SigningIdentity, digest_name: str) -> bytes:
     key = identity.key
+    if is_sm2(key):
+        return tlv(0x30, OID_SM2_WITH_SM3)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return algos.SignedDigestAlgorithm({"algorithm": f"{digest_name}_ecdsa"}).dump()
     if isinstance(key, rsa.RSAPrivateKey):
@@ -184,17 +217,35 @@ def _signature_algorithm(identity: SigningIdentity, digest_name: str) -> bytes:
 
 
 class CMSSigner:
-    """Signs many documents with one identity; the constant DER is computed once."""
+    """Signs many documents with one identity; the constant DER is computed once.
 
-    def __init__(self, identity: SigningIdentity, digest_algorithm: str | None = None):
-        name = digest_algorithm or identity.digest_algorithm
-        if name not in _HASHES:
-            raise InputError(f"unsupported digest algorithm {name!r} (sha256, sha384, sha512)")
+    ``cms_oids``: the content-type OIDs, ``"pkcs7"`` (default) or ``"gmt0010"`` (GM/T 0010, SM2
+    signers only; see the module docstring).
+    """
+
+    def __init__(self, identity: SigningIdentity, digest_algorithm: str | None = None, *,
+                 cms_oids: str = "pkcs7"):
+        if cms_oids not in CMS_OIDS:
+            raise InputError(f"unknown CMS OID set {cms_oids!r} (pkcs7, gmt0010)")
+        key = identity.key
+        sm2 = is_sm2(key)
+        if sm2:  # the SM2 scheme fixes its hash: SM3 (with the signer's Z value)
+            if digest_algorithm not in (None, "sm3"):
+                raise InputError(f"an SM2 key signs with SM3 only, not {digest_algorithm!r}")
+            if identity.pss:
+                raise InputError("PSS is for RSA keys, not SM2")
+            name = "sm3"
+        else:
+            if cms_oids != "pkcs7":
+                raise InputError("the GM/T 0010 CMS OIDs are for SM2 signers only")
+            name = digest_algorithm or identity.digest_algorithm
+            if name not in _HASHES or name == "sm3":
+                raise InputError(f"unsupported digest algorithm {name!r} (sha256, sha384, sha512)")
         self.identity = identity
         self.digest_name = name
-        self._hashlib = getattr(hashlib, name)
-        key = identity.key
-        if isinstance(key, ed25519.Ed25519PrivateKey):
+        self.cms_oids = cms_oids
+        self._hashlib = (lambda d: hashlib.new("sm3", d)) if name == "sm3" else getattr(hashlib, name)
+        if sm2 or isinstance(key, ed25519.Ed25519PrivateKey):
             self._sign_args: tuple = ()
         else:
             # unica.hsm.signature_params once, not per signature
@@ -203,7 +254,7 @@ class CMSSigner:
 
     @cached_property
     def _t(self) -> _Template:
-        return _template(self.identity, self.digest_name)
+        return _template(self.identity, self.digest_name, self.cms_oids)
 
     def sign(self, data: bytes | IO[bytes], *, detached: bool = True, tsa_url: str | None = None,
              signing_time: datetime | None = None, level: str | None = None, trust=()) -> bytes:
@@ -218,6 +269,10 @@ class CMSSigner:
 
             lvl = resolve_level(level, tsa_url, allowed=("B-B", "B-T", "B-LT"))
             tsa_url, long_term = lvl.tsa_url, lvl.long_term
+            if tsa_url and self.digest_name == "sm3":
+                # the RFC 3161 client and unica's TSA speak the SHA-2 family; an SM3 imprint and an
+                # SM2 TSA are not part of this slice
+                raise InputError("an SM2 CMS signature is B-B only for now: no time-stamp (B-T, B-LT)")
         else:
             long_term = False
         t = self._t
@@ -238,9 +293,9 @@ class CMSSigner:
             if long_term:
                 certificates, revocation = self._validation_material(token, trust)
         signer_info = tlv(0x30, t.si_head, b"\xa0" + to_sign[1:], t.sig_alg, tlv(0x04, signature), unsigned)
-        encap = tlv(0x30, OID_DATA, tlv(0xA0, tlv(0x04, content))) if content is not None else t.detached_encap
+        encap = tlv(0x30, t.data_oid, tlv(0xA0, tlv(0x04, content))) if content is not None else t.detached_encap
         signed_data = tlv(0x30, t.sd_head, encap, certificates, revocation, tlv(0x31, signer_info))
-        return tlv(0x30, OID_SIGNED_DATA, tlv(0xA0, signed_data))
+        return tlv(0x30, t.signed_data_oid, tlv(0xA0, signed_data))
 
     def _validation_material(self, token: bytes, trust=()) -> tuple[bytes, bytes]:
         """(certificates [0], crls [1]) of a CAdES B-LT SignedData: the signer's certificates
@@ -327,18 +382,19 @@ def _timestamp_token(tsa_url: str, signature: bytes, digest_name: str) -> bytes:
 
 def sign_cms(data: bytes | IO[bytes], identity: SigningIdentity, *, detached: bool = True,
              tsa_url: str | None = None, digest_algorithm: str | None = None,
-             signing_time: datetime | None = None, level: str | None = None, trust=()) -> bytes:
+             signing_time: datetime | None = None, level: str | None = None, trust=(),
+             cms_oids: str = "pkcs7") -> bytes:
     """A DER CMS SignedData (CAdES-BES; CAdES-T with ``tsa_url``) over ``data``.
 
     Signed attributes: content-type, message-digest, signing-time, signing-certificate-v2.
     The signer's certificate and CA chain are embedded. ``detached=False`` encapsulates
     the content. For many documents keep a :class:`CMSSigner` and call its ``sign``.
-    ``level`` B-T / B-LT: see :meth:`CMSSigner.sign`.
+    ``level`` B-T / B-LT: see :meth:`CMSSigner.sign`. ``cms_oids``: see :class:`CMSSigner`.
     """
-    return _signer(identity, digest_algorithm).sign(data, detached=detached, tsa_url=tsa_url,
+    return _signer(identity, digest_algorithm, cms_oids).sign(data, detached=detached, tsa_url=tsa_url,
                                                      signing_time=signing_time, level=level, trust=trust)
 
 
 @lru_cache(maxsize=64)
-def _signer(identity: SigningIdentity, digest_algorithm: str | None) -> CMSSigner:
-    return CMSSigner(identity, digest_algorithm)
+def _signer(identity: SigningIdentity, digest_algorithm: str | None, cms_oids: str = "pkcs7") -> CMSSigner:
+    return CMSSigner(identity, digest_algorithm, cms_oids=cms_oids)

@@ -27,6 +27,8 @@ MAX_ELEMENTS = 10_000
 
 _RI_OCSP = "1.3.6.1.5.5.7.16.2"
 _SIGNED_DATA = "1.2.840.113549.1.7.2"
+#: GM/T 0010-2012 signedData (the SM2 profile of PKCS#7): the same SignedData structure
+GM_SIGNED_DATA = "1.2.156.10197.6.1.4.2.2"
 
 
 def _kids(buf: bytes, start: int, end: int, what: str, at_least: int = 0) -> list[tuple[int, int, int, int]]:
@@ -89,6 +91,8 @@ class SignedDataRaw:
     #: RevocationInfoChoices of SignedData: CRLs (DER) and OCSP responses (id-ri-ocsp-response)
     crls: list[bytes] = dataclasses.field(default_factory=list)
     ocsps: list[bytes] = dataclasses.field(default_factory=list)
+    #: the ContentInfo's contentType: PKCS#7 signedData or GM/T 0010 signedData
+    content_type: str = _SIGNED_DATA
 
 
 def _attrs(buf: bytes, start: int, end: int) -> dict[str, list[bytes]]:
@@ -164,7 +168,8 @@ def parse_signed_data_der(buf: bytes) -> SignedDataRaw:
     ci = _kids(buf, cs, ce, "ContentInfo")
     if len(ci) != 2 or ci[0][0] != 0x06 or ci[1][0] != 0xA0:
         raise DERError("bad ContentInfo")
-    if decode_oid(buf[ci[0][1]:ci[0][2]]) != _SIGNED_DATA:
+    ci_type = decode_oid(buf[ci[0][1]:ci[0][2]])
+    if ci_type not in (_SIGNED_DATA, GM_SIGNED_DATA):
         raise DERError("not signed-data")
     t, scs, sce = _inner(buf, ci[1][1], ci[1][2], "ContentInfo content")
     if t != 0x30:
@@ -209,7 +214,7 @@ def parse_signed_data_der(buf: bytes) -> SignedDataRaw:
         if t != 0x30:
             raise DERError("SignerInfo is not a SEQUENCE")
         signers.append(_signer_info(buf, c1, c2))
-    return SignedDataRaw(etype, econtent, certs, signers, crls, ocsps)
+    return SignedDataRaw(etype, econtent, certs, signers, crls, ocsps, ci_type)
 
 
 def octet_string(value_tlv: bytes) -> bytes:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import os
 import re
@@ -66,12 +67,17 @@ _DIGESTS = {  # OID -> (name, cryptography hash class)
     "2.16.840.1.101.3.4.2.9": ("sha3_384", hashes.SHA3_384),
     "2.16.840.1.101.3.4.2.10": ("sha3_512", hashes.SHA3_512),
     "1.3.14.3.2.26": ("sha1", hashes.SHA1),
+    "1.2.156.10197.1.401": ("sm3", hashes.SM3),
 }
 _NAME_TO_OID = {v[0]: k for k, v in _DIGESTS.items()}
 #: digest algorithms accepted for signatures (SHA-1 is refused: CRYPTO_CONSTRAINTS_FAILURE)
 _WEAK = frozenset({"sha1"})
 _RSASSA_PSS = "1.2.840.113549.1.1.10"
+#: SM2 signature algorithms of a SignerInfo: SM2-with-SM3 (GM/T 0006; what unica, GmSSL and XiPKI
+#: write) and the bare SM2-1 signature OID some GM/T 0010 implementations put there instead
+_SM2_SIGNATURES = {"1.2.156.10197.1.501": "sm2-with-sm3", "1.2.156.10197.1.301.1": "sm2-with-sm3"}
 _DATA = "1.2.840.113549.1.7.1"
+_GM_DATA = "1.2.156.10197.6.1.4.2.1"  # GM/T 0010-2012 data
 _TST_INFO = "1.2.840.113549.1.9.16.1.4"
 A_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 A_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
@@ -81,7 +87,7 @@ A_SIGNING_CERT_V2 = "1.2.840.113549.1.9.16.2.47"
 A_SIG_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
 A_REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
 A_ADBE_REVOCATION = "1.2.840.113583.1.1.8"
-_OID_NAMES = {_DATA: "data", _TST_INFO: "tst_info"}
+_OID_NAMES = {_DATA: "data", _TST_INFO: "tst_info", _GM_DATA: "data (GM/T 0010)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +302,13 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
         messages.append(f"digest algorithm {dig[0] if dig else si.digest_oid} is not accepted")
         return finish(SubIndication.CRYPTO_CONSTRAINTS_FAILURE)
     digest_alg, hash_cls = dig
+    sm2 = si.sig_oid in _SM2_SIGNATURES
+    if sm2 and digest_alg != "sm3":  # the SM2 scheme fixes its hash: SM3 over Z || M
+        messages.append(f"an SM2 signature with digest algorithm {digest_alg}: SM2 signs with SM3 only")
+        return finish(SubIndication.CRYPTO_CONSTRAINTS_FAILURE)
+    if sd.content_type == _der.GM_SIGNED_DATA and not sm2:
+        messages.append("a GM/T 0010 signedData whose signature is not SM2: GM/T 0010 is the SM2 profile")
+        return finish(SubIndication.FORMAT_FAILURE)
     try:
         if si.signed_attrs is not None:
             attrs = si.attrs
@@ -310,13 +323,13 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
                 checks["message_digest"] = "mismatch"
                 messages.append("the content does not match the signed message digest (content altered?)")
                 return finish(SubIndication.HASH_FAILURE)
-            checks["message_digest"] = "ok"
+            checks["message_digest"] = "ok (sm3)" if sm2 else "ok"
             ct = attrs.get(A_CONTENT_TYPE)
             if ct is None or len(ct) != 1 or _der.object_identifier(ct[0]) != sd.econtent_type:
                 checks["content_type"] = "mismatch"
                 messages.append("content-type attribute missing or different from the encapsulated type")
                 return finish(SubIndication.FORMAT_FAILURE)
-            checks["content_type"] = "ok"
+            checks["content_type"] = "ok (GM/T 0010 data)" if sd.econtent_type == _GM_DATA else "ok"
             signed_bytes = b"\x31" + si.signed_attrs[1:]
             v2, v1 = attrs.get(A_SIGNING_CERT_V2), attrs.get(A_SIGNING_CERT)
             if v2 or v1:
@@ -346,11 +359,13 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
     except (_der.DERError, IndexError, KeyError, ValueError) as e:
         messages.append(f"malformed signed attributes: {e}")
         return finish(SubIndication.FORMAT_FAILURE)
-    if key is None or not verify_signature(key, si.signature, signed_bytes, halg, pss):
+    if not (_sm2_verify(signer_der, si.signature, signed_bytes) if sm2
+            else key is not None and verify_signature(key, si.signature, signed_bytes, halg, pss)):
         checks["signature"] = "invalid"
-        messages.append("the signature value does not verify with the signer's public key")
+        messages.append("the signature value does not verify with the signer's public key"
+                        + (" (SM2 with SM3, GM/T 0009 default signer ID)" if sm2 else ""))
         return finish(SubIndication.SIG_CRYPTO_FAILURE)
-    checks["signature"] = "ok"
+    checks["signature"] = f"ok ({_SM2_SIGNATURES[si.sig_oid]})" if sm2 else "ok"
 
     # B-T: signature time-stamp (unsigned attribute)
     poe: _dt.datetime | None = None
@@ -401,6 +416,38 @@ def verify_cms_with(verifier: Verifier, signature: SignatureInput | _der.SignedD
     if _is_timestamp:
         fmt = "RFC 3161 time-stamp token"
     return finish(cert_report.sub_indication, cert_report, basis, ts_report, timestamps)
+
+
+@functools.lru_cache(maxsize=256)
+def _sm2_public_key(cert_der: bytes):
+    """The SM2 public key of a certificate (DER), or None when its key is not SM2; memoised
+    (pyca/cryptography, hence the Verifier's certificate cache, cannot load SM2 keys)."""
+    from asn1crypto import x509 as ax509
+
+    from unica.errors import UnicaError
+    from unica.sm2 import SM2PublicKey
+
+    try:
+        spki = ax509.Certificate.load(cert_der)["tbs_certificate"]["subject_public_key_info"].dump()
+        return SM2PublicKey.from_spki_der(spki)
+    except (UnicaError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _sm2_verify(cert_der: bytes, signature: bytes, signed: bytes) -> bool:
+    """SM2-with-SM3 over ``signed`` with the GM/T 0009 default signer ID: a CMS has no field for
+    another ID, and the national-algorithm tools (GmSSL, XiPKI, the card middleware) all sign
+    CMS with the default one."""
+    from unica.errors import UnicaError
+
+    key = _sm2_public_key(cert_der)
+    if key is None:
+        return False
+    try:
+        key.verify(signature, signed)
+    except UnicaError:  # SM2SignatureInvalid, or a malformed signature value
+        return False
+    return True
 
 
 def _token_gen_time(token: bytes) -> _dt.datetime | None:
