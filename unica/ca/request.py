@@ -73,15 +73,20 @@ def _signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) 
     return csr.is_signature_valid
 
 
-def _sm2_signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes) -> bool:
+def _sm2_signature_ok(csr: x509.CertificateSigningRequest, public_key, info: bytes, *,
+                      signer_id: bytes | None = None) -> bool:
     """An SM2 request's self-signature: SM2 with SM3 and the default signer ID (GM/T 0009
-    ``1234567812345678``, what ``openssl req -sm3 -sigopt distid:1234567812345678`` uses)."""
+    ``1234567812345678``, what ``openssl req -sm3 -sigopt distid:1234567812345678`` uses);
+    ``signer_id`` another (only to explain a refusal)."""
     from unica.errors import SM2SignatureInvalid
 
     if csr.signature_algorithm_oid.dotted_string != der.SM2_WITH_SM3:
         return False
     try:
-        public_key.verify(csr.signature, info)
+        if signer_id is None:
+            public_key.verify(csr.signature, info)
+        else:
+            public_key.verify(csr.signature, info, signer_id=signer_id)
         return True
     except SM2SignatureInvalid:
         return False
@@ -119,8 +124,12 @@ def load_csr(data: bytes, source: str = "CSR") -> tuple:
     except Exception:
         ok = False
     if not ok:
-        raise PolicyViolation(f"{source}: the request's signature does not verify (no proof of possession "
-                              "of the private key)")
+        hint = ""
+        if kt == "sm2" and _sm2_signature_ok(csr, public_key, info, signer_id=b""):
+            hint = (" with the GM/T 0009 signer ID 1234567812345678: it was signed with an empty ID "
+                    "(openssl's default; make it with 'openssl req -sm3 -sigopt distid:1234567812345678')")
+        raise PolicyViolation(f"{source}: the request's signature does not verify"
+                              + (hint or " (no proof of possession of the private key)"))
     return csr, public_key, kt, info
 
 

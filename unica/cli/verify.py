@@ -188,7 +188,9 @@ def _show_cert_report(rep, indent="") -> None:
     if rep.path:
         click.echo(f"{indent}  path:")
         for c in rep.path:
-            click.echo(f"{indent}    - {c.subject}  (serial {c.serial}, {c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d})")
+            algs = f", {c.public_key} key, {c.signature_algorithm}" if c.signature_algorithm else ""
+            click.echo(f"{indent}    - {c.subject}  (serial {c.serial}, {c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d}"
+                       f"{algs})")
     policy = getattr(rep, "revocation_policy", None)
     if policy == "soft-fail":
         click.echo(f"{indent}  revocation policy: soft-fail (explicit opt-in: a certificate without revocation "

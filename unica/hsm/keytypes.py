@@ -134,17 +134,22 @@ _SM2_CURVE_DER = bytes.fromhex("06082a811ccf5501822d")  # OBJECT IDENTIFIER 1.2.
 
 
 def _spki_of_sm2(cert) -> bytes | None:
-    """The SubjectPublicKeyInfo DER of a certificate or CSR whose key is on the SM2 curve, else None."""
-    from asn1crypto import csr as acsr, x509 as ax509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    """The SubjectPublicKeyInfo DER of a certificate or CSR whose key is on the SM2 curve, else None
+    (framed in the TBS with unica's DER reader: no second parse of the whole structure)."""
+    from unica import der
 
-    data = cert.public_bytes(Encoding.DER)
     try:
-        if hasattr(cert, "tbs_certrequest_bytes"):
-            spki = acsr.CertificationRequest.load(data)["certification_request_info"]["subject_pk_info"]
-        else:
-            spki = ax509.Certificate.load(data)["tbs_certificate"]["subject_public_key_info"]
-        der = spki.dump()
-    except Exception:
+        if hasattr(cert, "tbs_certrequest_bytes"):  # version, subject, subjectPKInfo
+            tbs, skip = cert.tbs_certrequest_bytes, 2
+        else:  # [0] version, serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+            tbs = cert.tbs_certificate_bytes
+            _, s, e = der.read_tlv(tbs, 0)
+            skip = 6 if der.read_tlv(tbs, s, e)[0] == 0xA0 else 5
+        _, pos, end = der.read_tlv(tbs, 0)
+        for _ in range(skip):
+            pos = der.read_tlv(tbs, pos, end)[2]
+        _, _, stop = der.read_tlv(tbs, pos, end)
+        spki = bytes(tbs[pos:stop])
+    except (der.DERError, ValueError):
         return None
-    return der if _SM2_CURVE_DER in der[:32] else None
+    return spki if _SM2_CURVE_DER in spki[:32] else None

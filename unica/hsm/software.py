@@ -157,9 +157,9 @@ def load_file_key(path: Path, passphrase: str):
 
 def _load_sm2(path: Path, data: bytes, passphrase: str):
     """An SM2 key file: cryptography decrypted it (so the passphrase is right) but cannot load
-    the curve. Decrypt it again here -- unica's own format only, PBES2 with scrypt and
-    AES-256-CBC as :func:`encrypt_private_key` writes it -- and read the PKCS#8 with
-    :mod:`unica.sm2`."""
+    the curve. Decrypt it again here -- PBES2 with AES-CBC under scrypt (unica's own files, as
+    :func:`encrypt_private_key` writes them) or PBKDF2-HMAC-SHA-2 (OpenSSL's) -- and read the
+    PKCS#8 with :mod:`unica.sm2`."""
     from asn1crypto import keys, pem
     from cryptography.hazmat.primitives import padding as sympad
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -174,16 +174,30 @@ def _load_sm2(path: Path, data: bytes, passphrase: str):
         alg = info["encryption_algorithm"]
         kdf = alg["parameters"]["key_derivation_func"]
         scheme = alg["parameters"]["encryption_scheme"]
-        if alg["algorithm"].native != "pbes2" or kdf["algorithm"].dotted != "1.3.6.1.4.1.11591.4.11" \
-                or scheme["algorithm"].native != "aes256_cbc":
-            raise ValueError("not unica's PBES2 (scrypt, AES-256-CBC)")
-        params = kdf["parameters"].native
-        salt, n, r, p = params["0"], params["1"], params["2"], params["3"]
-        if not (isinstance(salt, bytes) and 8 <= len(salt) <= 64 and n in (1 << 14, 1 << 15, 1 << 16, 1 << 17)
-                and 1 <= r <= 16 and 1 <= p <= 16):
-            raise ValueError("scrypt parameters out of range")
+        cipher = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}.get(scheme["algorithm"].native)
+        if alg["algorithm"].native != "pbes2" or cipher is None:
+            raise ValueError("not PBES2 with AES-CBC")
+        if kdf["algorithm"].dotted == "1.3.6.1.4.1.11591.4.11":  # scrypt: unica's own key files
+            params = kdf["parameters"].native
+            salt, n, r, p = params["0"], params["1"], params["2"], params["3"]
+            if not (isinstance(salt, bytes) and 8 <= len(salt) <= 64 and n in (1 << 14, 1 << 15, 1 << 16, 1 << 17)
+                    and 1 <= r <= 16 and 1 <= p <= 16):
+                raise ValueError("scrypt parameters out of range")
+            kek = Scrypt(salt=salt, length=cipher, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+        elif kdf["algorithm"].native == "pbkdf2":  # what 'openssl genpkey -aes256' / 'openssl pkcs8' write
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+            params = kdf["parameters"]
+            prf = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}.get(
+                params["prf"]["algorithm"].native)
+            rounds = params["iteration_count"].native
+            if prf is None or not 1000 <= rounds <= 10_000_000:
+                raise ValueError("PBKDF2 with an unsupported PRF or iteration count")
+            kek = PBKDF2HMAC(prf(), cipher, params["salt"].native, rounds).derive(passphrase.encode("utf-8"))
+        else:
+            raise ValueError("a key derivation other than scrypt or PBKDF2")
         iv = scheme["parameters"].native
-        kek = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
         dec = Cipher(algorithms.AES(kek), modes.CBC(iv)).decryptor()
         unpadder = sympad.PKCS7(128).unpadder()
         plain = bytearray(unpadder.update(dec.update(info["encrypted_data"].native) + dec.finalize())

@@ -11,7 +11,8 @@ import io
 from pathlib import Path
 from typing import IO
 
-from unica.errors import FetchError, InputError, MalformedInput, UnicaError
+from unica.errors import FetchError, InputError, MalformedInput, UnicaError, UnsupportedKeyType
+from unica.hsm.keytypes import is_sm2
 from unica.sign.cms import timestamper
 from unica.sign.signer import SigningIdentity
 
@@ -37,6 +38,10 @@ def sign_pdf(src: str | Path | IO[bytes], out: str | Path | IO[bytes], identity:
 
     if not field or "." in field:
         raise InputError(f"bad signature field name {field!r}")
+    if is_sm2(identity.key):
+        raise UnsupportedKeyType("PDF signatures with an SM2 key are not supported: pyHanko (unica's PDF engine) has "
+                                 "no SM2 signature mechanism, nor has NSS (what pdfsig and many PDF readers check with); "
+                                 "sign the declaration as CMS ('unica sign cms') instead (see docs/sm2.md)")
     lvl = resolve_level(level, tsa_url)
     tsa_url = lvl.tsa_url
     vc = validation_context((identity.cert, *identity.chain), tuple(trust)) if lvl.long_term else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from unica.errors import InputError, KeyNotFound
-from unica.hsm.keytypes import default_hash_for, spki_der
+from unica.hsm.keytypes import default_hash_for, is_sm2, public_key_of, spki_der
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,15 @@ class SigningIdentity:
     pss: bool = False
 
     def __post_init__(self):
-        if spki_der(self.key.public_key()) != spki_der(self.cert.public_key()):
+        if spki_der(self.key.public_key()) != spki_der(public_key_of(self.cert)):
             raise InputError(f"certificate {self.cert.subject.rfc4514_string()!r} is not for this key")
 
     @property
     def digest_algorithm(self) -> str:
-        """pyHanko's name of the hash unica pairs with the key (sha256; sha384 for P-384)."""
+        """pyHanko's name of the hash unica pairs with the key (sha256; sha384 for P-384; sm3 for
+        SM2, whose signature scheme fixes it)."""
+        if is_sm2(self.key):
+            return "sm3"
         h = default_hash_for(self.key)
         return h.name if h is not None else "sha512"
 

@@ -9,6 +9,7 @@ from typing import Iterable, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from unica.errors import MalformedInput, VerificationError
@@ -109,7 +110,55 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         sha256=fingerprint(cert).hex(),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
+        signature_algorithm=signature_algorithm_name(cert.signature_algorithm_oid.dotted_string),
+        public_key=public_key_name(cert),
     )
+
+
+#: signature algorithms by OID, named as the reports name them
+_SIGNATURE_ALGORITHMS = {
+    "1.2.840.10045.4.3.2": "ecdsa-with-sha256", "1.2.840.10045.4.3.3": "ecdsa-with-sha384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-sha512", "1.2.840.10045.4.1": "ecdsa-with-sha1",
+    "1.2.840.113549.1.1.11": "sha256-with-rsa", "1.2.840.113549.1.1.12": "sha384-with-rsa",
+    "1.2.840.113549.1.1.13": "sha512-with-rsa", "1.2.840.113549.1.1.5": "sha1-with-rsa",
+    "1.2.840.113549.1.1.10": "rsassa-pss", "1.3.101.112": "ed25519", "1.3.101.113": "ed448",
+    "1.2.156.10197.1.501": "sm2-with-sm3",
+}
+
+
+def signature_algorithm_name(dotted: str) -> str:
+    return _SIGNATURE_ALGORITHMS.get(dotted, dotted)
+
+
+_SM2_CURVE_DER = bytes.fromhex("06082a811ccf5501822d")  # OBJECT IDENTIFIER 1.2.156.10197.1.301
+
+
+def public_key_name(cert: x509.Certificate) -> str:
+    """``ec-p256``, ``rsa-3072``, ``ed25519``, ``sm2``... (the certified key, for a report)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    try:
+        key = cert.public_key()
+    except Exception:  # a key cryptography cannot load: SM2, or another algorithm
+        from asn1crypto import x509 as ax
+
+        try:
+            spki = ax.Certificate.load(cert.public_bytes(Encoding.DER))["tbs_certificate"]["subject_public_key_info"]
+            if _SM2_CURVE_DER in spki["algorithm"].dump():
+                return "sm2"
+            return spki["algorithm"]["algorithm"].dotted
+        except Exception:
+            return "unreadable"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}.get(
+            key.curve.name, f"ec-{key.curve.name}")
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa-{key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448"
+    return type(key).__name__
 
 
 def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:

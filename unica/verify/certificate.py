@@ -26,6 +26,7 @@ from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import authority, fastpath
+from ._sm2 import is_sm2_signed, sm2_signed_by
 from .authority import DEFAULT_PATH_POLICY, PathPolicy
 from .report import (
     PolicyQualifier,
@@ -37,7 +38,7 @@ from .report import (
 )
 from .revocation import RevocationPolicy, RevocationSource
 from .usage import Usage
-from ._util import cert_info, signer_identity
+from ._util import cert_info, public_key_name, signer_identity
 
 #: what cryptography raises on extensions its Python layer refuses
 PARSE_ERRORS = (ValueError, TypeError, KeyError, UnsupportedAlgorithm, x509.DuplicateExtension,
@@ -226,6 +227,8 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if cert.issuer != issuer.subject:
         return False
     try:
+        if is_sm2_signed(cert.signature_algorithm_oid):
+            return sm2_signed_by(issuer, cert.signature, cert.tbs_certificate_bytes)
         cert.verify_directly_issued_by(issuer)
         return True
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -439,6 +442,8 @@ def _key_problems(cert: x509.Certificate, leaf: bool) -> list[str]:
     try:
         key = cert.public_key()
     except Exception as e:  # unsupported key algorithms
+        if public_key_name(cert) == "sm2":  # 256-bit SM2 (GM/T 0003): what RFC 5280's profile needs of it holds
+            return []
         return [f"{cert.subject.rfc4514_string()}: unsupported public key ({e})"]
     who = "leaf" if leaf else cert.subject.rfc4514_string()
     if isinstance(key, rsa.RSAPublicKey):

@@ -148,6 +148,11 @@ class CertInfo:
     sha256: str  # hex fingerprint of the DER
     not_before: _dt.datetime
     not_after: _dt.datetime
+    #: how the certificate is signed: ``ecdsa-with-sha256``, ``sha256-with-rsa``, ``rsassa-pss``,
+    #: ``ed25519``, ``sm2-with-sm3`` (GM/T 0006), else the dotted OID
+    signature_algorithm: str | None = None
+    #: the certified key: ``ec-p256``, ``rsa-3072``, ``ed25519``, ``sm2``..., else the algorithm's OID
+    public_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from cryptography.x509 import ocsp
 
 from unica.errors import MalformedInput
 
+from ._sm2 import is_sm2_signed, sm2_signed_by
 from .report import RevocationEvidence, rfc5280_reason_name
 
 _DEFAULT_MAX_BYTES = 16 * 1024 * 1024
@@ -254,7 +255,10 @@ class RevocationSource:
         ok = self._sig_ok.get(key, _EPOCH)
         if ok is None:
             try:
-                ok = crl.is_signature_valid(issuer.public_key())
+                if is_sm2_signed(crl.signature_algorithm_oid):
+                    ok = sm2_signed_by(issuer, crl.signature, crl.tbs_certlist_bytes)
+                else:
+                    ok = crl.is_signature_valid(issuer.public_key())
             except (TypeError, ValueError, UnsupportedAlgorithm):
                 ok = False
             self._sig_ok.put(key, ok, None)
@@ -407,7 +411,7 @@ class RevocationSource:
                         continue
                     for single in resp.responses:
                         if single.serial_number != cert.serial_number or \
-                                single.issuer_name_hash != _hash(single.hash_algorithm, issuer.subject.public_bytes()):
+                                single.issuer_name_hash != _cert_id_hash(single, issuer.subject.public_bytes()):
                             continue
                         if _freshness_problem(single.this_update_utc, single.next_update_utc, at, now):
                             continue
@@ -547,6 +551,18 @@ def _freshness_problem(this_update, next_update, at, now) -> str | None:
         return (f"stale: nextUpdate {next_update:%Y-%m-%dT%H:%M:%SZ} is before the validation "
                 f"time {at:%Y-%m-%dT%H:%M:%SZ}")
     return None
+
+
+def _cert_id_hash(single, data: bytes) -> bytes | None:
+    """``data`` hashed with the CertID's hash algorithm: cryptography's, or SM3 (GM/T 0004), which
+    cryptography does not know (its ``hash_algorithm`` raises; an SM3 digest of the issuer name
+    is then compared, and nothing else can match it)."""
+    try:
+        return _hash(single.hash_algorithm, data)
+    except UnsupportedAlgorithm:
+        import hashlib
+
+        return hashlib.new("sm3", data).digest()
 
 
 def _hash(alg, data: bytes) -> bytes:

@@ -37,3 +37,48 @@ class SM2AwareSignatureValidator(DefaultSignatureValidator):
 
 
 SIGNATURE_VALIDATOR = SM2AwareSignatureValidator()
+
+
+
+def install_as_default() -> None:
+    """Make this validator pyhanko-certvalidator's default as well.
+
+    pyhanko-certvalidator 0.33 builds an inner ``ValidationContext`` to check a delegated OCSP
+    responder's certificate (``revinfo/validate_ocsp.py``, ``_validate_delegated_ocsp_provenance``)
+    without passing the outer context's signature validator on, so an SM2 responder certificate
+    would meet the default one there. The default it falls back to is looked up in
+    ``pyhanko_certvalidator.context`` when a context is made: pointing that name at this class
+    covers the inner context too. Everything but SM2 still goes to the default's own code."""
+    import pyhanko_certvalidator.context as ctx
+
+    if ctx.DefaultSignatureValidator is not SM2AwareSignatureValidator:
+        ctx.DefaultSignatureValidator = SM2AwareSignatureValidator
+
+
+install_as_default()
+
+
+#: SM3 (GM/T 0004) as an OCSP CertID hash algorithm
+SM3 = "1.2.156.10197.1.401"
+
+
+def _teach_asn1crypto_sm3() -> None:
+    """Let pyhanko-certvalidator match OCSP responses whose CertID hash is SM3.
+
+    It matches a CertID with ``getattr(issuer_name, alg)`` and ``getattr(issuer_public_key, alg)``
+    where ``alg`` is asn1crypto's name of the hash algorithm -- for SM3, which asn1crypto does
+    not name, the dotted OID. asn1crypto's ``Name`` and ``PublicKeyInfo`` offer ``sha1`` and
+    ``sha256`` (the DER of the name; the subjectPublicKey BIT STRING's value); the SM3 digests of
+    the same bytes are added under the name pyhanko-certvalidator looks up."""
+    import hashlib
+
+    from asn1crypto import keys, x509 as ax
+
+    if not hasattr(ax.Name, SM3):
+        setattr(ax.Name, SM3, property(lambda self: hashlib.new("sm3", self.dump()).digest()))
+    if not hasattr(keys.PublicKeyInfo, SM3):
+        setattr(keys.PublicKeyInfo, SM3,
+                property(lambda self: hashlib.new("sm3", bytes(self["public_key"])).digest()))
+
+
+_teach_asn1crypto_sm3()
