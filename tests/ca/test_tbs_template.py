@@ -90,7 +90,9 @@ CASES = {  # profile -> (subject, SANs) it accepts
 
 
 def test_every_builtin_profile_has_a_case():
-    assert set(CASES) == set(builtin_names())
+    # the GM/T 0015 profiles take SM2 keys only, which cryptography's builder cannot sign with:
+    # their template bytes are checked against hand-written DER in tests/gm/test_gmt0015.py
+    assert set(CASES) == {n for n in builtin_names() if not n.endswith("-gm")}
 
 
 @pytest.mark.parametrize("issuer_type", sorted(ISSUER_KEYS))

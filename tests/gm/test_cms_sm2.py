@@ -41,29 +41,6 @@ OID = {  # dotted OIDs the tests look for, written out (not taken from the code 
 SETS = {"pkcs7": ("pkcs7-signed", "pkcs7-data"), "gmt0010": ("gm-signed", "gm-data")}
 
 
-def _signer_takes_sm2() -> bool:
-    """Whether SigningIdentity reads an SM2 certificate's key (unica/sign/signer.py: the lead's)."""
-    import inspect
-
-    from unica.sign import signer
-
-    return "public_key_of" in inspect.getsource(signer.SigningIdentity)
-
-
-def _sign_cli_has_cms_oids() -> bool:
-    """Whether ``unica sign cms`` has ``--cms-oids`` (unica/cli/sign.py: the lead's)."""
-    from unica.cli.sign import sign_cms_cmd
-
-    return any(p.name == "cms_oids" for p in sign_cms_cmd.params)
-
-
-_WHY = ("lead's files: unica/sign/signer.py must read the certificate's key with keytypes.public_key_of, "
-        "unica/cli/sign.py pass --cms-oids to CMSSigner (patch in the gm-cms report)")
-needs_signer = pytest.mark.xfail(not _signer_takes_sm2(), strict=True, raises=AssertionError, reason=_WHY)
-needs_cli = pytest.mark.xfail(not (_signer_takes_sm2() and _sign_cli_has_cms_oids()), strict=True,
-                              raises=AssertionError, reason=_WHY)
-
-
 @dataclasses.dataclass
 class PKI:
     dir: Path
@@ -512,7 +489,6 @@ def test_openssl_cms_behaviour_with_sm2(pki, tmp_path):
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-@needs_cli
 @pytest.mark.parametrize("oids", ["pkcs7", "gmt0010"])
 def test_cli_sign_and_verify_sm2_cms(pki, oids):
     doc = pki.path("doc.txt")
@@ -537,7 +513,6 @@ def test_cli_sign_and_verify_sm2_cms(pki, oids):
     assert p.returncode != 0 and "HASH_FAILURE" in p.stdout + p.stderr
 
 
-@needs_signer
 def test_cli_refuses_sm2_timestamps(pki, tmp_path):
     doc = pki.path("doc.txt")
     p = pki.run("sign", "cms", str(doc), "--key", f"file:{pki.path('leaf.p8')}", "--cert", str(pki.path("leaf.pem")),
@@ -546,7 +521,6 @@ def test_cli_refuses_sm2_timestamps(pki, tmp_path):
     assert not (tmp_path / "x.p7s").exists()
 
 
-@needs_cli
 def test_cli_refuses_unknown_oid_sets(pki, tmp_path):
     doc = pki.path("doc.txt")
     p = pki.run("sign", "cms", str(doc), "--key", f"file:{pki.path('leaf.p8')}", "--cert", str(pki.path("leaf.pem")),

@@ -438,15 +438,21 @@ def test_e2e_enterprise_auth_gm(home):
     assert gmt0015.lint_findings(_asn1_cert(cert).dump()) == []
 
 
-def test_e2e_requested_taxation_number_is_not_written(home):
-    """TaxationNumber / ICRegistrationNumber are never derived, and the built-in profiles do not
-    honour them from a request: a request that asks gets a certificate without them."""
+def test_e2e_requested_taxation_number_is_written_as_supplied(home):
+    """TaxationNumber / ICRegistrationNumber are never derived: the built-in GM profiles honour
+    them from a request that supplies them, as supplied (tests/gm/test_sm2_pki.py checks a
+    profile that does not honour them, and a wrong string type)."""
     cert = _issue(home, "tax", "enterprise-sign-gm",
                   f"{gmt0015.TAXATION_NUMBER_2012}=ASN1:PRINTABLESTRING:{USCC}",
                   f"{gmt0015.IC_REGISTRATION_NUMBER_2012}=ASN1:PRINTABLESTRING:350100000012345")
-    oids = {e["extn_id"].dotted for e in _asn1_cert(cert)["tbs_certificate"]["extensions"]}
-    assert gmt0015.TAXATION_NUMBER_2012 not in oids and gmt0015.IC_REGISTRATION_NUMBER_2012 not in oids
-    assert gmt0015.USCC_2023 in oids
+    exts = {e["extn_id"].dotted: e for e in _asn1_cert(cert)["tbs_certificate"]["extensions"]}
+    assert {gmt0015.TAXATION_NUMBER_2012, gmt0015.IC_REGISTRATION_NUMBER_2012, gmt0015.USCC_2023} <= set(exts)
+    assert exts[gmt0015.TAXATION_NUMBER_2012]["extn_value"].native == gmt0015.value_der(gmt0015.TAXATION_NUMBER_2012,
+                                                                                       USCC)
+    assert not exts[gmt0015.IC_REGISTRATION_NUMBER_2012]["critical"].native
+    untouched = _issue(home, "no-tax", "enterprise-sign-gm")
+    assert gmt0015.TAXATION_NUMBER_2012 not in {e["extn_id"].dotted
+                                                 for e in _asn1_cert(untouched)["tbs_certificate"]["extensions"]}
 
 
 def test_requested_value_reads_and_checks_a_csr(home):

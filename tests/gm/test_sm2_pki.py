@@ -462,3 +462,57 @@ def test_a_pdf_signature_with_an_sm2_key_is_refused_plainly(gm, tmp_path):
     p = gm.run("sign", "pdf", str(src), str(dst), "--key", f"file:{gm.path('ee-pdf.key')}", "--cert", str(ee))
     assert_one_line_error(p, "SM2", "not supported", "unica sign cms")
     assert not dst.exists()
+
+
+# --- GM/T 0015-2012 items the enterprise supplies -----------------------------------------
+
+
+def _gm_items(pem: Path) -> dict:
+    from asn1crypto import core
+
+    out = {}
+    for e in _cert(pem)["tbs_certificate"]["extensions"]:
+        oid = e["extn_id"].dotted
+        if oid.startswith("1.2.156.10260."):
+            out[oid] = (e["critical"].native, core.load(e["extn_value"].native).native)
+    return out
+
+
+def test_requested_taxation_and_ic_registration_numbers(gm):
+    """``enterprise-sign-gm`` honours TaxationNumber / ICRegistrationNumber where the request
+    supplies them (PrintableString, non-critical); a profile that does not honour them ignores
+    them; a wrong string type is refused as malformed."""
+    key = gm.path("taxed.key")
+    openssl("genpkey", "-algorithm", "SM2", "-aes256", "-pass", f"pass:{PASSPHRASE}", "-out", str(key))
+
+    def csr(name: str, *addext: str) -> Path:
+        out = gm.path(f"{name}.csr")
+        args = [a for x in addext for a in ("-addext", x)]
+        openssl("req", "-new", "-key", str(key), "-passin", f"pass:{PASSPHRASE}", "-sm3", "-sigopt", DISTID, "-utf8",
+                "-subj", GOOD_SUBJ, *args, "-out", str(out))
+        return out
+
+    supplied = csr("taxed", "1.2.156.10260.4.1.5=ASN1:PRINTABLESTRING:91350100M000100Y43",
+                   "1.2.156.10260.4.1.3=ASN1:PRINTABLESTRING:350100100012345")
+    out = gm.path("taxed.pem")
+    gm.ok("issue", "--ca", "gmsub", "--profile", "enterprise-sign-gm", "--csr", str(supplied), "--out", str(out))
+    assert _gm_items(out) == {
+        "1.2.156.10260.4.4": (False, "91350100M000100Y43"),       # 2023 USCC, from the checked subject
+        "1.2.156.10260.4.1.4": (False, "M000100Y4"),              # 2012 OrganizationCode, USCC 9-17
+        "1.2.156.10260.4.1.5": (False, "91350100M000100Y43"),     # TaxationNumber, as supplied
+        "1.2.156.10260.4.1.3": (False, "350100100012345"),        # ICRegistrationNumber, as supplied
+    }
+    plain = gm.path("taxed-plain.pem")
+    gm.ok("issue", "--ca", "gmsub", "--profile", "gm-test", "--csr", str(supplied), "--out", str(plain))
+    assert _gm_items(plain) == {}
+    p = gm.run("issue", "--ca", "gmsub", "--profile", "enterprise-sign-gm", "--csr",
+               str(csr("taxed-utf8", "1.2.156.10260.4.1.5=ASN1:UTF8String:91350100M000100Y43")))
+    assert_one_line_error(p, "taxationNumber", "PrintableString")
+    assert p.returncode == 2
+
+
+def test_a_profile_honouring_gm_items_needs_the_2012_edition(gm):
+    bad = gm.path("gm-bad.toml")
+    bad.write_text(PROFILE + '\n[csr]\nhonour_extensions = ["taxationNumber"]\n')
+    p = gm.run("profile", "check", str(bad))
+    assert_one_line_error(p, "honour_extensions", "2012")

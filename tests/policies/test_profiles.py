@@ -32,7 +32,7 @@ def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
 def test_builtins_load_and_say_what_the_issue_asks():
     names = set(builtin_names())
     assert names == {"root-ca", "sub-ca", "enterprise-sign", "enterprise-auth", "agency-sign", "tls-server",
-                     "ocsp-signer", "timestamping", "operator"}
+                     "ocsp-signer", "timestamping", "operator", "enterprise-sign-gm", "enterprise-auth-gm"}
     es = get_profile("enterprise-sign", Path("/nonexistent"))
     assert es.key_usage == ("digitalSignature", "nonRepudiation") and es.subject.uscc == "required"
     # issue #11 item 5: clientAuth + emailProtection, what NSS (pdfsig, certutil -u S) and OpenSSL's

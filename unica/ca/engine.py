@@ -374,18 +374,38 @@ def prepare(issuer: Issuer, profile: Profile, request: CSRRequest, *, now: dt.da
         not_after = issuer.not_after  # never outlive the issuer
     tmpl = template_for(issuer, profile, cache=not self_signed)
     subject_der = subject.public_bytes()
-    tbs_der = tmpl.build(serial, not_before, not_after, subject_der, spki, sans, len(subject) == 0)
+    gm_requested = _gmt0015_requested(profile, request, where)
+    tbs_der = tmpl.build(serial, not_before, not_after, subject_der, spki, sans, len(subject) == 0,
+                         tuple(d for _, d in gm_requested))
     sigalg_der = tmpl.sigalg_der
     if lint:
         copy_der = der.seq(tbs_der, sigalg_der, der.bit_string(_placeholder_signature(issuer.key_type)))
         require_clean(copy_der, f"the certificate for {where} under profile {profile.name!r}")
     honoured = {"2.5.29.17"} if "subjectAltName" in profile.honour_extensions else set()
+    honoured |= {oid for oid, _ in gm_requested}
     return Prepared(
         issuer=issuer.name, profile=profile.name, serial=serial, tbs_der=tbs_der,
         signature_algorithm_der=sigalg_der, hash_name=tmpl.hash_name,
         subject=subject, subject_der=subject_der, sans=tuple(san_text(g) for g in sans), not_before=not_before, not_after=not_after,
         is_ca=profile.is_ca, spki_sha256=spki_hex, linted=lint,
         ignored_extensions=tuple(o for o in request.requested_extensions if o not in honoured))
+
+
+def _gmt0015_requested(profile: Profile, request: CSRRequest, where: str) -> list[tuple[str, bytes]]:
+    """(OID, Extension DER) of the GM/T 0015-2012 items the request supplies and the profile
+    honours (TaxationNumber, ICRegistrationNumber), each value checked; never made up."""
+    names = [h for h in profile.honour_extensions if h != "subjectAltName"]
+    if not names or request.csr is None:
+        return []
+    from unica.ca import gmt0015
+
+    out = []
+    for name in names:
+        value = gmt0015.requested_value(request.csr, name, where)
+        if value is not None:
+            oid = gmt0015.REQUESTABLE[name]
+            out.append((oid, gmt0015.extension_der(oid, value)))
+    return out
 
 
 # --- templates (see unica.ca.tbs) -----------------------------------------------------

@@ -69,9 +69,10 @@ class Template:
         return d
 
     def build(self, serial: int, not_before: dt.datetime, not_after: dt.datetime, subject_der: bytes,
-              spki_der: bytes, sans, subject_empty: bool) -> bytes:
+              spki_der: bytes, sans, subject_empty: bool, extra: tuple[bytes, ...] = ()) -> bytes:
         """The TBSCertificate of one certificate (``sans``: checked x509.GeneralName values;
-        ``subject_empty``: the SAN extension is then critical)."""
+        ``subject_empty``: the SAN extension is then critical; ``extra``: Extension DERs of this
+        certificate only, after the others -- the requested GM/T 0015 items a profile honours)."""
         exts = []
         for part in self.parts:
             if part.__class__ is bytes:
@@ -90,6 +91,7 @@ class Template:
             validity = der.seq(der.x509_time(not_before), der.x509_time(not_after))
             self._validity = (not_before, not_after, validity)
         body = [self.head, der.integer(serial), self.sigalg_der, self.issuer_der, validity, subject_der, spki_der]
+        exts.extend(extra)
         if exts:
             body.append(der.tlv(0xA3, der.seq(*exts)))
         return der.seq(*body)

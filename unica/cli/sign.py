@@ -73,13 +73,16 @@ def sign_group() -> None:
 @_key_options
 @click.option("--detached/--attached", default=True, help="Detached signature (default) or content inside.")
 @click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 for RSA keys.")
+@click.option("--cms-oids", type=click.Choice(["pkcs7", "gmt0010"]), default="pkcs7", show_default=True,
+              help="Content-type OIDs of an SM2 signature: PKCS#7 (RFC 5652) or GM/T 0010 "
+                   "(1.2.156.10197.6.1.4.2.x); gmt0010 is for SM2 keys only.")
 @click.option("--out", default=None, metavar="FILE", help="Output file (default: FILE.p7s; only with one FILE).")
 @click.option("--pem", "as_pem", is_flag=True, help="Write PEM (-----BEGIN CMS-----) instead of DER.")
 @_level_option(["B-B", "B-T", "B-LT"])
 @click.option("--max-data-size", default=None, metavar="SIZE",
               help="Refuse a FILE larger than this (e.g. 64K, 256M, 2G; default UNICA_MAX_DATA_SIZE, else 256M).")
 def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pin_file, passphrase_file, detached,
-                 pss, out, as_pem, level, max_data_size) -> None:
+                 pss, cms_oids, out, as_pem, level, max_data_size) -> None:
     """CMS / CAdES signature of each FILE: B-B, B-T (signature time-stamp) or B-LT (plus the
     certificates and OCSP responses / CRLs in the SignedData), certificate chain embedded.
 
@@ -92,6 +95,8 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pi
           --chain issuing.pem --detached
       unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign' \\
           --level B-LT --tsa http://tsa.example.cn/
+      unica sign cms declaration.txt --key file:zhangsan-sm2.p8 --cert zhangsan-sm2.pem \\
+          --chain issuing-sm2.pem --cms-oids gmt0010
     """
     from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError
@@ -105,7 +110,7 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pi
     for file in files:  # every output before the key is touched
         check_output_path(out or f"{file}.p7s", "--out" if out else "signature file")
     limit = data_limit(max_data_size)
-    signer = CMSSigner(_identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss))
+    signer = CMSSigner(_identity(key_uri, cert_file, chain_file, pin_file, passphrase_file, pss), cms_oids=cms_oids)
     for file in files:
         try:
             f = open(file, "rb")

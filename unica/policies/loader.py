@@ -256,6 +256,10 @@ def parse_profile(data: dict, *, name: str, source: str) -> Profile:
                                                    "include subjectAltName (names come only from the request)")
     if san.required and not san.allowed:
         raise ctx.fail("subject_alt_name.required", "is true but subject_alt_name.allowed is empty")
+    gm_honoured = [h for h in honour if h != "subjectAltName"]
+    if gm_honoured and "2012" not in gmt0015:
+        raise ctx.fail("csr.honour_extensions", f"{', '.join(gm_honoured)} are GM/T 0015-2012 items: the profile "
+                                                "needs subject.gmt0015 to include \"2012\"")
     if "subjectAltName" in honour and not san.allowed:
         raise ctx.fail("csr.honour_extensions", "subjectAltName is honoured but subject_alt_name.allowed is empty")
     if not required and not san.required:

@@ -57,7 +57,9 @@ ATTRIBUTE_NAME_BY_OID = {oid: name for name, oid in SUBJECT_ATTRIBUTES.items()}
 
 SAN_TYPES = ("dns", "ip", "email", "uri")
 #: CSR-requested extensions a profile may honour
-HONOURABLE_EXTENSIONS = ("subjectAltName",)
+#: requested extensions a profile may honour: subjectAltName, and the GM/T 0015-2012 items an
+#: enterprise supplies (TaxationNumber, ICRegistrationNumber: unica.ca.gmt0015.REQUESTABLE)
+HONOURABLE_EXTENSIONS = ("subjectAltName", "taxationNumber", "icRegistrationNumber")
 USCC_MODES = ("forbidden", "optional", "required")
 #: GM/T 0015 editions whose USCC-derived private extensions a profile may ask for
 #: (``[subject] gmt0015``; see unica.ca.gmt0015)
