@@ -95,8 +95,6 @@ def sign_cms_cmd(files, key_uri, cert_file, chain_file, tsa_url, trust_files, pi
           --chain issuing.pem --detached
       unica sign cms declaration.txt --key 'pkcs11:token=zhangsan;object=sign' \\
           --level B-LT --tsa http://tsa.example.cn/
-      unica sign cms declaration.txt --key file:zhangsan-sm2.p8 --cert zhangsan-sm2.pem \\
-          --chain issuing-sm2.pem --cms-oids gmt0010
     """
     from unica.boundedio import LimitedReader, data_limit
     from unica.errors import InputError
