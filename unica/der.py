@@ -391,7 +391,7 @@ _RSA_OIDS = {"sha256": "1.2.840.113549.1.1.11", "sha384": "1.2.840.113549.1.1.12
              "sha512": "1.2.840.113549.1.1.13"}
 _NULL = b"\x05\x00"
 #: SM2 signature with SM3 (GM/T 0006); its AlgorithmIdentifier has no parameters, as OpenSSL writes it
-SM2_WITH_SM3 = "1.2.156.10197.1.501"
+SM2_WITH_SM3 = "1.2.156.10197.1.501"  # = unica.sm2.SM2_WITH_SM3_OID (der stays below every other module)
 
 
 def hash_alg_id(name: str) -> bytes:

@@ -42,6 +42,8 @@ DEFAULT_ID = b"1234567812345678"
 SM2_CURVE_OID = "1.2.156.10197.1.301"
 #: SM2 signature with SM3, the X.509 signatureAlgorithm (GM/T 0006)
 SM2_WITH_SM3_OID = "1.2.156.10197.1.501"
+#: DER of the curve's OBJECT IDENTIFIER: found in an SPKI's AlgorithmIdentifier, it marks an SM2 key
+SM2_CURVE_OID_DER = bytes.fromhex("06082a811ccf5501822d")
 
 #: longest signer ID accepted. The Z formula carries the ID's length in bits in 16 bits (ENTL),
 #: so 8191 bytes would fit, but OpenSSL 3.0 refuses ``id_len >= 65535 / 8`` (crypto/sm2/sm2_sign.c),

@@ -130,7 +130,7 @@ def public_key_of(cert):
         return SM2PublicKey.from_spki_der(spki)
 
 
-_SM2_CURVE_DER = bytes.fromhex("06082a811ccf5501822d")  # OBJECT IDENTIFIER 1.2.156.10197.1.301
+from unica.sm2 import SM2_CURVE_OID_DER as _SM2_CURVE_DER  # noqa: E402  (no libcrypto until used)
 
 
 def _spki_of_sm2(cert) -> bytes | None:

@@ -4,8 +4,7 @@ pyhanko-certvalidator the same is done by :mod:`unica.verify.sm2sig`.)"""
 
 from __future__ import annotations
 
-#: SM2 signature with SM3 (GM/T 0006)
-SM2_WITH_SM3 = "1.2.156.10197.1.501"
+from unica.sm2 import SM2_WITH_SM3_OID as SM2_WITH_SM3
 
 
 def is_sm2_signed(signature_algorithm_oid) -> bool:

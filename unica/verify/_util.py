@@ -130,7 +130,7 @@ def signature_algorithm_name(dotted: str) -> str:
     return _SIGNATURE_ALGORITHMS.get(dotted, dotted)
 
 
-_SM2_CURVE_DER = bytes.fromhex("06082a811ccf5501822d")  # OBJECT IDENTIFIER 1.2.156.10197.1.301
+from unica.sm2 import SM2_CURVE_OID_DER as _SM2_CURVE_DER  # noqa: E402  (no libcrypto until used)
 
 
 def public_key_name(cert: x509.Certificate) -> str:

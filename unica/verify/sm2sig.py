@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pyhanko_certvalidator.sig_validate import DEFAULT_VALIDATION_CONTEXT, DefaultSignatureValidator
 
-#: SM2 signature with SM3 (GM/T 0006), the only SM2 signature algorithm of X.509
-SM2_WITH_SM3 = "1.2.156.10197.1.501"
+from unica.verify._sm2 import SM2_WITH_SM3
 
 
 class SM2AwareSignatureValidator(DefaultSignatureValidator):
