@@ -11,7 +11,7 @@ import pytest
 
 from tests.tsa.conftest import Server, wait_for
 from tests.tsa.test_responses import ask, query, rejected, tst_info
-from unica.tsa.clock import StatusFileCheck, parse_tracking
+from unica.tsa.clock import ClockMonitor, ClockReading, ClockState, StatusFileCheck, parse_tracking
 
 TRACKING = """Reference ID    : C0A80001 (ntp.example.cn)
 Stratum         : 3
@@ -55,6 +55,18 @@ def test_status_file_forms(tmp_path, text, synced):
     f.write_text(text)
     assert StatusFileCheck(f, 1.0)().synced is synced
     assert not StatusFileCheck(tmp_path / "missing", 1.0)().synced
+
+
+def test_monitor_stops_issuance_before_recording_a_loss_and_records_a_recovery_before_resuming():
+    answers = iter([True, False, False, True])
+    state = ClockState(True)
+    seen = []  # (event, state while the event is recorded)
+    monitor = ClockMonitor(lambda: ClockReading(next(answers), 0.0, "x"), state,
+                           on_change=lambda r: seen.append((r.synced, state.synced)))
+    for _ in range(4):
+        monitor.poll()
+    assert seen == [(False, False), (True, False)]
+    assert state.synced
 
 
 def test_serve_with_a_clock_command(tsa_home, tmp_path):

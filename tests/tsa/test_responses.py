@@ -231,6 +231,7 @@ def test_clock_out_of_sync_answers_time_not_available_then_recovers(server, tsa_
     finally:
         clock_file.write_text("synced offset=0.0004\n")
     assert wait_for(lambda: ask(server, query(b"t"))["status"]["status"].native == "granted", timeout=10)
+    # the recovery is audited before issuance resumes (ClockMonitor.poll), so no waiting here
     assert _clock_events(tsa_home)[len(before):] == ["tsa.clock-lost", "tsa.clock-recovered"]
     row = tsa_home.sql("SELECT details FROM audit_log WHERE event = 'tsa.clock-lost' ORDER BY id DESC LIMIT 1")[0][0]
     assert "unsynced" in row

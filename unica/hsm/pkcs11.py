@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -105,13 +106,13 @@ class Module:
         its label -- and keeps that view until C_Finalize/C_Initialize. Concurrent processes
         on one token are not an unplugged token.
         """
-        delay = _REREAD_FIRST_DELAY
-        for attempt in range(_REREAD_TRIES + 1):
+        waits = _reread_waits()
+        while True:
             found, unreadable = self._scan_tokens(label, serial)
-            if found or attempt == _REREAD_TRIES:
+            wait = next(waits, None)
+            if found or wait is None:
                 break
-            time.sleep(delay)
-            delay = min(delay * 2, _REREAD_MAX_DELAY)
+            time.sleep(wait)
             self.reinitialize()
         if not found:
             what = f"label {label!r}" if label is not None else f"serial {serial!r}"
@@ -214,9 +215,9 @@ class TokenSession:
         if self._pin is None:
             self.session = _call(token.open, rw=self.rw)
             return
-        delay = _REREAD_FIRST_DELAY
+        waits = _reread_waits()
         with pin_errors(token.label, "opening a session", token=token):
-            for attempt in range(_REREAD_TRIES + 1):
+            while True:
                 try:
                     self.session = self._login(token)
                     break
@@ -224,12 +225,12 @@ class TokenSession:
                     # SoftHSM2 reading a half-written token file (see Module.find_token). Not a
                     # PIN verdict -- a wrong PIN is CKR_PIN_INCORRECT, never retried -- so the
                     # PIN is sent again only after the token failed to judge it at all
-                    if attempt == _REREAD_TRIES:
+                    wait = next(waits, None)
+                    if wait is None:
                         raise TokenError(f"opening a session on token {token.label!r} failed: the token "
                                          f"kept answering {_ckr_name(e)} (another process writing it? no user PIN set?); "
                                          "try again") from None
-                time.sleep(delay)
-                delay = min(delay * 2, _REREAD_MAX_DELAY)
+                time.sleep(wait)
                 self.module.reinitialize()
                 token = self.token = self.module.find_token(self.label, self.serial)
         self.logged_in = True
@@ -266,11 +267,23 @@ class TokenSession:
                 return fn(self.session, *args, **kwargs)
 
 
-#: re-initialisations of a module (see Module.find_token) before a token is reported missing or
-#: unreadable: each one can hit another write again, so several, quickly (about 1.5 s of waiting
-#: in all, paid only when the token is not found at once)
-_REREAD_TRIES = 10
+#: how long a module is re-initialised and asked again (see Module.find_token) before a token is
+#: reported missing or unreadable: each re-read can hit another write, so many, quickly, for
+#: about 3 s in all (paid only when the token is not found at once). A CI run met 1.5 s running
+#: out on a token another process logged in to without pause, on a loaded machine.
+_REREAD_WINDOW = 3.0
 _REREAD_FIRST_DELAY, _REREAD_MAX_DELAY = 0.02, 0.2
+
+
+def _reread_waits():
+    """The pauses between re-reads: doubling from 20 ms to 200 ms, each jittered (so re-reads do
+    not fall in step with another process's writes), until the window is spent."""
+    delay, spent = _REREAD_FIRST_DELAY, 0.0
+    while spent < _REREAD_WINDOW:
+        wait = delay * random.uniform(0.5, 1.5)
+        spent += wait
+        yield wait
+        delay = min(delay * 2, _REREAD_MAX_DELAY)
 
 _CKR_NAMES = {"GeneralError": "CKR_GENERAL_ERROR", "DeviceError": "CKR_DEVICE_ERROR",
               "UserPinNotInitialized": "CKR_USER_PIN_NOT_INITIALIZED",

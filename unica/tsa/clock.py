@@ -131,7 +131,9 @@ def parse_tracking(text: str, accuracy_s: float) -> ClockReading:
 
 class ClockMonitor:
     """Run ``check`` now and every ``interval`` seconds (a daemon thread); keep ``state``; call
-    ``on_change(reading)`` when the answer turns (and at the first check if out of sync)."""
+    ``on_change(reading)`` when the answer turns (and at the first check if out of sync). A
+    recovery is recorded before ``state`` lets issuance resume, so the audit log never shows
+    tokens granted ahead of the ``recovered`` entry."""
 
     def __init__(self, check, state: ClockState, *, interval: float = 1.0, on_change=None):
         self.check = check
@@ -148,13 +150,16 @@ class ClockMonitor:
         except Exception as e:  # a failing check is out of sync, never a crash of the monitor
             r = ClockReading(False, None, f"clock check failed: {e}")
         changed = (self.last is None and not r.synced) or (self.last is not None and self.last.synced != r.synced)
-        self.state.set(r.synced)
         self.last = r
+        if not r.synced:  # a loss stops issuance before it is recorded ...
+            self.state.set(False)
         if changed and self.on_change is not None:
             try:
                 self.on_change(r)
             except Exception:
                 log.exception("recording the clock change failed")
+        if r.synced:  # ... and a recovery is recorded before the first token is granted again
+            self.state.set(True)
         return r
 
     def start(self) -> None:
