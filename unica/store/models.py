@@ -473,3 +473,59 @@ class TSAToken(Base):
     policy: Mapped[str] = mapped_column(String(128), nullable=False)
     #: whether the request carried a nonce (echoed in the token)
     nonce: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+
+# --- card login and single sign-on (migration 0009) -------------------------------------------
+
+
+class LoginChallenge(Base):
+    """A one-time card-login challenge the portal handed out: only its nonce's SHA-256 is kept;
+    ``used_at`` set when a login consumed it (a second use is a replay)."""
+
+    __tablename__ = "login_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nonce_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    #: the portal origin the challenge names (scheme://host[:port])
+    origin: Mapped[str] = mapped_column(String(255), nullable=False)
+    #: who asked for it (the client's address), for the audit log
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class SSOClient(Base):
+    """An agency system registered as an OpenID Connect client (``unica sso client add``)."""
+
+    __tablename__ = "sso_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    #: the client secret's salted hash (None: a public client, PKCE only)
+    secret_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the exact redirect URIs allowed (list of strings; compared character for character)
+    redirect_uris: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    #: active | disabled
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class SSOKey(Base):
+    """An ID-token signing key of the OpenID Connect provider (token or encrypted file)."""
+
+    __tablename__ = "sso_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    key_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    #: the JWS algorithm (ES256, ES384, RS256, PS256 ...)
+    alg: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: the public key as a JWK (what the JWKS endpoint publishes)
+    public_jwk: Mapped[dict] = mapped_column(JSON, nullable=False)
+    #: active (signs) | retired (still published until its tokens expire)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
