@@ -223,3 +223,22 @@ class ApprovalPending(UnicaError):
             request_id, operation, needed, have, expires_at)
         super().__init__(f"{operation} is under dual control: request {request_id} waits for "
                          f"{needed - have} more approval(s) of {needed} (expires {expires_at:%Y-%m-%d %H:%M}Z)")
+
+
+# --- card login (issue #14) -----------------------------------------------------------
+
+
+class ChallengeFormatError(InputError):
+    """A text is not a unica login challenge (``unica-login-v1``, :mod:`unica.portal.challenge`):
+    a wrong header, a missing, extra or misplaced field, an origin of the wrong syntax, a nonce or a
+    time that is not in the one accepted spelling, or too many bytes."""
+
+
+class LoginRefused(PolicyViolation):
+    """A card login was refused; ``slug`` says why, in one stable word (``bad-format``,
+    ``wrong-origin``, ``unknown-challenge``, ``expired``, ``replayed``, ``bad-signature``,
+    ``certificate-refused``, ``not-for-login``). Audited as ``login.refused``."""
+
+    def __init__(self, slug: str, message: str):
+        super().__init__(message)
+        self.slug = slug
