@@ -24,6 +24,8 @@ FORBIDDEN = {
     "store": {"ca", "ra", "service", "ocsp", "auth", "cli", "verify"},
     "hsm": {"ca", "ra", "service", "ocsp", "auth", "cli", "store"},
     "policies": {"ca", "ra", "service", "ocsp", "auth", "cli", "store"},
+    # the local signing agent runs on the enterprise's PC, next to the card, far from the CA's database
+    "agent": {"store", "ca", "ra", "service", "sso", "auth", "ocsp", "tsa", "sign", "cli"},
 }
 
 
