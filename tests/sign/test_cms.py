@@ -127,6 +127,59 @@ def test_tsa_unreachable_is_one_line_error(unica, enrolled, tmp_path):
     assert_one_line_error(p, "timestamp")
 
 
+class _HugeTSA:
+    """A local 'TSA' whose reply is 4 MiB: with a Content-Length, or streamed without one."""
+
+    def __init__(self, declare: bool):
+        import http.server
+        import threading
+
+        declare_length = declare
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                if declare_length:
+                    self.send_header("Content-Length", str(4 * 1024 * 1024))
+                self.end_headers()
+                try:
+                    for _ in range(64):
+                        self.wfile.write(b"\x30" * 65536)
+                except OSError:  # the client stopped reading: as it should
+                    pass
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["content-length", "streamed"])
+def test_an_oversized_tsa_reply_is_refused_unread(unica, enrolled, tmp_path, declare):
+    """The time-stamp reply is read bounded (unica.sign.cms.MAX_TSA_REPLY), not whole as pyHanko's
+    own client does: one line, exit 1, nothing written."""
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(b"x")
+    out = tmp_path / "huge.p7s"
+    huge = _HugeTSA(declare)
+    try:
+        p = unica("sign", "cms", str(doc), "--key", enrolled.key_uri, "--tsa", huge.url, "--out", str(out))
+    finally:
+        huge.close()
+    assert_one_line_error(p, "timestamp", "larger than")
+    assert p.returncode == 1 and not out.exists()
+
+
 def test_library_api_sign_cms(enrolled, soft_ca, tmp_path):
     from unica.sign import load_signer, sign_cms
 

@@ -360,9 +360,47 @@ def timestamper(tsa_url: str | None, timeout: float = 10):
         return None
     if not tsa_url.startswith(("http://", "https://")):
         raise InputError(f"TSA URL {tsa_url!r} must be http:// or https://")
-    from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
+    return _bounded_timestamper_class()(tsa_url, timeout=timeout)
 
-    return RequestsHTTPTimeStamper(tsa_url, timeout=timeout)
+
+#: the largest time-stamp reply read from a TSA (a token with its TSA's chain is a few KiB)
+MAX_TSA_REPLY = 256 * 1024
+
+_TIMESTAMPER: list = []
+
+
+def _bounded_timestamper_class():
+    """pyHanko's HTTP time-stamp client, with the reply read through :func:`unica.verify.fetch.http_fetch`:
+    bounded (Content-Length checked first, then every byte as it arrives: at most
+    :data:`MAX_TSA_REPLY`), within the timeout in all, no redirects. pyHanko's own client reads
+    the whole reply into memory, however large."""
+    if not _TIMESTAMPER:
+        from asn1crypto import tsp
+        from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+        from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
+
+        from unica.verify.fetch import http_fetch
+
+        class BoundedHTTPTimeStamper(RequestsHTTPTimeStamper):
+            async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+                def task():
+                    try:
+                        data = http_fetch(self.url, body=req.dump(), content_type="application/timestamp-query",
+                                          accept="application/timestamp-reply", timeout=self.timeout,
+                                          max_bytes=MAX_TSA_REPLY, max_redirects=0)
+                    except FetchError as e:
+                        raise TimestampRequestError(str(e)) from None
+                    try:
+                        resp = tsp.TimeStampResp.load(data)
+                        resp["status"]["status"].native  # parsed now: malformed is a request error
+                    except (ValueError, TypeError, KeyError) as e:
+                        raise TimestampRequestError(f"the TSA's reply is not a TimeStampResp: {e}") from None
+                    return resp
+
+                return await asyncio.to_thread(task)
+
+        _TIMESTAMPER.append(BoundedHTTPTimeStamper)
+    return _TIMESTAMPER[0]
 
 
 def _timestamp_token(tsa_url: str, signature: bytes, digest_name: str) -> bytes:
