@@ -92,6 +92,20 @@ def test_file_key_unit_with_finer_accuracy(tsa_home, tmp_path):
     tsa_home.ok("tsa", "unit", "disable", "filetsa")
 
 
+def test_a_unit_key_made_for_a_refused_issuance_is_removed(tsa_home):
+    """The unit's new key (here an encrypted SM2 file key) is made before the CA signs; when the
+    CA then refuses it (the timestamping profile allows no SM2 key), the key is removed again: no
+    orphan key is left, the same command can be run again, and nothing is recorded."""
+    keys_dir = tsa_home.home / "keys"
+    before = sorted(p.name for p in keys_dir.iterdir()) if keys_dir.exists() else []
+    units = tsa_home.sql("SELECT COUNT(*) FROM tsa_units")
+    p = tsa_home.run("tsa", "unit", "add", "orphan", "--ca", "root", "--key-type", "sm2", "--policy", POLICY)
+    _one_line(p, 3, "sm2", "was removed")
+    after = sorted(p.name for p in keys_dir.iterdir()) if keys_dir.exists() else []
+    assert after == before
+    assert tsa_home.sql("SELECT COUNT(*) FROM tsa_units") == units
+
+
 def test_serve_chooses_the_only_active_unit_or_asks(tsa_home):
     # tsa1 and other units are active in this home: --unit is required
     tsa_home.add_unit("second")

@@ -91,7 +91,7 @@ def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key,
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from unica.ca.issuance import IssuingCA
-    from unica.hsm import generate_key, load_key
+    from unica.hsm import certified_or_discarded, generate_key, load_key
     from unica.hsm.enroll import make_csr
 
     now = now or m.utcnow()
@@ -102,7 +102,8 @@ def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key,
     if ca_subject is None:
         raise ConfigurationError(f"CA {ca_name!r} has no certificate yet; it cannot certify an OCSP signer")
     secrets = {"pin": pin} if (key_uri or "").startswith("pkcs11:") or token else {"passphrase": passphrase}
-    if key_uri is None:
+    generated = key_uri is None
+    if generated:
         key_uri = _new_key_uri(ca_name, token, now)
         key = generate_key(key_uri, key_type, **secrets)
         key_uri = str(getattr(key, "uri", key_uri))
@@ -110,27 +111,31 @@ def _issue_ocsp_signer(store, ca_name: str, *, key_uri, key_type, token, ca_key,
         key = load_key(key_uri, **secrets)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigurationError("an OCSP signer key must be EC or RSA")
-    name_attrs = [x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP Responder for {ca_name}")]
-    orgs = ca_subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    countries = ca_subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = x509.Name([*countries[:1], *orgs[:1], *name_attrs])
-    csr = make_csr(key, subject)
-    issuing = IssuingCA(store, ca_name, key=ca_key)
-    issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"ocsp-signer:{ca_name}",
-                           source=f"OCSP signer request for CA {ca_name}")
-    cert = x509.load_der_x509_certificate(issued.der)
-    with store.write() as s:
-        ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
-        row = s.execute(select(m.Certificate).where(m.Certificate.ca_id == ca.id,
-                                                    m.Certificate.serial == issued.serial_hex)).scalar_one()
-        previous = ca.ocsp_signer_key_uri
-        ca.ocsp_signer_key_uri = key_uri
-        ca.ocsp_signer_cert_id = row.id
-        store.audit(s, "ocsp.signer-issued", ca=ca_name, target=issued.serial_hex,
-                    details={"key": key_uri, "previous_key": previous,
-                             "not_after": cert.not_valid_after_utc.isoformat()})
-    return OCSPSignerInfo(ca_name, key_uri, issued.serial_hex, cert.not_valid_before_utc,
-                          cert.not_valid_after_utc, renewed=previous is not None)
+
+    def certify_and_record() -> OCSPSignerInfo:
+        name_attrs = [x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP Responder for {ca_name}")]
+        orgs = ca_subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        countries = ca_subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        subject = x509.Name([*countries[:1], *orgs[:1], *name_attrs])
+        csr = make_csr(key, subject)
+        issuing = IssuingCA(store, ca_name, key=ca_key)
+        issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"ocsp-signer:{ca_name}",
+                               source=f"OCSP signer request for CA {ca_name}")
+        cert = x509.load_der_x509_certificate(issued.der)
+        with store.write() as s:
+            ca = s.get(m.CA, get_ca_row(s, ca_name).id, with_for_update=True)
+            row = s.execute(select(m.Certificate).where(m.Certificate.ca_id == ca.id,
+                                                        m.Certificate.serial == issued.serial_hex)).scalar_one()
+            previous = ca.ocsp_signer_key_uri
+            ca.ocsp_signer_key_uri = key_uri
+            ca.ocsp_signer_cert_id = row.id
+            store.audit(s, "ocsp.signer-issued", ca=ca_name, target=issued.serial_hex,
+                        details={"key": key_uri, "previous_key": previous,
+                                 "not_after": cert.not_valid_after_utc.isoformat()})
+        return OCSPSignerInfo(ca_name, key_uri, issued.serial_hex, cert.not_valid_before_utc,
+                              cert.not_valid_after_utc, renewed=previous is not None)
+
+    return certified_or_discarded(certify_and_record, key, key_uri if generated else None, pin=pin)
 
 
 def ensure_ocsp_signer(store, ca_name: str, *, now: dt.datetime | None = None, **kwargs) -> OCSPSignerInfo | None:

@@ -100,6 +100,47 @@ def generate_key(uri: str | KeyURI, key_type: str | KeyType, *, pin: str | None 
     return generate_token_key(u, kt, _pin_for(u, pin), backup_allowed=backup_allowed, key_agreement=key_agreement)
 
 
+def discard_generated_key(key, uri: str | KeyURI, *, pin: str | None = None) -> str | None:
+    """Remove a key :func:`generate_key` just made for a step that then failed (the pair on the
+    token, by its CKA_ID and nothing else; or the encrypted file), so that the same command can
+    simply be run again. None when removed; else one line saying what is left and how to remove
+    it (the cleanup never hides the failure that called it)."""
+    u = _as_uri(uri)
+    try:
+        if isinstance(u, FileURI):
+            u.path.unlink(missing_ok=True)
+            return None
+        from unica.hsm.objects import delete_key_objects
+
+        kuri = getattr(key, "uri", None) or u
+        if kuri.id is None:
+            raise ValueError("its CKA_ID is unknown")
+        delete_key_objects(kuri.token, kuri.id, _pin_for(kuri, pin), kuri.module_path)
+        return None
+    except Exception as e:  # noqa: BLE001 - reported in the returned line, the first failure stands
+        return f"the new key {u} could not be removed ({' '.join(str(e).split())}); remove it by hand"
+
+
+def certified_or_discarded(step, key, generated_uri: str | KeyURI | None, *, pin: str | None = None):
+    """``step()`` (certify ``key`` and record it); when it fails and ``generated_uri`` says the
+    key was generated for it, the key is removed (:func:`discard_generated_key`) and the failure
+    raised, its message saying so. An issuance waiting for approvers (ApprovalPending) keeps the
+    key: its certificate is still to come."""
+    from unica.errors import ApprovalPending, UnicaError
+
+    try:
+        return step()
+    except ApprovalPending:
+        raise
+    except BaseException as e:
+        if generated_uri is not None:
+            left = discard_generated_key(key, generated_uri, pin=pin)
+            if isinstance(e, UnicaError) and e.args:
+                e.args = (" ".join(str(e).split()) + ("; " + left if left else
+                                                        f"; the new key {generated_uri} was removed"),)
+        raise
+
+
 def key_info(key, uri: str | KeyURI | None = None) -> KeyInfo:
     pub = key.public_key()
     kuri = getattr(key, "uri", None) or uri

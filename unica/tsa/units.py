@@ -158,7 +158,7 @@ def _add_unit(store, name, ca_name, *, policy, accept_policies, accuracy_ms, key
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from unica.ca.issuance import IssuingCA
-    from unica.hsm import generate_key, load_key
+    from unica.hsm import certified_or_discarded, generate_key, load_key
     from unica.hsm.enroll import make_csr
     from unica.store.cas import get_ca_row
 
@@ -193,7 +193,8 @@ def _add_unit(store, name, ca_name, *, policy, accept_policies, accuracy_ms, key
     pin, passphrase = (v() if callable(v) else v for v in (pin, passphrase))
     secrets = {"pin": pin} if (key_uri or "").startswith("pkcs11:") or (token and not key_uri) else \
         {"passphrase": passphrase}
-    if key_uri is None:
+    generated = key_uri is None
+    if generated:
         key_uri = _new_key_uri(name, token, now)
         key = generate_key(key_uri, key_type, **secrets)
         key_uri = str(getattr(key, "uri", key_uri))
@@ -201,21 +202,25 @@ def _add_unit(store, name, ca_name, *, policy, accept_policies, accuracy_ms, key
         key = load_key(key_uri, **secrets)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raise InputError("a TSA unit key must be EC or RSA")
-    csr = make_csr(key, subject)
-    issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"tsa-unit:{name}",
-                           source=f"TSA unit {name} request")
-    with store.write() as s:
-        if s.execute(select(m.TSAUnit.id).where(m.TSAUnit.name == name)).first() is not None:
-            raise TSAUnitExists(f"a TSA unit named {name!r} already exists")
-        row = m.TSAUnit(name=name, ca_name=ca_name, key_uri=key_uri, cert_der=issued.der,
-                        cert_serial=issued.serial_hex, policy=policy, accept_policies=accepted,
-                        accuracy_ms=accuracy_ms, status="active", created_at=now)
-        s.add(row)
-        s.flush()
-        store.audit(s, "tsa.unit-added", ca=ca_name, target=name, details={
-            "key": key_uri, "certificate": issued.serial_hex, "policy": policy, "accept_policies": accepted,
-            "accuracy_ms": accuracy_ms})
-        return UnitInfo.from_row(row)
+
+    def certify_and_record() -> UnitInfo:
+        csr = make_csr(key, subject)
+        issued = issuing.issue(csr.public_bytes(Encoding.DER), PROFILE, requester=f"tsa-unit:{name}",
+                               source=f"TSA unit {name} request")
+        with store.write() as s:
+            if s.execute(select(m.TSAUnit.id).where(m.TSAUnit.name == name)).first() is not None:
+                raise TSAUnitExists(f"a TSA unit named {name!r} already exists")
+            row = m.TSAUnit(name=name, ca_name=ca_name, key_uri=key_uri, cert_der=issued.der,
+                            cert_serial=issued.serial_hex, policy=policy, accept_policies=accepted,
+                            accuracy_ms=accuracy_ms, status="active", created_at=now)
+            s.add(row)
+            s.flush()
+            store.audit(s, "tsa.unit-added", ca=ca_name, target=name, details={
+                "key": key_uri, "certificate": issued.serial_hex, "policy": policy, "accept_policies": accepted,
+                "accuracy_ms": accuracy_ms})
+            return UnitInfo.from_row(row)
+
+    return certified_or_discarded(certify_and_record, key, key_uri if generated else None, pin=pin)
 
 
 def disable_unit(store, name: str, *, reason: str | None = None, auth=None) -> UnitInfo:
