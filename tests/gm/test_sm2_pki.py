@@ -125,31 +125,14 @@ def gm(tmp_path_factory) -> GM:
 
 
 def gmssl_verifies(signer_spki_der: bytes, tbs: bytes, signature_der: bytes) -> bool:
-    """gmssl (pure Python, test-only) checks an SM2-with-SM3 signature with its default ID."""
-    from asn1crypto import algos, keys
-    from gmssl import sm2
+    """gmssl (pure Python, test-only) checks an SM2-with-SM3 signature with its default ID (the
+    openssl command line where gmssl itself fails: tests/sm2/peers.py)."""
+    from asn1crypto import keys
+
+    from tests.sm2 import peers
 
     point = keys.PublicKeyInfo.load(signer_spki_der)["public_key"].native
-    rs = algos.DSASignature.load(signature_der).native
-    try:
-        return sm2.CryptSM2(public_key=point[1:].hex(), private_key=None).verify_with_sm3(
-            "%064x%064x" % (rs["r"], rs["s"]), tbs)
-    except TypeError:
-        # gmssl 3.2.2's point arithmetic returns None on some inputs (seen once in CI on a valid
-        # CRL signature): then the openssl CLI checks it, with the GM/T 0009 ID given explicitly
-        return _openssl_verifies(signer_spki_der, tbs, signature_der)
-
-
-def _openssl_verifies(spki_der: bytes, data: bytes, signature_der: bytes) -> bool:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as t:
-        key, sig, msg = Path(t, "k.der"), Path(t, "s.der"), Path(t, "m.bin")
-        key.write_bytes(spki_der), sig.write_bytes(signature_der), msg.write_bytes(data)
-        p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", str(key),
-                            "-rawin", "-digest", "sm3", "-pkeyopt", DISTID, "-in", str(msg), "-sigfile", str(sig)],
-                           capture_output=True, text=True)
-        return p.returncode == 0 and "Signature Verified Successfully" in p.stdout
+    return peers.gm_verify_default_id(point[1:], signature_der, tbs)
 
 
 def _cert(pem: Path):

@@ -127,3 +127,20 @@ def test_z_value_depends_on_entl_not_just_the_id_bytes():
     """Sanity of the peer: IDs b"" and b"\\0" give different Z (ENTL 0 vs 8)."""
     _, xy = gm_keypair()
     assert z_value(xy, b"") != z_value(xy, b"\0")
+
+
+@pytest.mark.parametrize("signer_id", [DEFAULT_ID, b"ALICE@example"])
+def test_where_gmssl_fails_openssl_judges(signer_id):
+    """The fallback of peers._gmssl_or_openssl (gmssl 3.2.2 raises TypeError from its own point
+    arithmetic on rare inputs): the openssl command line then gives the verdict, with the ID."""
+    from .peers import _gmssl_or_openssl
+
+    def gmssl_failing():
+        raise TypeError("unsupported operand type(s) for *: 'NoneType' and 'int'")
+
+    k = SM2PrivateKey.generate()
+    xy = k.public_key().spki_der()[-64:]
+    sig = k.sign(b"data", signer_id=signer_id)
+    assert _gmssl_or_openssl(gmssl_failing, xy, sig, b"data", signer_id) is True
+    assert _gmssl_or_openssl(gmssl_failing, xy, sig, b"other data", signer_id) is False
+    assert _gmssl_or_openssl(gmssl_failing, xy, sig, b"data", b"another id") is False
