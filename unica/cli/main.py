@@ -51,6 +51,7 @@ COMMAND_MODULES = [
     "backup",
     "serve",
     "tsa",
+    "agent",
     "completion",
 ]
 
@@ -73,6 +74,7 @@ MODULE_COMMANDS = {
     "backup": ("backup", "restore"),
     "serve": ("serve",),
     "tsa": ("tsa",),
+    "agent": ("agent",),
     "completion": ("completion",),
 }
 
