@@ -529,3 +529,29 @@ class SSOKey(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
     retired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class PortalSession(Base):
+    """A portal session a card login opened (migration 0010). The browser holds a 256-bit random
+    token; only its SHA-256 is kept. Ended by logout, the idle or absolute timeout, or the
+    certificate's revocation (checked at every request)."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    #: the synchronizer token every state-changing form of this session carries
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: the LoginFacts of the login (JSON)
+    facts: Mapped[dict] = mapped_column(JSON, nullable=False)
+    #: the card's certificate, checked again at every request
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    cert_serial: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    #: the absolute end, whatever the activity
+    expires_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    #: logout | idle | expired | certificate-refused
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
