@@ -26,6 +26,8 @@ FORBIDDEN = {
     "policies": {"ca", "ra", "service", "ocsp", "auth", "cli", "store"},
     # the local signing agent runs on the enterprise's PC, next to the card, far from the CA's database
     "agent": {"store", "ca", "ra", "service", "sso", "auth", "ocsp", "tsa", "sign", "cli"},
+    # the OpenID Connect provider's library: the service and the CLI call it, never the reverse
+    "sso": {"ca", "ra", "service", "cli", "agent"},
 }
 
 

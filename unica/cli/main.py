@@ -52,6 +52,7 @@ COMMAND_MODULES = [
     "serve",
     "tsa",
     "agent",
+    "sso",
     "completion",
 ]
 
@@ -75,6 +76,7 @@ MODULE_COMMANDS = {
     "serve": ("serve",),
     "tsa": ("tsa",),
     "agent": ("agent",),
+    "sso": ("sso",),
     "completion": ("completion",),
 }
 
