@@ -374,6 +374,7 @@ NO_JSON = {
     "ocsp serve": "a service: runs until stopped, logs on stderr",
     "serve": "a service: runs until stopped, logs on stderr; /healthz, /readyz and /metrics describe it",
     "tsa serve": "a service: runs until stopped, logs on stderr; /healthz describes it",
+    "agent": "a service on the enterprise's PC: runs until stopped; its first stdout line is its address, logs on stderr",
     "sign cms": "acts: writes the signature file; 'verify cms --json' / 'show --json' describe it",
     "sign pdf": "acts: writes the signed PDF; 'verify pdf --json' describes it",
     "token change-pin": "acts: changes a PIN; nothing to report but success",
