@@ -25,7 +25,7 @@ PERMITTED: dict[str, frozenset[str]] = {
     **{op: frozenset({"admin"}) for op in (
         "home.init", "ca.create", "ca.revoke", "ca.set", "ca.import-cert", "profile.change",
         "operator.add", "operator.set", "operator.disable", "office.set", "approval-rule.set", "key.backup", "key.restore",
-        "ocsp.configure", "ocsp.signer", "tsa.unit", "backup.create", "recover")},
+        "ocsp.configure", "ocsp.signer", "tsa.unit", "sso.client", "sso.key", "backup.create", "recover")},
     **{op: frozenset({"ra-officer"}) for op in ("cert.issue", "cert.revoke", "cert.hold", "cert.release")},
     "crl.generate": frozenset({"admin", "ra-officer"}),
     "ocsp.presign": frozenset({"admin", "ra-officer"}),
