@@ -36,17 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _softhsm  # noqa: E402  (before anything loads the PKCS#11 module)
-from enroll_load import postgresql  # noqa: E402
+from enroll_load import pct, postgresql, unica  # noqa: E402
 
 PORTAL = "https://127.0.0.1:8443"
 USCC = "91350100M000100Y43"
-
-
-def unica(env: dict, *args: str) -> str:
-    p = subprocess.run([sys.executable, "-m", "unica", *args], env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"unica {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
-    return p.stdout
 
 
 def build(tmp: Path, db: str | None) -> dict:
@@ -65,11 +58,6 @@ def build(tmp: Path, db: str | None) -> dict:
           "C=CN,O=压测科技有限公司,CN=张三", "--uscc", USCC, "--ca", "root", "--profile", "enterprise-auth")
     (tmp / "root.pem").write_text(unica(env, "ca", "export", "root"))
     return env
-
-
-def pct(values: list[float], p: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
 def main() -> int:

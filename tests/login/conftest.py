@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PIN, TEST_SO_PIN, run_unica
+from tests.service.conftest import Reply
 
 #: the portal's origin in these tests (no portal runs: the library is called in-process)
 PORTAL = "https://127.0.0.1:8443"
@@ -139,17 +140,6 @@ def login_ca(tmp_path_factory) -> LoginCA:
     (base / "root.pem").write_text(ca.ok("ca", "export", "root").stdout)
     yield ca
     ca.close()
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict
-    body: bytes
-
-    @property
-    def json(self):
-        return json.loads(self.body)
 
 
 class Agent:
