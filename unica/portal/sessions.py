@@ -114,16 +114,23 @@ def open_session(store, facts: LoginFacts, cert_der: bytes, *, source: str | Non
         return token, Session(row.id, facts, csrf, now, row.expires_at)
 
 
-def current_session(store, token: str | None, *, now: dt.datetime | None = None) -> Session:
-    """The live session of ``token``; :class:`SessionEnded` otherwise (ending it first when a
-    timeout or the certificate's status ends it now)."""
-    now = _now(now)
+def _find(store, token) -> m.PortalSession | None:
+    """The session row of ``token`` (detached), None for an unknown or malformed token (one that
+    is not a string of at most MAX_TOKEN ASCII characters is not looked up)."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN or not token.isascii():
-        raise SessionEnded("unknown", "no portal session: log in with the card")
+        return None
     with store.read() as s:
         row = s.scalars(select(m.PortalSession).where(m.PortalSession.token_sha256 == _digest(token))).first()
         if row is not None:
             s.expunge(row)
+    return row
+
+
+def current_session(store, token: str | None, *, now: dt.datetime | None = None) -> Session:
+    """The live session of ``token``; :class:`SessionEnded` otherwise (ending it first when a
+    timeout or the certificate's status ends it now)."""
+    now = _now(now)
+    row = _find(store, token)
     if row is None:
         raise SessionEnded("unknown", "no portal session: log in with the card")
     if row.ended_at is not None:
@@ -169,12 +176,7 @@ def _end(store, row: m.PortalSession, reason: str, now: dt.datetime, *, detail: 
 def end_session(store, token: str | None, *, reason: str = "logout", now: dt.datetime | None = None) -> bool:
     """Log out: the session of ``token`` ends now (False: there was no live one)."""
     now = _now(now)
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN or not token.isascii():
-        return False
-    with store.read() as s:
-        row = s.scalars(select(m.PortalSession).where(m.PortalSession.token_sha256 == _digest(token))).first()
-        if row is not None:
-            s.expunge(row)
+    row = _find(store, token)
     if row is None or row.ended_at is not None:
         return False
     return _end(store, row, reason, now)
