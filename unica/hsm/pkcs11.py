@@ -100,20 +100,34 @@ class Module:
     def find_token(self, label: str | None = None, serial: str | None = None):
         """The one token with this label (and/or serial); :class:`TokenNotFound` otherwise.
 
-        Not found at first, the module is re-initialised and asked again a few times: a
-        SoftHSM2 process that starts while another one rewrites the token file (each login
-        does, and key generation) can read it half-written -- a slot answering CKR_GENERAL_ERROR, or a token without
-        its label -- and keeps that view until C_Finalize/C_Initialize. Concurrent processes
-        on one token are not an unplugged token.
+        Not found at first, it is asked again for a few seconds: a SoftHSM2 process reading
+        the token files while another process rewrites one (each login does, and key
+        generation) can read it half-written. Two cases, told apart by the scan:
+
+        - a slot answers CKR_GENERAL_ERROR (or shows a second blank token): the module re-reads
+          that file by itself when it changes, so the slots are simply listed again;
+        - the token is not in the module's view at all (C_Initialize skipped the half-written
+          file): the module keeps that view until C_Finalize/C_Initialize, so it is re-initialised.
+
+        Re-initialising reads every token directory and takes longer the more tokens there are
+        (each read a new chance to meet another write), so it is done only when needed. Once a
+        scan shows another process writing (an unreadable slot, a second blank token, the
+        number of tokens changing), the window grows from about 3 s to 10 s: a quiet module
+        without the token says so after the short one. Concurrent processes on one token are
+        not an unplugged token.
         """
-        waits = _reread_waits()
+        waits, busy, counts = _reread_waits(), False, set()
         while True:
-            found, unreadable = self._scan_tokens(label, serial)
+            found, unreadable, blanks, count = self._scan_tokens(label, serial)
+            counts.add(count)
+            if not busy and (unreadable is not None or blanks > 1 or len(counts) > 1):
+                busy, waits = True, _reread_waits(_REREAD_BUSY_WINDOW)
             wait = next(waits, None)
             if found or wait is None:
                 break
             time.sleep(wait)
-            self.reinitialize()
+            if unreadable is None and blanks <= 1:
+                self.reinitialize()
         if not found:
             what = f"label {label!r}" if label is not None else f"serial {serial!r}"
             if unreadable is not None:
@@ -125,8 +139,9 @@ class Module:
         return found[0]
 
     def _scan_tokens(self, label, serial):
-        """(matching tokens, the CKR name of a slot that could not be read, or None)."""
-        found, unreadable = [], None
+        """(matching tokens, the CKR name of a slot that could not be read or None, how many
+        tokens had no label -- SoftHSM2 always shows one, its free slot --, how many slots)."""
+        found, unreadable, blanks = [], None, 0
         with self.lock:
             try:
                 slots = list(self.lib.get_slots(token_present=True))
@@ -138,12 +153,13 @@ class Module:
                 except (p11e.GeneralError, p11e.DeviceError, p11e.TokenNotRecognised, p11e.TokenNotPresent) as e:
                     unreadable = _ckr_name(e)
                     continue
+                blanks += not token.label.strip()
                 if label is not None and token.label != label:
                     continue
                 if serial is not None and _serial_text(token.serial) != serial:
                     continue
                 found.append(token)
-        return found, unreadable
+        return found, unreadable, blanks, len(slots)
 
     def reinitialize(self) -> None:
         """C_Finalize + C_Initialize: the module enumerates its slots afresh, as a new process
@@ -267,19 +283,20 @@ class TokenSession:
                 return fn(self.session, *args, **kwargs)
 
 
-#: how long a module is re-initialised and asked again (see Module.find_token) before a token is
-#: reported missing or unreadable: each re-read can hit another write, so many, quickly, for
-#: about 3 s in all (paid only when the token is not found at once). A CI run met 1.5 s running
-#: out on a token another process logged in to without pause, on a loaded machine.
-_REREAD_WINDOW = 3.0
+#: how long a module is asked again (see Module.find_token) before a token is reported missing
+#: or unreadable: each re-read can hit another write, so many, quickly, for about 3 s of pauses
+#: (paid only when the token is not found at once), 10 s once another process is seen writing.
+#: CI runs met 1.5 s and then 3 s running out on a token another process logged in to without
+#: pause, on a loaded machine with hundreds of tokens (each re-initialisation reads them all).
+_REREAD_WINDOW, _REREAD_BUSY_WINDOW = 3.0, 10.0
 _REREAD_FIRST_DELAY, _REREAD_MAX_DELAY = 0.02, 0.2
 
 
-def _reread_waits():
+def _reread_waits(window: float = _REREAD_WINDOW):
     """The pauses between re-reads: doubling from 20 ms to 200 ms, each jittered (so re-reads do
-    not fall in step with another process's writes), until the window is spent."""
+    not fall in step with another process's writes), until ``window`` seconds are spent."""
     delay, spent = _REREAD_FIRST_DELAY, 0.0
-    while spent < _REREAD_WINDOW:
+    while spent < window:
         wait = delay * random.uniform(0.5, 1.5)
         spent += wait
         yield wait
