@@ -264,7 +264,7 @@ def upgrade(store: Store) -> None:
 #: the newest migration under migrations/versions: opening a database compares its
 #: ``alembic_version`` with this in one query, without loading Alembic (a third of a CLI
 #: command's start-up); tests/cli/test_startup.py checks it is Alembic's head
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 
 
 def schema_revision(store: Store) -> str | None:

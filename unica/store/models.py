@@ -555,3 +555,31 @@ class PortalSession(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     #: logout | idle | expired | certificate-refused
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class SSOCode(Base):
+    """An OpenID Connect authorization code (migration 0011): one use, short-lived, bound to the
+    client, the exact redirect URI and the PKCE challenge; only its SHA-256 is kept. Once
+    exchanged (``used_at``) the row also holds the SHA-256 of the access token it gave; a second
+    use of the code revokes that token (``revoked_at``, RFC 6749 10.5)."""
+
+    __tablename__ = "sso_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    client_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    redirect_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    scope: Mapped[str] = mapped_column(String(255), nullable=False)
+    nonce: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code_challenge: Mapped[str] = mapped_column(String(128), nullable=False)
+    #: always S256 (plain is refused)
+    code_challenge_method: Mapped[str] = mapped_column(String(8), nullable=False)
+    #: the portal session (portal_sessions.id) the code was made in
+    session_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    auth_time: Mapped[dt.datetime] = mapped_column(nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    access_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    access_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
