@@ -195,7 +195,37 @@ def _check_certificate(store, cert_der: bytes, source, now):
         raise LoginRefused("certificate-refused", str(p.detail or p.title)) from None
 
 
-def _facts(store, cert, cert_der: bytes, checked, now) -> LoginFacts:
+def verify_tls_login(store, *, cert_der: bytes | None, source: str | None,
+                     now: dt.datetime | None = None) -> LoginFacts:
+    """Check a login with the TLS client certificate the connection carried (the browser holds
+    the card through its PKCS#11 module, or a trusted proxy forwarded the certificate): the TLS
+    handshake proved the key; the certificate must be fit for authentication and pass
+    :func:`unica.service.identity.check_certificate`. Same facts as :func:`verify_login`, with
+    method ``tls-client``; refusals raise :class:`~unica.errors.LoginRefused` (``bad-format`` for
+    no certificate) and every outcome is audited."""
+    now = _now(now)
+    source = _source(source)
+    serial = None
+    try:
+        if not cert_der:
+            raise LoginRefused("bad-format", "the connection carries no client certificate")
+        cert = _load_certificate(cert_der)
+        serial = format(cert.serial_number, "x")
+        _check_usage(cert)
+        checked = _check_certificate(store, bytes(cert_der), source, now)
+        facts = _facts(store, cert, bytes(cert_der), checked, now, method="tls-client")
+        with store.write() as s:
+            store.audit(s, "login.succeeded", ca=facts.ca, target=facts.cert_serial,
+                        details={"source": source, "serial": facts.cert_serial, "issuer": facts.cert_issuer,
+                                 "uscc": facts.uscc, "person": facts.person, "office": facts.office,
+                                 "method": facts.method})
+    except LoginRefused as e:
+        _audit_refusal(store, e, source=source, serial=serial, origin=None)
+        raise
+    return facts
+
+
+def _facts(store, cert, cert_der: bytes, checked, now, method: str = "card-agent") -> LoginFacts:
     from cryptography.x509.oid import NameOID
 
     office = checked.office
@@ -215,7 +245,7 @@ def _facts(store, cert, cert_der: bytes, checked, now) -> LoginFacts:
         ca=checked.ca,
         office=office,
         roles=ROLES,
-        method="card-agent",
+        method=method,
         auth_time=now,
     )
 
