@@ -144,12 +144,13 @@ def create_app(settings: Settings, *, store=None) -> FastAPI:
                                   "sha256": c.fingerprint}
         return JSONResponse(out)
 
-    from unica.service import api, est, oidc, portal
+    from unica.service import api, est, oidc, portal, portal_views
 
     app.include_router(est.router)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(oidc.router)
     app.include_router(portal.router)
+    app.include_router(portal_views.router)
     app.add_middleware(Idempotency, settings=settings)
     app.add_middleware(Guard, settings=settings)
     return app
