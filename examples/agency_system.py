@@ -6,7 +6,7 @@ iss, aud, exp, nonce). Run it next to a ``unica serve`` that registered it with
 ``unica sso client add NAME --redirect-uri http://127.0.0.1:PORT/callback``:
 
     AGENCY_CLIENT_SECRET=... python examples/agency_system.py --issuer https://127.0.0.1:8443 \\
-        --client-id ID --ca-file root.pem --port PORT
+        --client-id=ID --ca-file root.pem --port PORT
 
 (the secret from the environment, never an option; without one the client is a public one).
 ``/login`` sends the browser to unica; ``/callback`` exchanges the code and shows the claims.

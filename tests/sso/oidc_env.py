@@ -4,12 +4,10 @@ over TLS on 127.0.0.1 per test module, on its own copy of tests/sso's CA, with
 - the ID-token key on a SoftHSM2 token (``unica sso key add``);
 - agency systems registered through the CLI: ``customs`` (confidential) and ``tax`` (public);
 - enterprise holders with software keys and ``enterprise-auth`` certificates issued by ``root``
-  (:meth:`OIDCEnv.holder`), and :meth:`OIDCEnv.login` -- a card login made the portal's way:
-  a challenge from :func:`unica.portal.login.issue_challenge`, signed with the holder's key,
-  checked by :func:`~unica.portal.login.verify_login`, then
-  :func:`~unica.portal.sessions.open_session`, all against the service's own database; the
-  token is the browser's session cookie (``websession.COOKIE``). (The portal's ``POST /login``
-  is tested with the card and the agent in tests/portal.)
+  (:meth:`OIDCEnv.holder`), and :meth:`OIDCEnv.login` -- the portal's card login over HTTP:
+  ``GET /login/challenge``, the challenge signed with the holder's key (what the agent does with
+  the card: tests/portal and tests/login drive the agent and a SoftHSM2 card), ``POST /login``;
+  the session cookie (``websession.COOKIE``) of its answer is the browser's session.
 
 The HTTP client is Python's http.client over ssl (:meth:`Service.request`), cookies set by hand.
 """
@@ -87,18 +85,24 @@ class OIDCEnv:
         self.holders.append(h)
         return h
 
-    def login(self, h: Holder) -> str:
-        """A card login of ``h`` (see the module's docstring): the session cookie's value."""
-        from unica.portal.login import issue_challenge, verify_login
-        from unica.portal.sessions import open_session
-
-        store = self.store()
-        text = issue_challenge(store, self.url, source="127.0.0.1")
+    def login_reply(self, h: Holder, next_path: str | None = None):
+        """A card login of ``h`` through the portal (see the module's docstring): the answer to
+        ``POST /login`` (303 and the session cookie when it succeeds)."""
+        r = self.get("/login/challenge")
+        assert r.status == 200, r.body[:300]
+        text = r.json["challenge"]
         sig = h.key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
-        facts = verify_login(store, origin=self.url, challenge_text=text, signature=sig, cert_der=h.der,
-                             source="127.0.0.1")
-        token, _ = open_session(store, facts, h.der, source="127.0.0.1")
-        return token
+        body = {"challenge": text, "signature": base64.b64encode(sig).decode(),
+                "certificate": base64.b64encode(h.der).decode(), **({"next": next_path} if next_path else {})}
+        return self.svc.request("POST", "/login", body=body, headers={"Origin": self.url})
+
+    def login(self, h: Holder) -> str:
+        """A card login of ``h``: the session cookie's value."""
+        r = self.login_reply(h)
+        assert r.status == 303, (r.status, r.body[:500])
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(COOKIE + "="), cookie
+        return cookie.split(";")[0].split("=", 1)[1]
 
     def get(self, path: str, cookie: str | None = None, headers: dict | None = None):
         h = dict(headers or {})

@@ -36,8 +36,8 @@ class Agency:
             e["AGENCY_CLIENT_SECRET"] = c["client_secret"]
         self.port = port
         self.client_id = c["client_id"]
-        self.proc = subprocess.Popen([sys.executable, str(EXAMPLE), "--issuer", env.url, "--client-id",
-                                      c["client_id"], "--ca-file", str(env.svc.ca_pem), "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, str(EXAMPLE), "--issuer", env.url,
+                                      f"--client-id={c['client_id']}", "--ca-file", str(env.svc.ca_pem), "--port", str(port)],
                                      env=e, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first: list = []
         t = threading.Thread(target=lambda: first.append(self.proc.stdout.readline()), daemon=True)
@@ -79,6 +79,17 @@ def setup(tmp_path_factory, _sso_template):
     env.close()
 
 
+def _agency(setup, name: str) -> Agency:
+    """The example agency system ``name`` (started on first use)."""
+    env, pa, pb, started = setup
+    port = pa if name == "customs-app" else pb
+    found = [a for a in started if a.port == port]
+    if not found:
+        found.append(Agency(env, name, port))
+        started.append(found[0])
+    return found[0]
+
+
 def _begin(agency: Agency) -> tuple[str, str]:
     """The agency system's /login: (its cookie, the path of unica's authorize URL it sent to)."""
     status, headers, _ = agency.get("/login")
@@ -113,14 +124,16 @@ def _sign_in(env, agency: Agency, session: str) -> dict:
 
 def test_two_agency_systems_one_card_login(setup):
     env, pa, pb, started = setup
-    customs = Agency(env, "customs-app", pa)
-    started.append(customs)
+    assert not started  # nothing signed in before this test
+    customs = _agency(setup, "customs-app")
     # no portal session yet: unica sends the browser to the card login, then back to authorize
     cookie, location = _begin(customs)
     r = _authorize(env, location, None)
     assert r.status == 303 and r.headers["location"].startswith("/login?next=")
     next_path = parse_qs(urlsplit(r.headers["location"]).query)["next"][0]
-    session = env.login(env.holder("张三"))  # the card login
+    r = env.login_reply(env.holder("张三"), next_path)  # the card login, back to where it was going
+    assert r.status == 303 and r.headers["location"] == next_path
+    session = r.headers["set-cookie"].split(";")[0].split("=", 1)[1]
     r = env.get(next_path, session)
     assert r.status == 303
     status, _, body = customs.get(r.headers["location"][len(f"http://127.0.0.1:{pa}"):], cookie)
@@ -128,8 +141,7 @@ def test_two_agency_systems_one_card_login(setup):
     first = _claims(body)
     assert first["name"] == "张三" and first["aud"] == customs.client_id and first["acr"] == "urn:unica:acr:card"
     # the second agency system, started after the first login: no second login
-    tax = Agency(env, "tax-app", pb)
-    started.append(tax)
+    tax = _agency(setup, "tax-app")
     second = _sign_in(env, tax, session)
     assert second["sub"] == first["sub"] and second["auth_time"] == first["auth_time"]
     assert second["aud"] == tax.client_id
@@ -140,7 +152,7 @@ def test_two_agency_systems_one_card_login(setup):
 
 def test_the_example_refuses_a_mismatching_state(setup):
     env, pa, pb, started = setup
-    customs = next(a for a in started if a.port == pa)
+    customs = _agency(setup, "customs-app")
     session = env.login(env.holder("李四"))
     cookie, location = _begin(customs)
     r = _authorize(env, location, session)
@@ -175,7 +187,7 @@ def test_the_example_refuses_an_id_token_made_for_another_client(setup):
 
 def test_after_logout_the_agency_system_needs_the_card_again(setup):
     env, pa, pb, started = setup
-    tax = next(a for a in started if a.port == pb)
+    tax = _agency(setup, "tax-app")
     session = env.login(env.holder("赵六"))
     assert _sign_in(env, tax, session)["name"] == "赵六"
     page = env.get("/oidc/logout", session)

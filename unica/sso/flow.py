@@ -205,7 +205,7 @@ def authenticate_client(store, client_id: str | None, secret: str | None):
 
 def _session_live(s, session_id: int, now: dt.datetime):
     """The live session row ``session_id``, or None (ended, expired or idle)."""
-    from unica.portal.sessions import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT  # noqa: F401 - the same limits
+    from unica.portal.sessions import IDLE_TIMEOUT  # the same limit as current_session
 
     row = s.get(m.PortalSession, session_id)
     if row is None or row.ended_at is not None or now >= _aware(row.expires_at):
