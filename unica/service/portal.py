@@ -175,7 +175,9 @@ async def login(request: Request) -> Response:
     try:
         if fields is None:
             raise ValueError("malformed")
-        challenge = fields.get("challenge") or ""
+        # a browser's form submission turns the text's line feeds into CRLF (HTML's newline
+        # normalisation); the challenge format has no CR, and the card signed LF lines
+        challenge = (fields.get("challenge") or "").replace("\r\n", "\n")
         signature, cert_der = _b64(fields.get("signature")), _b64(fields.get("certificate"))
         if not challenge:
             raise ValueError("no challenge")

@@ -27,6 +27,13 @@
     return "http://127.0.0.1:" + port + "/v1/sign";
   }
 
+  // the agent's port, remembered in this browser once a login worked (not a secret)
+  var KEY = "unica-agent-port";
+  try {
+    var remembered = window.localStorage.getItem(KEY);
+    if (remembered && !/[?&]agent=/.test(window.location.search)) { form.elements.agent.value = remembered; }
+  } catch (e) { /* storage disabled: the field's value stands */ }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     button.disabled = true;
@@ -48,6 +55,7 @@
             form.elements.challenge.value = c.challenge;
             form.elements.signature.value = body.signature;
             form.elements.certificate.value = body.certificate;
+            try { window.localStorage.setItem(KEY, form.elements.agent.value); } catch (e) { /* none */ }
             form.submit();
           });
         });
