@@ -204,6 +204,13 @@ def w(tmp_path_factory, _service_template):  # noqa: F811
             world.who[name] = _officer(world, name, *args)
         world.who["harbour"] = _enterprise(world, "harbour", "海港物流有限公司", "李四")
         world.who["other"] = _enterprise(world, "other", "别家贸易有限公司", "王五")
+        # a card of harbour made by an officer outside the registry (its USCC in the subject)
+        key, csr = _key_csr(d, "harbour-card",
+                            f"/C=CN/O=海港物流有限公司/organizationIdentifier={USCC['harbour']}/CN=孙一")
+        j.ok("cert", "issue", "--ca", "root", "--profile", "enterprise-sign", "--csr", str(csr), "--out",
+             str(d / "harbour-card.pem"), who="bob")
+        card = x509.load_pem_x509_certificate((d / "harbour-card.pem").read_bytes())
+        world.who["harbour-card"] = Who("harbour-card", key, d / "harbour-card.pem", card.public_bytes(Encoding.DER))
         # dual control from now on: the enterprises' signing certificates need two officers
         j.ok("approval-rule", "set", "cert.issue:enterprise-sign", "--approvals", "2", "--role", "ra-officer",
              who="alice")
@@ -243,6 +250,9 @@ def test_an_enterprise_sees_only_itself(w):
     w.page(f"/enterprise/applications/{w.apps['other']}", harbour, 404)
     other_serial = format(x509.load_der_x509_certificate(other.der).serial_number, "x")
     w.page(f"/enterprise/certificates/{other_serial}.pem", harbour, 404)
+    # a card with harbour's USCC that the registry did not issue (unica cert issue): harbour's pages too
+    r = w.page("/enterprise", w.who["harbour-card"])
+    assert USCC["harbour"] in r.text and w.apps["harbour"] in r.text and USCC["other"] not in r.text
     # an officer's card is no enterprise's: no enterprise pages
     w.page("/enterprise", w.who["frank"], 403)
     # no session: to the login page, with the way back

@@ -304,4 +304,24 @@ CATALOGUE.update({
     "audit.verify.bad": {"zh": "审计链发现 {n} 个问题（共 {entries} 条记录）：",
                          "en": "{n} problems found in the chain ({entries} entries):"},
     "audit.verify.sealed": {"zh": "最后封印的记录：{id}", "en": "Last sealed entry: {id}"},
+    "form.required": {"zh": "此项必填。", "en": "This field is required."},
+    "form.choose": {"zh": "请从列表中选择一项。", "en": "Choose one of the options offered."},
+    "form.detail": {"zh": "未通过检查：{detail}", "en": "{detail}"},
+})
+
+# --- the OpenID Connect provider's pages (unica/service/oidc.py) -----------------------------
+CATALOGUE.update({
+    "oidc.error.client": {"zh": "无法登录该业务系统：它未注册或已停用，或回调地址与注册的地址不完全一致。",
+                          "en": "Cannot sign in to this agency system: it is not registered or is disabled, or "
+                                "its redirect address is not exactly a registered one."},
+    "oidc.error.repeated": {"zh": "请求中的参数 {name} 出现了不止一次。", "en": "The parameter {name} is repeated."},
+    "oidc.error.logout-target": {"zh": "退出后要返回的地址不是该业务系统注册的地址。",
+                                 "en": "The address to return to after signing out is not one registered for "
+                                       "this agency system."},
+    "oidc.error.state": {"zh": "state 参数无效。", "en": "The state parameter is invalid."},
+    "oidc.logout.title": {"zh": "退出统一门户", "en": "Sign out of the portal"},
+    "oidc.logout.confirm": {"zh": "确认退出？退出后，各业务系统都需要重新用证书登录。",
+                            "en": "Sign out? Every agency system will then need a new card login."},
+    "oidc.logout.button": {"zh": "退出", "en": "Sign out"},
+    "oidc.logout.done": {"zh": "您已退出统一门户。", "en": "You are signed out of the portal."},
 })

@@ -8,8 +8,9 @@ approvals (:mod:`unica.auth.approvals`) and the audit log (:mod:`unica.ca.auditl
 Who sees what:
 
 - an **enterprise** is the card's certificate as the registry binds it to an enterprise
-  (:func:`unica.ra.enterprise_of_certificate`, as ``/api/v1/me`` does): only its own enterprise,
-  applications, certificates and revocation requests;
+  (:func:`unica.ra.enterprise_of_certificate`, as ``/api/v1/me`` does), else the registered
+  enterprise of the login's USCC (:func:`enterprise_of`): only its own enterprise, applications,
+  certificates and revocation requests;
 - an **operator** is the card's certificate when it is exactly an active operator's stored
   certificate (:func:`operator_roles`). An RA officer reads their own office (an admin every
   office); every action runs with ``auth=TLSClient(card certificate)``: the card login proved
@@ -58,8 +59,21 @@ class NotFound(InputError):
     """No such object for this viewer (404): another enterprise's objects are 'not found' too."""
 
 
+@dataclass(frozen=True)
+class Message:
+    """A message of the portal's catalogue (:mod:`unica.portal.i18n`), for a page to put in its
+    language; a plain ``str`` message is the library's own words."""
+
+    key: str
+    fields: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class FormInvalid(InputError):
-    """Form input refused field by field: ``errors`` maps a field name to its message."""
+    """Form input refused field by field: ``errors`` maps a field name to its message (a
+    :class:`Message`, or the library's words)."""
 
     def __init__(self, errors: Mapping[str, str]):
         self.errors = dict(errors)
@@ -138,7 +152,6 @@ class Viewer:
 
 def viewer(store, session) -> Viewer:
     """The :class:`Viewer` of a live :class:`~unica.portal.sessions.Session`."""
-    from unica import ra
     from unica.store import models as m
 
     with store.read() as s:
@@ -146,13 +159,28 @@ def viewer(store, session) -> Viewer:
         der = bytes(row.cert_der) if row is not None else b""
     if not der:
         raise PageRefused("this session has no card certificate")
-    return Viewer(session.id, session.facts, der, operator_of(store, der), ra.enterprise_of_certificate(store, der))
+    return Viewer(session.id, session.facts, der, operator_of(store, der), enterprise_of(store, session.facts, der))
+
+
+def enterprise_of(store, facts: LoginFacts, cert_der: bytes) -> dict | None:
+    """The enterprise a card login acts for: the one the registry issued the certificate to
+    (:func:`unica.ra.enterprise_of_certificate`, as ``/api/v1/me``), else the registered
+    enterprise of the login's USCC -- the organizationIdentifier of a certificate this CA issued
+    and the login verified (e.g. a card made with ``unica token enroll --uscc``); None: neither."""
+    from unica import ra
+
+    ent = ra.enterprise_of_certificate(store, cert_der)
+    if ent is None and facts.uscc:
+        try:
+            ent = ra.get_enterprise(store, facts.uscc)
+        except (InputError, ra.EnterpriseNotFound):
+            return None
+    return ent
 
 
 def _need_enterprise(v: Viewer) -> dict:
     if not v.enterprise:
-        raise PageRefused("this card's certificate is not an enterprise's certificate of this service "
-                          "(enterprise pages need a certificate the registry issued to an enterprise)")
+        raise PageRefused("this card's certificate names no registered enterprise of this service")
     return v.enterprise
 
 
@@ -174,12 +202,18 @@ def _in_scope(v: Viewer, office: str | None, what: str) -> None:
 # --- form fields ---------------------------------------------------------------------------------------
 
 
-def _field(errors: dict, name: str, check, *args, **kw):
-    """``check(*args, **kw)``; an InputError becomes ``errors[name]``."""
+def _field(errors: dict, name: str, check, value, *args, **kw):
+    """``check(value, *args, **kw)``; an InputError becomes ``errors[name]``: "required" for an
+    empty value, "choose" for a value not offered, else the check's own message."""
     try:
-        return check(*args, **kw)
+        return check(value, *args, **kw)
     except InputError as e:
-        errors[name] = str(e)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            errors[name] = Message("form.required")
+        elif check is _choice:
+            errors[name] = Message("form.choose")
+        else:
+            errors[name] = str(e)
         return None
 
 
@@ -351,7 +385,7 @@ def request_revocation(store, v: Viewer, form: Mapping) -> dict:
     from unica import ra
 
     errors: dict = {}
-    cert = _field(errors, "serial", _own_certificate_field, store, v, form.get("serial"))
+    cert = _field(errors, "serial", _own_certificate_field, form.get("serial"), store, v)
     reason = _field(errors, "reason", _choice, form.get("reason"), REVOCATION_REASONS, "a reason")
     if errors:
         raise FormInvalid(errors)
@@ -359,7 +393,7 @@ def request_revocation(store, v: Viewer, form: Mapping) -> dict:
                                  requester_cert_der=v.cert_der, client=v.client)
 
 
-def _own_certificate_field(store, v, serial):
+def _own_certificate_field(serial, store, v):
     try:
         return _own_certificate(store, v, serial)
     except NotFound as e:
@@ -568,8 +602,9 @@ def audit_check(store, v: Viewer) -> dict:
     return verify_audit(store).to_dict()
 
 
-__all__ = ["AUDIT_PAGE", "FormInvalid", "NotFound", "PageRefused", "REVOCATION_REASONS", "Viewer",
+__all__ = ["AUDIT_PAGE", "FormInvalid", "Message", "NotFound", "PageRefused", "REVOCATION_REASONS", "Viewer",
            "agency_systems", "apply", "apply_choices", "approvals_waiting", "audit_check", "audit_view",
-           "certificate_pem", "code_choices", "collect", "enterprise_application", "enterprise_overview",
-           "operator_of", "operator_roles", "ra_application", "ra_decide", "ra_decide_revocation",
-           "ra_enterprise", "ra_issue_code", "ra_lookup", "ra_queue", "request_revocation", "viewer"]
+           "certificate_pem", "code_choices", "collect", "enterprise_application", "enterprise_of",
+           "enterprise_overview", "operator_of", "operator_roles", "ra_application", "ra_decide",
+           "ra_decide_revocation", "ra_enterprise", "ra_issue_code", "ra_lookup", "ra_queue", "request_revocation",
+           "viewer"]

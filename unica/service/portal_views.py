@@ -61,15 +61,31 @@ def _status_of(e: UnicaError) -> int:
     return 400
 
 
-def _refused_errors(e: UnicaError) -> tuple[dict, int]:
+def _words(request: Request, errors: dict) -> dict:
+    """The form's messages in the page's language: a catalogue :class:`~unica.portal.views.Message`
+    translated, the library's own words introduced by the catalogue's ``form.detail``."""
+    from unica.portal import i18n
+    from unica.portal.views import Message
+
+    lang = pages.language(request)
+
+    def words(m) -> str:
+        if isinstance(m, Message):
+            return i18n.text(m.key, lang, **m.fields)
+        return i18n.text("form.detail", lang, detail=m)
+
+    return {k: words(m) for k, m in errors.items()}
+
+
+def _refused_errors(request: Request, e: UnicaError) -> tuple[dict, int]:
     """(errors for the form, status) of a refusal: per field for :class:`FormInvalid`, else one
     message for the whole form (``"_"``)."""
     from unica.portal.views import FormInvalid
 
     if isinstance(e, FormInvalid):
-        return e.errors, 422
+        return _words(request, e.errors), 422
     text = " ".join(str(e).split())[:500] or type(e).__name__
-    return {"_": text}, _status_of(e)
+    return _words(request, {"_": text}), _status_of(e)
 
 
 def _page(request, name, session, v, status=200, **ctx) -> Response:
@@ -116,7 +132,7 @@ async def enterprise_apply(request: Request):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         choices = await _call(views.apply_choices, store, v)
         return _page(request, "enterprise/apply.html", session, v, status, values=values, errors=errors, **choices)
     response = _page(request, "enterprise/applied.html", session, v, 201, application=out)
@@ -152,7 +168,7 @@ async def enterprise_collect(request: Request, app_id: str):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         if "_" in errors and "status_token" not in errors and not token:
             errors = {"status_token": errors["_"]}
         return _page(request, "enterprise/application.html", session, v, status, app=app, errors=errors,
@@ -182,7 +198,7 @@ async def enterprise_revoke(request: Request):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         data = await _call(views.enterprise_overview, store, v)
         return _page(request, "enterprise/index.html", session, v, status, reasons=views.REVOCATION_REASONS,
                      errors=errors, values=values, **data)
@@ -210,7 +226,8 @@ async def ra_lookup(request: Request, q: str | None = None):
     try:
         found = await _call(views.ra_lookup, request.app.state.store, v, q)
     except views.FormInvalid as e:
-        return _page(request, "ra/lookup.html", session, v, 422, q=q or "", found=[], errors=e.errors, searched=False)
+        return _page(request, "ra/lookup.html", session, v, 422, q=q or "", found=[], errors=_words(request, e.errors),
+                     searched=False)
     return _page(request, "ra/lookup.html", session, v, q=q or "", found=found, searched=bool(q and q.strip()))
 
 
@@ -245,7 +262,7 @@ async def ra_decide(request: Request, app_id: str):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         app = await _call(views.ra_application, store, v, app_id)
         return _page(request, "ra/application.html", session, v, status, app=app, values=values, errors=errors)
     return _page(request, "ra/decided.html", session, v, app=out)
@@ -264,7 +281,7 @@ async def ra_decide_revocation(request: Request, req_id: str):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         data = await _call(views.ra_queue, store, v)
         return _page(request, "ra/index.html", session, v, status, errors=errors, failed=req_id, **data)
     return _page(request, "ra/revocation-decided.html", session, v, request_=out)
@@ -292,7 +309,7 @@ async def ra_issue_code(request: Request):
     except UnicaError as e:
         if isinstance(e, NotAuthorized):
             raise
-        errors, status = _refused_errors(e)
+        errors, status = _refused_errors(request, e)
         choices = await _call(views.code_choices, store, v)
         return _page(request, "ra/codes.html", session, v, status, values=values, errors=errors, **choices)
     return _page(request, "ra/decided.html", session, v, 201, app=out)
@@ -310,8 +327,8 @@ async def audit_home(request: Request):
     try:
         data = await _call(views.audit_view, request.app.state.store, v, values)
     except views.FormInvalid as e:
-        return _page(request, "audit/index.html", session, v, 422, values=values, errors=e.errors, entries=[],
-                     full=True, limit=views.AUDIT_PAGE)
+        return _page(request, "audit/index.html", session, v, 422, values=values, errors=_words(request, e.errors),
+                     entries=[], full=True, limit=views.AUDIT_PAGE)
     return _page(request, "audit/index.html", session, v, values=values, **data)
 
 
