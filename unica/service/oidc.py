@@ -17,7 +17,6 @@ proxy's, which the service cannot know: without a configured issuer the answer i
 from __future__ import annotations
 
 import base64
-import html
 import json
 import threading
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -120,13 +119,29 @@ def _key_loader(request: Request):
 _MINT_LOCK = threading.Lock()
 
 
-def _page(title_zh: str, title_en: str, body_zh: str, body_en: str, *, status: int, extra: str = "") -> HTMLResponse:
-    e = html.escape
-    text = (f'<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8"><title>{e(title_zh)} / {e(title_en)}'
-            f'</title></head>\n<body><main><h1>{e(title_zh)}</h1><p id="msg" role="alert">{e(body_zh)}</p>'
-            f'<p lang="en">{e(title_en)}: {e(body_en)}</p>{extra}<p><a href="/">返回门户 / Back to the portal</a>'
-            f'</p></main></body></html>\n')
-    return HTMLResponse(text, status_code=status, headers=_PAGE_HEADERS)
+def _secured(response: Response) -> Response:
+    """The portal's security headers (:func:`unica.service.pages.secure`), no caching, no referrer."""
+    from unica.service import pages
+
+    pages.secure(response)
+    response.headers.update(_PAGE_HEADERS)
+    response.headers["Content-Security-Policy"] = pages.CSP
+    return response
+
+
+def _error(request: Request, status: int, key: str, **fields) -> Response:
+    """The portal's error page with the catalogue's ``key`` (never a redirect)."""
+    from unica.portal import i18n
+    from unica.service import pages
+
+    return _secured(pages.error_page(request, status, message=i18n.text(key, pages.language(request), **fields)))
+
+
+def _logout_page(request: Request, session, hidden: list) -> Response:
+    from unica.service import pages
+
+    return _secured(pages.render(request, "oidc_logout.html", {"session": session, "done": session is None,
+                                                                "hidden": hidden}))
 
 
 def _single_params(request: Request) -> dict:
@@ -159,13 +174,12 @@ def authorize(request: Request) -> Response:
     try:
         params = _single_params(request)
     except ValueError as e:
-        return _page("请求无效", "Invalid request", f"参数 {e} 重复。", f"parameter {e} is repeated.", status=400)
+        return _error(request, 400, "oidc.error.repeated", name=str(e))
     client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
     try:
         check_client(store, client_id, redirect_uri)
-    except ClientRefused as e:  # never redirect: the URI is not known to be the client's
-        return _page("无法登录该系统", "Cannot sign in to this system",
-                     "该业务系统未注册、已停用，或回调地址与注册的不一致。", str(e), status=400)
+    except ClientRefused:  # never redirect: the URI is not known to be the client's
+        return _error(request, 400, "oidc.error.client")
     state = params.get("state")
     try:
         req = check_request(client_id=client_id, redirect_uri=redirect_uri, response_type=params.get("response_type"),
@@ -321,27 +335,20 @@ def logout_page(request: Request) -> Response:
         params = _single_params(request)
         target, client_id = _logout_target(request, params)
     except ValueError as e:
-        return _page("请求无效", "Invalid request", f"参数 {e} 重复。", f"parameter {e} is repeated.", status=400)
-    except ClientRefused as e:
-        return _page("无法退出到该地址", "Cannot return to that address",
-                     "退出后的回调地址不是该业务系统注册的地址。", str(e), status=400)
+        return _error(request, 400, "oidc.error.repeated", name=str(e))
+    except ClientRefused:
+        return _error(request, 400, "oidc.error.logout-target")
     state = params.get("state")
     if state is not None and (len(state) > 1024 or not state.isprintable()):
-        return _page("请求无效", "Invalid request", "state 参数无效。", "the state parameter is invalid.", status=400)
+        return _error(request, 400, "oidc.error.state")
     try:
         session = request_session(request)
     except SessionEnded:  # nothing to end: straight back to the agency system, or a page
         if target:
             return _redirect(_with_params(target, {"state": state}))
-        return _page("已退出", "Signed out", "您已退出统一门户。", "you are signed out of the portal.", status=200)
-    e = html.escape
-    hidden = "".join(f'<input type="hidden" name="{k}" value="{e(v)}">' for k, v in
-                     (("csrf_token", session.csrf_token), ("client_id", client_id), ("post_logout_redirect_uri", target),
-                      ("state", state)) if v)
-    form = (f'<form method="post" action="{LOGOUT_PATH}">{hidden}'
-            f'<button type="submit" aria-describedby="msg">退出 / Sign out</button></form>')
-    return _page("退出统一门户", "Sign out of the portal", "确认退出？退出后所有业务系统需要重新用证书登录。",
-                 "sign out? Every agency system will need a new card login.", status=200, extra=form)
+        return _logout_page(request, None, [])
+    hidden = [(k, v) for k, v in (("client_id", client_id), ("post_logout_redirect_uri", target), ("state", state)) if v]
+    return _logout_page(request, session, hidden)
 
 
 @router.post(LOGOUT_PATH, summary="End the portal session (the confirmation form, CSRF token required)",
@@ -349,12 +356,17 @@ def logout_page(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     from unica.portal.sessions import CSRFRefused, SessionEnded, check_csrf, end_session
     from unica.service.websession import clear_session_cookie, request_session, session_token
+    from unica.service.pages import PageError, check_same_origin
     from unica.sso.flow import ClientRefused
 
     try:
+        check_same_origin(request)
+    except PageError:
+        return _error(request, 403, "error.origin")
+    try:
         form = await _form(request)
-    except (ValueError, UnicodeError) as e:
-        return _page("请求无效", "Invalid request", "表单无效。", str(e), status=400)
+    except (ValueError, UnicodeError):
+        return _error(request, 400, "error.invalid")
     store = request.app.state.store
     try:
         session = await run_in_threadpool(request_session, request)
@@ -362,17 +374,14 @@ async def logout(request: Request) -> Response:
     except SessionEnded:
         session = None
     except CSRFRefused:
-        return _page("请求被拒绝", "Request refused", "表单已过期或不是本会话的，请重新打开页面。",
-                     "the form's CSRF token is missing or not this session's.", status=403)
+        return _error(request, 403, "error.csrf")
     try:
         target, _ = await run_in_threadpool(_logout_target, request, {k: form.get(k) for k in
                                                                       ("client_id", "post_logout_redirect_uri")})
-    except ClientRefused as e:
-        return _page("无法退出到该地址", "Cannot return to that address",
-                     "退出后的回调地址不是该业务系统注册的地址。", str(e), status=400)
+    except ClientRefused:
+        return _error(request, 400, "oidc.error.logout-target")
     if session is not None:
         await run_in_threadpool(end_session, store, session_token(request))
-    r = (_redirect(_with_params(target, {"state": form.get("state")})) if target else
-         _page("已退出", "Signed out", "您已退出统一门户。", "you are signed out of the portal.", status=200))
+    r = _redirect(_with_params(target, {"state": form.get("state")})) if target else _logout_page(request, None, [])
     clear_session_cookie(r)
     return r
