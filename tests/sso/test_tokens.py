@@ -64,7 +64,8 @@ def test_discovery_and_jwks_over_tls(sso_ca):
     assert "ES256" in conf["id_token_signing_alg_values_supported"]
     assert {"uscc", "enterprise", "name", "cert_serial", "cert_issuer", "ra_office", "roles", "acr", "amr",
             "auth_time", "nonce"} <= set(conf["claims_supported"])
-    assert "userinfo_endpoint" not in conf
+    assert conf["userinfo_endpoint"] == issuer + "/oidc/userinfo"  # served since the code flow (test_flow.py)
+    assert conf["end_session_endpoint"] == issuer + "/oidc/logout"
     _, _, jwks = _get(svc, "/oidc/jwks")
     assert jwks == {"keys": [k["public_jwk"]]}
     assert not {"d", "p", "q"} & set(jwks["keys"][0])
