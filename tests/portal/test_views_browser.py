@@ -86,3 +86,23 @@ def test_an_application_from_form_to_certificate_with_the_officers_approval(port
         ra.context.close()
     finally:
         officer.stop()
+
+
+def test_the_auditor_reads_the_log_and_checks_the_chain(portal, browser):  # noqa: F811
+    """alice (admin: the audit log is hers to read too) with her card: the filtered log, the chain check."""
+    j, url = portal.service.joint, portal.url
+    auditor = Agent(CardHolder(j.dir, j.env, j.card("alice")), "--allow-origin", url)
+    try:
+        page = browser.context().new_page()
+        _login(page, url, auditor.port, "/audit")
+        assert page.get_by_role("heading", level=1).inner_text() == "审计"
+        page.get_by_label("事件", exact=True).fill("login.*")
+        page.get_by_role("button", name="筛选", exact=True).click()
+        rows = page.locator("main table tbody tr")
+        assert rows.count() >= 1 and "login.succeeded" in rows.first.inner_text()
+        page.screenshot(path=str(IMG / "portal-audit.png"), full_page=True)
+        page.get_by_role("link", name="校验审计链").click()
+        assert "审计链完整" in page.locator("#verdict").inner_text()
+        page.context.close()
+    finally:
+        auditor.stop()

@@ -379,12 +379,15 @@ def test_role_separation(w):
     assert r.status == 403
     assert USCC["other"] not in w.page("/ra/enterprises?q=9", heidi).text
     w.page(f"/ra/enterprises/{USCC['other']}", heidi, 403)
-    # an enterprise: no RA nor audit page; an officer: no audit page
+    # an enterprise: no RA nor audit page, no decision; an officer: no audit page
     w.page("/ra", harbour, 403)
+    assert w.post(f"/ra/applications/{app_id}/decision", harbour, {"decision": "approve"}).status == 403
     w.page("/audit", harbour, 403)
     w.page("/audit", frank, 403)
     w.page("/audit/verify", frank, 403)
     assert w.j.sql("SELECT status FROM applications WHERE id = :i", i=app_id) == before
+    refused = w.j.sql("SELECT details FROM audit_log WHERE event = 'auth.refused' AND target = 'application.decide'")
+    assert any("ivan" in str(d) for (d,) in refused) and any("heidi" in str(d) for (d,) in refused), refused
     # a form posted from another origin, or with another session's token, is refused
     r = w.post(f"/ra/applications/{app_id}/decision", frank, {"decision": "approve"},
                headers={"Origin": "https://evil.example"})

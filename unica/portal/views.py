@@ -194,6 +194,13 @@ def _need_auditor(v: Viewer) -> None:
         raise PageRefused("the audit pages are for auditors (and admins): this card is not one")
 
 
+def _need_operator(v: Viewer) -> None:
+    """Actions need an operator's card: without one (or with no operator in the database, where
+    the library would let the OS user act) the portal refuses; the operator check decides the rest."""
+    if not v.operator:
+        raise PageRefused("only an operator's card may decide: this card is not one")
+
+
 def _in_scope(v: Viewer, office: str | None, what: str) -> None:
     if v.office is not None and office != v.office:
         raise PageRefused(f"{what} belongs to office {office}; {v.operator['name']} is an officer of {v.office}")
@@ -471,16 +478,20 @@ def ra_enterprise(store, v: Viewer, uscc) -> dict:
             "certificates": ra.enterprise_certificates(store, ent["uscc"])}
 
 
-def ra_application(store, v: Viewer, app_id) -> dict:
+def _application(store, app_id) -> dict:
     from unica import ra
 
-    _need_officer(v)
     if not isinstance(app_id, str) or not _APP_ID.match(app_id):
         raise NotFound(f"no application {str(app_id)[:20]!r}")
     try:
-        app = ra.get_application(store, app_id)
+        return ra.get_application(store, app_id)
     except ra.ApplicationNotFound:
         raise NotFound(f"no application {app_id}") from None
+
+
+def ra_application(store, v: Viewer, app_id) -> dict:
+    _need_officer(v)
+    app = _application(store, app_id)
     _in_scope(v, app["office"], f"application {app_id}")
     return app
 
@@ -488,10 +499,12 @@ def ra_application(store, v: Viewer, app_id) -> dict:
 def ra_decide(store, v: Viewer, app_id, form: Mapping) -> dict:
     """Approve or reject an application (a rejection needs a reason) as the officer
     (:func:`unica.ra.decide_application`); the dict carries ``"code"`` (shown once) when this
-    decision completed the quorum of an officer's application."""
+    decision completed the quorum of an officer's application. Who may decide is the registry's
+    and the operator check's business (a refusal there is audited), not this page's."""
     from unica import ra
 
-    ra_application(store, v, app_id)
+    _need_operator(v)
+    _application(store, app_id)
     errors: dict = {}
     decision = _field(errors, "decision", _choice, form.get("decision"), ("approve", "reject"), "approve or reject")
     reason = _field(errors, "reason", _text, form.get("reason"), "the reason", 500, required=decision == "reject")
@@ -501,16 +514,17 @@ def ra_decide(store, v: Viewer, app_id, form: Mapping) -> dict:
 
 
 def ra_decide_revocation(store, v: Viewer, req_id, form: Mapping) -> dict:
+    """Revoke (approve) or decline (reject, with a reason) an enterprise's revocation request
+    (:func:`unica.ra.decide_revocation`, the operator check deciding who may)."""
     from unica import ra
 
-    _need_officer(v)
+    _need_operator(v)
     if not isinstance(req_id, str) or not _REQ_ID.match(req_id):
         raise NotFound(f"no revocation request {str(req_id)[:20]!r}")
     try:
-        req = ra.get_revocation_request(store, req_id)
+        ra.get_revocation_request(store, req_id)
     except ra.RevocationRequestNotFound:
         raise NotFound(f"no revocation request {req_id}") from None
-    _in_scope(v, req["office"], f"revocation request {req_id}")
     errors: dict = {}
     decision = _field(errors, "decision", _choice, form.get("decision"), ("approve", "reject"), "approve or reject")
     reason = _field(errors, "reason", _text, form.get("reason"), "the reason", 500, required=decision == "reject")
