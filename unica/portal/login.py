@@ -45,7 +45,8 @@ PURGE_AFTER = dt.timedelta(hours=1)
 MAX_CERT_BYTES = 16384
 MAX_SIGNATURE_BYTES = 1024
 
-#: the portal's roles of a card login (this slice: every card holder is an enterprise user)
+#: the portal's roles of a card login that is not an operator's (an operator's card: the operator's
+#: roles, see :func:`unica.portal.views.operator_roles`)
 ROLES = ("enterprise",)
 
 
@@ -228,13 +229,17 @@ def verify_tls_login(store, *, cert_der: bytes | None, source: str | None,
 def _facts(store, cert, cert_der: bytes, checked, now, method: str = "card-agent") -> LoginFacts:
     from cryptography.x509.oid import NameOID
 
-    office = checked.office
-    if office is None:
-        from unica import ra
+    from unica import ra
+    from unica.portal.views import operator_roles
 
-        enterprise = ra.enterprise_of_certificate(store, cert_der)
-        if enterprise is not None:
-            office = enterprise.get("office")
+    office = checked.office
+    enterprise = ra.enterprise_of_certificate(store, cert_der)
+    if office is None and enterprise is not None:
+        office = enterprise.get("office")
+    # an operator's card carries the operator's roles (read again by the role pages at each
+    # request); any other card of this service is an enterprise user's
+    op_roles = operator_roles(store, cert_der)
+    roles = tuple(op_roles) + (ROLES if enterprise is not None or not op_roles else ())
     return LoginFacts(
         uscc=_attr(cert.subject, NameOID.ORGANIZATION_IDENTIFIER),
         enterprise=_attr(cert.subject, NameOID.ORGANIZATION_NAME),
@@ -244,7 +249,7 @@ def _facts(store, cert, cert_der: bytes, checked, now, method: str = "card-agent
         cert_sha256=hashlib.sha256(cert_der).hexdigest(),
         ca=checked.ca,
         office=office,
-        roles=ROLES,
+        roles=roles,
         method=method,
         auth_time=now,
     )

@@ -270,14 +270,17 @@ def _systems(store) -> list[dict]:
 
 @router.get("/", summary="The portal's home page")
 def home(request: Request) -> Response:
-    session = pages.require_session(request)
-    roles = set(session.facts.roles)
-    links = [{"href": href, "key": k} for role, p, k in ROLE_PAGES
-             if role in roles and (href := _page_of(request.app, p)) is not None]
     from unica.portal import i18n
+    from unica.portal.views import viewer
 
-    return pages.render(request, "home.html", {"session": session, "pages": links,
-                                               "systems": _systems(request.app.state.store),
+    session = pages.require_session(request)
+    store = request.app.state.store
+    v = viewer(store, session)  # read at this request, as the role pages read it
+    allowed = {"enterprise": bool(v.enterprise), "ra-officer": v.is_officer, "auditor": v.is_auditor}
+    links = [{"href": href, "key": k} for role, p, k in ROLE_PAGES
+             if allowed[role] and (href := _page_of(request.app, p)) is not None]
+    return pages.render(request, "home.html", {"session": session, "pages": links, "roles": v.roles or
+                                               session.facts.roles, "systems": _systems(store),
                                                "has_key": i18n.has})
 
 
