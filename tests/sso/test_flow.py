@@ -6,7 +6,7 @@ agency system, logout, and a revoked certificate refused at the next authorizati
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jwt as pyjwt
 import pytest
@@ -69,6 +69,10 @@ def test_without_a_session_authorize_sends_the_browser_to_the_card_login(env):
     nxt = parse_qs(urlsplit(loc).query)["next"][0]
     assert nxt.startswith("/oidc/authorize?") and parse_qs(urlsplit(nxt).query)["state"] == [q["state"]]
     assert r.headers["cache-control"] == "no-store"
+    # prompt=none: no login page, the agency system is told at its redirect URI
+    r, q = env.authorize(None, challenge=challenge, prompt="none")
+    assert r.status == 303
+    assert r.headers["location"] == CUSTOMS_CB + "?" + urlencode({"error": "login_required", "state": q["state"]})
 
 
 def test_code_flow_confidential_client_id_token_and_userinfo(env, holder):
