@@ -164,7 +164,8 @@ def test_key_add_list_retire(sso_ca):
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(json.loads(pj))
 
 
-@pytest.mark.parametrize("case", ["twice", "alg-mismatch", "ed25519", "bad-uri", "missing", "wrong-passphrase"])
+@pytest.mark.parametrize("case", ["twice", *(pytest.param(c, marks=pytest.mark.slow) for c in ("alg-mismatch", "ed25519")),
+                                  "bad-uri", *(pytest.param(c, marks=pytest.mark.slow) for c in ("missing", "wrong-passphrase"))])
 def test_key_add_refusals(sso_ca, case):
     sso_ca.add_key(sso_ca.token_key)
     before = _state(sso_ca)
@@ -191,6 +192,7 @@ def test_key_add_refusals(sso_ca, case):
     assert _state(sso_ca) == before
 
 
+@pytest.mark.slow  # CI time
 def test_key_retire_refusals(sso_ca):
     k = sso_ca.add_key(sso_ca.token_key)
     sso_ca.ok("sso", "key", "retire", k["kid"])

@@ -103,7 +103,8 @@ def test_id_token_from_the_token_key_verified_by_pyjwt(sso_ca):
     assert "ra_office" not in bare_claims and "nonce" not in bare_claims
 
 
-@pytest.mark.parametrize("which, alg", [("rsa_key", "RS256"), ("rsa_key", "PS256"), ("ec384_key", "ES384")])
+@pytest.mark.parametrize("which, alg", [pytest.param("rsa_key", "RS256", marks=pytest.mark.slow), ("rsa_key", "PS256"),
+                                        pytest.param("ec384_key", "ES384", marks=pytest.mark.slow)])
 def test_id_token_from_a_file_key_verified_by_pyjwt(sso_ca, which, alg):
     k = sso_ca.add_key(getattr(sso_ca, which), *(["--alg", alg] if which == "rsa_key" else []))
     client = sso_ca.add_client("tax", "https://tax.example.cn/cb")
@@ -116,6 +117,7 @@ def test_id_token_from_a_file_key_verified_by_pyjwt(sso_ca, which, alg):
     assert claims["uscc"] == USCC
 
 
+@pytest.mark.slow  # CI time (a fresh CA copy and several key additions)
 def test_rotation_the_newest_active_key_signs_and_retired_keys_stay_published(sso_ca):
     old = sso_ca.add_key(sso_ca.token_key)
     client = sso_ca.add_client("customs", "https://customs.example.cn/cb")
@@ -185,6 +187,7 @@ def test_verify_id_token_refuses_tampering(sso_ca):
     assert reason(token, keys={"keys": []}) == "unknown-key"
 
 
+@pytest.mark.slow  # CI time
 def test_issuer_must_be_an_https_url(sso_ca):
     client = sso_ca.add_client("customs", "https://customs.example.cn/cb")
     sso_ca.add_key(sso_ca.token_key)
