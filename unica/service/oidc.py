@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -140,8 +140,17 @@ def _error(request: Request, status: int, key: str, **fields) -> Response:
 def _logout_page(request: Request, session, hidden: list) -> Response:
     from unica.service import pages
 
-    return _secured(pages.render(request, "oidc_logout.html", {"session": session, "done": session is None,
-                                                                "hidden": hidden}))
+    r = _secured(pages.render(request, "oidc_logout.html", {"session": session, "done": session is None,
+                                                             "hidden": hidden}))
+    # the confirmation form posts back here: under "no-referrer" a browser sends "Origin: null"
+    # with it, which the same-origin check refuses; "same-origin" gives no referrer to any other site
+    r.headers["Referrer-Policy"] = "same-origin"
+    target = dict(hidden).get("post_logout_redirect_uri")
+    if target:  # checked (exact registered URI); browsers check form-action on the POST's redirect too
+        parts = urlsplit(target)
+        r.headers["Content-Security-Policy"] = pages.CSP.replace(
+            "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
+    return r
 
 
 def _single_params(request: Request) -> dict:
@@ -167,7 +176,7 @@ def _redirect(uri: str) -> RedirectResponse:
             response_class=HTMLResponse)
 def authorize(request: Request) -> Response:
     from unica.portal.sessions import SessionEnded
-    from unica.service.websession import login_redirect, request_session
+    from unica.service.websession import request_session
     from unica.sso.flow import AuthorizeRefused, ClientRefused, check_client, check_request, issue_code
 
     store = request.app.state.store
@@ -192,10 +201,12 @@ def authorize(request: Request) -> Response:
                                                      "state": shown_state}))
     try:
         session = request_session(request)
-    except SessionEnded:
+    except SessionEnded as e:
         if params.get("prompt") == "none":
             return _redirect(_with_params(redirect_uri, {"error": "login_required", "state": state}))
-        r = login_redirect(request)
+        from unica.service.pages import to_login
+
+        r = to_login(request, e.reason)  # the page says why (e.g. the card was revoked); a dead cookie is cleared
         r.headers.update(_PAGE_HEADERS)
         return r
     code = issue_code(store, req, session)

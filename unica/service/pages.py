@@ -114,7 +114,7 @@ def require_session(request: Request):
     try:
         return websession.request_session(request)
     except SessionEnded as e:
-        raise PageRedirect(_to_login(request, e.reason)) from None
+        raise PageRedirect(to_login(request, e.reason)) from None
 
 
 def optional_session(request: Request):
@@ -127,7 +127,7 @@ def optional_session(request: Request):
         return None
 
 
-def _to_login(request: Request, reason: str | None) -> Response:
+def to_login(request: Request, reason: str | None) -> Response:
     response = websession.login_redirect(request)
     if reason and reason != "unknown":
         response.headers["location"] += "&" + urlencode({"ended": reason})
@@ -172,9 +172,13 @@ def _lang_url(request: Request, lang: str) -> str:
 
 
 def render(request: Request, name: str, ctx: dict | None = None, status: int = 200, *,
-           headers: dict | None = None, connect_src: tuple[str, ...] = ()) -> HTMLResponse:
+           headers: dict | None = None, connect_src: tuple[str, ...] = (),
+           form_action: tuple[str, ...] = ()) -> HTMLResponse:
     """The page ``name`` (a template) with ``ctx``, in the request's language, with the security
-    headers; ``connect_src``: origins the page's script may also reach (the login page's agent)."""
+    headers; ``connect_src``: origins the page's script may also reach (the login page's agent);
+    ``form_action``: origins the page's form submission may end at after redirects (browsers
+    check CSP form-action on every redirect of a form's navigation: a login for an agency
+    system ends at its redirect URI)."""
     lang = language(request)
     other = "en" if lang == "zh" else "zh"
     session = ctx.get("session") if ctx else None
@@ -187,9 +191,13 @@ def render(request: Request, name: str, ctx: dict | None = None, status: int = 2
     values.update(ctx or {})
     body = environment().get_template(name).render(values)
     response = HTMLResponse(body, status_code=status, headers=headers)
+    csp = CSP
     if connect_src:
-        response.headers["Content-Security-Policy"] = CSP.replace(
-            "connect-src 'self'", "connect-src 'self' " + " ".join(connect_src))
+        csp = csp.replace("connect-src 'self'", "connect-src 'self' " + " ".join(connect_src))
+    if form_action:
+        csp = csp.replace("form-action 'self'", "form-action 'self' " + " ".join(form_action))
+    if csp != CSP:
+        response.headers["Content-Security-Policy"] = csp
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/", secure=True, httponly=True,
                             samesite="lax")
@@ -232,7 +240,7 @@ class PageRoute(APIRoute):
             except PageError as e:
                 response = error_page(request, e.status, e.message_key, message=e.message, headers=e.headers)
             except SessionEnded as e:
-                response = _to_login(request, e.reason)
+                response = to_login(request, e.reason)
             except CSRFRefused:
                 response = error_page(request, 403, "error.csrf")
             except NotAuthorized:

@@ -86,7 +86,32 @@ def _login_page(request: Request, status: int = 200, *, errors: dict | None = No
     agent = _agent_port(agent if agent is not None else request.query_params.get("agent"))
     return pages.render(request, "login.html", {"errors": errors or {}, "next": next_path, "agent": agent,
                                                 "notice": notice},
-                        status, headers=headers, connect_src=("http://127.0.0.1:*", "http://localhost:*"))
+                        status, headers=headers, connect_src=("http://127.0.0.1:*", "http://localhost:*"),
+                        form_action=_next_origins(request, next_path))
+
+
+def _next_origins(request: Request, next_path: str) -> tuple[str, ...]:
+    """Where the login form's navigation may end besides this portal: when ``next`` is an
+    authorization request of a registered agency system (its exact redirect URI), that URI's
+    origin -- the login's 303 goes to /oidc/authorize, whose 303 goes there, and browsers check
+    the page's CSP form-action at each redirect. Anything else: none."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(next_path)
+    if parts.path != "/oidc/authorize":
+        return ()
+    q = parse_qs(parts.query)
+    client_id, redirect_uri = (q.get("client_id") or [None])[0], (q.get("redirect_uri") or [None])[0]
+    from unica.sso.flow import ClientRefused, check_client
+
+    try:
+        check_client(request.app.state.store, client_id, redirect_uri)
+    except ClientRefused:
+        return ()
+    target = urlsplit(redirect_uri)
+    if target.scheme not in ("https", "http") or not target.netloc or any(c in target.netloc for c in " ;,'\""):
+        return ()
+    return (f"{target.scheme}://{target.netloc}",)
 
 
 @router.get("/login", summary="The login page")
