@@ -115,8 +115,11 @@ class Actor:
 LEGACY = Actor()
 
 
+_ANY_OPERATOR = select(exists().where(m.Operator.id > 0))
+
+
 def operators_exist(session) -> bool:
-    return bool(session.execute(select(exists().where(m.Operator.id > 0))).scalar())
+    return bool(session.execute(_ANY_OPERATOR).scalar())
 
 
 def describe(row: m.Operator) -> dict:
@@ -310,9 +313,8 @@ def authorize(store: Store, op: Operation, auth=None, *, target_office=UNSCOPED,
     Raises :class:`NotAuthorized` (audited) or :class:`ApprovalPending` (the request is
     recorded; it runs when approved -- see :mod:`unica.auth.approvals`)."""
     now = now or _now()
-    with store.read() as s:
-        if not operators_exist(s):
-            return Actor(bootstrap=True) if op.name == "operator.add" else LEGACY
+    if not store.scalar(_ANY_OPERATOR):  # a plain connection: this runs before every issuance
+        return Actor(bootstrap=True) if op.name == "operator.add" else LEGACY
     if isinstance(auth, ApprovedExecution):
         from unica.auth.approvals import executing_actor
 

@@ -229,8 +229,8 @@ class IssuingCA:
 
         now = m.utcnow()
         try:
-            with self.store.write() as s:
-                insert_many(s.connection(), m.Certificate.__table__, self._INTENT_COLUMNS,
+            with self.store.write_connection() as conn:
+                insert_many(conn, m.Certificate.__table__, self._INTENT_COLUMNS,
                             [self._intent_row(p, requester, now) for p in prepared])
         except IntegrityError:
             raise _Collision() from None
@@ -278,8 +278,8 @@ class IssuingCA:
 
         fp = engine.fingerprint(cert_der)
         sh = m.serial_hex(prepared.serial)
-        with self.store.write() as s:
-            done = s.connection().execute(_store_statement(), {
+        with self.store.write_connection() as s:
+            done = s.execute(_store_statement(), {
                 "b_ca": self.ca_id, "b_serial": sh, "b_tbs": prepared.tbs_der, "b_der": cert_der, "b_fp": fp,
                 "b_now": m.utcnow()})
             if done.rowcount != 1:
@@ -303,8 +303,8 @@ class IssuingCA:
         t = m.Certificate.__table__
         now = m.utcnow()
         rows = [{"b_serial": m.serial_hex(p.serial), "b_der": d, "b_fp": engine.fingerprint(d)} for _, p, d in signed]
-        with self.store.write() as s:
-            changed = update_many(s.connection(), t, ("der", "fingerprint_sha256", "status", "updated_at", "tbs_der"),
+        with self.store.write_connection() as s:
+            changed = update_many(s, t, ("der", "fingerprint_sha256", "status", "updated_at", "tbs_der"),
                                   ("ca_id", "serial", "tbs_der"),
                                   [(r["b_der"], r["b_fp"], "valid", now, None, self.ca_id, r["b_serial"], p.tbs_der)
                                    for r, (_, p, _) in zip(rows, signed)],

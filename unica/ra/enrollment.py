@@ -243,8 +243,9 @@ class _ClaimLost(Exception):
 
 
 class _StoreWithSteps:
-    """The store as the issuer sees it during one of its transactions: ``before(s)`` runs first
-    in that transaction and ``after(s)`` last, so that they commit (or roll back) with it."""
+    """The store as the issuer sees it during one of its two transactions (its
+    :meth:`~unica.store.db.Store.write_connection`): ``before(conn)`` runs first in that
+    transaction and ``after(conn)`` last, so that they commit (or roll back) with it."""
 
     def __init__(self, store, before=None, after=None):
         self._store, self._before, self._after = store, before, after
@@ -253,13 +254,14 @@ class _StoreWithSteps:
         return getattr(self._store, name)
 
     @contextlib.contextmanager
-    def write(self):
-        with self._store.write() as s:
+    def write_connection(self):  # the issuer's two transactions (unica.ca.issuance)
+        with self._store.write_connection() as conn:
             if self._before is not None:
-                self._before(s)
-            yield s
+                self._before(conn)
+            yield conn
             if self._after is not None:
-                self._after(s)
+                self._after(conn)
+
 
 
 def _enrolling_issuer(issuer, claim, complete, state: dict):
@@ -321,17 +323,16 @@ def _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx)
     now = _now()
     claim_stmt, link_stmt, done_stmt = _enrollment_statements()
 
-    def claim(s) -> None:  # of two enrollments with one code, one wins; the other's intent is rolled back
-        if s.connection().execute(claim_stmt, {"b_app": app.id, "b_hash": app.code_hash, "b_now": now}).rowcount != 1:
+    def claim(conn) -> None:  # of two enrollments with one code, one wins; the other's intent is rolled back
+        if conn.execute(claim_stmt, {"b_app": app.id, "b_hash": app.code_hash, "b_now": now}).rowcount != 1:
             raise _ClaimLost()
 
-    def complete(s, serial_hex: str) -> None:  # in the transaction that stores the certificate
-        conn = s.connection()
+    def complete(conn, serial_hex: str) -> None:  # in the transaction that stores the certificate
         cert_id = conn.execute(link_stmt, {"b_ca": issuer.ca_id, "b_serial": serial_hex, "b_ent": ent.id,
                                            "b_office": ent.office}).scalar_one()
         # claimed_at cleared: the enrollment completed (the same code and key again replay it: _replay)
         conn.execute(done_stmt, {"b_app": app.id, "b_cert": cert_id})
-        append_audit(s, "enrollment.completed", ca=app.ca_name, target=app.id, details={
+        append_audit(conn, "enrollment.completed", ca=app.ca_name, target=app.id, details={
             "uscc": ent.uscc, "office": ent.office, "client": client, "serial": serial_hex,
             "profile": app.profile, "holder": app.holder})
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,6 +111,7 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         sqlite = engine.dialect.name == "sqlite"
         writer = engine.execution_options(unica_begin="BEGIN IMMEDIATE") if sqlite else engine
+        self._writer = writer
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
         self._writer_lock = (_sqlite_writer_lock(os.path.realpath(engine.url.database or ":memory:")) if sqlite
                              else contextlib.nullcontext())
@@ -140,6 +141,18 @@ class Store:
                 session.close()
 
     @contextlib.contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """One read-write transaction on a plain connection, for Core statements only (the two
+        transactions of each issuance): :meth:`write` without an ORM session's bookkeeping.
+        Committed on success, rolled back on any exception; :meth:`audit` takes it too."""
+        with self._writer_lock:
+            try:
+                with self._writer.begin() as conn:
+                    yield conn
+            except OperationalError as e:
+                raise StoreError(f"database error: {_first_line(e)}") from None
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         """A read transaction (nothing is committed)."""
         session = self._sessions()
@@ -150,9 +163,18 @@ class Store:
         finally:
             session.close()  # ends the transaction; loaded objects stay readable, detached
 
+    def scalar(self, statement):
+        """One value read on a plain connection (no ORM session): for the checks on hot paths,
+        such as whether any operator exists before each issuance."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(statement).scalar()
+        except OperationalError as e:
+            raise StoreError(f"database error: {_first_line(e)}") from None
+
     # --- audit ----------------------------------------------------------------------
 
-    def audit(self, session: Session, event: str, *, ca: str | None = None, target: str | None = None,
+    def audit(self, session: Session | Connection, event: str, *, ca: str | None = None, target: str | None = None,
               details: dict | None = None, actor: str | None = None) -> "AuditAppended":
         """Append a hash-chained entry to the audit log inside ``session``'s transaction."""
         return append_audit(session, event, ca=ca, target=target, details=details, actor=actor)
@@ -206,7 +228,7 @@ class AuditAppended(NamedTuple):
     hash: str
 
 
-def append_audit(session: Session, event: str, *, ca: str | None = None, target: str | None = None,
+def append_audit(session: Session | Connection, event: str, *, ca: str | None = None, target: str | None = None,
                  details: dict | None = None, actor: str | None = None) -> AuditAppended:
     """Append one entry inside the session's transaction (Core statements: it is on the
     issuance hot path). The head row is locked, so concurrent appends never fork the chain."""
@@ -218,7 +240,7 @@ def append_audit(session: Session, event: str, *, ca: str | None = None, target:
             details.setdefault(k, v)
     _check_no_secrets(details)
     read_head, add_entry, move_head = _audit_statements()
-    conn = session.connection()
+    conn = session if isinstance(session, Connection) else session.connection()
     head = conn.execute(read_head).first()
     if head is None:
         raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
