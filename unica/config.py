@@ -24,6 +24,8 @@ class Config:
     db: str | None = None
     profiles_dir: Path | None = None
     keys_dir: Path | None = None
+    #: the SM2 mechanism mappings of PKCS#11 modules (``[[pkcs11.sm2]]``: :mod:`unica.hsm.sm2map`)
+    pkcs11_sm2: tuple = ()
 
 
 def home() -> Path:
@@ -43,9 +45,17 @@ def load_config(h: Path | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigurationError(f"config {path}: cannot read: {e}") from None
+    sm2_maps: tuple = ()
+    pkcs11 = data.pop("pkcs11", None)
+    if pkcs11 is not None:
+        if not isinstance(pkcs11, dict) or set(pkcs11) - {"sm2"}:
+            raise ConfigurationError(f"config {path}: pkcs11: only [[pkcs11.sm2]] tables belong here")
+        from unica.hsm.sm2map import parse_mappings
+
+        sm2_maps = parse_mappings(pkcs11.get("sm2", []), f"config {path}")
     for k, v in data.items():
         if k not in _KEYS:
-            raise ConfigurationError(f"config {path}: {k}: unknown key (known: {', '.join(sorted(_KEYS))})")
+            raise ConfigurationError(f"config {path}: {k}: unknown key (known: {', '.join(sorted([*_KEYS, 'pkcs11']))})")
         if not isinstance(v, _KEYS[k]):
             raise ConfigurationError(f"config {path}: {k}: must be a string")
 
@@ -53,7 +63,7 @@ def load_config(h: Path | None = None) -> Config:
         return None if v is None else (Path(v) if Path(v).is_absolute() else h / v)
 
     return Config(home=h, db=data.get("db"), profiles_dir=rel(data.get("profiles_dir")),
-                  keys_dir=rel(data.get("keys_dir")))
+                  keys_dir=rel(data.get("keys_dir")), pkcs11_sm2=sm2_maps)
 
 
 def profiles_dir() -> Path:

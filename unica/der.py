@@ -418,7 +418,7 @@ class SignatureScheme:
                                                 else "1.3.101.113"))
             self._sign = key.sign
             return
-        if type(key).__module__ == "unica.sm2":  # SM2 with SM3 (GM/T 0006 OID, no parameters)
+        if type(key).__module__ == "unica.sm2" or getattr(type(key), "_unica_sm2", False):  # SM2 with SM3 (GM/T 0006)
             if hash_alg is not None or rsa_pss:
                 raise ValueError("SM2 keys sign with SM3 fixed by the scheme; pass hash_alg=None")
             self.algorithm_identifier = seq(oid(SM2_WITH_SM3))

@@ -33,7 +33,7 @@ from unica.errors import InputError, MalformedInput, SM2Error, SM2SignatureInval
 
 __all__ = [
     "DEFAULT_ID", "SM2_CURVE_OID", "SM2_WITH_SM3_OID", "MAX_SIGNER_ID", "SM2PrivateKey",
-    "SM2PublicKey", "sm3",
+    "SM2PublicKey", "digest", "sm3",
 ]
 
 #: GM/T 0009-2012 default signer ID (the ASCII digits), used when the two sides agree on no other
@@ -551,3 +551,22 @@ def sm3(data: bytes) -> bytes:
     if ok != 1 or size[0] != 32:
         raise _fail("SM3 failed")
     return bytes(ffi.buffer(out, 32))
+
+
+# the curve's a, b and base point (GB/T 32918.5 / GM/T 0003.5), as the Z value takes them
+_CURVE_ABG = bytes.fromhex(
+    "FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC"
+    "28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93"
+    "32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7"
+    "BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0")
+
+
+def digest(public_key: SM2PublicKey, data: bytes, *, signer_id: bytes = DEFAULT_ID) -> bytes:
+    """``e = SM3(Z || data)``, what an SM2 signature of ``data`` signs (GB/T 32918.2 6.1), with
+    ``Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA)``: for a signer that is given the
+    digest (a PKCS#11 module's SM2 mechanism; see :mod:`unica.hsm.sm2map`)."""
+    _as_bytes(data, "data")
+    _check_signer_id(signer_id)
+    point = public_key.spki_der()[-64:]  # xA || yA: the SPKI ends with the uncompressed point's coordinates
+    z = sm3((len(signer_id) * 8).to_bytes(2, "big") + signer_id + _CURVE_ABG + point)
+    return sm3(z + data)

@@ -300,10 +300,22 @@ def test_python_examples_name_what_exists():
 
 
 def test_profile_examples_pass_the_strict_loader(tmp_path: Path):
-    """Every TOML example in the docs is a profile that ``unica profile check`` accepts."""
-    n = 0
+    """Every TOML example in the docs is a profile that ``unica profile check`` accepts, or,
+    after the line ``<!-- example: config.toml -->``, a home's config.toml that unica reads."""
+    n = configs = 0
     for page in PAGES:
-        for i, body in enumerate(re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)):
+        blocks = re.findall(r"^(<!-- example: config.toml -->\n)?```toml\n(.*?)^```", page.read_text(encoding="utf-8"),
+                            re.S | re.M)
+        for i, (config, body) in enumerate(blocks):
+            if config:
+                home = tmp_path / f"{page.stem}-{i}-home"
+                home.mkdir()
+                (home / "config.toml").write_text(body, encoding="utf-8")
+                p = subprocess.run([sys.executable, "-m", "unica", "init"], capture_output=True, text=True,
+                                   env=dict(os.environ, UNICA_HOME=str(home)), timeout=120)
+                assert p.returncode == 0, f"{rel(page)}: config.toml example {i + 1}: {p.stderr}"
+                configs += 1
+                continue
             f = tmp_path / f"{page.stem}-{i}.toml"
             f.write_text(body, encoding="utf-8")
             env = dict(os.environ, UNICA_HOME=str(tmp_path / "home"))
@@ -311,4 +323,4 @@ def test_profile_examples_pass_the_strict_loader(tmp_path: Path):
                                capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, f"{rel(page)}: TOML example {i + 1}: {p.stderr}"
             n += 1
-    assert n >= 1
+    assert n >= 1 and configs >= 1

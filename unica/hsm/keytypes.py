@@ -51,9 +51,10 @@ class KeyType(str, enum.Enum):
 
 
 def is_sm2(key) -> bool:
-    """Whether ``key`` (public or private) is an SM2 key of :mod:`unica.sm2` (without
-    loading that module's libcrypto binding when no SM2 key was ever made or read)."""
-    return type(key).__module__ == "unica.sm2"
+    """Whether ``key`` (public or private) is an SM2 key of :mod:`unica.sm2`, or a token's SM2
+    key (:class:`unica.hsm.pkcs11.Pkcs11SM2PrivateKey`), without loading that module's
+    libcrypto binding when no SM2 key was ever made or read."""
+    return type(key).__module__ == "unica.sm2" or getattr(type(key), "_unica_sm2", False)
 
 
 def key_type_of(public_key) -> str:

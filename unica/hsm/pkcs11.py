@@ -380,9 +380,30 @@ class TokenKeyInfo:
     public_key: object | None
 
 
-def _public_key_from_objects(priv, pub):
-    """The cryptography public key of a token key pair (from the public object or the private one)."""
+_SM2_CURVE_PARAMS = bytes.fromhex("06082a811ccf5501822d")  # the SM2 curve's OID (unica.sm2.SM2_CURVE_OID_DER)
+
+
+def _public_key_from_objects(priv, pub, sm2=None):
+    """The cryptography public key of a token key pair (from the public object or the private
+    one); an :class:`unica.sm2.SM2PublicKey` for a key of the module's SM2 mapping ``sm2``."""
     src = pub if pub is not None else priv
+    if sm2 is not None and int(src.key_type) == sm2.key_type:
+        try:
+            params = bytes(src[Attribute.EC_PARAMS] or b"")
+        except p11e.PKCS11Error:  # a vendor key type without CKA_EC_PARAMS: SM2 has one curve
+            params = b""
+        if params in (b"", _SM2_CURVE_PARAMS):
+            if pub is None:
+                raise KeyNotFound("the token has no public key object for this SM2 key")
+            from unica.sm2 import SM2PublicKey
+
+            return SM2PublicKey.from_spki_der(decode_ec_public_key_der(_SM2_CURVE_PARAMS, pub[Attribute.EC_POINT]))
+        if src.key_type != P11KeyType.EC:
+            raise UnsupportedKeyType(f"a key of the module's SM2 key type {sm2.key_type:#x} is on another curve "
+                                     f"(CKA_EC_PARAMS {params.hex()})")
+    if src.key_type == P11KeyType.EC and bytes(src[Attribute.EC_PARAMS]) == _SM2_CURVE_PARAMS:
+        raise UnsupportedKeyType("an SM2 key on this token needs the module's SM2 mapping in config.toml "
+                                 "([[pkcs11.sm2]], docs/sm2.md)")
     if src.key_type == P11KeyType.EC:
         params = src[Attribute.EC_PARAMS]
         if pub is None:
@@ -463,11 +484,17 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
     """
     if uri.object is None:
         raise KeyNotFound("a new token key needs a label: add object=LABEL to the URI")
+    sm2 = None
     if key_type.is_sm2:
-        raise UnsupportedKeyType("SM2 keys cannot be generated on a PKCS#11 token by this version: PKCS#11 "
-                                 "defines no SM2 mechanism (each vendor has its own; SoftHSM2 has none); keep an "
-                                 "SM2 key in an encrypted file (file:PATH)")
-    if not (key_type.is_ec or key_type.is_rsa):
+        from unica.hsm.sm2map import mechanisms_for
+
+        sm2 = mechanisms_for(uri.module)
+        if sm2 is None:
+            raise UnsupportedKeyType(f"SM2 keys cannot be generated on PKCS#11 module {uri.module}: PKCS#11 defines no "
+                                     "SM2 mechanism (each vendor has its own; SoftHSM2 has none). Map the module's "
+                                     "own codes in config.toml ([[pkcs11.sm2]], docs/sm2.md), or keep the SM2 key "
+                                     "in an encrypted file (file:PATH)")
+    elif not (key_type.is_ec or key_type.is_rsa):
         raise UnsupportedKeyType(f"key type {key_type.value} cannot be generated on a PKCS#11 token (use ec-* or rsa-*)")
     module = get_module(uri.module)
     ts = module.session(uri, pin, rw=True)
@@ -489,7 +516,15 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
             Attribute.LABEL: uri.object, Attribute.ID: temp_id,
         }
         try:
-            if key_type.is_ec:
+            if sm2 is not None:
+                from unica.hsm.sm2map import vendor_mechanism
+
+                pub_t[Attribute.KEY_TYPE] = priv_t[Attribute.KEY_TYPE] = sm2.key_type
+                params = session.create_domain_parameters(
+                    P11KeyType.EC, {Attribute.EC_PARAMS: _SM2_CURVE_PARAMS}, local=True)
+                pub, priv = params.generate_keypair(store=True, public_template=pub_t, private_template=priv_t,
+                                                    mechanism=vendor_mechanism(sm2.keygen))
+            elif key_type.is_ec:
                 curve_oid = {"ec-p256": "secp256r1", "ec-p384": "secp384r1"}[key_type.value]
                 params = session.create_domain_parameters(
                     P11KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve_oid)}, local=True)
@@ -499,10 +534,11 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
                 pub, priv = session.generate_keypair(
                     P11KeyType.RSA, key_type.rsa_bits, store=True, public_template=pub_t, private_template=priv_t)
         except p11e.MechanismInvalid:
-            raise UnsupportedKeyType(f"token {uri.token!r} cannot generate {key_type.value} keys") from None
+            via = f" (mechanism {sm2.keygen:#x} of config.toml's [[pkcs11.sm2]])" if sm2 is not None else ""
+            raise UnsupportedKeyType(f"token {uri.token!r} cannot generate {key_type.value} keys{via}") from None
         except p11e.PKCS11Error as e:
             raise TokenError(f"key generation on token {uri.token!r} failed: {_p11_name(e)}") from None
-        public_key = _public_key_from_objects(priv, pub)
+        public_key = _public_key_from_objects(priv, pub, sm2)
         if uri.id is None:
             kid = key_identifier(public_key)
             priv[Attribute.ID] = kid
@@ -511,22 +547,33 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
 
     public_key = ts.run(gen)
     final_uri = uri if uri.id is not None else uri.with_(id=key_identifier(public_key))
-    return _make_key(ts, final_uri, public_key)
+    return _make_key(ts, final_uri, public_key, sm2)
 
 
 def load_token_key(uri: Pkcs11URI, pin: str) -> "TokenKey":
     module = get_module(uri.module)
     ts = module.session(uri, pin)
     priv, pub = ts.run(_find_pair, uri)
-    public_key = ts.run(lambda s: _public_key_from_objects(priv, pub))
+    sm2 = _sm2_mapping(uri)
+    public_key = ts.run(lambda s: _public_key_from_objects(priv, pub, sm2))
     key_id = ts.run(lambda s: priv[Attribute.ID])
-    return _make_key(ts, uri.with_(id=uri.id or key_id or None), public_key)
+    key = _make_key(ts, uri.with_(id=uri.id or key_id or None), public_key, sm2)
+    if isinstance(key, Pkcs11SM2PrivateKey):  # a wrong mapping is found before the key is used
+        key.sign(b"unica: does the module's SM2 mapping sign SM2?")
+    return key
+
+
+def _sm2_mapping(uri: Pkcs11URI):
+    from unica.hsm.sm2map import mechanisms_for
+
+    return mechanisms_for(uri.module)
 
 
 def list_token_keys(uri: Pkcs11URI, pin: str | None) -> list[TokenKeyInfo]:
     """Every private key on the token (needs the PIN: private objects are hidden otherwise)."""
     module = get_module(uri.module)
     ts = module.session(uri, pin)
+    sm2 = _sm2_mapping(uri)
 
     def scan(session):
         out = []
@@ -539,7 +586,7 @@ def list_token_keys(uri: Pkcs11URI, pin: str | None) -> list[TokenKeyInfo]:
                 pubs = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: kid}))
                 pub = pubs[0] if len(pubs) == 1 else None
             try:
-                public_key = _public_key_from_objects(priv, pub)
+                public_key = _public_key_from_objects(priv, pub, sm2)
                 ktype = key_type_of(public_key)
             except Exception:
                 public_key, ktype = None, str(priv.key_type).split(".")[-1].lower()
@@ -760,7 +807,41 @@ def _pss_salt_length(p: padding.PSS, key_size: int, hash_alg) -> int:
     raise UnsupportedKeyType(f"unsupported PSS salt length {salt!r}")
 
 
-def _make_key(ts: TokenSession, uri: Pkcs11URI, public_key) -> TokenKey:
+class Pkcs11SM2PrivateKey(TokenKey):
+    """An SM2 private key on a token with an SM2 mapping (:mod:`unica.hsm.sm2map`): signs as
+    :meth:`unica.sm2.SM2PrivateKey.sign` does -- ``e = SM3(Z || data)`` computed here with the
+    signer ID, the module's SM2 mechanism signing ``e`` -- and checks each signature with the
+    public key before it leaves (a mapping to a mechanism that is not SM2 fails there)."""
+
+    _unica_sm2 = True  # unica.hsm.keytypes.is_sm2
+
+    def __init__(self, ts: TokenSession, uri: Pkcs11URI, public_key, mechanisms):
+        from unica.hsm.sm2map import vendor_mechanism
+
+        self._init_token(ts, uri, public_key)
+        self._mechanisms = mechanisms
+        self._sign_mechanism = vendor_mechanism(mechanisms.sign)
+
+    def sign(self, data: bytes, *, signer_id: bytes | None = None) -> bytes:
+        from unica.errors import SM2SignatureInvalid
+        from unica.hsm.sm2map import signature_der
+        from unica.sm2 import DEFAULT_ID, digest
+
+        signer_id = DEFAULT_ID if signer_id is None else signer_id
+        e = digest(self._public_key, bytes(data), signer_id=signer_id)
+        sig = signature_der(self._token_sign(e, self._sign_mechanism))
+        try:
+            self._public_key.verify(sig, bytes(data), signer_id=signer_id)
+        except SM2SignatureInvalid:
+            raise TokenError(f"the signature {self.uri} made with mechanism {self._mechanisms.sign:#x} does not verify "
+                             "as SM2 with SM3: check the module's [[pkcs11.sm2]] sign code in config.toml (it must "
+                             "sign a 32-byte digest e with SM2)") from None
+        return sig
+
+
+def _make_key(ts: TokenSession, uri: Pkcs11URI, public_key, sm2=None) -> TokenKey:
+    if sm2 is not None and type(public_key).__name__ == "SM2PublicKey":
+        return Pkcs11SM2PrivateKey(ts, uri, public_key, sm2)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return Pkcs11ECPrivateKey(ts, uri, public_key)
     if isinstance(public_key, rsa.RSAPublicKey):
