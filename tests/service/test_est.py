@@ -560,14 +560,18 @@ def pg_services(tmp_path, pg_url):
 
 
 def test_one_code_issues_once_across_two_processes_on_postgresql(pg_services, tmp_path):
-    """The same code sent at the same time to two service processes on one PostgreSQL: one
-    enrollment issues, the other is refused (code-used), and one certificate exists for the
-    application; what one process issued, the other re-enrolls."""
+    """The same code sent at the same time to two service processes on one PostgreSQL, each with
+    its own key: one enrollment issues, the other is refused (code-used), and one certificate
+    exists for the application; what one process issued, the other re-enrolls.
+
+    Two keys, not one: the same request again after the first completed is a replay, answered
+    with the same certificate (200, nothing issued: tests/ra), so with one key the outcome
+    depended on which process got there first."""
     a, b = pg_services
     for i, holder in enumerate(("陈一", "陈二", "陈三")):
         app_id, code = new_application(a, holder)
-        _, b64 = software_csr(tmp_path, f"race{i}")
-        started = [curl_start(s, f"{EST}/simpleenroll", *enroll_args(app_id, code, b64), work=tmp_path,
+        csrs = [software_csr(tmp_path, f"race{i}-{n}")[1] for n in (0, 1)]
+        started = [curl_start(s, f"{EST}/simpleenroll", *enroll_args(app_id, code, csrs[n]), work=tmp_path,
                               tag=f"race{i}-{n}") for n, s in enumerate((a, b))]
         replies = [curl_reply(x) for x in started]
         assert sorted(r.status for r in replies) == [200, 401], [(r.status, r.body) for r in replies]
@@ -577,10 +581,10 @@ def test_one_code_issues_once_across_two_processes_on_postgresql(pg_services, tm
                      "WHERE p.id = :i", i=app_id)
         assert rows[0][0] == 1
         assert a.sql("SELECT count(*) FROM certificates WHERE requester = :r", r=f"application {app_id}")[0][0] == 1
-    winner = next(r for r in replies if r.status == 200)
-    certs_from_pkcs7(winner.body, tmp_path, "current")
+    won = next(n for n, r in enumerate(replies) if r.status == 200)
+    certs_from_pkcs7(replies[won].body, tmp_path, "current")
     _, b64 = software_csr(tmp_path, "renew")
     for s in (a, b):
-        r = curl(s, f"{EST}/simplereenroll", "--cert", tmp_path / "current.pem", "--key", tmp_path / "race2.key",
+        r = curl(s, f"{EST}/simplereenroll", "--cert", tmp_path / "current.pem", "--key", tmp_path / f"race2-{won}.key",
                  "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{b64}", work=tmp_path)
         assert r.status == 200, (r.status, r.body)
