@@ -43,8 +43,9 @@ from unica.errors import (
     TokenNotFound,
     UnsupportedKeyType,
 )
-from unica.hsm.keytypes import KeyType, key_identifier, key_type_of
+from unica.hsm.keytypes import KeyType, is_sm2, key_identifier, key_type_of
 from unica.hsm.uri import Pkcs11URI
+from unica.sm2 import SM2_CURVE_OID_DER
 
 # --- modules ------------------------------------------------------------------------
 
@@ -380,38 +381,30 @@ class TokenKeyInfo:
     public_key: object | None
 
 
-_SM2_CURVE_PARAMS = bytes.fromhex("06082a811ccf5501822d")  # the SM2 curve's OID (unica.sm2.SM2_CURVE_OID_DER)
-
-
-def _public_key_from_objects(priv, pub, sm2=None):
+def _public_key_from_objects(priv, pub, module: str | None = None):
     """The cryptography public key of a token key pair (from the public object or the private
-    one); an :class:`unica.sm2.SM2PublicKey` for a key of the module's SM2 mapping ``sm2``."""
+    one); an :class:`unica.sm2.SM2PublicKey` for an SM2 key of ``module``'s SM2 mapping, looked
+    up only for a key that may be one (on the SM2 curve, or of a key type PKCS#11 does not define)."""
     src = pub if pub is not None else priv
-    if sm2 is not None and int(src.key_type) == sm2.key_type:
-        try:
-            params = bytes(src[Attribute.EC_PARAMS] or b"")
-        except p11e.PKCS11Error:  # a vendor key type without CKA_EC_PARAMS: SM2 has one curve
-            params = b""
-        if params in (b"", _SM2_CURVE_PARAMS):
+    kt = int(src.key_type)
+    params = bytes(src[Attribute.EC_PARAMS]) if kt == P11KeyType.EC else None
+    if kt not in (P11KeyType.EC, P11KeyType.RSA) or params == SM2_CURVE_OID_DER:
+        sm2 = _sm2_mapping(module) if module is not None else None
+        if sm2 is not None and kt == sm2.key_type:
             if pub is None:
                 raise KeyNotFound("the token has no public key object for this SM2 key")
             from unica.sm2 import SM2PublicKey
 
-            return SM2PublicKey.from_spki_der(decode_ec_public_key_der(_SM2_CURVE_PARAMS, pub[Attribute.EC_POINT]))
-        if src.key_type != P11KeyType.EC:
-            raise UnsupportedKeyType(f"a key of the module's SM2 key type {sm2.key_type:#x} is on another curve "
-                                     f"(CKA_EC_PARAMS {params.hex()})")
-    if src.key_type == P11KeyType.EC and bytes(src[Attribute.EC_PARAMS]) == _SM2_CURVE_PARAMS:
-        raise UnsupportedKeyType("an SM2 key on this token needs the module's SM2 mapping in config.toml "
-                                 "([[pkcs11.sm2]], docs/sm2.md)")
-    if src.key_type == P11KeyType.EC:
-        params = src[Attribute.EC_PARAMS]
+            return SM2PublicKey.from_spki_der(decode_ec_public_key_der(SM2_CURVE_OID_DER, pub[Attribute.EC_POINT]))
+        if params is not None:
+            raise UnsupportedKeyType("an SM2 key on this token needs the module's SM2 mapping in config.toml "
+                                     "([[pkcs11.sm2]], docs/sm2.md)")
+    if kt == P11KeyType.EC:
         if pub is None:
             raise KeyNotFound("the token has no public key object for this EC key")
-        point = pub[Attribute.EC_POINT]
-        der = decode_ec_public_key_der(params, point)
+        der = decode_ec_public_key_der(params, pub[Attribute.EC_POINT])
         return serialization.load_der_public_key(der)
-    if src.key_type == P11KeyType.RSA:
+    if kt == P11KeyType.RSA:
         n = int.from_bytes(src[Attribute.MODULUS], "big")
         e = int.from_bytes(src[Attribute.PUBLIC_EXPONENT], "big")
         return rsa.RSAPublicNumbers(e, n).public_key()
@@ -486,9 +479,7 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
         raise KeyNotFound("a new token key needs a label: add object=LABEL to the URI")
     sm2 = None
     if key_type.is_sm2:
-        from unica.hsm.sm2map import mechanisms_for
-
-        sm2 = mechanisms_for(uri.module)
+        sm2 = _sm2_mapping(uri.module)
         if sm2 is None:
             raise UnsupportedKeyType(f"SM2 keys cannot be generated on PKCS#11 module {uri.module}: PKCS#11 defines no "
                                      "SM2 mechanism (each vendor has its own; SoftHSM2 has none). Map the module's "
@@ -521,7 +512,7 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
 
                 pub_t[Attribute.KEY_TYPE] = priv_t[Attribute.KEY_TYPE] = sm2.key_type
                 params = session.create_domain_parameters(
-                    P11KeyType.EC, {Attribute.EC_PARAMS: _SM2_CURVE_PARAMS}, local=True)
+                    P11KeyType.EC, {Attribute.EC_PARAMS: SM2_CURVE_OID_DER}, local=True)
                 pub, priv = params.generate_keypair(store=True, public_template=pub_t, private_template=priv_t,
                                                     mechanism=vendor_mechanism(sm2.keygen))
             elif key_type.is_ec:
@@ -538,7 +529,7 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
             raise UnsupportedKeyType(f"token {uri.token!r} cannot generate {key_type.value} keys{via}") from None
         except p11e.PKCS11Error as e:
             raise TokenError(f"key generation on token {uri.token!r} failed: {_p11_name(e)}") from None
-        public_key = _public_key_from_objects(priv, pub, sm2)
+        public_key = _public_key_from_objects(priv, pub, uri.module)
         if uri.id is None:
             kid = key_identifier(public_key)
             priv[Attribute.ID] = kid
@@ -547,33 +538,31 @@ def generate_token_key(uri: Pkcs11URI, key_type: KeyType, pin: str, *, backup_al
 
     public_key = ts.run(gen)
     final_uri = uri if uri.id is not None else uri.with_(id=key_identifier(public_key))
-    return _make_key(ts, final_uri, public_key, sm2)
+    return _make_key(ts, final_uri, public_key)
 
 
 def load_token_key(uri: Pkcs11URI, pin: str) -> "TokenKey":
     module = get_module(uri.module)
     ts = module.session(uri, pin)
     priv, pub = ts.run(_find_pair, uri)
-    sm2 = _sm2_mapping(uri)
-    public_key = ts.run(lambda s: _public_key_from_objects(priv, pub, sm2))
+    public_key = ts.run(lambda s: _public_key_from_objects(priv, pub, uri.module))
     key_id = ts.run(lambda s: priv[Attribute.ID])
-    key = _make_key(ts, uri.with_(id=uri.id or key_id or None), public_key, sm2)
+    key = _make_key(ts, uri.with_(id=uri.id or key_id or None), public_key)
     if isinstance(key, Pkcs11SM2PrivateKey):  # a wrong mapping is found before the key is used
         key.sign(b"unica: does the module's SM2 mapping sign SM2?")
     return key
 
 
-def _sm2_mapping(uri: Pkcs11URI):
+def _sm2_mapping(module: str):
     from unica.hsm.sm2map import mechanisms_for
 
-    return mechanisms_for(uri.module)
+    return mechanisms_for(module)
 
 
 def list_token_keys(uri: Pkcs11URI, pin: str | None) -> list[TokenKeyInfo]:
     """Every private key on the token (needs the PIN: private objects are hidden otherwise)."""
     module = get_module(uri.module)
     ts = module.session(uri, pin)
-    sm2 = _sm2_mapping(uri)
 
     def scan(session):
         out = []
@@ -586,7 +575,7 @@ def list_token_keys(uri: Pkcs11URI, pin: str | None) -> list[TokenKeyInfo]:
                 pubs = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: kid}))
                 pub = pubs[0] if len(pubs) == 1 else None
             try:
-                public_key = _public_key_from_objects(priv, pub, sm2)
+                public_key = _public_key_from_objects(priv, pub, uri.module)
                 ktype = key_type_of(public_key)
             except Exception:
                 public_key, ktype = None, str(priv.key_type).split(".")[-1].lower()
@@ -824,12 +813,12 @@ class Pkcs11SM2PrivateKey(TokenKey):
 
     def sign(self, data: bytes, *, signer_id: bytes | None = None) -> bytes:
         from unica.errors import SM2SignatureInvalid
-        from unica.hsm.sm2map import signature_der
         from unica.sm2 import DEFAULT_ID, digest
 
         signer_id = DEFAULT_ID if signer_id is None else signer_id
         e = digest(self._public_key, bytes(data), signer_id=signer_id)
-        sig = signature_der(self._token_sign(e, self._sign_mechanism))
+        raw = self._token_sign(e, self._sign_mechanism)
+        sig = _ecdsa_der(raw) if len(raw) == 64 else raw  # r || s, or DER already (checked next)
         try:
             self._public_key.verify(sig, bytes(data), signer_id=signer_id)
         except SM2SignatureInvalid:
@@ -839,9 +828,9 @@ class Pkcs11SM2PrivateKey(TokenKey):
         return sig
 
 
-def _make_key(ts: TokenSession, uri: Pkcs11URI, public_key, sm2=None) -> TokenKey:
-    if sm2 is not None and type(public_key).__name__ == "SM2PublicKey":
-        return Pkcs11SM2PrivateKey(ts, uri, public_key, sm2)
+def _make_key(ts: TokenSession, uri: Pkcs11URI, public_key) -> TokenKey:
+    if is_sm2(public_key):  # made as SM2 only under the module's mapping
+        return Pkcs11SM2PrivateKey(ts, uri, public_key, _sm2_mapping(uri.module))
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return Pkcs11ECPrivateKey(ts, uri, public_key)
     if isinstance(public_key, rsa.RSAPublicKey):

@@ -103,12 +103,3 @@ def vendor_mechanism(code: int):
         m._value_ = code
         return m
 
-
-def signature_der(raw: bytes) -> bytes:
-    """The token's SM2 signature as DER ``SEQUENCE { r, s }``: from ``r || s`` (64 bytes) or
-    as given when it already is one (checked by the verification that follows)."""
-    if len(raw) == 64:
-        from unica.hsm.pkcs11 import _ecdsa_der
-
-        return _ecdsa_der(raw)
-    return bytes(raw)

@@ -263,7 +263,6 @@ class _StoreWithSteps:
                 self._after(conn)
 
 
-
 def _enrolling_issuer(issuer, claim, complete, state: dict):
     """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose two
     transactions carry the enrollment: the intent's first claims the code (of two enrollments

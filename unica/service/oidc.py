@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -123,9 +123,10 @@ def _secured(response: Response) -> Response:
     """The portal's security headers (:func:`unica.service.pages.secure`), no caching, no referrer."""
     from unica.service import pages
 
+    csp = response.headers.get("content-security-policy", pages.CSP)  # a page's own (pages.render's form_action)
     pages.secure(response)
     response.headers.update(_PAGE_HEADERS)
-    response.headers["Content-Security-Policy"] = pages.CSP
+    response.headers["Content-Security-Policy"] = csp
     return response
 
 
@@ -140,16 +141,16 @@ def _error(request: Request, status: int, key: str, **fields) -> Response:
 def _logout_page(request: Request, session, hidden: list) -> Response:
     from unica.service import pages
 
+    # the POST's redirect goes to the (exactly registered) post-logout URI: browsers check
+    # form-action on it too
+    target = dict(hidden).get("post_logout_redirect_uri")
+    origin = pages.origin_of(target) if target else None
     r = _secured(pages.render(request, "oidc_logout.html", {"session": session, "done": session is None,
-                                                             "hidden": hidden}))
+                                                             "hidden": hidden},
+                              form_action=(origin,) if origin else ()))
     # the confirmation form posts back here: under "no-referrer" a browser sends "Origin: null"
     # with it, which the same-origin check refuses; "same-origin" gives no referrer to any other site
     r.headers["Referrer-Policy"] = "same-origin"
-    target = dict(hidden).get("post_logout_redirect_uri")
-    if target:  # checked (exact registered URI); browsers check form-action on the POST's redirect too
-        parts = urlsplit(target)
-        r.headers["Content-Security-Policy"] = pages.CSP.replace(
-            "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
     return r
 
 

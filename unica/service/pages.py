@@ -212,6 +212,15 @@ def error_page(request: Request, status: int, message_key: str | None = None, *,
                   headers=headers)
 
 
+def origin_of(uri: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URI, for a CSP source list (None: not one, or a
+    netloc with characters that would end the source)."""
+    target = urlsplit(uri)
+    if target.scheme not in ("https", "http") or not target.netloc or any(c in target.netloc for c in " ;,'\""):
+        return None
+    return f"{target.scheme}://{target.netloc}"
+
+
 def secure(response: Response, *, cache: str = "no-store") -> Response:
     """Add the security headers (those not set already) and the cache policy."""
     for k, v in SECURITY_HEADERS.items():

@@ -108,10 +108,8 @@ def _next_origins(request: Request, next_path: str) -> tuple[str, ...]:
         check_client(request.app.state.store, client_id, redirect_uri)
     except ClientRefused:
         return ()
-    target = urlsplit(redirect_uri)
-    if target.scheme not in ("https", "http") or not target.netloc or any(c in target.netloc for c in " ;,'\""):
-        return ()
-    return (f"{target.scheme}://{target.netloc}",)
+    origin = pages.origin_of(redirect_uri)
+    return (origin,) if origin else ()
 
 
 @router.get("/login", summary="The login page")
