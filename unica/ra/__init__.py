@@ -12,8 +12,7 @@ See :mod:`unica.ra.registry` (enterprises, applications, dual control, codes),
 from unica.ra.enrollment import enroll, reenroll
 from unica.ra.errors import (ApplicationNotFound, EnrollmentRefused, EnterpriseNotFound, RegistryConflict,
                              RegistryRefused, RevocationRequestNotFound)
-from unica.ra.registry import (DEFAULT_CODE_LIFETIME, MAX_CODE_FAILURES, add_enterprise, application_route,
-                               application_status,
+from unica.ra.registry import (DEFAULT_CODE_LIFETIME, MAX_CODE_FAILURES, add_enterprise, application_status,
                                create_application, decide_application, enterprise_applications,
                                enterprise_certificates, enterprise_of_certificate, get_application, get_enterprise,
                                list_applications, list_enterprises, registry_subject, set_enterprise_status,
@@ -23,7 +22,6 @@ from unica.ra.revocations import (decide_revocation, get_revocation_request, lis
 
 __all__ = ["ApplicationNotFound", "DEFAULT_CODE_LIFETIME", "EnrollmentRefused", "EnterpriseNotFound",
            "MAX_CODE_FAILURES", "RegistryConflict", "RegistryRefused", "RevocationRequestNotFound", "add_enterprise",
-           "application_route",
            "application_status", "create_application", "decide_application", "decide_revocation", "enroll",
            "enterprise_applications", "enterprise_certificates", "enterprise_of_certificate", "get_application",
            "get_enterprise", "get_revocation_request", "list_applications", "list_enterprises",

@@ -165,19 +165,31 @@ def _replay(store: Store, app: m.Application, code, csr):
 def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | None = None):
     """Issue the application's certificate for ``csr`` if ``code`` is its one-time code.
 
+    ``issuer``: the :class:`~unica.ca.issuance.IssuingCA`, or a function of the application's
+    (CA name, office) that returns it -- called once the application is read, before its code
+    is checked, so that a caller serving several CAs (the service) picks the issuer without a read
+    of its own; what it raises propagates, unaudited here.
+
     Returns the :class:`unica.ca.issuance.Issued`. Raises :class:`EnrollmentRefused` (audited
     ``enrollment.refused`` with the office and the client); a wrong code counts against the
     application (locked at 5) -- the one change a refusal makes."""
     now = _now()
-    with store.read() as s:
-        app = s.get(m.Application, app_id) if _check_app_id(app_id) else None
-        ent = s.get(m.Enterprise, app.enterprise_id) if app is not None else None
-        actor = approving_actor(s, app) if app is not None and app.status == "approved" else None
+    app = ent = actor = None
+    if _check_app_id(app_id):
+        with store.read() as s:  # the application and its enterprise in one query
+            row = s.execute(select(m.Application, m.Enterprise)
+                            .join(m.Enterprise, m.Enterprise.id == m.Application.enterprise_id)
+                            .where(m.Application.id == app_id)).first()
+            if row is not None:
+                app, ent = row
+                actor = approving_actor(s, app) if app.status == "approved" else None
     if app is None:
         codes.code_matches(code, _DUMMY_SALT, _dummy_hash())  # the time a wrong code takes: ids are not probed
         raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
                        client=client, target=app_id[:64] if isinstance(app_id, str) else None)
     office = ent.office
+    if callable(issuer):
+        issuer = issuer(app.ca_name, office)
     ctx = {"office": office, "client": client, "target": app.id, "ca": app.ca_name}
     if app.status == "enrolled" and app.certificate_id is None:
         state = _resolve_claim(store, app.id, now)

@@ -605,18 +605,6 @@ def get_application(store: Store, app_id: str) -> dict:
         return application_info(s, _app_row(s, app_id))
 
 
-def application_route(store: Store, app_id) -> tuple[str, str] | None:
-    """(CA, office) of an application -- what the service needs to route an enrollment, in one
-    query (None: no such application)."""
-    if _check_app_id(app_id) is None:
-        return None
-    with store.read() as s:
-        row = s.execute(select(m.Application.ca_name, m.Enterprise.office)
-                        .join(m.Enterprise, m.Enterprise.id == m.Application.enterprise_id)
-                        .where(m.Application.id == app_id)).first()
-    return (row.ca_name, row.office) if row is not None else None
-
-
 def list_applications(store: Store, *, office: str | None = None, uscc: str | None = None,
                       status: str | None = None, limit: int = 1000) -> list[dict]:
     """Applications, newest first (``status`` "expired": approved ones whose code expired)."""

@@ -341,22 +341,19 @@ async def _enroll(request: Request, label: str | None, ctx: dict) -> Response:
 
     client = _client_text(request)
 
-    def enroll():  # one trip to the thread pool: route the application, then enroll it
-        route = ra.application_route(store, app_id)
-        app_ca, ctx["office"] = route if route is not None else (None, None)
-        wrong = "the application id or the enrollment code is wrong"
-        if label is not None and app_ca is not None and app_ca != label:
-            raise _unauthorized(wrong, slug="code-invalid")  # as for an unknown application: no probing
+    def issuer_for(app_ca: str, office: str):  # the registry read the application: its CA and office
+        ctx["office"] = office
+        if label is not None and app_ca != label:  # as for an unknown application: no probing
+            raise _unauthorized("the application id or the enrollment code is wrong", slug="code-invalid")
+        ctx["ca"] = app_ca
         try:
-            ca_name = ctx["ca"] = label or app_ca or _default_ca(store)
-        except Problem:
-            raise _unauthorized(wrong, slug="code-invalid") from None
-        try:
-            issuer = _issuer(request, ca_name)
+            return _issuer(request, app_ca)
         except CANotFound:
-            raise Problem(404, "not-found", "No such CA", f"no CA named {ca_name!r}") from None
+            raise Problem(404, "not-found", "No such CA", f"no CA named {app_ca!r}") from None
+
+    def enroll():  # one trip to the thread pool, one read of the application (ra.enroll's)
         try:
-            return ra.enroll(store, app_id, code, csr, issuer=issuer, client=client)
+            return ra.enroll(store, app_id, code, csr, issuer=issuer_for, client=client)
         except ra.EnrollmentRefused as e:
             raise _library_refusal(e) from None
 
