@@ -65,15 +65,38 @@ def approving_actor(s, app: m.Application | None):
     request (None: no officer approved it -- a home without operators)."""
     if app is None:
         return None
-    from unica.auth.guard import actor_of, describe
-
     rows = s.execute(select(m.Operator).join(m.ApplicationApproval, m.ApplicationApproval.operator_id == m.Operator.id)
                      .where(m.ApplicationApproval.application_id == app.id,
                             m.ApplicationApproval.decision == "approve")
                      .order_by(m.ApplicationApproval.id)).scalars().all()
-    if not rows:
+    return _actor(app, rows)
+
+
+def _actor(app: m.Application, approvers: list):
+    """The Actor of an application approved by ``approvers`` (Operator rows, in the order they
+    approved; the last completed the quorum), None for none."""
+    if not approvers:
         return None
-    return actor_of(rows[-1], approvers=tuple(describe(r) for r in rows), request_id=app.id)
+    from unica.auth.guard import actor_of, describe
+
+    return actor_of(approvers[-1], approvers=tuple(describe(r) for r in approvers), request_id=app.id)
+
+
+def _read_application(store: Store, app_id: str):
+    """(application, its enterprise, :func:`approving_actor` of it if approved) in one query --
+    the enrollment's one read; (None, None, None) when there is no such application."""
+    a = m.ApplicationApproval
+    with store.read() as s:
+        rows = s.execute(select(m.Application, m.Enterprise, m.Operator)
+                         .join(m.Enterprise, m.Enterprise.id == m.Application.enterprise_id)
+                         .outerjoin(a, (a.application_id == m.Application.id) & (a.decision == "approve")
+                                    & (m.Application.status == "approved"))
+                         .outerjoin(m.Operator, m.Operator.id == a.operator_id)
+                         .where(m.Application.id == app_id).order_by(a.id)).all()
+    if not rows:
+        return None, None, None
+    app, ent = rows[0][0], rows[0][1]
+    return app, ent, _actor(app, [r[2] for r in rows if r[2] is not None]) if app.status == "approved" else None
 
 
 def _refused(store: Store, slug: str, message: str, *, office=None, client=None, target=None, ca=None,
@@ -174,15 +197,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     ``enrollment.refused`` with the office and the client); a wrong code counts against the
     application (locked at 5) -- the one change a refusal makes."""
     now = _now()
-    app = ent = actor = None
-    if _check_app_id(app_id):
-        with store.read() as s:  # the application and its enterprise in one query
-            row = s.execute(select(m.Application, m.Enterprise)
-                            .join(m.Enterprise, m.Enterprise.id == m.Application.enterprise_id)
-                            .where(m.Application.id == app_id)).first()
-            if row is not None:
-                app, ent = row
-                actor = approving_actor(s, app) if app.status == "approved" else None
+    app, ent, actor = _read_application(store, app_id) if _check_app_id(app_id) else (None, None, None)
     if app is None:
         codes.code_matches(code, _DUMMY_SALT, _dummy_hash())  # the time a wrong code takes: ids are not probed
         raise _refused(store, "no-such-application", "the application id or the enrollment code is wrong",
@@ -194,9 +209,7 @@ def enroll(store: Store, app_id: str, code: str, csr, *, issuer, client: str | N
     if app.status == "enrolled" and app.certificate_id is None:
         state = _resolve_claim(store, app.id, now)
         if state != "waiting":
-            with store.read() as s:
-                app = s.get(m.Application, app.id)
-                actor = approving_actor(s, app) if app.status == "approved" else None
+            app, ent, actor = _read_application(store, app.id)
         else:
             raise _refused(store, "code-used", f"application {app.id}: an enrollment with this code is in progress",
                            **ctx)
