@@ -113,6 +113,43 @@ def test_audit_chain_links_and_hashes(store):
         prev = e.hash
 
 
+def test_several_appends_in_one_transaction_chain_like_separate_ones(store):
+    """A second append in one transaction takes the head its first moved (not read again): the
+    chain stays whole across appends in one transaction (ORM session and plain connection), a
+    transaction rolled back after its appends, and an append inside a savepoint rolled back."""
+    from unica.store.audit import verify_audit
+    from unica.store.db import append_audit
+
+    with store.write() as s:
+        for i in range(3):
+            store.audit(s, "several", details={"i": i})
+    with store.write_connection() as c:
+        append_audit(c, "several.core", details={"i": 3})
+        append_audit(c, "several.core", details={"i": 4})
+    with pytest.raises(RuntimeError):
+        with store.write() as s:
+            store.audit(s, "rolled.back")
+            raise RuntimeError("roll back")
+    with store.write() as s:  # the same pooled connection, a new transaction: the head is read again
+        store.audit(s, "after.rollback")
+        try:
+            with s.begin_nested():
+                store.audit(s, "in.savepoint")
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+        store.audit(s, "after.savepoint")
+    with store.write() as s:
+        store.audit(s, "last")
+    with store.read() as s:
+        entries = s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id)).all()
+    assert [e.event for e in entries] == ["several"] * 3 + ["several.core"] * 2 + [
+        "after.rollback", "after.savepoint", "last"]
+    assert [e.id for e in entries] == list(range(1, 9))
+    report = verify_audit(store)
+    assert report.ok and report.entries == 8, report.to_dict()
+
+
 def test_audit_refuses_secret_fields(store):
     with pytest.raises(ValueError, match="secrets"):
         with store.write() as s:

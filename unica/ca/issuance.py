@@ -48,6 +48,10 @@ class Issued:
 class IssuingCA:
     """One CA ready to issue: its row's facts, its key, the store."""
 
+    #: the registry's owner of what this issuer stores ({"enterprise_id", "office"}: an
+    #: enrollment's copy of the issuer, :mod:`unica.ra.enrollment`), written with the certificate
+    _owner: dict | None = None
+
     def __init__(self, store, ca_name: str, key=None, *, key_loader=None):
         self.store = store
         with store.read() as s:
@@ -279,9 +283,11 @@ class IssuingCA:
         fp = engine.fingerprint(cert_der)
         sh = m.serial_hex(prepared.serial)
         with self.store.write_connection() as s:
-            done = s.execute(_store_statement(), {
-                "b_ca": self.ca_id, "b_serial": sh, "b_tbs": prepared.tbs_der, "b_der": cert_der, "b_fp": fp,
-                "b_now": m.utcnow()})
+            params = {"b_ca": self.ca_id, "b_serial": sh, "b_tbs": prepared.tbs_der, "b_der": cert_der, "b_fp": fp,
+                      "b_now": m.utcnow()}
+            if self._owner is not None:
+                params.update(b_ent=self._owner["enterprise_id"], b_office=self._owner["office"])
+            done = s.execute(_store_statement(self._owner is not None), params)
             if done.rowcount != 1:
                 raise StoreError(f"CA {self.name!r}: the recorded intent for serial {sh} is gone")
             details = {"profile": prepared.profile, "fingerprint_sha256": fp, "requester": requester,
@@ -335,18 +341,21 @@ class IssuingCA:
                 for (_, p, d), r in zip(signed, rows)]
 
 
-@functools.lru_cache(maxsize=1)
-def _store_statement():
-    """Store one signed certificate, only where its row still holds the signed TBS (built once)."""
+@functools.lru_cache(maxsize=2)
+def _store_statement(owned: bool = False):
+    """Store one signed certificate, only where its row still holds the signed TBS (built once);
+    ``owned``: with its enterprise and office too (:attr:`IssuingCA._owner`)."""
     from sqlalchemy import bindparam, update
 
     from unica.store import models as m
 
     t = m.Certificate.__table__
+    values = dict(der=bindparam("b_der"), fingerprint_sha256=bindparam("b_fp"), status="valid",
+                  updated_at=bindparam("b_now"), tbs_der=None)
+    if owned:
+        values.update(enterprise_id=bindparam("b_ent"), office=bindparam("b_office"))
     return (update(t).where((t.c.ca_id == bindparam("b_ca")) & (t.c.serial == bindparam("b_serial"))
-                            & (t.c.status == "pending") & (t.c.tbs_der == bindparam("b_tbs")))
-            .values(der=bindparam("b_der"), fingerprint_sha256=bindparam("b_fp"), status="valid",
-                    updated_at=bindparam("b_now"), tbs_der=None))
+                            & (t.c.status == "pending") & (t.c.tbs_der == bindparam("b_tbs"))).values(**values))
 
 
 @contextlib.contextmanager

@@ -30,10 +30,11 @@ import copy
 import dataclasses
 import datetime as dt
 import functools
+import types
 
 from sqlalchemy import select, update
 
-from unica.errors import UnicaError
+from unica.errors import StoreError, UnicaError
 from unica.ra import codes
 from unica.ra.errors import EnrollmentRefused
 from unica.ra.registry import MAX_CODE_FAILURES, _check_app_id, audit_refusal, certificate_row, registry_subject
@@ -82,21 +83,38 @@ def _actor(app: m.Application, approvers: list):
     return actor_of(approvers[-1], approvers=tuple(describe(r) for r in approvers), request_id=app.id)
 
 
+@functools.lru_cache(maxsize=1)
+def _application_query():
+    """The enrollment's one read as a Core statement built once: the application, its
+    enterprise and the operators who approved it (if approved; outer joins, in approval order),
+    each column labelled with its table (``a_``, ``e_``, ``o_``)."""
+    from sqlalchemy import bindparam
+
+    a, e = m.Application.__table__, m.Enterprise.__table__
+    ap, o = m.ApplicationApproval.__table__, m.Operator.__table__
+    cols = [c.label(f"{p}_{c.name}") for p, t in (("a", a), ("e", e), ("o", o)) for c in t.c]
+    return (select(*cols).select_from(
+        a.join(e, e.c.id == a.c.enterprise_id)
+        .outerjoin(ap, (ap.c.application_id == a.c.id) & (ap.c.decision == "approve") & (a.c.status == "approved"))
+        .outerjoin(o, o.c.id == ap.c.operator_id))
+        .where(a.c.id == bindparam("b_app")).order_by(ap.c.id))
+
+
+def _columns(row, prefix: str) -> types.SimpleNamespace:
+    n = len(prefix)
+    return types.SimpleNamespace(**{k[n:]: v for k, v in row._mapping.items() if k.startswith(prefix)})
+
+
 def _read_application(store: Store, app_id: str):
-    """(application, its enterprise, :func:`approving_actor` of it if approved) in one query --
-    the enrollment's one read; (None, None, None) when there is no such application."""
-    a = m.ApplicationApproval
-    with store.read() as s:
-        rows = s.execute(select(m.Application, m.Enterprise, m.Operator)
-                         .join(m.Enterprise, m.Enterprise.id == m.Application.enterprise_id)
-                         .outerjoin(a, (a.application_id == m.Application.id) & (a.decision == "approve")
-                                    & (m.Application.status == "approved"))
-                         .outerjoin(m.Operator, m.Operator.id == a.operator_id)
-                         .where(m.Application.id == app_id).order_by(a.id)).all()
+    """(application, its enterprise, :func:`approving_actor` of it if approved) in one Core
+    query -- the enrollment's one read, its rows as plain read-only values (the enrollment
+    writes with statements of its own); (None, None, None) when there is no such application."""
+    rows = store.rows(_application_query(), {"b_app": app_id})
     if not rows:
         return None, None, None
-    app, ent = rows[0][0], rows[0][1]
-    return app, ent, _actor(app, [r[2] for r in rows if r[2] is not None]) if app.status == "approved" else None
+    app, ent = _columns(rows[0], "a_"), _columns(rows[0], "e_")
+    approvers = [_columns(r, "o_") for r in rows if r.o_id is not None]
+    return app, ent, _actor(app, approvers) if app.status == "approved" else None
 
 
 def _refused(store: Store, slug: str, message: str, *, office=None, client=None, target=None, ca=None,
@@ -327,8 +345,8 @@ def _enrolling_issuer(issuer, claim, complete, state: dict):
 
 @functools.lru_cache(maxsize=1)
 def _enrollment_statements():
-    """(claim, link certificate, complete application): the enrollment's writes as Core
-    statements built once (the hot path of every enrollment)."""
+    """(claim, complete application): the enrollment's writes as Core statements built once (the
+    hot path of every enrollment)."""
     from sqlalchemy import bindparam
 
     a, c = m.Application.__table__, m.Certificate.__table__
@@ -336,26 +354,25 @@ def _enrollment_statements():
                              & (a.c.code_hash == bindparam("b_hash")) & (a.c.code_failures < MAX_CODE_FAILURES)
                              & a.c.certificate_id.is_(None))
              .values(status="enrolled", claimed_at=bindparam("b_now")))
-    link = (update(c).where((c.c.ca_id == bindparam("b_ca")) & (c.c.serial == bindparam("b_serial")))
-            .values(enterprise_id=bindparam("b_ent"), office=bindparam("b_office")).returning(c.c.id))
+    cert_id = select(c.c.id).where((c.c.ca_id == bindparam("b_ca")) & (c.c.serial == bindparam("b_serial")))
     done = (update(a).where(a.c.id == bindparam("b_app"))
-            .values(certificate_id=bindparam("b_cert"), claimed_at=None))
-    return claim, link, done
+            .values(certificate_id=cert_id.scalar_subquery(), claimed_at=None))
+    return claim, done
 
 
 def _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx):
     now = _now()
-    claim_stmt, link_stmt, done_stmt = _enrollment_statements()
+    claim_stmt, done_stmt = _enrollment_statements()
 
     def claim(conn) -> None:  # of two enrollments with one code, one wins; the other's intent is rolled back
         if conn.execute(claim_stmt, {"b_app": app.id, "b_hash": app.code_hash, "b_now": now}).rowcount != 1:
             raise _ClaimLost()
 
-    def complete(conn, serial_hex: str) -> None:  # in the transaction that stores the certificate
-        cert_id = conn.execute(link_stmt, {"b_ca": issuer.ca_id, "b_serial": serial_hex, "b_ent": ent.id,
-                                           "b_office": ent.office}).scalar_one()
-        # claimed_at cleared: the enrollment completed (the same code and key again replay it: _replay)
-        conn.execute(done_stmt, {"b_app": app.id, "b_cert": cert_id})
+    def complete(conn, serial_hex: str) -> None:  # in the transaction that stored the certificate (with
+        # its enterprise and office: the issuer's _owner); claimed_at cleared: the enrollment completed
+        # (the same code and key again replay it: _replay)
+        if conn.execute(done_stmt, {"b_app": app.id, "b_ca": issuer.ca_id, "b_serial": serial_hex}).rowcount != 1:
+            raise StoreError(f"application {app.id} is gone")
         append_audit(conn, "enrollment.completed", ca=app.ca_name, target=app.id, details={
             "uscc": ent.uscc, "office": ent.office, "client": client, "serial": serial_hex,
             "profile": app.profile, "holder": app.holder})
@@ -363,6 +380,7 @@ def _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx)
     token = CURRENT_ACTOR.set(actor) if actor is not None else None
     state = {"claimed": False}
     mine = _enrolling_issuer(issuer, claim, complete, state)
+    mine._owner = {"enterprise_id": ent.id, "office": ent.office}
     try:
         try:
             return mine.issue(request, app.profile, requester=source, source=source)

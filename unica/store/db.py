@@ -172,6 +172,15 @@ class Store:
         except OperationalError as e:
             raise StoreError(f"database error: {_first_line(e)}") from None
 
+    def rows(self, statement, params: dict | None = None) -> list:
+        """The rows of one Core query on a plain connection (no ORM session), for reads on hot
+        paths such as an enrollment's."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(statement, params or {}).all()
+        except OperationalError as e:
+            raise StoreError(f"database error: {_first_line(e)}") from None
+
     # --- audit ----------------------------------------------------------------------
 
     def audit(self, session: Session | Connection, event: str, *, ca: str | None = None, target: str | None = None,
@@ -241,17 +250,34 @@ def append_audit(session: Session | Connection, event: str, *, ca: str | None = 
     _check_no_secrets(details)
     read_head, add_entry, move_head = _audit_statements()
     conn = session if isinstance(session, Connection) else session.connection()
-    head = conn.execute(read_head).first()
-    if head is None:
-        raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
-    entry_id = head.last_id + 1
+    # the head this transaction moved last (a second append in one transaction -- an enrollment's
+    # certificate.issued and enrollment.completed -- need not read it again: the row is locked and
+    # written by this transaction); never across a savepoint, which could roll back
+    txn, nested = conn.get_transaction(), conn.in_nested_transaction()
+    moved = conn.info.get(_HEAD_MOVED)
+    if moved is not None and moved[0] is txn and not nested:
+        last_id, last_hash = moved[1], moved[2]
+    else:
+        head = conn.execute(read_head).first()
+        if head is None:
+            raise StoreError("the audit log's head row is missing (database not migrated, or tampered with)")
+        last_id, last_hash = head.last_id, head.last_hash
+    entry_id = last_id + 1
     at = m.utcnow()
     who = actor or default_actor()
-    digest = audit_entry_hash(head.last_hash, entry_id, at, event, who, ca, target, details)
+    digest = audit_entry_hash(last_hash, entry_id, at, event, who, ca, target, details)
     conn.execute(add_entry, {"id": entry_id, "at": at, "event": event, "actor": who, "ca_name": ca, "target": target,
-                             "details": details, "prev_hash": head.last_hash, "hash": digest})
+                             "details": details, "prev_hash": last_hash, "hash": digest})
     conn.execute(move_head, {"b_id": entry_id, "b_hash": digest})
+    if nested:
+        conn.info.pop(_HEAD_MOVED, None)
+    else:
+        conn.info[_HEAD_MOVED] = (txn, entry_id, digest)
     return AuditAppended(entry_id, digest)
+
+
+#: key in a connection's ``info``: (the transaction, the audit head it moved the head to)
+_HEAD_MOVED = "unica_audit_head_moved"
 
 
 @functools.lru_cache(maxsize=1)
