@@ -2,21 +2,27 @@
 
 One home (SQLite) with CA ``root`` whose key is on a SoftHSM2 token, office ``customs``
 (enterprise-sign), and enough enterprises with an approved application each (made with the
-library, before any timing). Then, in one run:
+library, before any timing). Three things are timed:
 
 - **baseline**: ``IssuingCA.issue`` in this process, one request after another, profile
   enterprise-sign, pkilint on (as by default);
 - **service, 1 worker** and **service, 2 workers**: the real ``unica serve`` over TLS on
-  127.0.0.1; ``--clients`` client threads each send EST simpleenroll requests (HTTP Basic with
-  the application id and its one-time code, a base64 PKCS#10 made beforehand), each on a new
-  TLS connection (as enterprises do: one enrollment each), lint on in the service;
-- the baseline again, last (the machine's drift shows as the difference of the two).
+  127.0.0.1 (both started, and warmed up, before any timing); ``--clients`` client threads each
+  send EST simpleenroll requests (HTTP Basic with the application id and its one-time code, a
+  base64 PKCS#10 made beforehand), each on a new TLS connection (as enterprises do: one
+  enrollment each), lint on in the service.
 
-Figures: certificates per second of each, the service's as a ratio to the mean of the two
-baselines (target >= 0.6 x with one worker), and the latency of an enrollment as the client
-sees it (p50, p99).
+The timed work is split into ``--rounds`` rounds; in each, the baseline and the two services
+run their share one after the other (the order rotating from round to round), so that all three
+see the same machine: on these shared 2-core machines the speed drifts by a third within
+minutes, more than the effect measured. A chunk's time runs until its last enrollment is
+answered, so the ramp-down of the clients at the end of each chunk counts against the service.
 
-    python bench/enroll_load.py [--n 96] [--clients 8] [--pg]
+Figures: certificates per second of each, the service's as a ratio to the baseline (target
+>= 0.6 x with one worker; the spread of the ratio over the rounds beside it), the CPU each
+spends per certificate, and the latency of an enrollment as the client sees it (p50, p99).
+
+    python bench/enroll_load.py [--n 192] [--rounds 4] [--clients 8] [--pg]
 
 ``--pg``: the same on PostgreSQL 15 (a throwaway cluster under /tmp, as the tests start), where
 two workers do not share SQLite's single writer lock.
@@ -144,19 +150,6 @@ def applications(store, n: int, start: int) -> list[tuple[str, str]]:
     return out
 
 
-def baseline(store, requests: list[bytes]) -> tuple[float, float]:
-    """IssuingCA.issue in this process, one after another: (certificates/s, CPU seconds per certificate)."""
-    from unica.ca.issuance import IssuingCA
-
-    ca = IssuingCA(store, "root")
-    ca.issue(requests[0], "enterprise-sign")  # the key loaded, pkilint imported: not timed
-    t0, c0 = time.perf_counter(), time.process_time()
-    for r in requests[1:]:
-        ca.issue(r, "enterprise-sign")
-    n = len(requests) - 1
-    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` and of its live children (the workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -247,7 +240,8 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=96, help="enrollments per service run (and baseline issuances)")
+    ap.add_argument("--n", type=int, default=192, help="timed enrollments per service (and baseline issuances)")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds the timed work is split into (see above)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--pg", action="store_true", help="on a throwaway PostgreSQL 15 cluster instead of SQLite")
     args = ap.parse_args()
@@ -263,39 +257,76 @@ def run(args, db: str | None) -> int:
     from unica.store import open_store
 
     store = open_store()
-    requests = csrs(4 * args.n + 2)
-    apps = applications(store, 2 * args.n, 0)
-    warm = min(3 * args.clients, args.n // 3)
-    base1, bcpu1 = baseline(store, requests[: args.n + 1])
-    results = {}
-    for workers, chunk in ((1, 0), (2, 1)):
-        proc, port = start(env, tmp, workers)
-        try:
-            work = [(a, c, requests[2 * args.n + 2 + chunk * args.n + i][:]) for i, (a, c) in
-                    enumerate(apps[chunk * args.n:(chunk + 1) * args.n])]
+    chunk, rounds = args.n // args.rounds, args.rounds
+    warm = min(3 * args.clients, chunk)
+    modes = (1, 2)  # worker processes of the two services
+    napps = len(modes) * (warm + chunk * rounds)
+    requests = csrs(1 + chunk * rounds + napps)
+    base_requests, svc_requests = requests[: 1 + chunk * rounds], requests[1 + chunk * rounds:]
+    apps = applications(store, napps, 0)
+    work = {w: [(a, c, svc_requests[i]) for i, (a, c) in enumerate(apps) if i % len(modes) == k]
+            for k, w in enumerate(modes)}
+    from unica.ca.issuance import IssuingCA
+
+    ca = IssuingCA(store, "root")
+    ca.issue(base_requests[0], "enterprise-sign")  # the key loaded, pkilint imported: not timed
+    servers = {}
+    try:
+        for w in modes:
+            servers[w] = start(env, tmp, w)
             # warm-up (not timed): every worker loads the CA key and pkilint on its first enrollments
-            load(port, tmp / "root.pem", work[: warm], args.clients)
-            s0, c0 = cpu_seconds(proc.pid), time.process_time()
-            rate, lat = load(port, tmp / "root.pem", work[warm:], args.clients)
-            n = len(work) - warm
-            results[workers] = rate, lat, (cpu_seconds(proc.pid) - s0) / n, (time.process_time() - c0) / n
-        finally:
+            load(servers[w][1], tmp / "root.pem", work[w][:warm], args.clients)
+        # rounds: in each, the baseline and each service in turn (the order rotating), so that all
+        # see the same machine -- on a shared 2-core machine the speed drifts by a third in minutes
+        took = {m: 0.0 for m in ("base", *modes)}
+        cpu = {m: 0.0 for m in took}
+        client_cpu = {w: 0.0 for w in modes}
+        lat: dict = {w: [] for w in modes}
+        per_round: dict = {w: [] for w in modes}
+        for r in range(rounds):
+            order = ["base", *modes]
+            order = order[r % len(order):] + order[: r % len(order)]
+            t_round = {}
+            for mode in order:
+                if mode == "base":
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    for req in base_requests[1 + r * chunk: 1 + (r + 1) * chunk]:
+                        ca.issue(req, "enterprise-sign")
+                    t_round[mode] = time.perf_counter() - t0
+                    cpu[mode] += time.process_time() - c0
+                else:
+                    proc, port = servers[mode]
+                    mine = work[mode][warm + r * chunk: warm + (r + 1) * chunk]
+                    s0, c0 = cpu_seconds(proc.pid), time.process_time()
+                    rate, latencies = load(port, tmp / "root.pem", mine, args.clients)
+                    t_round[mode] = len(mine) / rate
+                    cpu[mode] += cpu_seconds(proc.pid) - s0
+                    client_cpu[mode] += time.process_time() - c0
+                    lat[mode] += latencies
+                took[mode] += t_round[mode]
+            for w in modes:
+                per_round[w].append(t_round["base"] / t_round[w])
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
-    base2, bcpu2 = baseline(store, requests[args.n + 1: 2 * args.n + 2])
-    base = (base1 + base2) / 2
-    print(f"EST simpleenroll end to end (TLS, new connection per enrollment, lint on), {args.clients} clients, "
-          f"{args.n - warm} timed enrollments per run (after {warm} untimed); {'PostgreSQL 15' if db else 'SQLite'}, CA key on SoftHSM2; "
+    n = chunk * rounds
+    base = n / took["base"]
+    print(f"EST simpleenroll end to end (TLS, new connection per enrollment, lint on), {args.clients} clients; "
+          f"{rounds} rounds of {chunk} certificates each for the baseline and each service, in turn (after {warm} "
+          f"untimed enrollments per service); {'PostgreSQL 15' if db else 'SQLite'}, CA key on SoftHSM2; "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"  baseline IssuingCA.issue in-process: {base1:6.1f} /s before, {base2:6.1f} /s after "
-          f"(mean {base:.1f} /s); CPU {(bcpu1 + bcpu2) / 2 * 1000:.1f} ms per certificate")
-    for workers, (rate, lat, scpu, ccpu) in results.items():
-        print(f"  service, {workers} worker{'s' if workers > 1 else ' '}: {rate:6.1f} /s = {rate / base:4.2f} x baseline"
-              f"   latency p50 {statistics.median(lat) * 1000:6.0f} ms  p99 {pct(lat, 99) * 1000:6.0f} ms"
-              + ("   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]" if workers == 1 else ""))
-        print(f"      CPU per enrollment: service {scpu * 1000:.1f} ms, the clients (this process) {ccpu * 1000:.1f} ms")
-    if 1 in results and 2 in results:
-        print(f"  a second worker: {results[2][0] / results[1][0]:4.2f} x the throughput of one (2 cores)")
+    print(f"  baseline IssuingCA.issue in-process: {base:6.1f} /s; CPU {cpu['base'] / n * 1000:.1f} ms per certificate")
+    for w in modes:
+        rate = n / took[w]
+        rs = sorted(per_round[w])
+        print(f"  service, {w} worker{'s' if w > 1 else ' '}: {rate:6.1f} /s = {rate / base:4.2f} x baseline"
+              f" (rounds {rs[0]:.2f}-{rs[-1]:.2f})   latency p50 {statistics.median(lat[w]) * 1000:6.0f} ms"
+              f"  p99 {pct(lat[w], 99) * 1000:6.0f} ms"
+              + ("   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]" if w == 1 else ""))
+        print(f"      CPU per enrollment: service {cpu[w] / n * 1000:.1f} ms, the clients (this process) "
+              f"{client_cpu[w] / n * 1000:.1f} ms")
+    print(f"  a second worker: {took[1] / took[2]:4.2f} x the throughput of one (2 cores)")
     store.dispose()
     return 0
 
