@@ -19,8 +19,10 @@ minutes, more than the effect measured. A chunk's time runs until its last enrol
 answered, so the ramp-down of the clients at the end of each chunk counts against the service.
 
 Figures: certificates per second of each, the service's as a ratio to the baseline (target
->= 0.6 x with one worker; the spread of the ratio over the rounds beside it), the CPU each
-spends per certificate, and the latency of an enrollment as the client sees it (p50, p99).
+>= 0.6 x; the spread of the ratio over the rounds beside it), the CPU each spends per
+certificate, and the latency of an enrollment as the client sees it (p50, p99). On SQLite the
+baseline never waits (an in-process database); on PostgreSQL, the service's production database,
+it waits for each statement's round trip, which the service's concurrent requests overlap.
 
     python bench/enroll_load.py [--n 192] [--rounds 4] [--clients 8] [--pg]
 
@@ -323,7 +325,7 @@ def run(args, db: str | None) -> int:
         print(f"  service, {w} worker{'s' if w > 1 else ' '}: {rate:6.1f} /s = {rate / base:4.2f} x baseline"
               f" (rounds {rs[0]:.2f}-{rs[-1]:.2f})   latency p50 {statistics.median(lat[w]) * 1000:6.0f} ms"
               f"  p99 {pct(lat[w], 99) * 1000:6.0f} ms"
-              + ("   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]" if w == 1 else ""))
+              + "   [target >= 0.6 x: " + ("met" if rate / base >= 0.6 else "NOT met") + "]")
         print(f"      CPU per enrollment: service {cpu[w] / n * 1000:.1f} ms, the clients (this process) "
               f"{client_cpu[w] / n * 1000:.1f} ms")
     print(f"  a second worker: {took[1] / took[2]:4.2f} x the throughput of one (2 cores)")
