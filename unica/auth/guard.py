@@ -23,17 +23,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from unica.auth.operation import CA_LEVEL_PROFILES, PERMITTED, Operation
 from unica.auth.proof import MAX_SKEW, OperatorSigner, Proof, signature_ok
 from unica.errors import ApprovalPending, NotAuthorized
 from unica.store import models as m
-from unica.store.db import CURRENT_ACTOR, Store, append_audit
+from unica.store.db import ANY_OPERATOR, CURRENT_ACTOR, Store, append_audit
 
 #: how long a request under dual control waits for its quorum
 DEFAULT_REQUEST_LIFETIME = dt.timedelta(hours=24)
@@ -115,11 +115,6 @@ class Actor:
 LEGACY = Actor()
 
 
-_ANY_OPERATOR = select(exists().where(m.Operator.id > 0))
-
-
-def operators_exist(session) -> bool:
-    return bool(session.execute(_ANY_OPERATOR).scalar())
 
 
 def describe(row: m.Operator) -> dict:
@@ -313,7 +308,7 @@ def authorize(store: Store, op: Operation, auth=None, *, target_office=UNSCOPED,
     Raises :class:`NotAuthorized` (audited) or :class:`ApprovalPending` (the request is
     recorded; it runs when approved -- see :mod:`unica.auth.approvals`)."""
     now = now or _now()
-    if not store.scalar(_ANY_OPERATOR):  # a plain connection: this runs before every issuance
+    if not store.scalar(ANY_OPERATOR):  # a plain connection: this runs before every issuance
         return Actor(bootstrap=True) if op.name == "operator.add" else LEGACY
     if isinstance(auth, ApprovedExecution):
         from unica.auth.approvals import executing_actor

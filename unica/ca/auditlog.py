@@ -48,7 +48,7 @@ def details_allowed(store: Store, auth=None) -> bool:
     else only an auditor or admin (``auth``: their card; a card of anyone else is refused,
     exit 3, audited)."""
     from unica.auth import Operation, authorize
-    from unica.auth.guard import operators_exist
+    from unica.store.db import operators_exist
 
     if auth is None:
         with store.read() as s:

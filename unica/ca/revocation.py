@@ -28,6 +28,7 @@ from sqlalchemy import and_, delete, or_, select
 
 from unica.errors import CertificateNotFound, ConfigurationError, InputError, RevocationError
 from unica.store import models as m
+from unica.store.db import operators_exist
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -144,12 +145,6 @@ def _drop_presigned(session, cert: m.Certificate) -> None:
 # --- who may revoke (joint operation: see unica.auth) --------------------------------------
 
 
-def _operators_exist(session) -> bool:
-    """Whether operators exist (else unica runs as before them, and the auth services -- and
-    cryptography -- are not even imported: a fast ``unica revoke``)."""
-    return session.execute(select(m.Operator.id).limit(1)).first() is not None
-
-
 def _scope_office(is_ca: bool, profile: str | None, office: str | None) -> str | None:
     """The office whose officers may revoke, hold or release a certificate: its issuing office;
     None (an admin's) for CA-level certificates (CAs, operators, OCSP signers) and for those
@@ -201,7 +196,7 @@ def _lookup(store, serial: int, ca: str | None) -> tuple[str, str, str | None, b
     with store.read() as s:
         ca_row, cert = _find_cert(s, serial, ca, lock=False)
         return (ca_row.name, cert.serial, _scope_office(cert.is_ca, cert.profile, cert.office),
-                _operators_exist(s))
+                operators_exist(s))
 
 
 def revoke(store, serial: str | int, *, ca: str | None = None, reason: str | x509.ReasonFlags | None = None,
@@ -454,7 +449,7 @@ def revoke_many(store, serials, *, ca: str | None = None, reason: str | x509.Rea
     with store.read() as s:
         ca_names = dict(s.execute(select(m.CA.id, m.CA.name)).all())
         want_id = get_ca_row(s, ca).id if ca is not None else None
-        operators = _operators_exist(s)
+        operators = operators_exist(s)
     def op():  # the list is hashed only when an operator is checked
         return _bulk_operation(reason_v, ca, invalidity_date, serials_sha256=_serials_digest(serials),
                                count=len(serials))()
@@ -601,7 +596,7 @@ def revoke_by_spki(store, spki_sha256: str, *, ca: str | None = None,
             result.refused.append(Refusal(serial, "ca-certificate", REFUSAL_CODES["ca-certificate"], ca_names[ca_id]))
         result.already_revoked = [(ca_names[ca_id], serial) for serial, ca_id in s.execute(
             select(c.c.serial, c.c.ca_id).where(*where, c.c.status.in_(("revoked", "hold") if hold else ("revoked",))))]
-        operators = _operators_exist(s)
+        operators = operators_exist(s)
     # keyset pages (id > the last one seen): a row refused here stays as it was and is not met again
     lookup = _lock(select(c.c.id, c.c.serial, c.c.ca_id, c.c.status, c.c.revoked_at, c.c.profile, c.c.office)
                    .where(*where, c.c.is_ca.is_(False), c.c.status.in_(live), c.c.id > bindparam("after"))
@@ -716,7 +711,7 @@ def generate_crl(store, ca_name: str, *, key=None, delta: bool = False, shard: i
     ``auth``: the operator acting (see :mod:`unica.auth`): once operators exist, operation
     ``crl.generate`` by an admin or an ra-officer, checked before the CA key is opened."""
     with store.read() as s:
-        operators = _operators_exist(s)
+        operators = operators_exist(s)
 
     def op():
         from unica.auth.operation import Operation

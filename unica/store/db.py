@@ -237,6 +237,16 @@ class AuditAppended(NamedTuple):
     hash: str
 
 
+#: whether any operator exists (else unica runs as before operators: no roles, no dual control)
+ANY_OPERATOR = select(select(m.Operator.id).exists())
+
+
+def operators_exist(session: Session | Connection) -> bool:
+    """Whether any operator exists (the one place this is asked; light: no auth imports, so a
+    command without operators, such as ``unica revoke``, never loads the auth services)."""
+    return bool(session.execute(ANY_OPERATOR).scalar())
+
+
 def append_audit(session: Session | Connection, event: str, *, ca: str | None = None, target: str | None = None,
                  details: dict | None = None, actor: str | None = None) -> AuditAppended:
     """Append one entry inside the session's transaction (Core statements: it is on the
