@@ -115,8 +115,6 @@ class Actor:
 LEGACY = Actor()
 
 
-
-
 def describe(row: m.Operator) -> dict:
     return {"name": row.name, "serial": row.serial, "subject": row.subject_text}
 

@@ -73,7 +73,7 @@ def approving_actor(s, app: m.Application | None):
     return _actor(app, rows)
 
 
-def _actor(app: m.Application, approvers: list):
+def _actor(app, approvers: list):
     """The Actor of an application approved by ``approvers`` (Operator rows, in the order they
     approved; the last completed the quorum), None for none."""
     if not approvers:
@@ -172,7 +172,7 @@ def _resolve_claim(store: Store, app_id: str, now: dt.datetime) -> str:
         return "released"
 
 
-def _replay(store: Store, app: m.Application, code, csr):
+def _replay(store: Store, app, code, csr):
     """The certificate an application already holds, for the same code and the same key again
     (the CSR's signature proves the key): a client whose answer was lost -- a dropped
     connection, a service killed after storing the certificate -- gets it by sending its
@@ -306,18 +306,19 @@ class _StoreWithSteps:
                 self._after(conn)
 
 
-def _enrolling_issuer(issuer, claim, complete, state: dict):
+def _enrolling_issuer(issuer, claim, complete, state: dict, owner: dict):
     """A per-enrollment view of ``issuer`` (the same CA, the same loaded key) whose two
     transactions carry the enrollment: the intent's first claims the code (of two enrollments
     with one code, one wins; the other's intent is rolled back), and the one that stores the
-    signed certificate also ``complete(s, serial_hex)``s the enrollment (the certificate linked
-    to its enterprise and application, audited) -- one commit, so a stored certificate is never
-    left unlinked. ``state["claimed"]`` once the claim committed."""
+    signed certificate -- with its ``owner`` ({"enterprise_id", "office"}) -- also
+    ``complete(s, serial_hex)``s the enrollment (the application linked, audited) -- one commit,
+    so a stored certificate is never left unlinked. ``state["claimed"]`` once the claim committed."""
     from unica.ca.issuance import IssuingCA
 
     if not isinstance(issuer, IssuingCA):
         raise TypeError(f"issuer must be an unica.ca.issuance.IssuingCA (or a subclass), not {type(issuer).__name__}")
     mine = copy.copy(issuer)
+    mine._owner = owner
     record, store_signed = type(issuer)._insert_intents, type(issuer)._store_signed
 
     @contextlib.contextmanager
@@ -379,8 +380,7 @@ def _issue_claimed(store, app, ent, actor, request, issuer, client, source, ctx)
 
     token = CURRENT_ACTOR.set(actor) if actor is not None else None
     state = {"claimed": False}
-    mine = _enrolling_issuer(issuer, claim, complete, state)
-    mine._owner = {"enterprise_id": ent.id, "office": ent.office}
+    mine = _enrolling_issuer(issuer, claim, complete, state, {"enterprise_id": ent.id, "office": ent.office})
     try:
         try:
             return mine.issue(request, app.profile, requester=source, source=source)

@@ -247,6 +247,10 @@ def operators_exist(session: Session | Connection) -> bool:
     return bool(session.execute(ANY_OPERATOR).scalar())
 
 
+#: key in a connection's ``info``: (the transaction, the entry id and hash it moved the audit head to)
+_HEAD_MOVED = "unica_audit_head_moved"
+
+
 def append_audit(session: Session | Connection, event: str, *, ca: str | None = None, target: str | None = None,
                  details: dict | None = None, actor: str | None = None) -> AuditAppended:
     """Append one entry inside the session's transaction (Core statements: it is on the
@@ -284,10 +288,6 @@ def append_audit(session: Session | Connection, event: str, *, ca: str | None = 
     else:
         conn.info[_HEAD_MOVED] = (txn, entry_id, digest)
     return AuditAppended(entry_id, digest)
-
-
-#: key in a connection's ``info``: (the transaction, the audit head it moved the head to)
-_HEAD_MOVED = "unica_audit_head_moved"
 
 
 @functools.lru_cache(maxsize=1)
