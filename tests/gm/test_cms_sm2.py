@@ -368,12 +368,11 @@ def test_verify_sm2_cms_tampered(pki, oids):
     from unica.hsm import load_key
 
     key = load_key(f"file:{pki.path('leaf.p8')}", passphrase=PASSPHRASE)
-    rep = verify(pki, der.replace(p["signature"], same_length(p["signature"], key.sign, p["signed_attrs_der"],
-                                                              signer_id=b"")), None)
+    rep = verify(pki, with_signature(der, key.sign(p["signed_attrs_der"], signer_id=b"")), None)
     assert rep.sub_indication is S.SIG_CRYPTO_FAILURE
     # signed by another SM2 key (a valid signature, the wrong signer)
     other = load_key(f"file:{pki.path('other.p8')}", passphrase=PASSPHRASE)
-    rep = verify(pki, der.replace(p["signature"], same_length(p["signature"], other.sign, p["signed_attrs_der"])), None)
+    rep = verify(pki, with_signature(der, other.sign(p["signed_attrs_der"])), None)
     assert rep.sub_indication is S.SIG_CRYPTO_FAILURE
     # SM2 with a digest algorithm other than SM3 (SHA-256 OID put where sm3 was, twice)
     sm3_alg = bytes.fromhex("300a06082a811ccf55018311")
@@ -390,14 +389,30 @@ def test_verify_sm2_cms_tampered(pki, oids):
         assert "SM2 signs with SM3 only" in " ".join(rep.messages)
 
 
-def same_length(old: bytes, sign_fn, *args, **kw) -> bytes:
-    """A new signature of the same DER length as ``old`` (r and s vary by a leading zero byte;
-    SM2 signatures are randomised, so re-signing gives one), for a byte-level swap in the CMS."""
-    for _ in range(64):
-        new = sign_fn(*args, **kw)
-        if len(new) == len(old):
-            return new
-    raise AssertionError("no signature of the same length in 64 tries")
+def _tlv(tag: int, contents: bytes) -> bytes:
+    n = len(contents)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | (n.bit_length() + 7) // 8]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + contents
+
+
+def with_signature(der: bytes, signature: bytes) -> bytes:
+    """``der`` with its (first) SignerInfo's signature value replaced by ``signature`` and every
+    enclosing length re-encoded -- SM2 signatures vary in DER length (r and s carry a leading zero
+    byte or not), so a byte-level swap of equal length is not always possible."""
+    [(t_ci, ci, _)] = _tlvs(der)
+    ct, content = _tlvs(ci)
+    [(t_sd, sd, _)] = _tlvs(content[1])
+    f = _tlvs(sd)
+    sis = _tlvs(f[-1][1])
+    si = _tlvs(sis[0][1])
+    assert si[5][0] == 0x04  # signature OCTET STRING (RFC 5652 5.3, after the signed attributes)
+    si[5] = (0x04, signature, _tlv(0x04, signature))
+    new_si = _tlv(sis[0][0], b"".join(x[2] for x in si))
+    new_set = _tlv(f[-1][0], new_si + b"".join(x[2] for x in sis[1:]))
+    new_sd = _tlv(t_sd, b"".join(x[2] for x in f[:-1]) + new_set)
+    out = _tlv(t_ci, ct[2] + _tlv(content[0], new_sd))
+    assert parts(out)["signature"] == signature
+    return out
 
 
 def test_verify_accepts_a_gmssl_signature(pki):
@@ -412,10 +427,10 @@ def test_verify_accepts_a_gmssl_signature(pki):
     p = parts(der)
     d = peers.scalar_of(load_key(f"file:{pki.path('leaf.p8')}", passphrase=PASSPHRASE).private_bytes_pkcs8())
     xy = keys.PublicKeyInfo.load(spki_of(pki.path("leaf.pem")))["public_key"].native[1:]
-    good = same_length(p["signature"], peers.gm_sign_default_id, d, xy, p["signed_attrs_der"])
-    assert verify(pki, der.replace(p["signature"], good), None).passed
-    other = same_length(p["signature"], peers.gm_sign, d, xy, p["signed_attrs_der"], b"alice@example.cn")
-    assert not verify(pki, der.replace(p["signature"], other), None).passed
+    good = peers.gm_sign_default_id(d, xy, p["signed_attrs_der"])
+    assert verify(pki, with_signature(der, good), None).passed
+    other = peers.gm_sign(d, xy, p["signed_attrs_der"], b"alice@example.cn")
+    assert not verify(pki, with_signature(der, other), None).passed
 
 
 def test_verify_sm2_cms_without_the_signer_certificate(pki):
@@ -477,9 +492,8 @@ def test_openssl_cms_behaviour_with_sm2(pki, tmp_path):
         # the same signed attributes signed with the EMPTY ID: openssl accepts the signature
         pp = parts(der)
         key = load_key(f"file:{pki.path('leaf.p8')}", passphrase=PASSPHRASE)
-        empty = same_length(pp["signature"], key.sign, pp["signed_attrs_der"], signer_id=b"")
         sig2 = tmp_path / "empty-id.p7s"
-        sig2.write_bytes(der.replace(pp["signature"], empty))
+        sig2.write_bytes(with_signature(der, key.sign(pp["signed_attrs_der"], signer_id=b"")))
         ok = openssl("cms", "-verify", "-noverify", "-binary", "-inform", "DER", "-in", sig2, "-content", doc,
                      "-out", "/dev/null", check=False)
         assert ok.returncode == 0 and "Verification successful" in ok.stderr, ok.stderr
