@@ -361,3 +361,40 @@ def test_openssl_s_client_sees_the_unica_certificate(hostile):
                        input=b"", capture_output=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert b"Verification: OK" in p.stderr or b"Verify return code: 0" in p.stdout + p.stderr
+
+
+def test_above_the_connection_limit_a_problem_with_retry_after(_service_template, tmp_path):
+    """--max-connections 3: with three TLS connections open and idle, a fourth client's request
+    gets 503 as a problem document with Retry-After (not uvicorn's plain text), counted in the
+    metrics; once they close, requests are served again."""
+    j = copy_service_ca(_service_template, tmp_path)
+    svc = start_service(j, "--max-connections", "3")
+    idle = []
+    try:
+        for _ in range(3):
+            idle.append(_tls(svc))
+            idle[-1].do_handshake()
+        deadline = time.monotonic() + 5  # the server has taken the three connections in
+        while True:
+            r = svc.request("GET", "/healthz")
+            if r.status == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert r.status == 503, r
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.headers["retry-after"] == "1"
+        doc = json.loads(r.body)
+        assert doc["type"] == "urn:unica:problem:overloaded" and doc["status"] == 503
+        assert "3 connections" in doc["detail"]
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.monotonic() + 10
+    while (r := svc.request("GET", "/healthz")).status != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert r.status == 200
+    metrics = svc.request("GET", "/metrics").body.decode()
+    assert re.search(r'unica_refusals_total\{slug="overloaded"\} [1-9]', metrics), metrics[-2000:]
+    log = svc.log_text()
+    svc.stop()
+    assert "Traceback" not in log, log

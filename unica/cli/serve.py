@@ -43,9 +43,11 @@ from unica.cli.ca import db_option
               metavar="SECONDS", help="Longest time for one request, its body included.")
 @click.option("--header-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
               metavar="SECONDS", help="Longest time for a client to send a request's headers.")
+@click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=1024, show_default=True, metavar="N",
+              help="Connections (or requests in progress) per worker; a request above it gets 503 with Retry-After.")
 @db_option
 def serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, proxy_cert_header, max_body, rate,
-          burst, request_timeout, header_timeout, db) -> None:
+          burst, request_timeout, header_timeout, max_connections, db) -> None:
     """Serve the CA over HTTPS until stopped: EST under /.well-known/est/, the REST API under
     /api/v1, /healthz, /readyz, /metrics and /openapi.json.
 
@@ -71,7 +73,7 @@ def serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, pr
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         _serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, proxy_cert_header, max_body,
-               rate, burst, request_timeout, header_timeout, db)
+               rate, burst, request_timeout, header_timeout, max_connections, db)
     finally:
         import shutil
 
@@ -79,7 +81,7 @@ def serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, pr
 
 
 def _serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, proxy_cert_header, max_body, rate,
-           burst, request_timeout, header_timeout, db) -> None:
+           burst, request_timeout, header_timeout, max_connections, db) -> None:
     from unica.config import db_url
     from unica.service.server import bind, client_ca_bundle, serve as run, tls_context
     from unica.service.settings import Settings, parse_networks
@@ -89,7 +91,8 @@ def _serve(host, port, workers, tls_cert, tls_key, client_ca, trusted_proxies, p
     settings = Settings(db_url=url, tls_cert=tls_cert, tls_key=Path(tls_key) if tls_key else None,
                         client_ca=client_ca, trusted_proxies=parse_networks(trusted_proxies),
                         proxy_cert_header=proxy_cert_header, max_body=max_body, rate=rate, burst=burst,
-                        request_timeout=request_timeout, header_timeout=header_timeout, workers=workers)
+                        request_timeout=request_timeout, header_timeout=header_timeout,
+                        max_connections=max_connections, workers=workers)
     store = open_store(url)  # a database that is missing or at another schema fails here
     try:
         context = None

@@ -10,7 +10,8 @@
   peer certificate in the ASGI scope (``scope["extensions"]["tls"]``, the ASGI TLS extension:
   uvicorn does not put it there), a bound on the request line and headers (431), a time limit
   for receiving them (a connection that trickles its headers is closed), and problem documents
-  for requests the parser rejects.
+  for requests the parser rejects and for those above the worker's connection limit
+  (``--max-connections``: 503 with Retry-After, where uvicorn would answer plain text).
 - :func:`serve` binds the socket (an address in use fails at once), then runs uvicorn in this
   process or forks ``workers`` processes that accept on it, each with its own application (its
   own database connections, opened after the fork).
@@ -109,12 +110,38 @@ def client_ca_bundle(store, client_ca_file=None) -> str | None:
     return "".join(ssl.DER_cert_to_PEM_cert(d) for d in ders) or None
 
 
-def _problem(status: int, slug: str, title: str, detail: str) -> bytes:
-    body = json.dumps({"type": f"urn:unica:problem:{slug}", "title": title, "status": status,
+def _problem_body(status: int, slug: str, title: str, detail: str) -> bytes:
+    return json.dumps({"type": f"urn:unica:problem:{slug}", "title": title, "status": status,
                        "detail": detail}).encode()
+
+
+def _problem(status: int, slug: str, title: str, detail: str) -> bytes:
+    body = _problem_body(status, slug, title, detail)
     reason = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+#: seconds an overloaded worker asks a client to wait (503 Retry-After)
+OVERLOADED_RETRY_AFTER = 1
+
+
+def _overloaded_app(limit: int):
+    """The ASGI answer of a worker at its connection limit, in place of uvicorn's plain-text 503:
+    a problem document with Retry-After, counted in the metrics."""
+    body = _problem_body(503, "overloaded", "Service overloaded",
+                         f"this worker has {limit} connections or requests in progress; try again shortly")
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(OVERLOADED_RETRY_AFTER).encode()), (b"connection", b"close")]
+
+    async def overloaded(scope, receive, send) -> None:
+        from unica.service import metrics
+
+        metrics.refused("overloaded")
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return overloaded
 
 
 class _HeadersTooLarge(Exception):
@@ -123,10 +150,12 @@ class _HeadersTooLarge(Exception):
 
 def protocol_class(settings):
     """uvicorn's httptools protocol for ``settings`` (see the module's description)."""
+    from uvicorn.protocols.http.flow_control import service_unavailable
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     limit = settings.max_header_bytes
     header_timeout = settings.header_timeout
+    overloaded = _overloaded_app(settings.max_connections)
 
     class UnicaHttpProtocol(HttpToolsProtocol):
         def connection_made(self, transport) -> None:
@@ -196,6 +225,10 @@ def protocol_class(settings):
             self._in_headers = False
             self._disarm()
             super().on_headers_complete()
+
+        def _start_asgi_task(self, cycle, app) -> None:
+            # uvicorn answers a request above limit_concurrency with its own plain-text 503
+            super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)
 
         def send_400_response(self, msg: str) -> None:
             if self._too_large:
