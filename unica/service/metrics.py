@@ -19,7 +19,8 @@ LATENCY = Histogram("unica_http_request_duration_seconds", "Time from the reques
                     ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 ISSUED = Counter("unica_certificates_issued_total", "Certificates issued through the service, by CA and profile",
                  ["ca", "profile"])
-REFUSALS = Counter("unica_refusals_total", "Requests refused (4xx problems, and 503 overloaded), by problem slug", ["slug"])
+REFUSALS = Counter("unica_refusals_total", "Requests refused (4xx problems, and 503 overloaded), by problem slug",
+                   ["slug"])
 
 
 def observe(route: str, method: str, status: int, seconds: float) -> None:
